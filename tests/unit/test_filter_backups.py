@@ -1,0 +1,273 @@
+"""Unit tests of plugins/filter/backups.py (pure inventory logic of the roles)."""
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "collections"))
+
+from ansible.errors import AnsibleFilterError  # noqa: E402
+from ansible_collections.borgfleet.backup.plugins.filter import backups as f  # noqa: E402
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc0ZW1lYm9yZ2ZsZWV0dGVzdGtleWJvZHlBQUFB borgfleet@web1"
+KEY2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtoZXJrZXlib3JnZmxlZXR0ZXN0a2V5Ym9keUJC borgfleet@web2"
+
+
+def inventory(**client_vars):
+    web1 = {"borgfleet_backups": [
+        {"name": "etc", "paths": ["/etc"], "passphrase": "s3cret",
+         "retention": {"daily": 7, "weekly": 4}},
+        {"name": "www", "paths": ["/srv/www"], "passphrase": "s3cret", "pool": "fast",
+         "exclude": ["*.tmp"], "append_only": True},
+    ]}
+    web1.update(client_vars)
+    return {
+        "bk1": {"borgfleet_storage_pools": [{"name": "main", "path": "/srv/borg/"},
+                                            {"name": "fast", "path": "/ssd/borg"}],
+                "ansible_host": "127.0.0.3", "ansible_port": 2222},
+        "bk2": {"borgfleet_storage_pools": [{"name": "main", "path": "/data/borg"}],
+                "borgfleet_server_user": "borg2", "borgfleet_server_ssh_host": "backup2.example.org"},
+        "web1": web1,
+        "web2": {"borgfleet_backup_server": "bk2", "borgfleet_client_public_key": KEY2,
+                 "borgfleet_backups": [{"name": "etc", "paths": ["/etc"], "passcommand": "cat /root/p"}]},
+        "laptop": {"borgfleet_backup_server": "local",
+                   "borgfleet_backups": [{"name": "home", "paths": ["/home"], "encryption": "none"}]},
+    }
+
+
+def resolve(hv, client="web1", **kw):
+    return f.resolve_backups(hv[client].get("borgfleet_backups"), client, hv, ["bk1", "bk2"], **kw)
+
+
+def test_resolve_defaults_to_first_server_and_first_pool():
+    etc, www = resolve(inventory())
+    assert etc["server"] == "bk1"
+    assert etc["repository"] == "ssh://borg@127.0.0.3:2222/srv/borg/web1/etc"
+    assert etc["repository_path"] == "/srv/borg/web1/etc"
+    assert etc["client_dir"] == "/srv/borg/web1"
+    assert etc["archive_name"] == "etc-{now:%Y-%m-%dT%H:%M:%S}"
+    assert etc["match_archives"] == "etc-*"
+    assert etc["compression"] == "lz4"
+    assert etc["encryption"] == "repokey-blake2"
+    assert etc["exclude_caches"] is True and etc["one_file_system"] is True
+    assert etc["append_only"] is False
+    assert etc["retention"] == {"daily": 7, "weekly": 4}
+    assert etc["passphrase"] == "s3cret" and etc["passcommand"] is None
+    assert etc["known_hosts_name"] == "[127.0.0.3]:2222"
+    assert www["pool"] == {"name": "fast", "path": "/ssd/borg"}
+    assert www["repository"] == "ssh://borg@127.0.0.3:2222/ssd/borg/web1/www"
+    assert www["exclude"] == ["*.tmp"]
+    assert www["append_only"] is True
+    assert www["retention"] is None
+
+
+def test_resolve_explicit_server_user_and_ssh_host():
+    (etc,) = resolve(inventory(), client="web2")
+    assert etc["repository"] == "ssh://borg2@backup2.example.org:22/data/borg/web2/etc"
+    assert etc["known_hosts_name"] == "backup2.example.org"
+    assert etc["passcommand"] == "cat /root/p" and etc["passphrase"] is None
+
+
+def test_resolve_local_server():
+    (home,) = resolve(inventory(), client="laptop", local_pool_path="/var/tmp/repos/")
+    assert home["local"] is True and home["server"] == "local"
+    assert home["repository"] == "/var/tmp/repos/laptop/home"
+    assert home["client_dir"] == "/var/tmp/repos/laptop"
+    assert "known_hosts_name" not in home
+
+
+def test_ipv6_server_address_is_bracketed():
+    hv = inventory()
+    hv["bk1"]["ansible_host"] = "::1"
+    assert resolve(hv)[0]["repository"] == "ssh://borg@[::1]:2222/srv/borg/web1/etc"
+
+
+def test_limit_selects_one_backup():
+    assert [b["name"] for b in resolve(inventory(), limit="www")] == ["www"]
+    assert [b["name"] for b in resolve(inventory(), limit="")] == ["etc", "www"]
+
+
+def test_limit_naming_no_backup_lists_known_names():
+    with pytest.raises(AnsibleFilterError, match=r"no backup named 'nope'.*etc, www"):
+        resolve(inventory(), limit="nope")
+
+
+@pytest.mark.parametrize("name", ["x;touch /tmp/pwned", "-rf", ".hidden", "", "a" * 65, "a/b", "a b", "é"])
+def test_bad_backup_names_refused_naming_the_backup(name):
+    hv = inventory(borgfleet_backups=[{"name": name, "paths": ["/etc"], "passphrase": "p"}])
+    with pytest.raises(AnsibleFilterError, match="invalid backup name") as err:
+        resolve(hv)
+    assert repr(name) in str(err.value)
+
+
+def test_longest_valid_name_accepted():
+    hv = inventory(borgfleet_backups=[{"name": "A" + "b.-_" * 15 + "xyz", "paths": ["/etc"], "passphrase": "p"}])
+    assert len(resolve(hv)[0]["name"]) == 64
+
+
+def test_duplicate_backup_names_refused():
+    hv = inventory(borgfleet_backups=[{"name": "etc", "paths": ["/etc"], "passphrase": "p"},
+                                      {"name": "etc", "paths": ["/root"], "passphrase": "p"}])
+    with pytest.raises(AnsibleFilterError, match="duplicate backup name 'etc'"):
+        resolve(hv)
+
+
+def test_unknown_pool_lists_pools():
+    hv = inventory(borgfleet_backups=[{"name": "etc", "paths": ["/etc"], "passphrase": "p", "pool": "slow"}])
+    with pytest.raises(AnsibleFilterError, match=r"unknown pool 'slow' on backup server 'bk1' \(pools: main, fast\)"):
+        resolve(hv)
+
+
+def test_unknown_server_refused():
+    hv = inventory(borgfleet_backup_server="bk9")
+    with pytest.raises(AnsibleFilterError, match="'bk9' is not a host of group backup_servers"):
+        resolve(hv)
+
+
+def test_no_backup_server_at_all():
+    hv = inventory()
+    with pytest.raises(AnsibleFilterError, match="no backup server"):
+        f.resolve_backups(hv["web1"]["borgfleet_backups"], "web1", hv, [])
+
+
+def test_typo_in_backup_key_refused():
+    hv = inventory(borgfleet_backups=[{"name": "etc", "paths": ["/etc"], "passphrase": "p", "exlude": ["x"]}])
+    with pytest.raises(AnsibleFilterError, match="unknown key.*exlude"):
+        resolve(hv)
+
+
+def test_secret_required_unless_unencrypted():
+    hv = inventory(borgfleet_backups=[{"name": "etc", "paths": ["/etc"]}])
+    with pytest.raises(AnsibleFilterError, match="set passphrase or passcommand"):
+        resolve(hv)
+    hv = inventory(borgfleet_backups=[{"name": "etc", "paths": ["/etc"], "passphrase": "a", "passcommand": "b"}])
+    with pytest.raises(AnsibleFilterError, match="not both"):
+        resolve(hv)
+
+
+@pytest.mark.parametrize("paths", [None, [], "/etc", [""]])
+def test_paths_required_as_list(paths):
+    hv = inventory(borgfleet_backups=[{"name": "etc", "paths": paths, "passphrase": "p"}])
+    with pytest.raises(AnsibleFilterError, match="paths"):
+        resolve(hv)
+
+
+@pytest.mark.parametrize("retention,msg", [
+    ({"dayly": 7}, "unknown retention key"),
+    ({"daily": -1}, "non-negative integer"),
+    ({"daily": "seven"}, "non-negative integer"),
+    ({"within": "2 days"}, "retention.within"),
+    ({"daily": 0}, "keeps nothing"),
+])
+def test_bad_retention_refused(retention, msg):
+    hv = inventory(borgfleet_backups=[{"name": "etc", "paths": ["/etc"], "passphrase": "p", "retention": retention}])
+    with pytest.raises(AnsibleFilterError, match=msg):
+        resolve(hv)
+
+
+def test_retention_within_and_string_counts():
+    hv = inventory(borgfleet_backups=[{"name": "etc", "paths": ["/etc"], "passphrase": "p",
+                                       "retention": {"within": "2d", "hourly": "24", "yearly": 0}}])
+    assert resolve(hv)[0]["retention"] == {"within": "2d", "hourly": 24}
+
+
+@pytest.mark.parametrize("path", ["relative/borg", "/srv/my borg", '/srv/"x', "/srv/$(id)", "/", "/srv/../etc"])
+def test_unsafe_pool_paths_refused(path):
+    hv = inventory()
+    hv["bk1"]["borgfleet_storage_pools"] = [{"name": "main", "path": path}]
+    with pytest.raises(AnsibleFilterError, match="pool"):
+        resolve(hv)
+
+
+def test_server_without_pools_refused():
+    hv = inventory()
+    hv["bk1"]["borgfleet_storage_pools"] = []
+    with pytest.raises(AnsibleFilterError, match="has no borgfleet_storage_pools"):
+        resolve(hv)
+
+
+def test_public_backups_drop_secrets():
+    public = f.public_backups(resolve(inventory()))
+    assert [b["name"] for b in public] == ["etc", "www"]
+    assert all("passphrase" not in b and "passcommand" not in b for b in public)
+    assert public[0]["repository"] == "ssh://borg@127.0.0.3:2222/srv/borg/web1/etc"
+
+
+@pytest.mark.parametrize("key", [KEY, "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ==",
+                                 "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAA= a@b"])
+def test_valid_public_keys(key):
+    assert f.validate_public_key("  %s\n" % key) == key
+
+
+@pytest.mark.parametrize("key,msg", [
+    ('command="sh" ' + KEY, "key type"),
+    ("restrict " + KEY, "key type"),
+    ("ssh-dss AAAAB3NzaC1kc3MAAACBAP8=", "key type"),
+    (KEY + "\n" + KEY2, "single line"),
+    ("ssh-ed25519", "base64"),
+    ("ssh-ed25519 not_base64!", "base64"),
+    (KEY + ' x" y', "comment"),
+    ("", "empty"),
+])
+def test_invalid_public_keys(key, msg):
+    with pytest.raises(AnsibleFilterError, match=msg):
+        f.validate_public_key(key, "client 'web1'")
+
+
+def test_server_clients_and_authorized_keys_lines():
+    hv = inventory(borgfleet_client_public_key=KEY)
+    bk1 = f.server_clients(hv, ["web1", "web2", "laptop"], "bk1", ["bk1", "bk2"])
+    assert [c["client"] for c in bk1] == ["web1"]
+    web1 = bk1[0]
+    assert web1["client_dirs"] == ["/srv/borg/web1", "/ssd/borg/web1"]
+    assert web1["repositories"] == [
+        {"name": "etc", "path": "/srv/borg/web1/etc", "append_only": False},
+        {"name": "www", "path": "/ssd/borg/web1/www", "append_only": True},
+    ]
+    assert f.authorized_keys_line(web1) == (
+        'command="borg serve --restrict-to-path /srv/borg/web1 --restrict-to-path /ssd/borg/web1",restrict '
+        + KEY)
+    bk2 = f.server_clients(hv, ["web1", "web2", "laptop"], "bk2", ["bk1", "bk2"])
+    assert [(c["client"], c["public_key"]) for c in bk2] == [("web2", KEY2)]
+
+
+def test_server_clients_reuses_key_already_on_server():
+    hv = inventory()  # web1 published no key in this run
+    existing = "# managed\n%sweb1\n%s\n" % (
+        f.AUTHORIZED_KEYS_MARKER, 'command="borg serve --restrict-to-path /srv/borg/web1",restrict ' + KEY)
+    (web1,) = f.server_clients(hv, ["web1"], "bk1", ["bk1", "bk2"], existing)
+    assert web1["public_key"] == KEY
+
+
+def test_server_clients_without_key_fails_clearly():
+    with pytest.raises(AnsibleFilterError, match="no public key for client 'web1'"):
+        f.server_clients(inventory(), ["web1"], "bk1", ["bk1", "bk2"])
+
+
+def test_server_clients_refuses_key_with_options():
+    hv = inventory(borgfleet_client_public_key='command="/bin/sh" ' + KEY)
+    with pytest.raises(AnsibleFilterError, match="client 'web1'.*key type"):
+        f.server_clients(hv, ["web1"], "bk1", ["bk1", "bk2"])
+
+
+def test_result_report_keeps_figures_and_drops_secrets():
+    items = f.resolve_backups(inventory()["web1"]["borgfleet_backups"], "web1", inventory(), ["bk1"])
+    registered = {"results": [
+        {"item": items[0], "changed": True, "archive": {"name": "etc-2026", "stats": {"nfiles": 3}},
+         "passphrase": "leak?"},
+        {"item": items[1], "failed": True, "msg": "wrong passphrase", "rc": 2, "kind": "wrong_passphrase"},
+    ]}
+    report = f.result_report(registered, ["archive", "passphrase"])
+    assert report[0] == {"backup": "etc", "client": "web1", "repository": items[0]["repository"],
+                         "failed": False, "skipped": False, "changed": True,
+                         "archive": {"name": "etc-2026", "stats": {"nfiles": 3}}}
+    assert report[1]["failed"] is True and report[1]["msg"] == "wrong passphrase"
+    assert report[1]["kind"] == "wrong_passphrase"
+    assert "s3cret" not in repr(report) and "leak?" not in repr(report)
+
+
+def test_known_hosts_name():
+    assert f.known_hosts_name("10.0.0.1", 22) == "10.0.0.1"
+    assert f.known_hosts_name("10.0.0.1", "2222") == "[10.0.0.1]:2222"
