@@ -1,0 +1,547 @@
+# -*- coding: utf-8 -*-
+# Copyright: BorgFleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to borgfleet.backup: the only code that runs borg.
+
+Shape (after borgmatic): small builders return argv lists, one executor runs them with the
+secrets in the environment, parses ``--json`` / ``--log-json`` and turns failures into
+``BorgError`` with a ``kind`` a caller can act on. Modules turn ``BorgError`` into fail_json.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+
+DEFAULT_LOCK_WAIT = 600  # borg's own default is 1 s: far too short for scheduled work.
+
+# Archive and backup names become part of `repo::archive` and of glob patterns: keep them
+# to a conservative alphabet. Borg placeholders ({now:...}, {hostname}) are allowed in
+# templates and expanded by borg itself, never by a shell.
+ARCHIVE_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._@+:,{}%-]{0,199}$')
+SUPPORTED_MAJOR = 1  # borg 2 has another command line (rcreate, ...): refuse it clearly.
+
+
+class BorgError(Exception):
+    """A borg command failed. ``kind`` classifies the failure for callers and messages."""
+
+    def __init__(self, msg, kind='unknown', cmd=None, rc=None, stderr=''):
+        super(BorgError, self).__init__(msg)
+        self.msg = msg
+        self.kind = kind
+        self.cmd = cmd or []
+        self.rc = rc
+        self.stderr = stderr
+
+    def to_fail_kwargs(self):
+        return dict(msg=self.msg, error_kind=self.kind, rc=self.rc, cmd=' '.join(self.cmd), stderr=self.stderr)
+
+
+def borg_common_argument_spec():
+    """Options shared by every borg module; documented by the borgfleet.backup.borg doc fragment."""
+    return dict(
+        repository=dict(type='str', required=True),
+        passphrase=dict(type='str', no_log=True),
+        passcommand=dict(type='str', no_log=True),
+        ssh_key=dict(type='path'),
+        ssh_known_hosts=dict(type='path'),
+        ssh_strict_host_key_checking=dict(type='bool', default=True),
+        remote_path=dict(type='str'),
+        lock_wait=dict(type='int', default=DEFAULT_LOCK_WAIT),
+        borg_binary=dict(type='str', default='borg'),
+        borg_base_dir=dict(type='path'),
+    )
+
+
+BORG_COMMON_MUTUALLY_EXCLUSIVE = [('passphrase', 'passcommand')]
+
+
+def validate_archive_name(name, what='archive name'):
+    """Refuse names that borg would misread or that could not be matched safely."""
+    if not isinstance(name, str) or not ARCHIVE_NAME_RE.match(name) or '::' in name:
+        raise BorgError(
+            '%s %r is not allowed: use letters, digits and . _ - @ + : , (at most 200 characters, '
+            'starting with a letter or digit; borg placeholders like {now} are allowed)' % (what, name),
+            kind='invalid_name')
+    return name
+
+
+class BorgSettings:
+    """Where the repository is and how to reach and unlock it."""
+
+    def __init__(self, repository, passphrase=None, passcommand=None, ssh_key=None, ssh_known_hosts=None,
+                 ssh_strict_host_key_checking=True, remote_path=None, lock_wait=DEFAULT_LOCK_WAIT,
+                 borg_binary='borg', borg_base_dir=None):
+        if not repository:
+            raise BorgError('repository is required', kind='invalid_input')
+        if repository.startswith('-'):
+            raise BorgError('repository %r must not start with "-"' % repository, kind='invalid_input')
+        self.repository = repository
+        self.passphrase = passphrase
+        self.passcommand = passcommand
+        self.ssh_key = ssh_key
+        self.ssh_known_hosts = ssh_known_hosts
+        self.ssh_strict_host_key_checking = ssh_strict_host_key_checking
+        self.remote_path = remote_path
+        self.lock_wait = lock_wait
+        self.borg_binary = borg_binary
+        self.borg_base_dir = borg_base_dir
+
+    @classmethod
+    def from_params(cls, params):
+        keys = borg_common_argument_spec().keys()
+        return cls(**dict((k, params.get(k)) for k in keys if params.get(k) is not None))
+
+    @property
+    def is_remote(self):
+        return self.repository.startswith('ssh://') or bool(re.match(r'^[^/:]+@[^/:]+:', self.repository))
+
+    def rsh(self):
+        """BORG_RSH: borg splits it with shlex, so every part is quoted."""
+        argv = ['ssh', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=15',
+                '-o', 'ServerAliveInterval=10', '-o', 'ServerAliveCountMax=30']
+        # Host keys are pinned in known_hosts by the client role; without strict checking we
+        # still only accept a *new* host (trust on first use), never a changed one.
+        argv += ['-o', 'StrictHostKeyChecking=%s' % ('yes' if self.ssh_strict_host_key_checking else 'accept-new')]
+        if self.ssh_known_hosts:
+            argv += ['-o', 'UserKnownHostsFile=%s' % self.ssh_known_hosts]
+        if self.ssh_key:
+            argv += ['-o', 'IdentitiesOnly=yes', '-i', self.ssh_key]
+        return ' '.join(shlex.quote(a) for a in argv)
+
+    def environment(self):
+        env = {
+            'LC_ALL': 'C.UTF-8',
+            'LANG': 'C.UTF-8',
+            'BORG_RSH': self.rsh(),
+            'BORG_EXIT_CODES': 'modern',  # borg >= 1.4 reports warnings as 100-127; older ignore it
+            # Never answer borg's interactive questions with stdin: fail with a clear error instead.
+            'BORG_RELOCATED_REPO_ACCESS_IS_OK': 'no',
+            'BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK': 'no',
+            'BORG_CHECK_I_KNOW_WHAT_I_AM_DOING': 'NO',
+            'BORG_DELETE_I_KNOW_WHAT_I_AM_DOING': 'NO',
+            'BORG_DISPLAY_PASSPHRASE': 'no',
+        }
+        if self.passphrase is not None:
+            env['BORG_PASSPHRASE'] = self.passphrase
+        elif self.passcommand:
+            env['BORG_PASSCOMMAND'] = self.passcommand
+        else:
+            # An empty passphrase would silently be tried against an encrypted repository;
+            # an unencrypted one needs none.
+            env['BORG_PASSPHRASE'] = ''
+        if self.borg_base_dir:
+            env['BORG_BASE_DIR'] = self.borg_base_dir
+        return env
+
+    def secrets(self):
+        return [s for s in (self.passphrase, self.passcommand) if s]
+
+    def location(self, archive=None):
+        if archive is None:
+            return self.repository
+        return '%s::%s' % (self.repository, archive)
+
+
+# Classification of borg's failures ------------------------------------------------------------
+
+_MSGID_KINDS = {
+    'PassphraseWrong': 'wrong_passphrase',
+    'NoPassphraseFailure': 'passphrase_missing',
+    'PasscommandFailure': 'passphrase_missing',
+    'Repository.DoesNotExist': 'repository_missing',
+    'Repository.InvalidRepository': 'repository_missing',
+    'Repository.AlreadyExists': 'exists',
+    'Repository.InsufficientFreeSpaceError': 'no_space',
+    'LockTimeout': 'locked',
+    'LockFailed': 'locked',
+    'LockError': 'locked',
+    'PathNotAllowed': 'permission_denied',
+    'Archive.DoesNotExist': 'archive_missing',
+    'Archive.AlreadyExists': 'exists',
+    'Cache.RepositoryAccessAborted': 'relocated',
+    'Cache.EncryptionMethodMismatch': 'relocated',
+}
+
+# (regex on stderr text, kind); first match wins, so the most specific come first.
+_TEXT_KINDS = [
+    (re.compile(r'No space left on device|InsufficientFreeSpace|Insufficient free space', re.I), 'no_space'),
+    (re.compile(r'passphrase supplied .* is incorrect', re.I), 'wrong_passphrase'),
+    (re.compile(r'Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED', re.I), 'host_key'),
+    (re.compile(r'Permission denied \(publickey|Too many authentication failures', re.I), 'auth_refused'),
+    (re.compile(r'is not inside of an allowed path|PathNotAllowed|not allowed by --restrict', re.I),
+     'permission_denied'),
+    (re.compile(r'Connection refused|No route to host|Could not resolve hostname|Connection timed out|'
+                r'Network is unreachable|Name or service not known', re.I), 'unreachable'),
+    (re.compile(r'does not exist|is not a valid repository', re.I), 'repository_missing'),
+    (re.compile(r'Failed to create/acquire the lock', re.I), 'locked'),
+    (re.compile(r'Connection closed by remote host', re.I), 'connection_closed'),
+]
+
+_HINTS = {
+    'wrong_passphrase': 'wrong passphrase for repository {repo}: borg refused the key; nothing was changed',
+    'passphrase_missing': 'repository {repo} is encrypted and no passphrase (or a failing passcommand) was given',
+    'repository_missing': 'repository {repo} does not exist or is not a borg repository (run setup first)',
+    'locked': 'repository {repo} is locked by another borg run (waited {lock_wait} s); '
+              'retry later or raise lock_wait - never break a lock a live borg holds',
+    'unreachable': 'backup server for {repo} is unreachable: {detail}',
+    'auth_refused': 'the backup server refused this client\'s SSH key for {repo}: {detail}',
+    'host_key': 'host key of the backup server for {repo} does not match the pinned known_hosts entry: {detail}',
+    'permission_denied': 'the backup server\'s forced command does not allow {repo}: {detail}',
+    'no_space': 'no space left while writing to {repo} (or the local cache): {detail}',
+    'exists': '{detail}',
+    'archive_missing': '{detail}',
+    'relocated': 'repository {repo} looks moved or replaced since this client last used it; '
+                 'refusing to continue: {detail}',
+    'connection_closed': 'connection to the backup server for {repo} closed: is borg installed there and '
+                         'allowed by its authorized_keys? {detail}',
+}
+
+
+def parse_log_lines(stderr):
+    """Split stderr of a ``--log-json`` run into (records, plain lines)."""
+    records, plain = [], []
+    for line in (stderr or '').splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith('{'):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                plain.append(line)
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+                continue
+        plain.append(line)
+    return records, plain
+
+
+def _messages(records, plain):
+    msgs = [r.get('message', '') for r in records if r.get('type') == 'log_message']
+    return [m for m in msgs if m] + plain
+
+
+def classify(rc, stderr, settings=None):
+    """Return (kind, detail) for a failed borg run."""
+    records, plain = parse_log_lines(stderr)
+    errors = [r for r in records if r.get('levelname') in ('ERROR', 'CRITICAL')]
+    text = '\n'.join(_messages(records, plain))
+    kind = None
+    for rec in errors:
+        kind = _MSGID_KINDS.get(rec.get('msgid') or '')
+        if kind:
+            break
+    # A refused SSH connection shows up as a generic "connection closed"; the ssh lines say why.
+    if kind in (None, 'repository_missing'):
+        for pattern, text_kind in _TEXT_KINDS:
+            if pattern.search(text):
+                if kind is None or text_kind in ('no_space',):
+                    kind = text_kind
+                break
+    kind = kind or 'unknown'
+    detail_lines = [m for m in _messages(errors, []) if 'Traceback' not in m]
+    remote = [m for m in _messages(records, plain) if m.startswith('Remote:') or 'ssh:' in m]
+    detail = '; '.join((remote + detail_lines)[:4])
+    if not detail and text.strip():
+        detail = text.strip().splitlines()[-1]
+    return kind, detail
+
+
+def error_message(kind, detail, settings):
+    template = _HINTS.get(kind)
+    repo = settings.repository if settings else '?'
+    lock_wait = settings.lock_wait if settings else '?'
+    if not template:
+        return 'borg failed for %s: %s' % (repo, detail or 'no error text')
+    return template.format(repo=repo, detail=detail, lock_wait=lock_wait)
+
+
+def mask(text, secrets):
+    for s in secrets:
+        if s and isinstance(text, str):
+            text = text.replace(s, '********')
+    return text
+
+
+# Runners: how a command is executed --------------------------------------------------------
+
+def subprocess_runner(argv, environ_update, cwd=None):
+    """Run argv without a shell; returns (rc, stdout, stderr) like AnsibleModule.run_command."""
+    env = dict(os.environ)
+    env.update(environ_update)
+    proc = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def module_runner(module):
+    def run(argv, environ_update, cwd=None):
+        return module.run_command(argv, environ_update=environ_update, cwd=cwd, check_rc=False)
+    return run
+
+
+class BorgResult:
+    def __init__(self, rc, stdout, stderr, duration, warnings):
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.duration = duration
+        self.warnings = warnings
+
+    def json(self, cmd):
+        try:
+            return json.loads(self.stdout)
+        except ValueError:
+            raise BorgError('could not parse the JSON output of %s' % ' '.join(cmd[:2]), kind='bad_output',
+                            cmd=cmd, rc=self.rc, stderr=self.stderr[-2000:])
+
+
+class Borg:
+    """Builds and runs borg commands for one repository."""
+
+    def __init__(self, settings, runner=subprocess_runner):
+        self.settings = settings
+        self.runner = runner
+        self._version = None
+
+    @classmethod
+    def from_module(cls, module):
+        return cls(BorgSettings.from_params(module.params), runner=module_runner(module))
+
+    # -- execution --------------------------------------------------------------------------
+    def _common(self):
+        opts = ['--log-json', '--lock-wait', str(self.settings.lock_wait)]
+        if self.settings.remote_path:
+            opts += ['--remote-path', self.settings.remote_path]
+        return opts
+
+    def command(self, subcommand, options=(), positionals=()):
+        """argv for `borg <subcommand> <common> <options> -- <positionals>`."""
+        argv = [self.settings.borg_binary] + list(subcommand) + self._common() + list(options)
+        if positionals:
+            argv += ['--'] + list(positionals)
+        return argv
+
+    def run(self, argv, cwd=None):
+        started = time.time()
+        rc, out, err = self.runner(argv, self.settings.environment(), cwd=cwd)
+        duration = time.time() - started
+        secrets = self.settings.secrets()
+        out, err = mask(out, secrets), mask(err, secrets)
+        # Legacy exit codes: 1 = warning. Modern (borg >= 1.4): 100-127 = warning.
+        if rc == 0 or rc == 1 or 100 <= rc <= 127:
+            records, plain = parse_log_lines(err)
+            warnings = [r.get('message') for r in records if r.get('levelname') == 'WARNING'
+                        and r.get('message')] if rc else []
+            return BorgResult(rc, out, err, duration, warnings)
+        kind, detail = classify(rc, err, self.settings)
+        if rc in (-2, 127) and not err.strip():
+            kind, detail = 'not_installed', '%s not found' % self.settings.borg_binary
+        raise BorgError(error_message(kind, detail, self.settings), kind=kind, cmd=argv, rc=rc,
+                        stderr=err[-4000:])
+
+    def version(self):
+        if self._version is None:
+            rc, out, err = self.runner([self.settings.borg_binary, '--version'], {'LC_ALL': 'C.UTF-8'})
+            if rc != 0:
+                raise BorgError('borg is not installed or does not run (%s --version: rc %s, %s)'
+                                % (self.settings.borg_binary, rc, (err or out).strip()[:200]),
+                                kind='not_installed', cmd=[self.settings.borg_binary, '--version'], rc=rc,
+                                stderr=err)
+            match = re.search(r'(\d+)\.(\d+)\.(\d+)', out)
+            if not match:
+                raise BorgError('cannot read the borg version from %r' % out.strip(), kind='not_installed')
+            self._version = tuple(int(x) for x in match.groups())
+            if self._version[0] != SUPPORTED_MAJOR:
+                raise BorgError('borg %s is not supported: BorgFleet needs borg 1.x (1.2 or newer)'
+                                % '.'.join(map(str, self._version)), kind='not_installed')
+        return self._version
+
+    # -- repository ---------------------------------------------------------------------------
+    def info(self):
+        argv = self.command(['info'], ['--json'], [self.settings.location()])
+        return self.run(argv).json(argv)
+
+    def exists(self):
+        """True if the repository can be opened, False if it does not exist; other errors raise."""
+        try:
+            self.info()
+        except BorgError as e:
+            if e.kind == 'repository_missing':
+                return False
+            raise
+        return True
+
+    def init(self, encryption='repokey-blake2', append_only=False, make_parent_dirs=True):
+        opts = ['--encryption', encryption]
+        if append_only:
+            opts.append('--append-only')
+        if make_parent_dirs:
+            opts.append('--make-parent-dirs')
+        return self.run(self.command(['init'], opts, [self.settings.location()]))
+
+    def config_get(self, key):
+        argv = self.command(['config'], [], [self.settings.location(), key])
+        return self.run(argv).stdout.strip()
+
+    def config_set(self, key, value):
+        return self.run(self.command(['config'], [], [self.settings.location(), key, str(value)]))
+
+    # -- archives -----------------------------------------------------------------------------
+    def create(self, name, paths, exclude=(), exclude_caches=False, one_file_system=False,
+               compression=None, files_cache=None, exclude_if_present=(), timestamp=None, dry_run=False,
+               ):
+        validate_archive_name(name)
+        if not paths:
+            raise BorgError('at least one path is needed to create an archive', kind='invalid_input')
+        opts = [] if dry_run else ['--json']
+        if dry_run:
+            opts.append('--dry-run')
+        for pattern in exclude:
+            opts += ['--exclude', pattern]
+        for marker in exclude_if_present:
+            opts += ['--exclude-if-present', marker]
+        if exclude_caches:
+            opts.append('--exclude-caches')
+        if one_file_system:
+            opts.append('--one-file-system')
+        if compression:
+            opts += ['--compression', compression]
+        if files_cache:
+            opts += ['--files-cache', files_cache]
+        if timestamp:
+            opts += ['--timestamp', timestamp]
+        argv = self.command(['create'], opts, [self.settings.location(name)] + list(paths))
+        result = self.run(argv)
+        if dry_run:
+            return {'archive': {'name': name, 'dry_run': True}, 'warnings': result.warnings}
+        parsed = result.json(argv)
+        parsed['warnings'] = result.warnings
+        return parsed
+
+    def delete_archive(self, name):
+        return self.run(self.command(['delete'], [], [self.settings.location(name)]))
+
+    def list_archives(self, match_archives=None, last=None):
+        opts = ['--json']
+        if match_archives:
+            opts += ['--glob-archives', match_archives]
+        if last:
+            opts += ['--last', str(last)]
+        argv = self.command(['list'], opts, [self.settings.location()])
+        return self.run(argv).json(argv).get('archives', [])
+
+    def archive_info(self, name=None, match_archives=None, last=None):
+        """borg info --json for one archive, or for the archives matching a glob."""
+        opts = ['--json']
+        if name is None:
+            if match_archives:
+                opts += ['--glob-archives', match_archives]
+            if last:
+                opts += ['--last', str(last)]
+            location = self.settings.location()
+        else:
+            location = self.settings.location(name)
+        argv = self.command(['info'], opts, [location])
+        return self.run(argv).json(argv)
+
+    def list_contents(self, name, paths=(), limit=None, exclude=()):
+        """Items of one archive (json-lines), at most ``limit``; returns (items, truncated)."""
+        opts = ['--json-lines']
+        for pattern in exclude:
+            opts += ['--exclude', pattern]
+        argv = self.command(['list'], opts, [self.settings.location(name)] + list(paths))
+        result = self.run(argv)
+        items, truncated = [], False
+        for line in result.stdout.splitlines():
+            if not line.strip():
+                continue
+            if limit is not None and len(items) >= limit:
+                truncated = True
+                break
+            try:
+                items.append(json.loads(line))
+            except ValueError:
+                raise BorgError('could not parse borg list output line %r' % line[:200], kind='bad_output',
+                                cmd=argv)
+        return items, truncated
+
+    def prune(self, match_archives, keep, dry_run=False):
+        """keep: dict with any of within/secondly/minutely/hourly/daily/weekly/monthly/yearly."""
+        opts = ['--list']
+        if dry_run:
+            opts.append('--dry-run')
+        if match_archives:
+            opts += ['--glob-archives', match_archives]
+        if not any(v for v in keep.values()):
+            raise BorgError('prune needs at least one keep rule: refusing to prune everything',
+                            kind='invalid_input')
+        for rule in ('within', 'secondly', 'minutely', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'):
+            value = keep.get(rule)
+            if value:
+                opts += ['--keep-%s' % rule, str(value)]
+        argv = self.command(['prune'], opts, [self.settings.location()])
+        result = self.run(argv)
+        return parse_prune_list(result.stderr)
+
+    def compact(self):
+        return self.run(self.command(['compact'], [], [self.settings.location()]))
+
+    def check(self, repository_only=False, archives_only=False, verify_data=False, match_archives=None,
+              last=None):
+        opts = []
+        if repository_only:
+            opts.append('--repository-only')
+        if archives_only:
+            opts.append('--archives-only')
+        if verify_data:
+            opts.append('--verify-data')
+        if match_archives:
+            opts += ['--glob-archives', match_archives]
+        if last:
+            opts += ['--last', str(last)]
+        return self.run(self.command(['check'], opts, [self.settings.location()]))
+
+    def extract(self, name, target, paths=(), strip_components=0, exclude=(), dry_run=False):
+        """Extract into ``target`` (borg extracts into its working directory)."""
+        opts = ['--list']
+        if dry_run:
+            opts.append('--dry-run')
+        if strip_components:
+            opts += ['--strip-components', str(int(strip_components))]
+        for pattern in exclude:
+            opts += ['--exclude', pattern]
+        argv = self.command(['extract'], opts, [self.settings.location(name)] + [p.lstrip('/') for p in paths])
+        result = self.run(argv, cwd=target)
+        records, plain = parse_log_lines(result.stderr)
+        files = [r.get('message') for r in records if r.get('type') == 'log_message'
+                 and r.get('name') == 'borg.output.list']
+        return files, result
+
+
+_PRUNE_KEEP_RE = re.compile(r'^Keeping archive \(rule: (?P<rule>[^)]*)\):\s+(?P<name>\S+)')
+_PRUNE_GONE_RE = re.compile(r'^(?:Would prune|Pruning archive(?: \(\d+/\d+\))?):\s+(?P<name>\S+)')
+
+
+def parse_prune_list(stderr):
+    """Parse `borg prune --list` (log-json) output into kept / pruned lists with reasons."""
+    kept, pruned = [], []
+    records, plain = parse_log_lines(stderr)
+    for message in _messages(records, plain):
+        for line in message.splitlines():
+            m = _PRUNE_KEEP_RE.match(line.strip())
+            if m:
+                kept.append({'name': m.group('name'), 'rule': m.group('rule')})
+                continue
+            m = _PRUNE_GONE_RE.match(line.strip())
+            if m:
+                pruned.append({'name': m.group('name')})
+    return {'kept': kept, 'pruned': pruned}
