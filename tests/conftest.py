@@ -1,0 +1,79 @@
+"""Shared fixtures: a root-owned scratch tree, the controller key, and real sshd hosts.
+
+Set BORGFLEET_KEEP_TESTDIR=1 to keep the scratch tree (configs, sshd logs, repositories)
+after the run for debugging.
+"""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.lib.fleet import Controller
+from tests.lib.sshd import Sshd, keygen
+
+# sshd's StrictModes and the borg user's access to pools need every parent directory to be
+# root-owned and not world-writable, which rules out /tmp.
+TEST_ROOT_PARENT = Path(os.environ.get("BORGFLEET_TEST_ROOT", "/var/lib/borgfleet-tests"))
+
+
+@pytest.fixture(scope="session")
+def test_root():
+    TEST_ROOT_PARENT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="run-", dir=TEST_ROOT_PARENT))
+    root.chmod(0o755)
+    yield root
+    if os.environ.get("BORGFLEET_KEEP_TESTDIR"):
+        print(f"\nkept test tree: {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def controller(test_root):
+    d = test_root / "controller"
+    d.mkdir(mode=0o700)
+    key = d / "id_ed25519"
+    keygen(key, comment="borgfleet-test-controller")
+    known_hosts = d / "known_hosts"
+    known_hosts.touch(mode=0o600)
+    return Controller(key=key, known_hosts=known_hosts)
+
+
+class SshdFactory:
+    """Starts sshd hosts on 127.0.0.2, 127.0.0.3, ... and pins their keys for the controller."""
+
+    def __init__(self, root, controller):
+        self.root = root
+        self.controller = controller
+        self.started = []
+        self._next = 2
+
+    def __call__(self, name):
+        address = f"127.0.0.{self._next}"
+        self._next += 1
+        sshd = Sshd(name, address, self.root / f"sshd-{name}", self.controller.key.with_suffix(".pub").read_text().strip())
+        self.started.append(sshd)
+        sshd.start()
+        with open(self.controller.known_hosts, "a") as f:
+            f.write(sshd.known_hosts_line + "\n")
+        return sshd
+
+    def stop_all(self):
+        for sshd in reversed(self.started):
+            sshd.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd_factory(test_root, controller):
+    factory = SshdFactory(test_root, controller)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def ansible_control_dir(test_root):
+    d = test_root / "ansible-cp"
+    d.mkdir(mode=0o700)
+    return d

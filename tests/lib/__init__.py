@@ -1,0 +1,1 @@
+"""Test harness: loopback sshd hosts, inventories, playbook runs, borg read-back."""
