@@ -1,0 +1,56 @@
+"""backup.yml: one archive per backup, excluded files absent, content identical when read back."""
+import re
+
+from tests.lib.trees import EXCLUDED, compare_trees
+
+ARCHIVE_NAME = re.compile(r"^(?P<backup>[A-Za-z0-9._-]+)-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
+
+
+def test_backup_creates_one_archive_per_backup(fleet, backup_run):
+    for client, backup in [("client1", "etc"), ("client2", "home"), ("client2", "prunetest")]:
+        names = fleet.repo(client, backup).archive_names()
+        assert len(names) == 1, (client, backup, names)
+        m = ARCHIVE_NAME.match(names[0])
+        assert m and m.group("backup") == backup, names
+
+
+def test_archive_holds_the_tree_without_excluded_files(fleet, backup_run):
+    c1 = fleet.clients["client1"]
+    repo = fleet.repo("client1", "etc")
+    archive = repo.archive_names()[-1]
+    paths = repo.paths(archive)
+    data = str(c1.dir / "data").lstrip("/")
+    for rel in ["README.txt", "bin/random.dat", "sub/deep/nested.txt", "name with spaces & ünïcode.txt",
+                "link-to-readme", "empty", "mode600.conf"]:
+        assert f"{data}/{rel}" in paths, rel
+    for rel in EXCLUDED:
+        assert f"{data}/{rel}" not in paths, f"excluded {rel} is in the archive"
+
+
+def test_archive_content_is_identical_to_the_source(fleet, backup_run, tmp_path):
+    c2 = fleet.clients["client2"]
+    repo = fleet.repo("client2", "home")
+    out = repo.extract(repo.archive_names()[-1], tmp_path / "x")
+    source = c2.dir / "data"
+    assert compare_trees(source, out / str(source).lstrip("/"), ignore=EXCLUDED) == []
+
+
+def test_backup_limited_to_one_backup(fleet, backup_run):
+    before = {(c, b): fleet.repo(c, b).archive_names()
+              for c, b in [("client1", "etc"), ("client2", "home"), ("client2", "prunetest")]}
+    result = fleet.play("backup.yml", extra_vars={"borgfleet_backup": "home"})
+    assert result.rc == 0, result
+    after = {key: fleet.repo(*key).archive_names() for key in before}
+    assert after[("client1", "etc")] == before[("client1", "etc")]
+    assert after[("client2", "prunetest")] == before[("client2", "prunetest")]
+    added = [n for n in after[("client2", "home")] if n not in before[("client2", "home")]]
+    assert len(added) == 1 and added[0].startswith("home-"), after
+
+
+def test_backup_output_never_shows_a_passphrase(fleet, backup_run):
+    secrets = [b["passphrase"] for c in fleet.clients.values() for b in c.backups]
+    result = fleet.play("backup.yml", extra_vars={"borgfleet_backup": "etc"}, verbosity=3)
+    assert result.rc == 0, result
+    for secret in secrets:
+        assert secret not in result.output
+        assert secret.split()[1] not in result.output  # its random part, however it is quoted

@@ -1,0 +1,54 @@
+"""restore.yml, delete_archive.yml and check.yml against archives made by backup.yml."""
+from tests.lib.trees import EXCLUDED, compare_trees
+
+
+def _new_archive(fleet, client, backup):
+    repo = fleet.repo(client, backup)
+    before = repo.archive_names()
+    result = fleet.play("backup.yml", extra_vars={"borgfleet_backup": backup}, limit=client)
+    assert result.rc == 0, result
+    added = [n for n in repo.archive_names() if n not in before]
+    assert len(added) == 1, added
+    return added[0]
+
+
+def test_restore_whole_archive_is_identical(fleet, backup_run):
+    c1 = fleet.clients["client1"]
+    archive = fleet.repo("client1", "etc").archive_names()[-1]
+    target = c1.dir / "restore-all"
+    result = fleet.play("restore.yml", limit="client1", extra_vars={
+        "borgfleet_backup": "etc", "borgfleet_archive": archive, "borgfleet_restore_target": str(target)})
+    assert result.rc == 0, result
+    source = c1.dir / "data"
+    assert compare_trees(source, target / str(source).lstrip("/"), ignore=EXCLUDED) == []
+
+
+def test_restore_selected_paths_only(fleet, backup_run):
+    c1 = fleet.clients["client1"]
+    archive = fleet.repo("client1", "etc").archive_names()[-1]
+    target = c1.dir / "restore-sub"
+    sub = c1.dir / "data" / "sub"
+    result = fleet.play("restore.yml", limit="client1", extra_vars={
+        "borgfleet_backup": "etc", "borgfleet_archive": archive, "borgfleet_restore_target": str(target),
+        "borgfleet_restore_paths": [str(sub).lstrip("/")]})
+    assert result.rc == 0, result
+    restored_data = target / str(c1.dir / "data").lstrip("/")
+    assert sorted(p.name for p in restored_data.iterdir()) == ["sub"]
+    assert compare_trees(sub, restored_data / "sub", ignore=["deep/also.tmp"]) == []
+
+
+def test_delete_archive_removes_only_that_archive(fleet, backup_run):
+    repo = fleet.repo("client1", "etc")
+    doomed = _new_archive(fleet, "client1", "etc")
+    others = [n for n in repo.archive_names() if n != doomed]
+    assert others, "need another archive to prove only one is deleted"
+    result = fleet.play("delete_archive.yml", limit="client1",
+                        extra_vars={"borgfleet_backup": "etc", "borgfleet_archive": doomed})
+    assert result.rc == 0, result
+    assert repo.archive_names() == others
+
+
+def test_check_passes_on_healthy_repositories(fleet, backup_run):
+    result = fleet.play("check.yml")
+    assert result.rc == 0, result
+    assert result.recap["client1"]["failed"] == 0 and result.recap["client2"]["failed"] == 0, result
