@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import time
 
@@ -271,6 +272,22 @@ def mask(text, secrets):
     return text
 
 
+_SSH_URL_RE = re.compile(r'^ssh://(?:[^@/]+@)?(?P<host>\[[^\]]+\]|[^:/]+)(?::(?P<port>\d+))?/')
+
+
+def probe_ssh_port(repository, timeout=5):
+    """Return why the repository's SSH port cannot be reached, or None if it answers."""
+    match = _SSH_URL_RE.match(repository)
+    if not match:
+        return None
+    host, port = match.group('host').strip('[]'), int(match.group('port') or 22)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except (OSError, socket.timeout) as e:
+        return 'ssh: connect to host %s port %s: %s' % (host, port, getattr(e, 'strerror', None) or e)
+    return None
+
+
 # Runners: how a command is executed --------------------------------------------------------
 
 def subprocess_runner(argv, environ_update, cwd=None):
@@ -343,6 +360,11 @@ class Borg:
                         and r.get('message')] if rc else []
             return BorgResult(rc, out, err, duration, warnings)
         kind, detail = classify(rc, err, self.settings)
+        if kind == 'connection_closed':
+            # ssh's own complaint can be lost when borg exits first: ask the network directly.
+            refused = probe_ssh_port(self.settings.repository)
+            if refused:
+                kind, detail = 'unreachable', refused
         if rc in (-2, 127) and not err.strip():
             kind, detail = 'not_installed', '%s not found' % self.settings.borg_binary
         raise BorgError(error_message(kind, detail, self.settings), kind=kind, cmd=argv, rc=rc,

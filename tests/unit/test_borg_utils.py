@@ -1,0 +1,254 @@
+"""Unit tests of plugins/module_utils/borg.py: argv building, environment, error classification.
+
+Pure logic is tested with a recording runner; the failure classes are then produced for real by
+real borg against local repositories (no mocks of borg)."""
+
+import json
+import os
+import shlex
+import subprocess
+
+import pytest
+
+from ansible_collections.borgfleet.backup.plugins.module_utils import borg as b
+
+SECRET = 'pa55-Phrase-For-Tests'
+
+
+class Recorder:
+    """A runner that records argv/env and answers with canned output (pure logic only)."""
+
+    def __init__(self, rc=0, out='{}', err=''):
+        self.calls = []
+        self.rc, self.out, self.err = rc, out, err
+
+    def __call__(self, argv, env, cwd=None):
+        self.calls.append((argv, env, cwd))
+        return self.rc, self.out, self.err
+
+
+def borg_with(recorder, **kw):
+    settings = b.BorgSettings(kw.pop('repository', 'ssh://borg@backup1:2222/srv/borg/web1/etc'),
+                              passphrase=kw.pop('passphrase', SECRET), **kw)
+    return b.Borg(settings, runner=recorder)
+
+
+def test_passphrase_only_in_environment_never_in_argv():
+    rec = Recorder(out=json.dumps({'archive': {'name': 'etc-1', 'stats': {}}}))
+    borg_with(rec).create('etc-1', ['/etc'])
+    argv, env, _ = rec.calls[0]
+    assert env['BORG_PASSPHRASE'] == SECRET
+    assert not any(SECRET in a for a in argv)
+
+
+def test_passcommand_goes_to_borg_passcommand():
+    rec = Recorder(out='{"archives": []}')
+    borg = b.Borg(b.BorgSettings('/r', passcommand='cat /root/.pass'), runner=rec)
+    borg.list_archives()
+    env = rec.calls[0][1]
+    assert env['BORG_PASSCOMMAND'] == 'cat /root/.pass'
+    assert 'BORG_PASSPHRASE' not in env
+
+
+def test_create_argv_puts_user_data_after_double_dash():
+    rec = Recorder(out=json.dumps({'archive': {'name': 'etc-1'}}))
+    borg_with(rec).create('etc-1', ['/etc', '-rf'], exclude=['*.tmp'], exclude_caches=True,
+                          one_file_system=True, compression='zstd,3', files_cache='ctime,size')
+    argv = rec.calls[0][0]
+    dashdash = argv.index('--')
+    assert argv[dashdash + 1:] == ['ssh://borg@backup1:2222/srv/borg/web1/etc::etc-1', '/etc', '-rf']
+    opts = argv[:dashdash]
+    for flag in ('--exclude-caches', '--one-file-system', '--json', '--log-json'):
+        assert flag in opts
+    assert opts[opts.index('--compression') + 1] == 'zstd,3'
+    assert opts[opts.index('--files-cache') + 1] == 'ctime,size'
+    assert opts[opts.index('--lock-wait') + 1] == str(b.DEFAULT_LOCK_WAIT)
+
+
+def test_rsh_quotes_paths_and_pins_host_keys():
+    s = b.BorgSettings('ssh://borg@h:22/x', ssh_key='/keys/my key', ssh_known_hosts='/kh/known hosts')
+    parts = shlex.split(s.rsh())
+    assert parts[parts.index('-i') + 1] == '/keys/my key'
+    assert 'UserKnownHostsFile=/kh/known hosts' in parts
+    assert 'StrictHostKeyChecking=yes' in parts
+    assert 'BatchMode=yes' in parts
+    loose = b.BorgSettings('ssh://borg@h:22/x', ssh_strict_host_key_checking=False)
+    # Never "no": an unknown host is accepted once, a changed key still refused.
+    assert 'StrictHostKeyChecking=accept-new' in shlex.split(loose.rsh())
+
+
+@pytest.mark.parametrize('name', ['etc;touch /tmp/x', 'a b', '-rf', '$(id)', 'x::y', '', 'a/b', '`id`', 'a\nb'])
+def test_archive_names_with_metacharacters_are_refused(name):
+    with pytest.raises(b.BorgError) as e:
+        b.validate_archive_name(name)
+    assert e.value.kind == 'invalid_name'
+
+
+@pytest.mark.parametrize('name', ['etc-{now:%Y-%m-%dT%H:%M:%S}', 'web1.etc-2026-01-01T02:00:00', 'db_main@x'])
+def test_archive_names_and_templates_are_accepted(name):
+    assert b.validate_archive_name(name) == name
+
+
+def test_repository_starting_with_dash_is_refused():
+    with pytest.raises(b.BorgError):
+        b.BorgSettings('--remote-path=evil')
+
+
+def test_prune_without_rules_refuses():
+    with pytest.raises(b.BorgError) as e:
+        borg_with(Recorder()).prune('etc-*', {})
+    assert 'refusing' in e.value.msg
+
+
+def test_parse_prune_list():
+    err = '\n'.join(json.dumps({'type': 'log_message', 'levelname': 'INFO', 'name': 'borg.output.list',
+                                'message': m}) for m in [
+        'Keeping archive (rule: daily #1):        etc-3              Tue, 2026-11-03 10:00:00 [5e0b]',
+        'Keeping archive (rule: within #1):       etc-2              Mon, 2026-11-02 10:00:00 [0a65]',
+        'Would prune:                             etc-1              Sun, 2026-11-01 10:00:00 [f7d1]',
+        'Pruning archive (1/1):                   etc-0              Sun, 2026-11-01 09:00:00 [f7d2]'])
+    out = b.parse_prune_list(err)
+    assert out['kept'] == [{'name': 'etc-3', 'rule': 'daily #1'}, {'name': 'etc-2', 'rule': 'within #1'}]
+    assert out['pruned'] == [{'name': 'etc-1'}, {'name': 'etc-0'}]
+
+
+def log(msg, msgid=None, level='ERROR'):
+    rec = {'type': 'log_message', 'levelname': level, 'message': msg, 'name': 'borg.archiver'}
+    if msgid:
+        rec['msgid'] = msgid
+    return json.dumps(rec)
+
+
+@pytest.mark.parametrize('stderr,kind', [
+    (log('passphrase supplied in BORG_PASSPHRASE ... is incorrect.', 'PassphraseWrong'), 'wrong_passphrase'),
+    (log('Repository /x does not exist.', 'Repository.DoesNotExist'), 'repository_missing'),
+    (log('Failed to create/acquire the lock /x/lock.exclusive (timeout).', 'LockTimeout'), 'locked'),
+    (log('Remote: ssh: connect to host 127.0.0.9 port 22: Connection refused', level='WARNING') + '\n'
+     + log('Connection closed by remote host. Is borg working on the server?', 'ConnectionClosedWithHint'),
+     'unreachable'),
+    (log('Remote: root@h: Permission denied (publickey).', level='WARNING') + '\n'
+     + log('Connection closed by remote host.', 'ConnectionClosedWithHint'), 'auth_refused'),
+    (log('/srv/borg/web2/etc is not inside of an allowed path', 'PathNotAllowed'), 'permission_denied'),
+    (log('d/big: read: [Errno 28] No space left on device', level='WARNING') + '\n' + log('Local Exception',
+                                                                                         'Exception'),
+     'no_space'),
+    ('Host key verification failed.\n' + log('Connection closed by remote host.', 'ConnectionClosedWithHint'),
+     'host_key'),
+])
+def test_classify(stderr, kind):
+    assert b.classify(2, stderr)[0] == kind
+
+
+def test_secrets_are_masked_in_errors():
+    rec = Recorder(rc=2, out='', err=log('weird failure mentioning %s' % SECRET))
+    with pytest.raises(b.BorgError) as e:
+        borg_with(rec).info()
+    assert SECRET not in e.value.msg and SECRET not in e.value.stderr
+    assert SECRET not in ' '.join(e.value.cmd)
+
+
+# Real borg, local repositories: each failure class produced for real ------------------------------
+
+@pytest.fixture
+def repo(tmp_path):
+    settings = b.BorgSettings(str(tmp_path / 'repo'), passphrase=SECRET, lock_wait=1,
+                              borg_base_dir=str(tmp_path / 'base'))
+    borg = b.Borg(settings)
+    borg.init()
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'file').write_text('hello\n')
+    borg.create('etc-1', [str(data)])
+    return borg, tmp_path
+
+
+def test_real_wrong_passphrase_changes_nothing(repo):
+    borg, tmp = repo
+    before = borg.list_archives()
+    wrong = b.Borg(b.BorgSettings(borg.settings.repository, passphrase='not-' + SECRET,
+                                  borg_base_dir=borg.settings.borg_base_dir))
+    with pytest.raises(b.BorgError) as e:
+        wrong.create('etc-2', [str(tmp / 'data')])
+    assert e.value.kind == 'wrong_passphrase'
+    assert 'wrong passphrase' in e.value.msg
+    assert borg.list_archives() == before
+
+
+def test_real_missing_repository(tmp_path):
+    borg = b.Borg(b.BorgSettings(str(tmp_path / 'nope'), passphrase=SECRET, borg_base_dir=str(tmp_path)))
+    with pytest.raises(b.BorgError) as e:
+        borg.list_archives()
+    assert e.value.kind == 'repository_missing'
+    assert borg.exists() is False
+
+
+def test_real_locked_repository(repo):
+    borg, tmp = repo
+    holder = subprocess.Popen(['borg', 'with-lock', borg.settings.repository, 'sleep', '20'],
+                              env=dict(os.environ, BORG_PASSPHRASE=SECRET,
+                                       BORG_BASE_DIR=borg.settings.borg_base_dir))
+    try:
+        lock = os.path.join(borg.settings.repository, 'lock.exclusive')
+        for _ in range(100):
+            if os.path.exists(lock):
+                break
+            subprocess.run(['sleep', '0.1'])
+        with pytest.raises(b.BorgError) as e:
+            borg.create('etc-2', [str(tmp / 'data')])
+        assert e.value.kind == 'locked'
+        assert 'locked by another borg run' in e.value.msg
+    finally:
+        holder.terminate()
+        holder.wait()
+
+
+def test_real_unreachable_host(tmp_path):
+    # Port 9 on loopback: nothing listens there, the connection is refused at once.
+    borg = b.Borg(b.BorgSettings('ssh://borg@127.0.0.1:9/srv/x', passphrase=SECRET,
+                                 ssh_known_hosts=str(tmp_path / 'kh'), borg_base_dir=str(tmp_path)))
+    with pytest.raises(b.BorgError) as e:
+        borg.list_archives()
+    assert e.value.kind == 'unreachable'
+    assert 'unreachable' in e.value.msg and 'Connection refused' in e.value.msg
+
+
+def test_real_existing_archive_name(repo):
+    borg, tmp = repo
+    with pytest.raises(b.BorgError) as e:
+        borg.create('etc-1', [str(tmp / 'data')])
+    assert e.value.kind == 'exists'
+
+
+def test_real_create_list_extract_roundtrip(repo):
+    borg, tmp = repo
+    names = [a['name'] for a in borg.list_archives(match_archives='etc-*')]
+    assert names == ['etc-1']
+    items, truncated = borg.list_contents('etc-1')
+    assert any(i['path'].endswith('data/file') for i in items) and not truncated
+    target = tmp / 'restore'
+    target.mkdir()
+    files, _ = borg.extract('etc-1', str(target))
+    restored = target / str(tmp / 'data' / 'file').lstrip('/')
+    assert restored.read_text() == 'hello\n'
+    assert any(f.endswith('data/file') for f in files)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs root to mount a small tmpfs')
+def test_real_no_space_left(tmp_path):
+    small = tmp_path / 'small'
+    small.mkdir()
+    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', str(small)], check=True)
+    try:
+        borg = b.Borg(b.BorgSettings(str(small / 'repo'), passphrase=SECRET, borg_base_dir=str(tmp_path / 'b')))
+        borg.init()
+        data = tmp_path / 'big'
+        data.mkdir()
+        (data / 'random').write_bytes(os.urandom(6 * 1024 * 1024))
+        with pytest.raises(b.BorgError) as e:
+            borg.create('big-1', [str(data)], compression='none')
+        assert e.value.kind == 'no_space'
+        assert 'no space left' in e.value.msg
+        # The repository survives the failed transaction.
+        assert borg.list_archives() == []
+    finally:
+        subprocess.run(['umount', '-l', str(small)])
