@@ -1,0 +1,140 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Inventory from the BorgFleet service's MariaDB (the fleet the UI manages)."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: fleet
+short_description: BorgFleet fleet from the service's MariaDB
+description:
+  - Reads servers, storage pools and backup jobs that the BorgFleet service (C(ui/)) keeps in
+    MariaDB and builds the inventory of docs/contract.md, so C(ansible-playbook), AWX and the
+    service's own workers all run the same fleet.
+  - Groups C(backup_servers) and C(clients); hosts get C(borgfleet_storage_pools),
+    C(borgfleet_backup_server), C(borgfleet_backups) (with passphrases: protect the DB
+    credentials accordingly) and the per-server extra variables saved in the service.
+  - The inventory source file name must end in C(fleet.yml) or C(fleet.yaml).
+requirements: [PyMySQL]
+options:
+  plugin:
+    description: Marks this file as a source for this plugin.
+    required: true
+    choices: [borgfleet.backup.fleet]
+  db_host:
+    description: MariaDB host.
+    type: str
+    default: 127.0.0.1
+    env: [{name: BORGFLEET_DB_HOST}]
+  db_port:
+    description: MariaDB port.
+    type: int
+    default: 3306
+    env: [{name: BORGFLEET_DB_PORT}]
+  db_user:
+    description: MariaDB user (read-only grants are enough).
+    type: str
+    default: root
+    env: [{name: BORGFLEET_DB_USER}]
+  db_password:
+    description: MariaDB password; prefer the environment variable over the file.
+    type: str
+    default: ''
+    env: [{name: BORGFLEET_DB_PASSWORD}]
+  db_name:
+    description: The service's database.
+    type: str
+    default: borgfleet
+    env: [{name: BORGFLEET_DB_NAME}]
+"""
+
+EXAMPLES = r"""
+# fleet.yml -- ansible-playbook -i fleet.yml playbooks/backup.yml
+plugin: borgfleet.backup.fleet
+db_host: db.example.org
+db_user: borgfleet_ro
+db_name: borgfleet
+"""
+
+import json
+
+from ansible.errors import AnsibleError
+from ansible.plugins.inventory import BaseInventoryPlugin
+
+try:
+    import pymysql
+    import pymysql.cursors
+except ImportError:  # reported when the plugin is used
+    pymysql = None
+
+
+def build_fleet(servers, pools, backups):
+    """Pure: rows of servers, storage_pools, backup_jobs (+ pool name) -> {group: {host: vars}}."""
+    by_id = {s["id"]: s for s in servers}
+    out = {"backup_servers": {}, "clients": {}}
+    for s in servers:
+        hv = {"ansible_host": s["address"], "ansible_port": s["port"], "ansible_user": s["ssh_user"]}
+        if s["connection"] == "local":
+            hv["ansible_connection"] = "local"
+        if s["role"] == "backup_server":
+            hv["borgfleet_storage_pools"] = [{"name": p["name"], "path": p["path"]}
+                                             for p in pools if p["server_id"] == s["id"]]
+        else:
+            if s["backup_server_id"]:
+                hv["borgfleet_backup_server"] = by_id[s["backup_server_id"]]["name"]
+            else:
+                hv["borgfleet_backup_server"] = "local"
+                hv["borgfleet_local_pool_path"] = s["local_pool_path"]
+            hv["borgfleet_backups"] = [_backup(b) for b in backups if b["client_id"] == s["id"]]
+        # Saved extra vars (keys, known_hosts, server user ...) win over the derived ones.
+        hv.update(json.loads(s["vars_json"] or "{}"))
+        out["backup_servers" if s["role"] == "backup_server" else "clients"][s["name"]] = hv
+    return out
+
+
+def _backup(b):
+    d = {"name": b["name"], "paths": json.loads(b["paths_json"]), "exclude": json.loads(b["exclude_json"]),
+         "compression": b["compression"], "passphrase": b["passphrase"]}
+    if b.get("pool_name"):
+        d["pool"] = b["pool_name"]
+    if b.get("retention_json"):
+        d["retention"] = json.loads(b["retention_json"])
+    if b.get("schedule"):
+        d["schedule"] = b["schedule"]
+    return d
+
+
+class InventoryModule(BaseInventoryPlugin):
+    NAME = "borgfleet.backup.fleet"
+
+    def verify_file(self, path):
+        return super().verify_file(path) and path.endswith(("fleet.yml", "fleet.yaml"))
+
+    def parse(self, inventory, loader, path, cache=True):
+        super().parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        if pymysql is None:
+            raise AnsibleError("the borgfleet.backup.fleet inventory needs the PyMySQL Python package")
+        try:
+            conn = pymysql.connect(host=self.get_option("db_host"), port=int(self.get_option("db_port")),
+                                   user=self.get_option("db_user"), password=self.get_option("db_password"),
+                                   database=self.get_option("db_name"), charset="utf8mb4",
+                                   cursorclass=pymysql.cursors.DictCursor)
+        except pymysql.MySQLError as e:
+            raise AnsibleError(f"cannot reach the BorgFleet database: {e}") from e
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT * FROM servers ORDER BY name")
+                servers = cur.fetchall()
+                cur.execute("SELECT * FROM storage_pools ORDER BY id")
+                pools = cur.fetchall()
+                cur.execute("SELECT b.*, p.name AS pool_name FROM backup_jobs b"
+                            " LEFT JOIN storage_pools p ON p.id=b.pool_id ORDER BY b.id")
+                backups = cur.fetchall()
+        finally:
+            conn.close()
+        for group, hosts in build_fleet(servers, pools, backups).items():
+            self.inventory.add_group(group)
+            for name, hv in hosts.items():
+                self.inventory.add_host(name, group=group)
+                for k, v in hv.items():
+                    self.inventory.set_variable(name, k, v)

@@ -1,0 +1,330 @@
+"""REST API under /api (JSON). Documented in openapi.json, served at /api/openapi.json."""
+import json
+
+from flask import Blueprint, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from . import auth, fleet, workers
+from . import openapi as openapi_doc
+from .auth import role
+from .db import execute, get_db, query
+from .queue import redis_conn
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def r():
+    if "redis" not in g:
+        g.redis = redis_conn(current_app.config)
+    return g.redis
+
+
+def body():
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise fleet.Invalid("a JSON object body is required")
+    return data
+
+
+def page(items, cursor_key="id"):
+    limit, _ = fleet.page_args(request.args)
+    nxt = items[-1][cursor_key] if len(items) == limit else None
+    return jsonify(items=items, next_before=nxt)
+
+
+def accepted(job_id):
+    return jsonify(job_id=job_id, status="queued", url=f"/api/jobs/{job_id}"), 202
+
+
+@bp.errorhandler(fleet.Invalid)
+def _invalid(e):
+    return jsonify(error=str(e)), 400
+
+
+@bp.errorhandler(fleet.NotFound)
+def _missing(e):
+    return jsonify(error=str(e)), 404
+
+
+@bp.errorhandler(workers.Unavailable)
+def _unavailable(e):
+    return jsonify(error=str(e)), 409
+
+
+@bp.errorhandler(HTTPException)
+def _http(e):
+    return jsonify(error=e.description), e.code
+
+
+@bp.get("/health")
+def health():
+    out, code = {"db": "ok", "redis": "ok"}, 200
+    try:
+        query(get_db(), "SELECT 1")
+    except Exception as e:  # health reports, never raises
+        out["db"], code = f"error: {type(e).__name__}", 503
+    try:
+        r().ping()
+    except Exception as e:
+        out["redis"], code = f"error: {type(e).__name__}", 503
+    return jsonify(status="ok" if code == 200 else "degraded", **out), code
+
+
+@bp.get("/openapi.json")
+@role("viewer")
+def openapi():
+    return jsonify(openapi_doc.document())
+
+
+@bp.get("/me")
+@role("viewer")
+def me():
+    return jsonify(id=g.user["id"], username=g.user["username"], role=g.user["role"])
+
+
+# --- servers ---
+@bp.get("/servers")
+@role("viewer")
+def servers_list():
+    limit, before = fleet.page_args(request.args)
+    return page(fleet.list_servers(get_db(), request.args.get("role"), limit, before))
+
+
+@bp.post("/servers")
+@role("operator")
+def servers_create():
+    return jsonify(fleet.create_server(get_db(), body())), 201
+
+
+@bp.get("/servers/<int:sid>")
+@role("viewer")
+def servers_get(sid):
+    return jsonify(fleet.get_server(get_db(), sid))
+
+
+@bp.put("/servers/<int:sid>")
+@role("operator")
+def servers_update(sid):
+    return jsonify(fleet.update_server(get_db(), sid, body()))
+
+
+@bp.delete("/servers/<int:sid>")
+@role("operator")
+def servers_delete(sid):
+    fleet.delete_server(get_db(), sid)
+    return "", 204
+
+
+@bp.post("/servers/<int:sid>/setup")
+@role("operator")
+def servers_setup(sid):
+    return accepted(fleet.setup_server(get_db(), r(), sid, g.user["username"]))
+
+
+@bp.post("/servers/<int:sid>/collect-stats")
+@role("operator")
+def servers_collect(sid):
+    return accepted(fleet.collect_stats(get_db(), r(), sid, g.user["username"]))
+
+
+@bp.get("/servers/<int:sid>/stats")
+@role("viewer")
+def servers_stats(sid):
+    fleet.get_server(get_db(), sid)
+    rows = query(get_db(), "SELECT collected_at, data_json FROM server_stats WHERE server_id=%s"
+                           " ORDER BY collected_at DESC LIMIT 100", (sid,))
+    return jsonify(items=[{"collected_at": x["collected_at"], "data": json.loads(x["data_json"])} for x in rows])
+
+
+# --- storage pools ---
+@bp.get("/storage-pools")
+@role("viewer")
+def pools_list():
+    sid = request.args.get("server_id", type=int)
+    return jsonify(items=fleet.list_pools(get_db(), sid))
+
+
+@bp.post("/storage-pools")
+@role("operator")
+def pools_create():
+    return jsonify(fleet.create_pool(get_db(), body())), 201
+
+
+@bp.delete("/storage-pools/<int:pid>")
+@role("operator")
+def pools_delete(pid):
+    fleet.delete_pool(get_db(), pid)
+    return "", 204
+
+
+# --- backup jobs ---
+@bp.get("/backup-jobs")
+@role("viewer")
+def bj_list():
+    limit, before = fleet.page_args(request.args)
+    return page(fleet.list_backup_jobs(get_db(), request.args.get("client_id", type=int), limit, before))
+
+
+@bp.post("/backup-jobs")
+@role("operator")
+def bj_create():
+    return jsonify(fleet.create_backup_job(get_db(), r(), body())), 201
+
+
+@bp.get("/backup-jobs/<int:bid>")
+@role("viewer")
+def bj_get(bid):
+    return jsonify(fleet.get_backup_job(get_db(), bid))
+
+
+@bp.put("/backup-jobs/<int:bid>")
+@role("operator")
+def bj_update(bid):
+    return jsonify(fleet.update_backup_job(get_db(), r(), bid, body()))
+
+
+@bp.delete("/backup-jobs/<int:bid>")
+@role("operator")
+def bj_delete(bid):
+    fleet.delete_backup_job(get_db(), r(), bid)
+    return "", 204
+
+
+@bp.post("/backup-jobs/<int:bid>/run")
+@role("operator")
+def bj_run(bid):
+    return accepted(fleet.run_backup(get_db(), r(), bid, g.user["username"]))
+
+
+@bp.post("/backup-jobs/<int:bid>/refresh-archives")
+@role("operator")
+def bj_refresh(bid):
+    return accepted(fleet.refresh_archives(get_db(), r(), bid, g.user["username"]))
+
+
+# --- archives ---
+@bp.get("/archives")
+@role("viewer")
+def archives_list():
+    limit, before = fleet.page_args(request.args)
+    return page(fleet.list_archives(get_db(), request.args.get("backup_job_id", type=int), limit, before))
+
+
+@bp.get("/archives/<int:aid>")
+@role("viewer")
+def archives_get(aid):
+    return jsonify(fleet.get_archive(get_db(), aid))
+
+
+@bp.delete("/archives/<int:aid>")
+@role("operator")
+def archives_delete(aid):
+    return accepted(fleet.delete_archive(get_db(), r(), aid, g.user["username"]))
+
+
+# --- jobs ---
+@bp.get("/jobs")
+@role("viewer")
+def jobs_list():
+    limit, before = fleet.page_args(request.args)
+    items = fleet.list_jobs(get_db(), request.args.get("status"), request.args.get("backup_job_id", type=int),
+                            limit, before)
+    return page(items, "seq")
+
+
+@bp.get("/jobs/<job_id>")
+@role("viewer")
+def jobs_get(job_id):
+    return jsonify(fleet.get_job(get_db(), job_id))
+
+
+@bp.get("/jobs/<job_id>/log")
+@role("viewer")
+def jobs_log(job_id):
+    job = fleet.get_job(get_db(), job_id)
+    after = request.args.get("after", 0, type=int)
+    lines = fleet.job_log(get_db(), job_id, after)
+    return jsonify(status=job["status"], lines=[x["line"] for x in lines],
+                   next=lines[-1]["n"] if lines else after)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@role("operator")
+def jobs_cancel(job_id):
+    fleet.cancel_job(get_db(), r(), job_id)
+    return jsonify(fleet.get_job(get_db(), job_id)), 202
+
+
+# --- workers (admin) ---
+@bp.get("/workers")
+@role("admin")
+def workers_list():
+    return jsonify(items=workers.list_workers(r()), systemd=workers.systemd_running())
+
+
+@bp.post("/workers/<name>/<any(start, stop, restart):action>")
+@role("admin")
+def workers_control(name, action):
+    workers.control(r(), name, action)
+    return jsonify(name=name, action=action), 202
+
+
+@bp.get("/workers/<name>/logs")
+@role("admin")
+def workers_logs(name):
+    return jsonify(lines=workers.logs(name, request.args.get("lines", 200, type=int)))
+
+
+# --- settings ---
+@bp.get("/settings")
+@role("viewer")
+def settings_get():
+    return jsonify(fleet.get_settings(get_db()))
+
+
+@bp.put("/settings")
+@role("admin")
+def settings_put():
+    return jsonify(fleet.update_settings(get_db(), body()))
+
+
+# --- users and tokens ---
+@bp.get("/users")
+@role("admin")
+def users_list():
+    return jsonify(items=query(get_db(), "SELECT id, username, role, disabled, created_at FROM users ORDER BY id"))
+
+
+@bp.post("/users")
+@role("admin")
+def users_create():
+    data = body()
+    name = fleet._match(fleet.USER_RE, data.get("username"), "username")
+    if data.get("role") not in auth.ROLES:
+        raise fleet.Invalid(f"role must be one of {auth.ROLES}")
+    if query(get_db(), "SELECT id FROM users WHERE username=%s", (name,), one=True):
+        raise fleet.Invalid(f"user {name} exists")
+    password = auth.create_user(get_db(), name, data["role"], data.get("password"))
+    return jsonify(username=name, role=data["role"], password=None if data.get("password") else password), 201
+
+
+@bp.post("/tokens")
+@role("viewer")
+def tokens_create():
+    name = fleet._match(fleet.NAME_RE, body().get("name"), "token name")
+    # Shown once; only its hash is stored.
+    return jsonify(name=name, token=auth.create_token(get_db(), g.user["id"], name)), 201
+
+
+@bp.get("/tokens")
+@role("viewer")
+def tokens_list():
+    return jsonify(items=query(get_db(), "SELECT id, name, created_at, last_used_at FROM api_tokens"
+                                         " WHERE user_id=%s ORDER BY id", (g.user["id"],)))
+
+
+@bp.delete("/tokens/<int:tid>")
+@role("viewer")
+def tokens_delete(tid):
+    n = execute(get_db(), "DELETE FROM api_tokens WHERE id=%s AND user_id=%s", (tid, g.user["id"]))
+    return ("", 204) if n else (jsonify(error="no such token"), 404)

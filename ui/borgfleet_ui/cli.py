@@ -1,0 +1,156 @@
+"""`borgfleet-ui` command line (also `python -m borgfleet_ui`)."""
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from . import db as dbm
+from . import queue as q
+from .config import load_config
+
+
+@click.group()
+def cli():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@cli.group("db")
+def db_group():
+    """Database commands."""
+
+
+@db_group.command("upgrade")
+def db_upgrade():
+    """Create the database if missing and apply pending migrations."""
+    cfg = load_config()
+    dbm.create_database(cfg)
+    conn = dbm.connect(cfg)
+    try:
+        applied = dbm.upgrade(conn)
+    finally:
+        conn.close()
+    click.echo(f"applied migrations: {applied}" if applied else "database is up to date")
+
+
+@cli.command("create-admin")
+@click.option("--username", default="admin", show_default=True)
+@click.option("--if-missing", is_flag=True, help="Do nothing when any admin exists.")
+def create_admin(username, if_missing):
+    """Create an admin user and print its generated password (once)."""
+    from .auth import create_user
+    conn = dbm.connect(load_config())
+    try:
+        if if_missing and dbm.query(conn, "SELECT id FROM users WHERE role='admin' LIMIT 1"):
+            return
+        if dbm.query(conn, "SELECT id FROM users WHERE username=%s", (username,)):
+            raise click.ClickException(f"user {username} exists")
+        password = create_user(conn, username, "admin")
+    finally:
+        conn.close()
+    click.echo(f"created admin user {username!r} with password: {password}")
+    click.echo("(shown once; it is stored only as a hash)")
+
+
+@cli.command()
+@click.option("--instance", default="1", show_default=True, help="Worker number on this host.")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+def worker(instance, burst):
+    """Run one RQ worker on all BorgFleet queues."""
+    from rq import Worker
+    from .workers import worker_name
+    cfg = load_config()
+    r = q.redis_conn(cfg)
+    conn = dbm.connect(cfg)
+    try:
+        # A worker that died earlier may have left jobs "running": settle them first.
+        for job_id in q.sweep_abandoned(conn, r):
+            click.echo(f"marked abandoned: {job_id}")
+    finally:
+        conn.close()
+    name = worker_name(instance)
+    # A previous process of the same instance killed hard leaves its name registered for a while.
+    Worker(q.queues(r), connection=r, name=f"{name}" if not _name_taken(r, name) else f"{name}-{os.getpid()}") \
+        .work(burst=burst, with_scheduler=True)
+
+
+def _name_taken(r, name):
+    from rq import Worker
+    return any(w.name == name for w in Worker.all(connection=r))
+
+
+@cli.command()
+def scheduler():
+    """Run the scheduler (a second instance stays idle until the first stops)."""
+    from .scheduler import Scheduler
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *a: stopping.append(1))
+    try:
+        Scheduler(load_config()).run_forever(stop=lambda: bool(stopping))
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5080, show_default=True)
+def web(host, port):
+    """Run the web app with the development server (use gunicorn in production)."""
+    from . import create_app
+    create_app().run(host=host, port=port)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5080, show_default=True)
+@click.option("--workers", "nworkers", default=2, show_default=True)
+def serve(host, port, nworkers):
+    """Set up what is missing, then run web + scheduler + N workers in the foreground (Ctrl-C stops all)."""
+    cfg = load_config()
+    ctx = click.get_current_context()
+    ctx.invoke(db_upgrade)
+    ctx.invoke(create_admin, username="admin", if_missing=True)
+    instance = os.path.join(os.path.dirname(cfg["RUN_DIR"]))
+    os.makedirs(instance, exist_ok=True)
+    logdir = os.path.join(instance, "logs")
+    os.makedirs(logdir, exist_ok=True)
+    env = dict(os.environ, BORGFLEET_LOG_DIR=logdir)
+    if not env.get("BORGFLEET_SECRET_KEY"):
+        keyfile = os.path.join(instance, "secret_key")
+        if not os.path.exists(keyfile):
+            with open(os.open(keyfile, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(secrets.token_hex(32))
+        with open(keyfile) as f:
+            env["BORGFLEET_SECRET_KEY"] = f.read().strip()
+    me = [sys.executable, "-m", "borgfleet_ui"]
+    procs = [subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-b", f"{host}:{port}",
+                               "-w", "2", "--threads", "4", "--access-logfile", "-", "borgfleet_ui:create_app()"],
+                              env=env),
+             subprocess.Popen(me + ["scheduler"], env=env)]
+    for i in range(1, nworkers + 1):
+        out = open(os.path.join(logdir, f"worker-{i}.log"), "a")
+        procs.append(subprocess.Popen(me + ["worker", "--instance", str(i)], env=env, stdout=out, stderr=out))
+    click.echo(f"BorgFleet is serving on http://{host}:{port}  ({nworkers} workers, logs in {logdir}; Ctrl-C stops)")
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+        click.echo("a component exited; stopping the others")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def main():
+    cli()

@@ -1,0 +1,486 @@
+"""Fleet operations shared by the REST API and the pages: validation, rows, queued runs.
+
+Raises Invalid (-> 400) and NotFound (-> 404); callers turn them into responses.
+"""
+import json
+import re
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from . import queue as q
+from .db import execute, query
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")          # contract: backup/host names
+HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,254}")          # DNS name, IPv4 or IPv6
+USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+VAR_RE = re.compile(r"(ansible|borgfleet)_[a-z0-9_]+")
+RETENTION_KEYS = {"within", "hourly", "daily", "weekly", "monthly", "yearly"}
+MAX_LIMIT = 200
+
+
+class Invalid(ValueError):
+    pass
+
+
+class NotFound(LookupError):
+    pass
+
+
+def _get(d, key, default=None, required=False):
+    if key not in d or d[key] is None:
+        if required:
+            raise Invalid(f"{key} is required")
+        return default
+    return d[key]
+
+
+def _match(regex, value, what):
+    if not isinstance(value, str) or not regex.fullmatch(value):
+        raise Invalid(f"{what} {value!r} is not valid")
+    return value
+
+
+def _int(value, what, lo, hi):
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise Invalid(f"{what} must be a number") from None
+    if not lo <= v <= hi:
+        raise Invalid(f"{what} must be between {lo} and {hi}")
+    return v
+
+
+def _abs_path(p, what):
+    if not isinstance(p, str) or not p.startswith("/") or "\n" in p or "\0" in p:
+        raise Invalid(f"{what} must be an absolute path")
+    return p
+
+
+def page_args(args):
+    """limit + before (a keyset cursor: the last id of the previous page)."""
+    limit = _int(args.get("limit", 50), "limit", 1, MAX_LIMIT)
+    before = args.get("before")
+    return limit, (_int(before, "before", 0, 2**62) if before not in (None, "") else None)
+
+
+# --- servers ---
+
+SERVER_COLS = ("id, name, role, address, port, ssh_user, connection, backup_server_id, local_pool_path,"
+               " vars_json, setup_status, setup_at, created_at")
+
+
+def server_out(row):
+    row = dict(row)
+    row["vars"] = json.loads(row.pop("vars_json") or "{}")
+    return row
+
+
+def list_servers(db, role=None, limit=50, before=None):
+    sql, args = f"SELECT {SERVER_COLS} FROM servers WHERE 1=1", []
+    if role:
+        sql += " AND role=%s"
+        args.append(_match(re.compile("client|backup_server"), role, "role"))
+    if before:
+        sql += " AND id < %s"
+        args.append(before)
+    sql += " ORDER BY id DESC LIMIT %s"
+    args.append(limit)
+    return [server_out(r) for r in query(db, sql, args)]
+
+
+def get_server(db, server_id):
+    row = query(db, f"SELECT {SERVER_COLS} FROM servers WHERE id=%s", (server_id,), one=True)
+    if not row:
+        raise NotFound(f"server {server_id} not found")
+    return server_out(row)
+
+
+def _server_fields(db, data, current=None):
+    cur = current or {}
+    out = {}
+    out["name"] = _match(NAME_RE, _get(data, "name", cur.get("name"), required=True), "name")
+    out["role"] = _get(data, "role", cur.get("role"), required=True)
+    if out["role"] not in ("client", "backup_server"):
+        raise Invalid("role must be client or backup_server")
+    out["connection"] = _get(data, "connection", cur.get("connection", "ssh"))
+    if out["connection"] not in ("ssh", "local"):
+        raise Invalid("connection must be ssh or local")
+    out["address"] = _match(HOST_RE, _get(data, "address", cur.get("address", "127.0.0.1")), "address")
+    out["port"] = _int(_get(data, "port", cur.get("port", 22)), "port", 1, 65535)
+    out["ssh_user"] = _match(USER_RE, _get(data, "ssh_user", cur.get("ssh_user", "root")), "ssh_user")
+    bsid = _get(data, "backup_server_id", cur.get("backup_server_id"))
+    lpp = _get(data, "local_pool_path", cur.get("local_pool_path"))
+    if out["role"] == "client":
+        if bsid is None and lpp is None:
+            raise Invalid("a client needs backup_server_id, or local_pool_path for local repositories")
+        if bsid is not None:
+            bs = query(db, "SELECT role FROM servers WHERE id=%s", (bsid,), one=True)
+            if not bs or bs["role"] != "backup_server":
+                raise Invalid(f"backup_server_id {bsid} is not a backup server")
+            lpp = None
+        else:
+            lpp = _abs_path(lpp, "local_pool_path")
+    else:
+        bsid, lpp = None, None
+    out["backup_server_id"], out["local_pool_path"] = bsid, lpp
+    vars_ = _get(data, "vars", cur.get("vars") or {})
+    if not isinstance(vars_, dict) or not all(isinstance(k, str) and VAR_RE.fullmatch(k) for k in vars_):
+        raise Invalid("vars must map ansible_*/borgfleet_* names to values")
+    out["vars_json"] = json.dumps(vars_)
+    return out
+
+
+def create_server(db, data):
+    f = _server_fields(db, data)
+    if query(db, "SELECT id FROM servers WHERE name=%s", (f["name"],), one=True):
+        raise Invalid(f"a server named {f['name']} exists")
+    sid = execute(db, "INSERT INTO servers (name, role, address, port, ssh_user, connection,"
+                      " backup_server_id, local_pool_path, vars_json) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                  (f["name"], f["role"], f["address"], f["port"], f["ssh_user"], f["connection"],
+                   f["backup_server_id"], f["local_pool_path"], f["vars_json"]))
+    for pool in _get(data, "pools", []) or []:
+        create_pool(db, {"server_id": sid, **pool})
+    return get_server(db, sid)
+
+
+def update_server(db, server_id, data):
+    cur = get_server(db, server_id)
+    f = _server_fields(db, data, cur)
+    if f["name"] != cur["name"] and query(db, "SELECT id FROM servers WHERE name=%s", (f["name"],), one=True):
+        raise Invalid(f"a server named {f['name']} exists")
+    execute(db, "UPDATE servers SET name=%s, role=%s, address=%s, port=%s, ssh_user=%s, connection=%s,"
+                " backup_server_id=%s, local_pool_path=%s, vars_json=%s WHERE id=%s",
+            (f["name"], f["role"], f["address"], f["port"], f["ssh_user"], f["connection"],
+             f["backup_server_id"], f["local_pool_path"], f["vars_json"], server_id))
+    return get_server(db, server_id)
+
+
+def delete_server(db, server_id):
+    get_server(db, server_id)
+    if query(db, "SELECT id FROM servers WHERE backup_server_id=%s LIMIT 1", (server_id,), one=True):
+        raise Invalid("clients still use this backup server; move or delete them first")
+    execute(db, "DELETE FROM servers WHERE id=%s", (server_id,))
+
+
+def setup_server(db, r, server_id, user):
+    s = get_server(db, server_id)
+    ids = [s["id"]]
+    if s["role"] == "client" and s["backup_server_id"]:
+        ids.append(s["backup_server_id"])
+    elif s["role"] == "backup_server":
+        ids += [c["id"] for c in query(db, "SELECT id FROM servers WHERE backup_server_id=%s", (server_id,))]
+    names = [query(db, "SELECT name FROM servers WHERE id=%s", (i,), one=True)["name"] for i in ids]
+    return q.create_job(db, r, "setup", {"limit": names, "server_ids": ids}, server_id=server_id, user=user)
+
+
+def collect_stats(db, r, server_id, user):
+    s = get_server(db, server_id)
+    return q.create_job(db, r, "collect_stats", {"limit": [s["name"]]}, server_id=server_id, user=user)
+
+
+# --- storage pools ---
+
+def list_pools(db, server_id=None):
+    if server_id:
+        return query(db, "SELECT * FROM storage_pools WHERE server_id=%s ORDER BY id", (server_id,))
+    return query(db, "SELECT * FROM storage_pools ORDER BY id LIMIT 1000")
+
+
+def create_pool(db, data):
+    sid = _get(data, "server_id", required=True)
+    s = query(db, "SELECT role FROM servers WHERE id=%s", (sid,), one=True)
+    if not s or s["role"] != "backup_server":
+        raise Invalid("storage pools belong to backup servers")
+    name = _match(NAME_RE, _get(data, "name", "main"), "pool name")
+    path = _abs_path(_get(data, "path", required=True), "pool path")
+    if query(db, "SELECT id FROM storage_pools WHERE server_id=%s AND name=%s", (sid, name), one=True):
+        raise Invalid(f"pool {name} exists on this server")
+    pid = execute(db, "INSERT INTO storage_pools (server_id, name, path) VALUES (%s,%s,%s)", (sid, name, path))
+    return query(db, "SELECT * FROM storage_pools WHERE id=%s", (pid,), one=True)
+
+
+def delete_pool(db, pool_id):
+    if not query(db, "SELECT id FROM storage_pools WHERE id=%s", (pool_id,), one=True):
+        raise NotFound(f"pool {pool_id} not found")
+    if query(db, "SELECT id FROM backup_jobs WHERE pool_id=%s LIMIT 1", (pool_id,), one=True):
+        raise Invalid("backup jobs use this pool")
+    execute(db, "DELETE FROM storage_pools WHERE id=%s", (pool_id,))
+
+
+# --- backup jobs ---
+
+BJ_SELECT = ("SELECT b.id, b.client_id, c.name AS client_name, b.name, b.paths_json, b.exclude_json,"
+             " b.compression, b.retention_json, b.pool_id, b.schedule, b.timezone, b.enabled,"
+             " b.next_run_at, b.last_run_at, b.created_at, r.id AS repository_id, r.location"
+             " FROM backup_jobs b JOIN servers c ON c.id=b.client_id"
+             " LEFT JOIN repositories r ON r.backup_job_id=b.id")
+
+
+def bj_out(row):
+    row = dict(row)
+    row["paths"] = json.loads(row.pop("paths_json"))
+    row["exclude"] = json.loads(row.pop("exclude_json"))
+    row["retention"] = json.loads(row.pop("retention_json") or "null")
+    row["enabled"] = bool(row["enabled"])
+    return row   # the passphrase is write-only: never selected
+
+
+def list_backup_jobs(db, client_id=None, limit=50, before=None):
+    sql, args = BJ_SELECT + " WHERE 1=1", []
+    if client_id:
+        sql += " AND b.client_id=%s"
+        args.append(client_id)
+    if before:
+        sql += " AND b.id < %s"
+        args.append(before)
+    sql += " ORDER BY b.id DESC LIMIT %s"
+    args.append(limit)
+    return [bj_out(r) for r in query(db, sql, args)]
+
+
+def get_backup_job(db, bj_id):
+    row = query(db, BJ_SELECT + " WHERE b.id=%s", (bj_id,), one=True)
+    if not row:
+        raise NotFound(f"backup job {bj_id} not found")
+    return bj_out(row)
+
+
+def next_run(schedule, tz, after=None):
+    """Next due time (naive UTC) of a cron expression evaluated in its time zone (DST-aware)."""
+    zone = ZoneInfo(tz)
+    base = (after or datetime.now(timezone.utc)).astimezone(zone)
+    nxt = croniter(schedule, base).get_next(datetime)
+    return nxt.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _bj_fields(db, data, cur=None):
+    cur = cur or {}
+    out = {}
+    out["client_id"] = _get(data, "client_id", cur.get("client_id"), required=True)
+    client = query(db, "SELECT * FROM servers WHERE id=%s", (out["client_id"],), one=True)
+    if not client or client["role"] != "client":
+        raise Invalid("client_id must name a client")
+    out["name"] = _match(NAME_RE, _get(data, "name", cur.get("name"), required=True), "backup name")
+    paths = _get(data, "paths", cur.get("paths"), required=True)
+    if not isinstance(paths, list) or not paths:
+        raise Invalid("paths must be a non-empty list")
+    out["paths_json"] = json.dumps([_abs_path(p, "each path") for p in paths])
+    exclude = _get(data, "exclude", cur.get("exclude", []))
+    if not isinstance(exclude, list) or not all(isinstance(e, str) and e and "\n" not in e for e in exclude):
+        raise Invalid("exclude must be a list of borg patterns")
+    out["exclude_json"] = json.dumps(exclude)
+    out["compression"] = _match(re.compile(r"[a-z0-9,]{1,32}"), _get(data, "compression", cur.get("compression", "lz4")), "compression")
+    retention = _get(data, "retention", cur.get("retention"))
+    if retention is not None:
+        if not isinstance(retention, dict) or set(retention) - RETENTION_KEYS:
+            raise Invalid(f"retention keys are {sorted(RETENTION_KEYS)}")
+        for k, v in retention.items():
+            if k == "within":
+                _match(re.compile(r"\d+[HdwmyS]"), v, "retention.within")
+            else:
+                _int(v, f"retention.{k}", 0, 100000)
+    out["retention_json"] = json.dumps(retention) if retention is not None else None
+    out["passphrase"] = _get(data, "passphrase", cur.get("passphrase"))
+    if not isinstance(out["passphrase"], str) or len(out["passphrase"]) < 8:
+        raise Invalid("passphrase is required (8 characters or more)")
+    pool_id = _get(data, "pool_id", cur.get("pool_id"))
+    if pool_id is not None:
+        pool = query(db, "SELECT server_id FROM storage_pools WHERE id=%s", (pool_id,), one=True)
+        if not pool or pool["server_id"] != client["backup_server_id"]:
+            raise Invalid("pool_id must be a pool of the client's backup server")
+    out["pool_id"] = pool_id
+    schedule = _get(data, "schedule", cur.get("schedule"))
+    tz = _get(data, "timezone", cur.get("timezone", "UTC"))
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise Invalid(f"unknown time zone {tz!r}") from None
+    if schedule is not None and (not isinstance(schedule, str) or not croniter.is_valid(schedule)):
+        raise Invalid(f"schedule {schedule!r} is not a cron expression")
+    out["schedule"], out["timezone"] = schedule or None, tz
+    out["enabled"] = bool(_get(data, "enabled", cur.get("enabled", True)))
+    out["next_run_at"] = next_run(schedule, tz) if schedule and out["enabled"] else None
+    return out, client
+
+
+def repository_location(db, client, name, pool_id):
+    if client["backup_server_id"] is None:
+        return None, f"{client['local_pool_path']}/{client['name']}/{name}"
+    server = query(db, "SELECT * FROM servers WHERE id=%s", (client["backup_server_id"],), one=True)
+    if pool_id:
+        pool = query(db, "SELECT * FROM storage_pools WHERE id=%s", (pool_id,), one=True)
+    else:
+        pool = query(db, "SELECT * FROM storage_pools WHERE server_id=%s ORDER BY id LIMIT 1", (server["id"],), one=True)
+    if not pool:
+        raise Invalid(f"backup server {server['name']} has no storage pool")
+    svars = json.loads(server["vars_json"] or "{}")
+    user = svars.get("borgfleet_server_user", "borg")
+    host = svars.get("borgfleet_server_ssh_host", server["address"])
+    port = svars.get("borgfleet_server_ssh_port", server["port"])
+    return server["id"], f"ssh://{user}@{host}:{port}{pool['path']}/{client['name']}/{name}"
+
+
+def create_backup_job(db, r, data):
+    f, client = _bj_fields(db, data)
+    if query(db, "SELECT id FROM backup_jobs WHERE client_id=%s AND name=%s", (f["client_id"], f["name"]), one=True):
+        raise Invalid(f"{client['name']} already has a backup named {f['name']}")
+    server_id, location = repository_location(db, client, f["name"], f["pool_id"])
+    cols = list(f)
+    bj_id = execute(db, f"INSERT INTO backup_jobs ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
+                    [f[c] for c in cols])
+    execute(db, "INSERT INTO repositories (backup_job_id, client_id, server_id, location) VALUES (%s,%s,%s,%s)",
+            (bj_id, f["client_id"], server_id, location))
+    q.wake_scheduler(r)
+    return get_backup_job(db, bj_id)
+
+
+def update_backup_job(db, r, bj_id, data):
+    cur = get_backup_job(db, bj_id)
+    cur["passphrase"] = query(db, "SELECT passphrase FROM backup_jobs WHERE id=%s", (bj_id,), one=True)["passphrase"]
+    for fixed in ("client_id", "name", "pool_id"):
+        if fixed in data and data[fixed] != cur[fixed]:
+            raise Invalid(f"{fixed} cannot change (it names the repository); create a new backup job")
+    f, _ = _bj_fields(db, data, cur)
+    cols = [c for c in f if c not in ("client_id", "name", "pool_id")]
+    execute(db, f"UPDATE backup_jobs SET {', '.join(c + '=%s' for c in cols)} WHERE id=%s",
+            [f[c] for c in cols] + [bj_id])
+    q.wake_scheduler(r)
+    return get_backup_job(db, bj_id)
+
+
+def delete_backup_job(db, r, bj_id):
+    get_backup_job(db, bj_id)
+    execute(db, "DELETE FROM backup_jobs WHERE id=%s", (bj_id,))
+    q.wake_scheduler(r)
+
+
+def run_backup(db, r, bj_id, user):
+    bj = get_backup_job(db, bj_id)
+    return q.create_job(db, r, "backup",
+                        {"limit": [bj["client_name"]], "extravars": {"borgfleet_backup": bj["name"]},
+                         "repository_id": bj["repository_id"]},
+                        server_id=bj["client_id"], backup_job_id=bj_id, user=user,
+                        lock=f"{bj['client_name']}/{bj['name']}")
+
+
+def refresh_archives(db, r, bj_id, user):
+    bj = get_backup_job(db, bj_id)
+    return q.create_job(db, r, "list_archives",
+                        {"limit": [bj["client_name"]], "extravars": {"borgfleet_backup": bj["name"]},
+                         "repository_id": bj["repository_id"]},
+                        server_id=bj["client_id"], backup_job_id=bj_id, user=user,
+                        lock=f"{bj['client_name']}/{bj['name']}")
+
+
+# --- archives ---
+
+ARCHIVE_SELECT = ("SELECT a.id, a.name, a.start_at, a.end_at, a.duration, a.nfiles, a.original_size,"
+                  " a.compressed_size, a.deduplicated_size, a.repository_id, r.location AS repository,"
+                  " b.id AS backup_job_id, b.name AS backup_name, c.name AS client_name,"
+                  " COALESCE(s.name, 'local') AS server_name"
+                  " FROM archives a JOIN repositories r ON r.id=a.repository_id"
+                  " JOIN backup_jobs b ON b.id=r.backup_job_id JOIN servers c ON c.id=r.client_id"
+                  " LEFT JOIN servers s ON s.id=r.server_id")
+
+
+def list_archives(db, backup_job_id=None, limit=50, before=None):
+    sql, args = ARCHIVE_SELECT + " WHERE 1=1", []
+    if backup_job_id:
+        sql += " AND b.id=%s"
+        args.append(backup_job_id)
+    if before:
+        sql += " AND a.id < %s"
+        args.append(before)
+    sql += " ORDER BY a.id DESC LIMIT %s"
+    args.append(limit)
+    return query(db, sql, args)
+
+
+def get_archive(db, archive_id):
+    row = query(db, ARCHIVE_SELECT + " WHERE a.id=%s", (archive_id,), one=True)
+    if not row:
+        raise NotFound(f"archive {archive_id} not found")
+    return row
+
+
+def delete_archive(db, r, archive_id, user):
+    a = get_archive(db, archive_id)
+    return q.create_job(db, r, "delete_archive",
+                        {"limit": [a["client_name"]],
+                         "extravars": {"borgfleet_backup": a["backup_name"], "borgfleet_archive": a["name"]}},
+                        server_id=None, backup_job_id=a["backup_job_id"], archive_id=archive_id, user=user,
+                        lock=f"{a['client_name']}/{a['backup_name']}")
+
+
+# --- jobs ---
+
+JOB_COLS = ("j.id, j.seq, j.kind, j.status, j.server_id, s.name AS server_name, j.backup_job_id,"
+            " b.name AS backup_name, j.archive_id, j.created_by, j.created_at, j.started_at, j.finished_at,"
+            " j.worker, j.rc, j.error, j.result_json")
+
+
+def job_out(row):
+    row = dict(row)
+    row["result"] = json.loads(row.pop("result_json") or "null")
+    return row
+
+
+def list_jobs(db, status=None, backup_job_id=None, limit=50, before=None):
+    sql = (f"SELECT {JOB_COLS} FROM jobs j LEFT JOIN servers s ON s.id=j.server_id"
+           " LEFT JOIN backup_jobs b ON b.id=j.backup_job_id WHERE 1=1")
+    args = []
+    if status:
+        sql += " AND j.status=%s"
+        args.append(status)
+    if backup_job_id:
+        sql += " AND j.backup_job_id=%s"
+        args.append(backup_job_id)
+    if before:
+        sql += " AND j.seq < %s"
+        args.append(before)
+    sql += " ORDER BY j.seq DESC LIMIT %s"
+    args.append(limit)
+    return [job_out(r) for r in query(db, sql, args)]
+
+
+def get_job(db, job_id):
+    row = query(db, f"SELECT {JOB_COLS} FROM jobs j LEFT JOIN servers s ON s.id=j.server_id"
+                    " LEFT JOIN backup_jobs b ON b.id=j.backup_job_id WHERE j.id=%s", (job_id,), one=True)
+    if not row:
+        raise NotFound(f"job {job_id} not found")
+    return job_out(row)
+
+
+def job_log(db, job_id, after=0, limit=1000):
+    rows = query(db, "SELECT n, line FROM job_log WHERE job_id=%s AND n > %s ORDER BY n LIMIT %s",
+                 (job_id, after, limit))
+    return rows
+
+
+def cancel_job(db, r, job_id):
+    job = get_job(db, job_id)
+    if job["status"] in q.FINAL:
+        raise Invalid(f"job is already {job['status']}")
+    r.set(q.cancel_key(job_id), "1", ex=86400)
+    if job["status"] == "queued":
+        # Not started: the worker skips rows already final.
+        q.finish(db, job_id, "canceled", error="canceled by a user before it started")
+
+
+# --- settings ---
+
+def get_settings(db):
+    return {r["name"]: r["value"] for r in query(db, "SELECT name, value FROM settings")}
+
+
+def update_settings(db, data):
+    allowed = {"app_name": re.compile(r"[^\n<>]{1,64}"), "stats_interval_minutes": re.compile(r"\d{1,4}")}
+    for k, v in data.items():
+        if k not in allowed:
+            raise Invalid(f"unknown setting {k}")
+        _match(allowed[k], str(v), k)
+        execute(db, "INSERT INTO settings (name, value) VALUES (%s, %s) ON DUPLICATE KEY UPDATE value=VALUES(value)",
+                (k, str(v)))
+    return get_settings(db)

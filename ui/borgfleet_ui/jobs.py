@@ -1,0 +1,265 @@
+"""RQ job functions (worker side): run one playbook with ansible-runner for one job row.
+
+One job = one synchronous ansible_runner.run() in its own private data dir. The inventory is
+the collection's `borgfleet.backup.fleet` plugin reading this service's MariaDB, so the run
+sees exactly the fleet the UI shows, through the same contract as the CLI and AWX.
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+import ansible_runner
+from rq import get_current_job
+
+from . import queue as q
+from .config import load_config
+from .db import connect, execute, query
+
+
+class JobError(Exception):
+    pass
+
+
+class Heartbeat(threading.Thread):
+    """Refreshes the job's Redis heartbeat; when the worker dies the key expires."""
+
+    def __init__(self, r, job_id):
+        super().__init__(daemon=True)
+        self.r, self.key, self.stop = r, q.heartbeat_key(job_id), threading.Event()
+
+    def run(self):
+        while True:
+            self.r.set(self.key, "1", ex=q.HEARTBEAT_TTL)
+            if self.stop.wait(q.HEARTBEAT_TTL / 3):
+                self.r.delete(self.key)
+                return
+
+
+def run_job(job_id):
+    cfg = load_config()
+    db = connect(cfg)
+    r = q.redis_conn(cfg)
+    hb = Heartbeat(r, job_id)
+    lock = row = None
+    try:
+        row = query(db, "SELECT * FROM jobs WHERE id=%s", (job_id,), one=True)
+        if row is None or row["status"] in q.FINAL:
+            return "skipped"
+        params = json.loads(row["params_json"] or "{}")
+        spec = q.KINDS[row["kind"]]
+        rq_job = get_current_job()
+        execute(db, "UPDATE jobs SET status='waiting', started_at=UTC_TIMESTAMP(3), worker=%s,"
+                    " error=NULL WHERE id=%s", (rq_job.worker_name if rq_job else None, job_id))
+        hb.start()
+        if params.get("lock"):
+            _wait_for_lock(db, r, job_id, params["lock"], spec["timeout"])
+            lock = params["lock"]
+        execute(db, "UPDATE jobs SET status='running' WHERE id=%s", (job_id,))
+        run = PlaybookRun(cfg, db, r, row, params, spec)
+        run.run()
+        if run.status == "canceled":
+            q.finish(db, job_id, "canceled", error="canceled by a user", rc=run.rc)
+            return "canceled"
+        if run.status != "successful" or run.rc != 0:
+            raise JobError(run.failure_message())
+        result = record_results(db, row, params, run)
+        q.finish(db, job_id, "succeeded", rc=0, result=result)
+        return "succeeded"
+    except Exception as e:
+        _failed(db, job_id, row["kind"] if row else "", str(e) or repr(e))
+        raise
+    finally:
+        if lock:
+            q.release_lock(r, lock, job_id)
+        hb.stop.set()
+        db.close()
+
+
+def _failed(db, job_id, kind, msg):
+    rq_job = get_current_job()
+    if rq_job is not None and q.KINDS.get(kind, {}).get("retry") and (rq_job.retries_left or 0) > 0:
+        q.append_log(db, job_id, [f"*** attempt failed: {msg}; retrying ({rq_job.retries_left} left) ***"])
+        execute(db, "UPDATE jobs SET status='queued', error=%s WHERE id=%s", (msg, job_id))
+    else:
+        q.append_log(db, job_id, [f"*** job failed: {msg} ***"])
+        q.finish(db, job_id, "failed", error=msg)
+
+
+def _wait_for_lock(db, r, job_id, name, ttl):
+    """Wait (status 'waiting') until no other job holds this repository's lock."""
+    said = None
+    deadline = time.monotonic() + ttl
+    while True:
+        holder = q.try_lock(r, name, job_id, ttl + 300)
+        if holder is None:
+            return
+        if holder != said:
+            q.append_log(db, job_id, [f"waiting: repository {name} is in use by job {holder}"])
+            said = holder
+        if time.monotonic() > deadline:
+            raise JobError(f"repository {name} stayed locked by job {holder}; try again later")
+        time.sleep(1)
+
+
+class PlaybookRun:
+    """One ansible_runner.run bound to one job row: streams events to the log, collects results."""
+
+    def __init__(self, cfg, db, r, row, params, spec):
+        self.cfg, self.db, self.r, self.row, self.params, self.spec = cfg, db, r, row, params, spec
+        self.job_id = row["id"]
+        self.results = []      # (host, task name, res) of tasks named "borgfleet ... result"
+        self.failures = []     # (host, task, msg)
+        self.status, self.rc = None, None
+        self.last_cancel_check = 0.0
+
+    def run(self):
+        root = self.cfg["COLLECTION_ROOT"]
+        playbook = os.path.join(root, "playbooks", self.spec["playbook"])
+        if not os.path.isfile(playbook):
+            raise JobError(f"playbook {self.spec['playbook']} is missing from {root}/playbooks")
+        os.makedirs(self.cfg["RUN_DIR"], exist_ok=True)
+        pdd = tempfile.mkdtemp(prefix=f"job-{self.job_id}-", dir=self.cfg["RUN_DIR"])
+        try:
+            inv = write_inventory(self.cfg, os.path.join(pdd, "inventory"))
+            env = {
+                "ANSIBLE_CONFIG": os.path.join(root, "ansible.cfg"),
+                "ANSIBLE_NOCOLOR": "1",
+                # ansible-playbook of this interpreter's venv; the DB password only via the env.
+                "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+                "BORGFLEET_DB_PASSWORD": self.cfg["DB_PASSWORD"],
+            }
+            limit = self.params.get("limit")
+            ansible_runner.run(
+                private_data_dir=pdd, project_dir=root, playbook=playbook, inventory=inv,
+                limit=",".join(limit) if limit else None,
+                extravars=self.params.get("extravars") or None,
+                ident=self.job_id, suppress_env_files=True, envvars=env, quiet=True,
+                timeout=max(60, self.spec["timeout"] - 60), rotate_artifacts=1,
+                event_handler=self.on_event, cancel_callback=self.cancelled,
+                finished_callback=self.on_finished)
+        finally:
+            shutil.rmtree(pdd, ignore_errors=True)
+
+    def on_event(self, event):
+        stdout = event.get("stdout")
+        if stdout:
+            q.append_log(self.db, self.job_id, stdout.splitlines())
+        data = event.get("event_data") or {}
+        name = (data.get("task") or "").strip()
+        res = data.get("res")
+        if event.get("event") == "runner_on_ok" and name.startswith("borgfleet ") \
+                and name.endswith(" result") and isinstance(res, dict):
+            self.results.append((data.get("host"), name, res))
+        elif event.get("event") in ("runner_on_failed", "runner_on_unreachable") \
+                and not data.get("ignore_errors"):
+            msg = res.get("msg") if isinstance(res, dict) else None
+            self.failures.append((data.get("host"), name, msg or event.get("event")))
+        return False  # nothing to keep on disk: the log is in MariaDB
+
+    def cancelled(self):
+        now = time.monotonic()
+        if now - self.last_cancel_check < 1:
+            return False
+        self.last_cancel_check = now
+        return bool(self.r.exists(q.cancel_key(self.job_id)))
+
+    def on_finished(self, runner):
+        self.status, self.rc = runner.status, runner.rc
+
+    def failure_message(self):
+        if self.failures:
+            host, task, msg = self.failures[-1]
+            return f"{host}: task '{task}' failed: {msg}"
+        if self.status == "timeout":
+            return f"the playbook ran longer than {self.spec['timeout'] - 60} s and was stopped"
+        return f"playbook {self.spec['playbook']} ended {self.status} (rc {self.rc})"
+
+
+def write_inventory(cfg, directory):
+    """An inventory source for the fleet plugin pointing at this service's database."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "borgfleet.fleet.yml")
+    with open(path, "w") as f:
+        json.dump({"plugin": "borgfleet.backup.fleet", "db_host": cfg["DB_HOST"],
+                   "db_port": cfg["DB_PORT"], "db_user": cfg["DB_USER"], "db_name": cfg["DB_NAME"]}, f)
+    return path
+
+
+# --- results from the playbooks' "borgfleet ... result" tasks ---
+
+def _find(obj, pred, depth=4):
+    """Depth-limited search for dicts matching pred (result tasks nest their payload)."""
+    if isinstance(obj, dict):
+        if pred(obj):
+            yield obj
+        elif depth:
+            for v in obj.values():
+                yield from _find(v, pred, depth - 1)
+    elif isinstance(obj, list) and depth:
+        for v in obj:
+            yield from _find(v, pred, depth - 1)
+
+
+def _is_archive(d):
+    return isinstance(d.get("name"), str) and isinstance(d.get("stats"), dict)
+
+
+def record_results(db, row, params, run):
+    kind = row["kind"]
+    if kind == "backup":
+        repo_id = params["repository_id"]
+        archives = [a for _, _, res in run.results for a in _find(res, _is_archive)]
+        if not archives:
+            raise JobError("backup.yml succeeded but reported no archive "
+                           "(no 'borgfleet backup result' task with archive name and stats)")
+        ids = [upsert_archive(db, repo_id, a) for a in archives]
+        execute(db, "UPDATE jobs SET archive_id=%s WHERE id=%s", (ids[-1], row["id"]))
+        return {"archives": [a["name"] for a in archives]}
+    if kind == "delete_archive":
+        # The playbook succeeded, so borg no longer has the archive.
+        execute(db, "DELETE FROM archives WHERE id=%s", (row["archive_id"],))
+        return {"deleted": params["extravars"]["borgfleet_archive"]}
+    if kind == "setup":
+        for sid in params.get("server_ids", []):
+            execute(db, "UPDATE servers SET setup_status='ok', setup_at=UTC_TIMESTAMP() WHERE id=%s", (sid,))
+        return {"servers": params.get("limit")}
+    if kind == "collect_stats":
+        names = {s["name"]: s["id"] for s in query(db, "SELECT id, name FROM servers")}
+        n = 0
+        for host, _, res in run.results:
+            if host in names:
+                data = {k: v for k, v in res.items() if not k.startswith("_") and k not in ("changed", "failed")}
+                execute(db, "INSERT INTO server_stats (server_id, data_json) VALUES (%s, %s)",
+                        (names[host], json.dumps(data, default=str)))
+                n += 1
+        return {"servers": n}
+    if kind == "list_archives":
+        repo_id = params["repository_id"]
+        archives = [a for _, _, res in run.results for a in _find(res, _is_archive)]
+        for a in archives:
+            upsert_archive(db, repo_id, a)
+        return {"archives": len(archives)}
+    return None
+
+
+def upsert_archive(db, repo_id, a):
+    s = a.get("stats") or {}
+    execute(db, "INSERT INTO archives (repository_id, name, borg_id, start_at, end_at, duration, nfiles,"
+                " original_size, compressed_size, deduplicated_size) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                " ON DUPLICATE KEY UPDATE borg_id=VALUES(borg_id), start_at=VALUES(start_at),"
+                " end_at=VALUES(end_at), duration=VALUES(duration), nfiles=VALUES(nfiles),"
+                " original_size=VALUES(original_size), compressed_size=VALUES(compressed_size),"
+                " deduplicated_size=VALUES(deduplicated_size)",
+            (repo_id, a["name"], a.get("id"), _dt(a.get("start")), _dt(a.get("end")), a.get("duration"),
+             s.get("nfiles"), s.get("original_size"), s.get("compressed_size"), s.get("deduplicated_size")))
+    return query(db, "SELECT id FROM archives WHERE repository_id=%s AND name=%s", (repo_id, a["name"]),
+                 one=True)["id"]
+
+
+def _dt(v):
+    # borg prints ISO times like 2026-11-25T23:40:01.000000; MariaDB takes them without the 'T'.
+    return v.replace("T", " ")[:26] if isinstance(v, str) else None

@@ -1,0 +1,119 @@
+"""The OpenAPI 3 document of /api, built from one table. tests/ui checks it covers every route."""
+
+_JOB = {"$ref": "#/components/schemas/Accepted"}
+_LIST = {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}},
+                                          "next_before": {"type": "integer", "nullable": True}}}
+PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 200, "default": 50}},
+        {"name": "before", "in": "query", "description": "keyset cursor: next_before of the previous page",
+         "schema": {"type": "integer"}}]
+
+# (method, path, role, summary, request body schema name or None, 2xx code, response schema)
+ROUTES = [
+    ("get", "/api/health", None, "Database and Redis reachability (no login)", None, 200, None),
+    ("get", "/api/openapi.json", "viewer", "This document", None, 200, None),
+    ("get", "/api/me", "viewer", "The caller", None, 200, None),
+    ("get", "/api/servers", "viewer", "List servers (paginated; ?role=client|backup_server)", None, 200, _LIST),
+    ("post", "/api/servers", "operator", "Add a server (optionally with pools)", "Server", 201, None),
+    ("get", "/api/servers/{id}", "viewer", "One server", None, 200, None),
+    ("put", "/api/servers/{id}", "operator", "Change a server", "Server", 200, None),
+    ("delete", "/api/servers/{id}", "operator", "Remove a server", None, 204, None),
+    ("post", "/api/servers/{id}/setup", "operator", "Queue setup.yml for the server (and its peer)", None, 202, _JOB),
+    ("post", "/api/servers/{id}/collect-stats", "operator", "Queue collect_stats.yml", None, 202, _JOB),
+    ("get", "/api/servers/{id}/stats", "viewer", "Stats history (latest 100)", None, 200, None),
+    ("get", "/api/storage-pools", "viewer", "List storage pools (?server_id=)", None, 200, None),
+    ("post", "/api/storage-pools", "operator", "Add a pool to a backup server", "Pool", 201, None),
+    ("delete", "/api/storage-pools/{id}", "operator", "Remove an unused pool", None, 204, None),
+    ("get", "/api/backup-jobs", "viewer", "List backup jobs (paginated; ?client_id=)", None, 200, _LIST),
+    ("post", "/api/backup-jobs", "operator", "Define a backup (and its repository)", "BackupJob", 201, None),
+    ("get", "/api/backup-jobs/{id}", "viewer", "One backup job (passphrase never returned)", None, 200, None),
+    ("put", "/api/backup-jobs/{id}", "operator", "Change a backup job", "BackupJob", 200, None),
+    ("delete", "/api/backup-jobs/{id}", "operator", "Remove a backup job from the service", None, 204, None),
+    ("post", "/api/backup-jobs/{id}/run", "operator", "Run now: queue backup.yml for this backup", None, 202, _JOB),
+    ("post", "/api/backup-jobs/{id}/refresh-archives", "operator", "Queue list_archives.yml to resync archives",
+     None, 202, _JOB),
+    ("get", "/api/archives", "viewer", "List archives with server and repository names (paginated)", None, 200, _LIST),
+    ("get", "/api/archives/{id}", "viewer", "One archive", None, 200, None),
+    ("delete", "/api/archives/{id}", "operator", "Queue delete_archive.yml for this archive", None, 202, _JOB),
+    ("get", "/api/jobs", "viewer", "List jobs (paginated by seq; ?status=&backup_job_id=)", None, 200, _LIST),
+    ("get", "/api/jobs/{id}", "viewer", "One job: status, error, result", None, 200, None),
+    ("get", "/api/jobs/{id}/log", "viewer", "Log lines after N (?after=N); poll with next", None, 200, None),
+    ("post", "/api/jobs/{id}/cancel", "operator", "Cancel a queued or running job", None, 202, None),
+    ("get", "/api/workers", "admin", "RQ workers: state, pid, current job, started", None, 200, None),
+    ("post", "/api/workers/{name}/start", "admin", "Start a worker unit (systemd)", None, 202, None),
+    ("post", "/api/workers/{name}/stop", "admin", "Stop a worker (systemd, or RQ shutdown)", None, 202, None),
+    ("post", "/api/workers/{name}/restart", "admin", "Restart a worker unit (systemd)", None, 202, None),
+    ("get", "/api/workers/{name}/logs", "admin", "Worker log (journal or serve log file)", None, 200, None),
+    ("get", "/api/settings", "viewer", "Settings", None, 200, None),
+    ("put", "/api/settings", "admin", "Change settings (app_name, stats_interval_minutes)", "Settings", 200, None),
+    ("get", "/api/users", "admin", "List users", None, 200, None),
+    ("post", "/api/users", "admin", "Add a user (password generated and returned once if not given)", "User",
+     201, None),
+    ("get", "/api/tokens", "viewer", "The caller's API tokens", None, 200, None),
+    ("post", "/api/tokens", "viewer", "New API token for the caller (shown once)", "Token", 201, None),
+    ("delete", "/api/tokens/{id}", "viewer", "Revoke a token", None, 204, None),
+]
+
+SCHEMAS = {
+    "Accepted": {"type": "object", "properties": {"job_id": {"type": "string"}, "status": {"type": "string"},
+                                                  "url": {"type": "string"}}},
+    "Server": {"type": "object", "required": ["name", "role"], "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+        "role": {"type": "string", "enum": ["client", "backup_server"]},
+        "address": {"type": "string"}, "port": {"type": "integer"}, "ssh_user": {"type": "string"},
+        "connection": {"type": "string", "enum": ["ssh", "local"]},
+        "backup_server_id": {"type": "integer", "nullable": True},
+        "local_pool_path": {"type": "string", "nullable": True},
+        "vars": {"type": "object", "description": "extra ansible_*/borgfleet_* host variables"},
+        "pools": {"type": "array", "items": {"$ref": "#/components/schemas/Pool"}}}},
+    "Pool": {"type": "object", "required": ["path"], "properties": {
+        "server_id": {"type": "integer"}, "name": {"type": "string"}, "path": {"type": "string"}}},
+    "BackupJob": {"type": "object", "required": ["client_id", "name", "paths", "passphrase"], "properties": {
+        "client_id": {"type": "integer"}, "name": {"type": "string"},
+        "paths": {"type": "array", "items": {"type": "string"}},
+        "exclude": {"type": "array", "items": {"type": "string"}},
+        "compression": {"type": "string"}, "passphrase": {"type": "string", "writeOnly": True},
+        "retention": {"type": "object"}, "pool_id": {"type": "integer"},
+        "schedule": {"type": "string", "description": "cron expression"},
+        "timezone": {"type": "string", "description": "IANA zone, e.g. Europe/Berlin"},
+        "enabled": {"type": "boolean"}}},
+    "Settings": {"type": "object", "properties": {"app_name": {"type": "string"},
+                                                  "stats_interval_minutes": {"type": "integer"}}},
+    "User": {"type": "object", "required": ["username", "role"], "properties": {
+        "username": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "operator", "viewer"]},
+        "password": {"type": "string", "writeOnly": True}}},
+    "Token": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+}
+
+
+def document():
+    paths = {}
+    for method, path, role, summary, req, code, resp in ROUTES:
+        op = {"summary": summary, "responses": {str(code): {"description": "OK"}}}
+        if role:
+            op["description"] = f"Requires role {role} or higher."
+            op["responses"].update({"401": {"description": "not logged in"},
+                                    "403": {"description": "role too low"}})
+        else:
+            op["security"] = []
+        if resp:
+            op["responses"][str(code)]["content"] = {"application/json": {"schema": resp}}
+        if req:
+            op["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{req}"}}}}
+        params = [{"name": p.strip("{}"), "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in path.split("/") if p.startswith("{")]
+        if resp is _LIST:
+            params += PAGE
+        if params:
+            op["parameters"] = params
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "BorgFleet API", "version": "1"},
+        "components": {"schemas": SCHEMAS, "securitySchemes": {
+            "token": {"type": "http", "scheme": "bearer", "description": "API token from POST /api/tokens"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "session",
+                        "description": "page login; writes need the X-CSRF-Token header"}}},
+        "security": [{"token": []}, {"session": []}],
+        "paths": paths,
+    }

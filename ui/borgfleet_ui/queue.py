@@ -1,0 +1,147 @@
+"""The web/scheduler side of the queue: job kinds, enqueueing, repository locks, heartbeats.
+
+Jobs are enqueued by dotted path so this side never imports worker code. A job's row in
+`jobs` is keyed by its RQ job id and written before the RQ job exists.
+"""
+import json
+import uuid
+
+from redis import Redis
+from rq import Queue, Retry
+
+from .db import execute, query
+
+# playbook, RQ job_timeout (s) and whether a retry is safe (idempotent playbooks only).
+KINDS = {
+    "setup": {"playbook": "setup.yml", "timeout": 3600, "retry": True},
+    "backup": {"playbook": "backup.yml", "timeout": 6 * 3600, "retry": False},
+    "delete_archive": {"playbook": "delete_archive.yml", "timeout": 1800, "retry": False},
+    "list_archives": {"playbook": "list_archives.yml", "timeout": 900, "retry": True},
+    "collect_stats": {"playbook": "collect_stats.yml", "timeout": 900, "retry": True},
+}
+# Workers take queues in this order: user-facing quick work first, long backups last.
+QUEUE_ORDER = ["delete_archive", "setup", "list_archives", "collect_stats", "backup"]
+FINAL = ("succeeded", "failed", "abandoned", "canceled", "missed")
+HEARTBEAT_TTL = 30
+
+
+def queue_name(kind):
+    return f"borgfleet-{kind}"
+
+
+def redis_conn(cfg):
+    return Redis.from_url(cfg["REDIS_URL"])
+
+
+def queues(r):
+    return [Queue(queue_name(k), connection=r) for k in QUEUE_ORDER]
+
+
+def create_job(db, r, kind, params=None, server_id=None, backup_job_id=None, archive_id=None,
+               user=None, lock=None):
+    """Insert the job row and enqueue it; returns the job id."""
+    spec = KINDS[kind]
+    params = dict(params or {})
+    if lock:
+        params["lock"] = lock
+    job_id = create_job_row(db, kind, server_id, backup_job_id, archive_id, params, user)
+    try:
+        Queue(queue_name(kind), connection=r).enqueue(
+            "borgfleet_ui.jobs.run_job", job_id, job_id=job_id, job_timeout=spec["timeout"],
+            retry=Retry(max=2, interval=[10, 60]) if spec["retry"] else None,
+            result_ttl=86400, failure_ttl=7 * 86400)
+    except Exception as e:
+        finish(db, job_id, "failed", error=f"could not enqueue: {e}")
+        raise
+    return job_id
+
+
+def create_job_row(db, kind, server_id=None, backup_job_id=None, archive_id=None, params=None, user=None,
+                   status="queued", error=None):
+    job_id = str(uuid.uuid4())
+    execute(db, "INSERT INTO jobs (id, kind, status, server_id, backup_job_id, archive_id, params_json,"
+                " created_by, error, finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " IF(%s = 'queued', NULL, UTC_TIMESTAMP(3)))",
+            (job_id, kind, status, server_id, backup_job_id, archive_id, json.dumps(params or {}), user,
+             error, status))
+    return job_id
+
+
+def finish(db, job_id, status, error=None, rc=None, result=None):
+    execute(db, "UPDATE jobs SET status=%s, error=%s, rc=%s, result_json=%s,"
+                " finished_at=UTC_TIMESTAMP(3) WHERE id=%s",
+            (status, error, rc, json.dumps(result) if result is not None else None, job_id))
+
+
+def append_log(db, job_id, lines):
+    """Append lines to a job's log; returns how many the log now has."""
+    if not lines:
+        return None
+    row = query(db, "SELECT COALESCE(MAX(n), 0) AS n FROM job_log WHERE job_id=%s", (job_id,), one=True)
+    n = row["n"]
+    with db.cursor() as cur:
+        cur.executemany("INSERT INTO job_log (job_id, n, line) VALUES (%s, %s, %s)",
+                        [(job_id, n + i + 1, line) for i, line in enumerate(lines)])
+    return n + len(lines)
+
+
+# --- per-repository lock: SET NX with the holder's job id; released only by its holder ---
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def lock_key(name):
+    return f"borgfleet:lock:{name}"
+
+
+def try_lock(r, name, job_id, ttl):
+    if r.set(lock_key(name), job_id, nx=True, ex=ttl):
+        return None
+    holder = r.get(lock_key(name))
+    return holder.decode() if holder else "?"
+
+
+def release_lock(r, name, job_id):
+    release_lock_raw(r, lock_key(name), job_id)
+
+
+def release_lock_raw(r, key, holder):
+    r.eval(_RELEASE, 1, key, holder)
+
+
+def heartbeat_key(job_id):
+    return f"borgfleet:hb:{job_id}"
+
+
+def cancel_key(job_id):
+    return f"borgfleet:cancel:{job_id}"
+
+
+def sweep_abandoned(db, r, grace=HEARTBEAT_TTL):
+    """Mark running/waiting jobs whose worker stopped heart-beating as abandoned; free their locks.
+
+    Called by workers on startup and by the scheduler periodically, so a killed worker never
+    leaves a job "running" forever. Returns the ids marked.
+    """
+    rows = query(db, "SELECT id, params_json FROM jobs WHERE status IN ('running','waiting')"
+                     " AND started_at < UTC_TIMESTAMP(3) - INTERVAL %s SECOND", (grace,))
+    marked = []
+    for row in rows:
+        if r.exists(heartbeat_key(row["id"])):
+            continue
+        n = execute(db, "UPDATE jobs SET status='abandoned', finished_at=UTC_TIMESTAMP(3),"
+                        " error=%s WHERE id=%s AND status IN ('running','waiting')",
+                    ("The worker running this job stopped (killed or crashed) before it finished; "
+                     "check the host's borg state, then run it again.", row["id"]))
+        if n:
+            lock = json.loads(row["params_json"] or "{}").get("lock")
+            if lock:
+                release_lock(r, lock, row["id"])
+            append_log(db, row["id"], ["*** job abandoned: its worker stopped heart-beating ***"])
+            marked.append(row["id"])
+    return marked
+
+
+def wake_scheduler(r):
+    """Tell the scheduler a schedule changed so it recomputes its next wake-up at once."""
+    r.lpush("borgfleet:scheduler:wake", "1")
+    r.ltrim("borgfleet:scheduler:wake", 0, 0)

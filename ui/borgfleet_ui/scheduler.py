@@ -1,0 +1,130 @@
+"""The scheduler: one active process (Redis lock), cron + time zone per backup job, sleeping
+until the next due time (woken early when a schedule changes), missed runs reported.
+
+Due times live in backup_jobs.next_run_at (UTC). A due time more than MISSED_GRACE in the
+past means the scheduler was down: the run is recorded as a 'missed' job (visible on the
+dashboard) and one catch-up backup is queued.
+"""
+import logging
+import os
+import socket
+import time
+from datetime import datetime, timedelta, timezone
+
+from . import fleet
+from . import queue as q
+from .db import connect, execute, query
+
+log = logging.getLogger("borgfleet.scheduler")
+
+LOCK = "borgfleet:scheduler:lock"
+WAKE = "borgfleet:scheduler:wake"
+LOCK_TTL = 15
+RENEW = 5            # seconds between lock renewals (and the longest single sleep)
+MISSED_GRACE = 60    # seconds late before a run counts as missed
+SWEEP_EVERY = 30
+
+
+def utcnow():
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Scheduler:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.r = q.redis_conn(cfg)
+        self.db = connect(cfg)
+        self.me = f"{socket.gethostname()}:{os.getpid()}"
+        self.next_sweep = 0.0
+        self.next_stats = None
+
+    def hold_lock(self):
+        """True while this process is the active scheduler."""
+        if self.r.set(LOCK, self.me, nx=True, ex=LOCK_TTL):
+            log.info("scheduler %s is active", self.me)
+            return True
+        if self.r.get(LOCK) == self.me.encode():
+            self.r.expire(LOCK, LOCK_TTL)
+            return True
+        return False
+
+    def release(self):
+        q.release_lock_raw(self.r, LOCK, self.me)
+
+    def tick(self):
+        """Enqueue everything due; return seconds until the next due time."""
+        now = utcnow()
+        rows = query(self.db, "SELECT b.id, b.name, b.schedule, b.timezone, b.next_run_at FROM backup_jobs b"
+                              " WHERE b.enabled=1 AND b.schedule IS NOT NULL AND"
+                              " (b.next_run_at IS NULL OR b.next_run_at <= %s)", (now,))
+        for b in rows:
+            due = b["next_run_at"]
+            nxt = fleet.next_run(b["schedule"], b["timezone"], now.replace(tzinfo=timezone.utc))
+            if due is not None:
+                self.fire(b, due, now)
+            # Compare-and-set on next_run_at: a stale second scheduler cannot fire the same run.
+            execute(self.db, "UPDATE backup_jobs SET next_run_at=%s WHERE id=%s AND next_run_at <=> %s",
+                    (nxt, b["id"], due))
+        if time.monotonic() >= self.next_sweep:
+            q.sweep_abandoned(self.db, self.r)
+            self.next_sweep = time.monotonic() + SWEEP_EVERY
+        self.maybe_collect_stats(now)
+        row = query(self.db, "SELECT MIN(next_run_at) AS t FROM backup_jobs WHERE enabled=1 AND schedule IS NOT NULL",
+                    one=True)
+        wait = (row["t"] - utcnow()).total_seconds() if row and row["t"] else RENEW
+        return max(0.0, min(wait, RENEW))
+
+    def fire(self, b, due, now):
+        late = (now - due).total_seconds()
+        if late > MISSED_GRACE:
+            missed = self.count_missed(b, due, now)
+            msg = (f"{missed} scheduled run(s) missed between {due:%Y-%m-%d %H:%M:%S} and "
+                   f"{now:%Y-%m-%d %H:%M:%S} UTC (scheduler not running); one catch-up run queued")
+            jid = q.create_job_row(self.db, "backup", backup_job_id=b["id"], status="missed", error=msg)
+            log.warning("backup job %s: %s (%s)", b["id"], msg, jid)
+        try:
+            job_id = fleet.run_backup(self.db, self.r, b["id"], None)
+        except Exception as e:  # one bad job must not stop the others
+            log.error("backup job %s could not be queued: %s", b["id"], e)
+            return
+        execute(self.db, "UPDATE backup_jobs SET last_run_at=%s WHERE id=%s", (due, b["id"]))
+        log.info("queued backup job %s due %s (%.3f s late) as %s", b["id"], due, late, job_id)
+
+    def count_missed(self, b, due, now):
+        n, t = 0, due
+        while t <= now and n < 10000:
+            n += 1
+            t = fleet.next_run(b["schedule"], b["timezone"], t.replace(tzinfo=timezone.utc))
+        return n
+
+    def maybe_collect_stats(self, now):
+        """Periodic stats of every server (settings.stats_interval_minutes), when the playbook exists."""
+        if not os.path.isfile(os.path.join(self.cfg["COLLECTION_ROOT"], "playbooks", "collect_stats.yml")):
+            return
+        minutes = int(fleet.get_settings(self.db).get("stats_interval_minutes", "15") or 0)
+        if minutes <= 0:
+            return
+        if self.next_stats is None:
+            self.next_stats = now + timedelta(minutes=minutes)
+        if now < self.next_stats:
+            return
+        self.next_stats = now + timedelta(minutes=minutes)
+        for s in query(self.db, "SELECT id FROM servers WHERE setup_status='ok'"):
+            fleet.collect_stats(self.db, self.r, s["id"], None)
+
+    def run_forever(self, stop=lambda: False):
+        active = False
+        while not stop():
+            if not self.hold_lock():
+                if active:
+                    log.warning("lost the scheduler lock; idling")
+                active = False
+                time.sleep(RENEW)
+                continue
+            active = True
+            wait = self.tick()
+            if wait > 0:
+                # BLPOP returns at once when a schedule changes (queue.wake_scheduler).
+                self.r.blpop([WAKE], timeout=wait)
+        if active:
+            self.release()

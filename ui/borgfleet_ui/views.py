@@ -1,0 +1,162 @@
+"""Server-rendered pages. Forms post here with the session's CSRF token; actions reuse fleet.*."""
+import json
+
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+
+from . import fleet, workers
+from .api import r
+from .auth import has_role, role
+from .db import get_db, query
+
+bp = Blueprint("pages", __name__)
+
+
+def _settings():
+    return fleet.get_settings(get_db())
+
+
+@bp.app_context_processor
+def _globals():
+    if getattr(g, "user", None):
+        return {"app_name": _settings().get("app_name", "BorgFleet"), "user": g.user}
+    return {"app_name": "BorgFleet", "user": None}
+
+
+def _form_json(name, default):
+    raw = request.form.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise fleet.Invalid(f"{name} must be JSON") from None
+
+
+def _lines(name):
+    return [x.strip() for x in request.form.get(name, "").splitlines() if x.strip()]
+
+
+@bp.get("/")
+@role("viewer")
+def dashboard():
+    db = get_db()
+    servers = fleet.list_servers(db, limit=200)
+    bjs = fleet.list_backup_jobs(db, limit=200)
+    failures = fleet.list_jobs(db, status="failed", limit=10) + fleet.list_jobs(db, status="abandoned", limit=10) \
+        + fleet.list_jobs(db, status="missed", limit=10)
+    recent = fleet.list_jobs(db, limit=10)
+    return render_template("dashboard.html", servers=servers, bjs=bjs, failures=failures, recent=recent)
+
+
+@bp.route("/servers", methods=["GET", "POST"])
+@role("viewer")
+def servers():
+    db = get_db()
+    error = None
+    if request.method == "POST":
+        if not has_role(g.user, "operator"):
+            abort(403)
+        try:
+            data = {k: request.form.get(k) or None for k in
+                    ("name", "role", "address", "port", "ssh_user", "connection", "local_pool_path")}
+            data["backup_server_id"] = request.form.get("backup_server_id", type=int)
+            data["vars"] = _form_json("vars", {})
+            if request.form.get("pool_path"):
+                data["pools"] = [{"name": request.form.get("pool_name") or "main", "path": request.form["pool_path"]}]
+            fleet.create_server(db, {k: v for k, v in data.items() if v is not None})
+            return redirect(url_for("pages.servers"))
+        except fleet.Invalid as e:
+            error = str(e)
+    rows = fleet.list_servers(db, limit=200)
+    pools = fleet.list_pools(db)
+    return render_template("servers.html", servers=rows, pools=pools, error=error,
+                           backup_servers=[s for s in rows if s["role"] == "backup_server"]), (400 if error else 200)
+
+
+@bp.post("/servers/<int:sid>/setup")
+@role("operator")
+def server_setup(sid):
+    job_id = fleet.setup_server(get_db(), r(), sid, g.user["username"])
+    return redirect(url_for("pages.job", job_id=job_id))
+
+
+@bp.route("/backup-jobs", methods=["GET", "POST"])
+@role("viewer")
+def backup_jobs():
+    db = get_db()
+    error = None
+    if request.method == "POST":
+        if not has_role(g.user, "operator"):
+            abort(403)
+        try:
+            data = {"client_id": request.form.get("client_id", type=int), "name": request.form.get("name"),
+                    "paths": _lines("paths"), "exclude": _lines("exclude"),
+                    "passphrase": request.form.get("passphrase"),
+                    "schedule": request.form.get("schedule") or None,
+                    "timezone": request.form.get("timezone") or "UTC",
+                    "retention": _form_json("retention", None)}
+            fleet.create_backup_job(db, r(), data)
+            return redirect(url_for("pages.backup_jobs"))
+        except fleet.Invalid as e:
+            error = str(e)
+    rows = fleet.list_backup_jobs(db, limit=200)
+    clients = fleet.list_servers(db, role="client", limit=200)
+    return render_template("backup_jobs.html", bjs=rows, clients=clients, error=error), (400 if error else 200)
+
+
+@bp.post("/backup-jobs/<int:bid>/run")
+@role("operator")
+def backup_run(bid):
+    job_id = fleet.run_backup(get_db(), r(), bid, g.user["username"])
+    return redirect(url_for("pages.job", job_id=job_id))
+
+
+@bp.get("/archives")
+@role("viewer")
+def archives():
+    limit, before = fleet.page_args(request.args)
+    rows = fleet.list_archives(get_db(), request.args.get("backup_job_id", type=int), limit, before)
+    nxt = rows[-1]["id"] if len(rows) == limit else None
+    return render_template("archives.html", archives=rows, next_before=nxt)
+
+
+@bp.post("/archives/<int:aid>/delete")
+@role("operator")
+def archive_delete(aid):
+    job_id = fleet.delete_archive(get_db(), r(), aid, g.user["username"])
+    return redirect(url_for("pages.job", job_id=job_id))
+
+
+@bp.get("/jobs")
+@role("viewer")
+def jobs():
+    limit, before = fleet.page_args(request.args)
+    rows = fleet.list_jobs(get_db(), request.args.get("status") or None, None, limit, before)
+    nxt = rows[-1]["seq"] if len(rows) == limit else None
+    return render_template("jobs.html", jobs=rows, next_before=nxt)
+
+
+@bp.get("/jobs/<job_id>")
+@role("viewer")
+def job(job_id):
+    try:
+        row = fleet.get_job(get_db(), job_id)
+    except fleet.NotFound:
+        abort(404)
+    return render_template("job.html", job=row)
+
+
+@bp.get("/workers")
+@role("admin")
+def workers_page():
+    return render_template("workers.html", workers=workers.list_workers(r()), systemd=workers.systemd_running())
+
+
+@bp.errorhandler(fleet.Invalid)
+def _invalid(e):
+    return render_template("message.html", message=str(e)), 400
+
+
+@bp.errorhandler(fleet.NotFound)
+def _notfound(e):
+    return render_template("message.html", message=str(e)), 404
