@@ -27,7 +27,7 @@ POOL_PATH_RE = re.compile(r"/[A-Za-z0-9/._-]*\Z")
 POOL_NAME_RE = BACKUP_NAME_RE
 SERVER_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
 
-RETENTION_KEYS = ("within", "hourly", "daily", "weekly", "monthly", "yearly")
+RETENTION_KEYS = ("within", "secondly", "minutely", "hourly", "daily", "weekly", "monthly", "yearly")
 SSH_KEY_TYPES = (
     "ssh-ed25519",
     "ssh-rsa",
@@ -235,6 +235,18 @@ def resolve_backups(backups, client, hostvars=None, backup_servers=None, limit=N
     return resolved
 
 
+def backups_problem(*args, **kwargs):
+    """resolve_backups' error message, or '' when the backups are valid.
+
+    Lets a role stop with the plain message instead of Ansible's templating traceback.
+    """
+    try:
+        resolve_backups(*args, **kwargs)
+    except AnsibleFilterError as err:
+        return getattr(err, "message", None) or str(err)
+    return ""
+
+
 def _resolve_one(backup, name, client, server, settings, local_pool_path):
     paths = [str(p) for p in _as_list(backup.get("paths"), "client %r, backup %r: paths" % (client, name))]
     if not paths or not all(paths):
@@ -289,9 +301,12 @@ def _resolve_one(backup, name, client, server, settings, local_pool_path):
         "passcommand": backup.get("passcommand") or None,
     }
     if settings is not None:
-        out["ssh_host"] = settings["ssh_host"]
-        out["ssh_port"] = settings["ssh_port"]
-        out["known_hosts_name"] = known_hosts_name(settings["ssh_host"], settings["ssh_port"])
+        # How this client reaches its server; the client role pins that host key.
+        out["server_endpoint"] = {
+            "host": settings["ssh_host"],
+            "port": settings["ssh_port"],
+            "known_hosts_name": known_hosts_name(settings["ssh_host"], settings["ssh_port"]),
+        }
     return out
 
 
@@ -422,6 +437,8 @@ class FilterModule(object):
     def filters(self):
         return {
             "resolve_backups": resolve_backups,
+            "server_settings": server_settings,
+            "backups_problem": backups_problem,
             "public_backups": public_backups,
             "server_clients": server_clients,
             "authorized_keys_line": authorized_keys_line,

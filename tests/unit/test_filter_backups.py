@@ -55,7 +55,7 @@ def test_resolve_defaults_to_first_server_and_first_pool():
     assert etc["append_only"] is False
     assert etc["retention"] == {"daily": 7, "weekly": 4}
     assert etc["passphrase"] == "s3cret" and etc["passcommand"] is None
-    assert etc["known_hosts_name"] == "[127.0.0.3]:2222"
+    assert etc["server_endpoint"] == {"host": "127.0.0.3", "port": 2222, "known_hosts_name": "[127.0.0.3]:2222"}
     assert www["pool"] == {"name": "fast", "path": "/ssd/borg"}
     assert www["repository"] == "ssh://borg@127.0.0.3:2222/ssd/borg/web1/www"
     assert www["exclude"] == ["*.tmp"]
@@ -66,7 +66,7 @@ def test_resolve_defaults_to_first_server_and_first_pool():
 def test_resolve_explicit_server_user_and_ssh_host():
     (etc,) = resolve(inventory(), client="web2")
     assert etc["repository"] == "ssh://borg2@backup2.example.org:22/data/borg/web2/etc"
-    assert etc["known_hosts_name"] == "backup2.example.org"
+    assert etc["server_endpoint"]["known_hosts_name"] == "backup2.example.org"
     assert etc["passcommand"] == "cat /root/p" and etc["passphrase"] is None
 
 
@@ -75,7 +75,7 @@ def test_resolve_local_server():
     assert home["local"] is True and home["server"] == "local"
     assert home["repository"] == "/var/tmp/repos/laptop/home"
     assert home["client_dir"] == "/var/tmp/repos/laptop"
-    assert "known_hosts_name" not in home
+    assert "server_endpoint" not in home
 
 
 def test_ipv6_server_address_is_bracketed():
@@ -271,3 +271,10 @@ def test_result_report_keeps_figures_and_drops_secrets():
 def test_known_hosts_name():
     assert f.known_hosts_name("10.0.0.1", 22) == "10.0.0.1"
     assert f.known_hosts_name("10.0.0.1", "2222") == "[10.0.0.1]:2222"
+
+
+def test_backups_problem_returns_the_message_or_nothing():
+    hv = inventory()
+    assert f.backups_problem(hv["web1"]["borgfleet_backups"], "web1", hv, ["bk1"]) == ""
+    msg = f.backups_problem(hv["web1"]["borgfleet_backups"], "web1", hv, ["bk1"], limit="nope")
+    assert msg.startswith("client 'web1' has no backup named 'nope'")
