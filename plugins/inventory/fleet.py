@@ -11,7 +11,7 @@ description:
     MariaDB and builds the inventory of docs/contract.md, so C(ansible-playbook), AWX and the
     service's own workers all run the same fleet.
   - Groups C(backup_servers) and C(clients); hosts get C(borgfleet_storage_pools),
-    C(borgfleet_backup_server), C(borgfleet_backups) (with passphrases: protect the DB
+    C(borgfleet_backup_server), C(borgfleet_backups) (with passphrases, so protect the DB
     credentials accordingly) and the per-server extra variables saved in the service.
   - The inventory source file name must end in C(fleet.yml) or C(fleet.yaml).
 requirements: [PyMySQL]
@@ -74,7 +74,8 @@ def build_fleet(servers, pools, backups):
     for s in servers:
         hv = {"ansible_host": s["address"], "ansible_port": s["port"], "ansible_user": s["ssh_user"]}
         if s["connection"] == "local":
-            hv["ansible_connection"] = "local"
+            # The controller itself: run modules with the controller's Python, as inventory/demo does.
+            hv.update(ansible_connection="local", ansible_python_interpreter="{{ ansible_playbook_python }}")
         if s["role"] == "backup_server":
             hv["borgfleet_storage_pools"] = [{"name": p["name"], "path": p["path"]}
                                              for p in pools if p["server_id"] == s["id"]]

@@ -30,7 +30,7 @@ class NotFound(LookupError):
 
 def _get(d, key, default=None, required=False):
     if key not in d or d[key] is None:
-        if required:
+        if required and default is None:
             raise Invalid(f"{key} is required")
         return default
     return d[key]

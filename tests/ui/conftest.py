@@ -1,0 +1,154 @@
+"""Fixtures for the service: a throwaway MariaDB database and a private Redis db per run,
+the Flask app/client, users with tokens, and real RQ workers in subprocesses."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+UI = REPO / "ui"
+sys.path.insert(0, str(UI))
+
+from borgfleet_ui import create_app, db as dbm, queue as q  # noqa: E402
+from borgfleet_ui.auth import create_token, create_user  # noqa: E402
+from borgfleet_ui.config import load_config  # noqa: E402
+
+# A Redis db number of our own (0 is the default service's); flushed before and after.
+REDIS_DB = int(os.environ.get("BORGFLEET_TEST_REDIS_DB", "11"))
+
+
+@pytest.fixture(scope="session")
+def ui_env(tmp_path_factory):
+    name = f"bfui_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    run_dir = tmp_path_factory.mktemp("runs")
+    env = {"BORGFLEET_DB_NAME": name, "BORGFLEET_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+           "BORGFLEET_RUN_DIR": str(run_dir), "BORGFLEET_SECRET_KEY": "test-" + uuid.uuid4().hex}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    cfg = load_config()
+    dbm.create_database(cfg)
+    conn = dbm.connect(cfg)
+    assert dbm.upgrade(conn) == [v for v, _ in dbm.migrations()]
+    conn.close()
+    r = q.redis_conn(cfg)
+    r.flushdb()
+    yield cfg
+    r.flushdb()
+    conn = dbm.connect(cfg, database=False)
+    dbm.execute(conn, f"DROP DATABASE `{name}`")
+    conn.close()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def app(ui_env):
+    return create_app({"TESTING": True})
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def db(ui_env):
+    conn = dbm.connect(ui_env)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def redis(ui_env):
+    return q.redis_conn(ui_env)
+
+
+@pytest.fixture(scope="session")
+def users(db):
+    """{role: (username, password, token)} for admin, operator and viewer."""
+    out = {}
+    for role in ("admin", "operator", "viewer"):
+        name = f"t_{role}"
+        password = create_user(db, name, role)
+        uid = dbm.query(db, "SELECT id FROM users WHERE username=%s", (name,), one=True)["id"]
+        out[role] = (name, password, create_token(db, uid, "tests"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def api(app, users):
+    """api(role).get/post/put/delete(path, json=...) with that role's bearer token."""
+    class Caller:
+        def __init__(self, token):
+            self.c, self.h = app.test_client(), {"Authorization": f"Bearer {token}"}
+
+        def __getattr__(self, method):
+            return lambda path, **kw: getattr(self.c, method)(path, headers=self.h, **kw)
+    return lambda role: Caller(users[role][2])
+
+
+def worker_env(extra=None):
+    env = dict(os.environ, PYTHONPATH=str(UI), **(extra or {}))
+    return env
+
+
+class WorkerProc:
+    """A real `borgfleet-ui worker` in its own process group (so a kill takes its children too)."""
+
+    def __init__(self, instance, log_dir):
+        self.log = open(Path(log_dir) / f"worker-{instance}.log", "w")
+        self.p = subprocess.Popen([sys.executable, "-m", "borgfleet_ui", "worker", "--instance", str(instance)],
+                                  env=worker_env(), stdout=self.log, stderr=subprocess.STDOUT,
+                                  start_new_session=True, cwd=str(REPO))
+
+    def kill(self, sig=signal.SIGKILL):
+        try:
+            os.killpg(self.p.pid, sig)
+        except ProcessLookupError:
+            pass
+        self.p.wait(timeout=30)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.kill(signal.SIGTERM)
+        self.log.close()
+
+
+@pytest.fixture()
+def start_worker(ui_env, tmp_path):
+    started = []
+
+    def start(instance=1):
+        w = WorkerProc(instance, tmp_path)
+        started.append(w)
+        return w
+    yield start
+    for w in started:
+        w.stop()
+
+
+def wait_for(fn, timeout=60, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def job_row(db, job_id):
+    return dbm.query(db, "SELECT * FROM jobs WHERE id=%s", (job_id,), one=True)
+
+
+def wait_job(db, job_id, statuses=q.FINAL, timeout=300):
+    return wait_for(lambda: (lambda r: r if r and r["status"] in statuses else None)(job_row(db, job_id)),
+                    timeout=timeout, what=f"job {job_id} to reach {statuses}")

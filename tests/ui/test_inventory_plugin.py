@@ -1,0 +1,55 @@
+"""The borgfleet.backup.fleet inventory plugin, run by the real ansible-inventory."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+
+def test_ansible_inventory_reads_the_fleet(api, ui_env, tmp_path):
+    op = api("operator")
+    bs = op.post("/api/servers", json={"name": "inv-bs", "role": "backup_server", "address": "127.0.0.7",
+                                       "port": 2200, "vars": {"borgfleet_server_user": "borgx"},
+                                       "pools": [{"name": "main", "path": "/srv/a"},
+                                                 {"name": "big", "path": "/srv/b"}]}).json
+    cl = op.post("/api/servers", json={"name": "inv-cl", "role": "client", "address": "127.0.0.8",
+                                       "backup_server_id": bs["id"],
+                                       "vars": {"borgfleet_ssh_key": "/k/id"}}).json
+    pools = {p["name"]: p["id"] for p in op.get("/api/storage-pools", query_string={"server_id": bs["id"]}).json["items"]}
+    pw = "pw $HOME;'\"|& x"
+    op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": "etc", "paths": ["/etc"],
+                                      "exclude": ["*.tmp"], "passphrase": pw, "pool_id": pools["big"],
+                                      "retention": {"daily": 7}, "schedule": "0 2 * * *"})
+    loc = op.post("/api/servers", json={"name": "inv-local", "role": "client", "connection": "local",
+                                        "local_pool_path": "/var/tmp/x"}).json
+    src = tmp_path / "prod.fleet.yml"
+    src.write_text(json.dumps({"plugin": "borgfleet.backup.fleet", "db_name": ui_env["DB_NAME"]}))
+    out = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(src), "--list"],
+                         capture_output=True, text=True, cwd=REPO, env={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+                                                                        "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    inv = json.loads(out.stdout)
+    hv = inv["_meta"]["hostvars"]
+    assert "inv-bs" in inv["backup_servers"]["hosts"]
+    assert {"inv-cl", "inv-local"} <= set(inv["clients"]["hosts"])
+    assert hv["inv-bs"]["borgfleet_storage_pools"] == [{"name": "main", "path": "/srv/a"},
+                                                       {"name": "big", "path": "/srv/b"}]
+    assert hv["inv-bs"]["borgfleet_server_user"] == "borgx" and hv["inv-bs"]["ansible_port"] == 2200
+    assert hv["inv-cl"]["borgfleet_backup_server"] == "inv-bs"
+    assert hv["inv-cl"]["borgfleet_ssh_key"] == "/k/id"
+    assert hv["inv-cl"]["borgfleet_backups"] == [{"name": "etc", "paths": ["/etc"], "exclude": ["*.tmp"],
+                                                  "compression": "lz4", "passphrase": pw, "pool": "big",
+                                                  "retention": {"daily": 7}, "schedule": "0 2 * * *"}]
+    assert hv["inv-local"]["borgfleet_backup_server"] == "local"
+    assert hv["inv-local"]["borgfleet_local_pool_path"] == "/var/tmp/x"
+    assert hv["inv-local"]["ansible_connection"] == "local"
+    # A wrong database is an error that says what is wrong, not an empty inventory.
+    src.write_text(json.dumps({"plugin": "borgfleet.backup.fleet", "db_name": "no_such_db_bf"}))
+    bad = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(src), "--list"],
+                         capture_output=True, text=True, cwd=REPO, env={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+                                                                        "PATH": "/usr/bin:/bin",
+                                                                        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1"})
+    assert bad.returncode != 0 and "cannot reach the BorgFleet database" in bad.stderr
+    for sid in (loc["id"], cl["id"], bs["id"]):
+        op.delete(f"/api/servers/{sid}")
