@@ -530,7 +530,16 @@ class Borg:
             opts += ['--glob-archives', match_archives]
         if last:
             opts += ['--last', str(last)]
-        return self.run(self.command(['check'], opts, [self.settings.location()]))
+        argv = self.command(['check'], opts, [self.settings.location()])
+        result = self.run(argv)
+        # borg 1.2 reports "errors found" with exit code 1, which elsewhere means a mere warning.
+        records, plain = parse_log_lines(result.stderr)
+        errors = [r.get('message', '') for r in records if r.get('levelname') in ('ERROR', 'CRITICAL')]
+        if result.rc != 0 and errors:
+            raise BorgError('borg check found problems in %s: %s' % (self.settings.repository,
+                                                                     '; '.join(errors[:5])),
+                            kind='check_failed', cmd=argv, rc=result.rc, stderr=result.stderr[-4000:])
+        return result
 
     def extract(self, name, target, paths=(), strip_components=0, exclude=(), dry_run=False):
         """Extract into ``target`` (borg extracts into its working directory)."""

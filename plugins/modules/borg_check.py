@@ -102,10 +102,6 @@ def main():
                             archives_only=p['scope'] == 'archives' and not p['verify_data'],
                             verify_data=p['verify_data'], match_archives=p['match_archives'], last=p['last'])
     except BorgError as e:
-        if e.kind == 'unknown':
-            records, plain = parse_log_lines(e.stderr)
-            e.msg = 'borg check found problems in %s: %s' % (
-                p['repository'], '; '.join([r.get('message', '') for r in records][-5:] + plain[-5:]))
         module.fail_json(ok=False, **e.to_fail_kwargs())
     records, plain = parse_log_lines(result.stderr)
     module.exit_json(changed=False, ok=True, duration=round(result.duration, 3),
