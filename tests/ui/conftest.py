@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Short heartbeats so a killed worker's job is found abandoned in seconds (production: 30 s).
+os.environ.setdefault("BORGFLEET_HEARTBEAT_TTL", "6")
+
 REPO = Path(__file__).resolve().parents[2]
 UI = REPO / "ui"
 sys.path.insert(0, str(UI))
@@ -100,6 +103,23 @@ def worker_env(extra=None):
     return env
 
 
+def descendants(pid):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
 class WorkerProc:
     """A real `borgfleet-ui worker` in its own process group (so a kill takes its children too)."""
 
@@ -110,10 +130,15 @@ class WorkerProc:
                                   start_new_session=True, cwd=str(REPO))
 
     def kill(self, sig=signal.SIGKILL):
-        try:
-            os.killpg(self.p.pid, sig)
-        except ProcessLookupError:
-            pass
+        """Kill the worker's whole process tree at once, as a crash or the OOM killer would.
+
+        RQ's work horse (and ansible under it) run in sessions of their own, so the tree is
+        walked through /proc rather than by process group."""
+        for pid in [self.p.pid] + descendants(self.p.pid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
         self.p.wait(timeout=30)
 
     def stop(self):
@@ -152,3 +177,25 @@ def job_row(db, job_id):
 def wait_job(db, job_id, statuses=q.FINAL, timeout=300):
     return wait_for(lambda: (lambda r: r if r and r["status"] in statuses else None)(job_row(db, job_id)),
                     timeout=timeout, what=f"job {job_id} to reach {statuses}")
+
+
+def make_local_backup(api, tmp_path, name, files=None, **job):
+    """A local-mode client (repositories under tmp_path) with one backup job over a data dir."""
+    data = tmp_path / f"{name}-data"
+    data.mkdir()
+    for fn, content in (files or {"f.txt": b"x" * 1000}).items():
+        (data / fn).write_bytes(content)
+    op = api("operator")
+    cl = op.post("/api/servers", json={"name": name, "role": "client", "connection": "local",
+                                       "local_pool_path": str(tmp_path / f"{name}-repos"),
+                                       "vars": {"borgfleet_borg_base_dir": str(tmp_path / f"{name}-base")}})
+    assert cl.status_code == 201, cl.json
+    bj = op.post("/api/backup-jobs", json={"client_id": cl.json["id"], "name": "data", "paths": [str(data)],
+                                           "passphrase": "local-pass-" + name, **job})
+    assert bj.status_code == 201, bj.json
+    return cl.json, bj.json
+
+
+def drop_local_backup(api, cl, bj):
+    api("operator").delete(f"/api/backup-jobs/{bj['id']}")
+    api("operator").delete(f"/api/servers/{cl['id']}")

@@ -4,6 +4,7 @@ Jobs are enqueued by dotted path so this side never imports worker code. A job's
 `jobs` is keyed by its RQ job id and written before the RQ job exists.
 """
 import json
+import os
 import uuid
 
 from redis import Redis
@@ -22,7 +23,8 @@ KINDS = {
 # Workers take queues in this order: user-facing quick work first, long backups last.
 QUEUE_ORDER = ["delete_archive", "setup", "list_archives", "collect_stats", "backup"]
 FINAL = ("succeeded", "failed", "abandoned", "canceled", "missed")
-HEARTBEAT_TTL = 30
+# A running job refreshes its heartbeat every TTL/3 s; without one for TTL s it is abandoned.
+HEARTBEAT_TTL = int(os.environ.get("BORGFLEET_HEARTBEAT_TTL", "30"))
 
 
 def queue_name(kind):

@@ -22,7 +22,7 @@ WAKE = "borgfleet:scheduler:wake"
 LOCK_TTL = 15
 RENEW = 5            # seconds between lock renewals (and the longest single sleep)
 MISSED_GRACE = 60    # seconds late before a run counts as missed
-SWEEP_EVERY = 30
+SWEEP_EVERY = q.HEARTBEAT_TTL
 
 
 def utcnow():
