@@ -332,6 +332,8 @@ def create_backup_job(db, r, data):
                     [f[c] for c in cols])
     execute(db, "INSERT INTO repositories (backup_job_id, client_id, server_id, location) VALUES (%s,%s,%s,%s)",
             (bj_id, f["client_id"], server_id, location))
+    # The repository is initialised by setup.yml: until it runs again the backup cannot run.
+    execute(db, "UPDATE servers SET setup_status='needs setup' WHERE id=%s", (f["client_id"],))
     q.wake_scheduler(r)
     return get_backup_job(db, bj_id)
 
