@@ -152,5 +152,14 @@ def serve(host, port, nworkers):
                 p.kill()
 
 
+@cli.command("sudoers")
+@click.option("--user", default="borgfleet", show_default=True, help="The account the web app runs as.")
+@click.option("--workers", "nworkers", default=4, show_default=True, help="Worker instances 1..N.")
+def sudoers_cmd(user, nworkers):
+    """Print the sudoers snippet for the workers page (install with visudo -cf first)."""
+    from .workers import sudoers
+    click.echo(sudoers(user, range(1, nworkers + 1)), nl=False)
+
+
 def main():
     cli()

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Install the BorgFleet service on a systemd host from a checkout whose .venv is set up
+# (`make setup`). Idempotent. Usage:
+#   ui/systemd/install.sh [--workers N] [--user borgfleet] [--bind 127.0.0.1:5080] [--no-web]
+# Worker-only hosts (scale out): --workers N --no-web --no-scheduler, with the same
+# /etc/borgfleet/borgfleet.env (MariaDB + Redis of the main host).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+WORKERS=2 USER_NAME=borgfleet BIND=127.0.0.1:5080 WEB=1 SCHED=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --workers) WORKERS="$2"; shift 2 ;;
+    --user) USER_NAME="$2"; shift 2 ;;
+    --bind) BIND="$2"; shift 2 ;;
+    --no-web) WEB=0; shift ;;
+    --no-scheduler) SCHED=0; shift ;;
+    *) echo "unknown option: $1" >&2; exit 2 ;;
+  esac
+done
+[[ "$WORKERS" =~ ^[0-9]{1,2}$ ]] || { echo "--workers must be a number" >&2; exit 2; }
+[[ "$USER_NAME" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || { echo "bad --user" >&2; exit 2; }
+[ -d /run/systemd/system ] || { echo "systemd is not running here; use 'make ui' or 'borgfleet-ui serve'" >&2; exit 1; }
+PY="$ROOT/.venv/bin/python"
+[ -x "$PY" ] || { echo "$ROOT/.venv is missing: run 'make setup' first" >&2; exit 1; }
+
+id "$USER_NAME" >/dev/null 2>&1 || useradd --system --create-home --home-dir "/var/lib/$USER_NAME" \
+  --shell /usr/sbin/nologin "$USER_NAME"
+install -d -m 0750 -o root -g "$USER_NAME" /etc/borgfleet
+if [ ! -f /etc/borgfleet/borgfleet.env ]; then
+  umask 027
+  cat > /etc/borgfleet/borgfleet.env <<ENV
+BORGFLEET_DB_HOST=127.0.0.1
+BORGFLEET_DB_PORT=3306
+BORGFLEET_DB_USER=borgfleet
+BORGFLEET_DB_PASSWORD=
+BORGFLEET_DB_NAME=borgfleet
+BORGFLEET_REDIS_URL=redis://127.0.0.1:6379/0
+BORGFLEET_SECRET_KEY=$("$PY" -c 'import secrets; print(secrets.token_hex(32))')
+BORGFLEET_RUN_DIR=/var/lib/$USER_NAME/runs
+BORGFLEET_BIND=$BIND
+ENV
+  chgrp "$USER_NAME" /etc/borgfleet/borgfleet.env
+  echo "wrote /etc/borgfleet/borgfleet.env: set the database credentials, then run this script again"
+fi
+
+for unit in borgfleet-web.service borgfleet-scheduler.service borgfleet-worker@.service borgfleet-workers.target; do
+  sed -e "s|@ROOT@|$ROOT|g" -e "s|@USER@|$USER_NAME|g" "$ROOT/ui/systemd/$unit" > "/etc/systemd/system/$unit"
+done
+
+# The workers page controls worker units through sudo: exactly its commands, checked before install.
+tmp="$(mktemp)"
+PYTHONPATH="$ROOT/ui" "$PY" -m borgfleet_ui sudoers --user "$USER_NAME" --workers "$WORKERS" > "$tmp"
+visudo -cf "$tmp"
+install -m 0440 "$tmp" /etc/sudoers.d/borgfleet
+rm -f "$tmp"
+
+set -a; . /etc/borgfleet/borgfleet.env; set +a
+if [ "$WEB" = 1 ]; then
+  PYTHONPATH="$ROOT/ui" "$PY" -m borgfleet_ui db upgrade
+  PYTHONPATH="$ROOT/ui" "$PY" -m borgfleet_ui create-admin --if-missing
+fi
+
+systemctl daemon-reload
+[ "$WEB" = 1 ] && systemctl enable --now borgfleet-web.service
+[ "$SCHED" = 1 ] && systemctl enable --now borgfleet-scheduler.service
+for i in $(seq 1 "$WORKERS"); do systemctl enable "borgfleet-worker@$i.service"; done
+systemctl enable --now borgfleet-workers.target
+systemctl start borgfleet-workers.target
+echo "BorgFleet installed: $WORKERS workers; web on http://$BIND"
