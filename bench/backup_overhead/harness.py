@@ -1,0 +1,228 @@
+"""One backup server and one client on loopback sshd (tests/lib), set up by playbooks/setup.yml,
+and the three contenders that back the same tree up to it over the same SSH path.
+
+The client's inventory holds three backups (ours, raw, borgmatic), so setup.yml initialises
+three identical repositories under the client's own directory on the server; the client's key,
+its pinned known_hosts and its BORG_BASE_DIR then serve all three contenders.
+"""
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import yaml
+
+from tests.lib import fleet as fl
+from tests.lib.borgrepo import BorgRepo
+from tests.lib.playbook import run_playbook
+from tests.lib.sshd import Sshd, keygen
+
+# sshd's StrictModes and the borg user need root-owned, non-world-writable parents (not /tmp).
+RUN_PARENT = Path(os.environ.get("BORGFLEET_BENCH_ROOT", "/var/lib/borgfleet-bench"))
+CONTENDERS = ("raw", "ours", "borgmatic")
+TIMEOUT = 3600  # an initial backup of the tree takes well under a minute here
+
+
+class Bench:
+    def __init__(self, log=print):
+        self.log = log
+        self.sshds = []
+        self.server = None
+        RUN_PARENT.mkdir(mode=0o755, parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="run-", dir=RUN_PARENT))
+        self.root.chmod(0o755)
+
+    # --- fleet ----------------------------------------------------------------------------
+    def _sshd(self, name, address):
+        sshd = Sshd(name, address, self.root / f"sshd-{name}",
+                    Path(f"{self.controller.key}.pub").read_text().strip()).start()
+        self.sshds.append(sshd)
+        with open(self.controller.known_hosts, "a") as f:
+            f.write(sshd.known_hosts_line + "\n")
+        return sshd
+
+    def setup(self, data, exclude):
+        """Start both sshds and run setup.yml; `data` is what every contender backs up."""
+        self.data, self.exclude = Path(data), list(exclude)
+        d = self.root / "controller"
+        d.mkdir(mode=0o700)
+        self.controller = fl.Controller(key=d / "id_ed25519", known_hosts=d / "known_hosts")
+        keygen(self.controller.key, comment="borgfleet-bench-controller")
+        self.controller.known_hosts.touch(mode=0o600)
+        server_dir = self.root / "server"
+        server_dir.mkdir(mode=0o755)
+        self.server = fl.Server(name="benchserver", sshd=self._sshd("benchserver", "127.0.0.210"),
+                                dir=server_dir, user=f"bfb{secrets.token_hex(3)}",
+                                pools=[{"name": "main", "path": str(server_dir / "pool")}])
+        client_dir = self.root / "client"
+        client_dir.mkdir(mode=0o700)
+        self.client = fl.Client(name="benchclient", sshd=self._sshd("benchclient", "127.0.0.211"),
+                                dir=client_dir, server=self.server)
+        self.client.backups = [{"name": name, "paths": [str(self.data)], "exclude": list(self.exclude),
+                                "compression": "lz4", "passphrase": fl.passphrase()}
+                               for name in CONTENDERS]
+        setup_inv = fl.write_inventory(self.root / "inventory-setup.yml", self._inventory(CONTENDERS))
+        # What `ours` runs against: the same client with its one backup.
+        self.inventory = fl.write_inventory(self.root / "inventory.yml", self._inventory(["ours"]))
+        result = run_playbook("setup.yml", setup_inv, control_dir=self._control_dir(), timeout=900)
+        if result.rc != 0:
+            raise RuntimeError(f"setup.yml failed:\n{result}")
+        self.repos = {name: self.client.repo(name, self.controller, ssh_key=self.client.ssh_key)
+                      for name in CONTENDERS}
+        # Raw borg and borgmatic use the client's own pinned known_hosts, as the module does.
+        for repo in self.repos.values():
+            repo.known_hosts = self.client.known_hosts
+        self._write_borgmatic_config()
+        self._n = 0
+
+    def _inventory(self, backups):
+        client = dataclasses.replace(self.client, backups=[b for b in self.client.backups if b["name"] in backups])
+        return fl.inventory(self.controller, [self.server], [client])
+
+    def _control_dir(self):
+        # A fresh ControlPath dir per playbook run: every `ours` run opens its SSH connection
+        # to the client cold, as a scheduled run would, instead of reusing a persisted master.
+        d = Path(tempfile.mkdtemp(prefix="cp-", dir=self.root))
+        d.chmod(0o700)
+        return d
+
+    # --- contenders -----------------------------------------------------------------------
+    def _write_borgmatic_config(self):
+        repo = self.repos["borgmatic"]
+        cfg = {
+            "location": {
+                "source_directories": [str(self.data)],
+                "repositories": [repo.url],
+                "one_file_system": True,
+                "exclude_patterns": list(self.exclude),
+                "exclude_caches": True,
+            },
+            "storage": {
+                # The passphrase comes from BORG_PASSPHRASE in the environment, as for raw borg.
+                "ssh_command": repo.env()["BORG_RSH"],
+                "borg_base_directory": str(self.client.borg_base_dir),
+                "compression": "lz4",
+                "archive_name_format": "borgmatic-{now:%Y-%m-%dT%H:%M:%S.%f}",
+            },
+        }
+        self.borgmatic_config = self.root / "borgmatic.yaml"
+        self.borgmatic_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        self.borgmatic_config.chmod(0o600)
+        proc = subprocess.run(["validate-borgmatic-config", "-c", str(self.borgmatic_config)],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise RuntimeError(f"borgmatic config invalid: {proc.stdout}{proc.stderr}")
+
+    def raw_argv(self):
+        repo = self.repos["raw"]
+        argv = ["borg", "create", "--json", "--compression", "lz4", "--exclude-caches", "--one-file-system"]
+        for pattern in self.exclude:
+            argv += ["--exclude", pattern]
+        return argv + [repo.archive("raw-{now:%Y-%m-%dT%H:%M:%S.%f}"), str(self.data)]
+
+    def borgmatic_argv(self):
+        return ["borgmatic", "-c", str(self.borgmatic_config), "--no-color", "create"]
+
+    def _borg_connections(self):
+        """SSH logins of the borg user so far: one per borg process that reached the server."""
+        text = self.server.sshd.log_text()
+        return text.count(f"Accepted publickey for {self.server.user} ")
+
+    def run(self, contender, extra_env=None):
+        """Run one contender once; returns {seconds, connections, ...}. Raises on failure."""
+        before = self._borg_connections()
+        if contender == "ours":
+            env_backup = dict(os.environ)
+            os.environ.update(extra_env or {})
+            try:
+                t0 = time.monotonic()
+                result = run_playbook("backup.yml", self.inventory, control_dir=self._control_dir(),
+                                      timeout=TIMEOUT)
+                seconds = time.monotonic() - t0
+            finally:
+                os.environ.clear()
+                os.environ.update(env_backup)
+            if result.rc != 0:
+                raise RuntimeError(f"ours (backup.yml) failed:\n{result}")
+            out = {"seconds": seconds}
+        else:
+            repo = self.repos[contender]
+            argv = self.raw_argv() if contender == "raw" else self.borgmatic_argv()
+            t0 = time.monotonic()
+            proc = subprocess.run(argv, env=repo.env(), stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=TIMEOUT)
+            seconds = time.monotonic() - t0
+            if proc.returncode != 0:
+                raise RuntimeError(f"{contender} failed rc={proc.returncode}: {argv}\n{proc.stderr[-3000:]}")
+            out = {"seconds": seconds}
+            if contender == "raw":
+                out["borg_duration"] = json.loads(proc.stdout)["archive"]["duration"]
+        out["server_logins"] = self._borg_connections() - before
+        return out
+
+    # --- reading back ---------------------------------------------------------------------
+    def last_archive(self, contender):
+        return self.repos[contender].archives()[-1]
+
+    def archive_duration(self, contender, archive):
+        info = json.loads(self.repos[contender].run("info", "--json", self.repos[contender].archive(archive)).stdout)
+        return info["archives"][0]["duration"]
+
+    def verify(self, contender, expected, changed, scratch):
+        """Problems with the contender's last archive ([] = none): paths and sizes against the
+        tree, and the files changed in the last round extracted and compared byte for byte."""
+        repo = self.repos[contender]
+        name = repo.archive_names()[-1]
+        prefix = str(self.data).lstrip("/") + "/"
+        out = repo.run("list", "--json-lines", repo.archive(name), timeout=TIMEOUT).stdout
+        stored = {}
+        for line in out.splitlines():
+            item = json.loads(line)
+            if item["type"] == "-" and item["path"].startswith(prefix):
+                stored[item["path"][len(prefix):]] = item["size"]
+        problems = [f"missing {p}" for p in sorted(expected.keys() - stored.keys())][:10]
+        problems += [f"unexpected {p}" for p in sorted(stored.keys() - expected.keys())][:10]
+        problems += [f"size of {p}: {stored[p]} != {expected[p]}"
+                     for p in sorted(expected.keys() & stored.keys()) if stored[p] != expected[p]][:10]
+        dest = Path(scratch) / contender
+        repo.extract(name, dest, *[prefix + rel for rel in changed])
+        for rel in changed:
+            a, b = self.data / rel, dest / prefix / rel
+            if not b.exists() or a.read_bytes() != b.read_bytes():
+                problems.append(f"content differs: {rel}")
+        shutil.rmtree(dest, ignore_errors=True)
+        return {"archive": name, "files": len(stored), "problems": problems}
+
+    # --- where ours spends its time ---------------------------------------------------------
+    def profile_ours(self):
+        """One `ours` run with ansible's built-in junit callback: per-task seconds."""
+        junit_dir = Path(tempfile.mkdtemp(prefix="junit-", dir=self.root))
+        res = self.run("ours", extra_env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.junit",
+                                          "JUNIT_OUTPUT_DIR": str(junit_dir),
+                                          "JUNIT_HIDE_TASK_ARGUMENTS": "true"})
+        tasks = []
+        for xml in junit_dir.glob("*.xml"):
+            for case in ET.parse(xml).getroot().iter("testcase"):
+                tasks.append({"task": case.get("name"), "seconds": float(case.get("time") or 0)})
+        shutil.rmtree(junit_dir, ignore_errors=True)
+        res["tasks"] = tasks
+        res["archive"] = self.last_archive("ours")["name"]
+        res["borg_duration"] = self.archive_duration("ours", res["archive"])
+        return res
+
+    # --- teardown -------------------------------------------------------------------------
+    def close(self):
+        for sshd in reversed(self.sshds):
+            try:
+                sshd.stop()
+            except Exception as e:  # keep cleaning up the rest
+                self.log(f"warning: stopping sshd {sshd.name}: {e}")
+        if self.server is not None:
+            self.server.remove_user()
+        shutil.rmtree(self.root, ignore_errors=True)
