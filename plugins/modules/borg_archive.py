@@ -13,9 +13,11 @@ description:
   - V(state=present) runs C(borg create) and returns the new archive's figures.
   - V(state=absent) deletes one archive by its exact name (and compacts the repository if asked).
 version_added: 0.1.0
-author: BorgFleet developers
+author:
+  - BorgFleet developers (@borgfleet)
 extends_documentation_fragment:
   - borgfleet.backup.borg
+  - ansible.builtin.action_common_attributes
 options:
   state:
     description:
@@ -25,9 +27,9 @@ options:
     default: present
   name:
     description:
-      - Archive name or template. Borg placeholders such as C({now:%Y-%m-%dT%H:%M:%S}), C({hostname}),
-        C({utcnow}) are expanded by borg. With V(state=absent), the exact archive name.
-      - Letters, digits and C(. _ - @ + : ,) plus placeholders; anything else is refused.
+      - "Archive name or template. Borg placeholders such as C({now:%Y-%m-%dT%H:%M:%S}), C({hostname}),
+        C({utcnow}) are expanded by borg. With V(state=absent), the exact archive name."
+      - "Letters, digits and C(. _ - @ + : ,) plus placeholders; anything else is refused."
     type: str
     required: true
   paths:
@@ -77,12 +79,15 @@ options:
     type: bool
     default: false
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: V(state=present) runs C(borg create --dry-run) (reads every file, writes nothing).
   diff_mode:
     support: none
   idempotent:
+    description: Whether running the task again with the same options changes nothing.
     support: partial
     details: A name template with a time placeholder creates a new archive each run; a fixed name that exists
       already is reported unchanged. Deleting a missing archive is unchanged.

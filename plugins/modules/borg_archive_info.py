@@ -14,9 +14,11 @@ description:
     their statistics when O(stats=true).
   - With O(archive), lists the items of that archive under O(path), at most O(limit) of them.
 version_added: 0.1.0
-author: BorgFleet developers
+author:
+  - BorgFleet developers (@borgfleet)
 extends_documentation_fragment:
   - borgfleet.backup.borg
+  - ansible.builtin.action_common_attributes
 options:
   archive:
     description:
@@ -47,11 +49,14 @@ options:
     type: int
     default: 1000
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
   diff_mode:
     support: none
   idempotent:
+    description: Whether running the task again with the same options changes nothing.
     support: full
 '''
 

@@ -10,13 +10,15 @@ DOCUMENTATION = r'''
 module: borg_check
 short_description: Verify a borg repository and its archives
 description:
-  - Runs C(borg check) (never C(--repair)): the repository's segments, the archives' metadata, and with
-    O(verify_data) every chunk's content (reads all data: slow).
+  - Runs C(borg check) (never C(--repair)) on the repository's segments, the archives' metadata, and with
+    O(verify_data) on every chunk's content (this reads all data and is slow).
   - Fails when borg finds a problem, with borg's own report.
 version_added: 0.1.0
-author: BorgFleet developers
+author:
+  - BorgFleet developers (@borgfleet)
 extends_documentation_fragment:
   - borgfleet.backup.borg
+  - ansible.builtin.action_common_attributes
 options:
   scope:
     description:
@@ -38,12 +40,15 @@ options:
       - Only the last N archives (archive checks).
     type: int
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: The check only reads, so it runs in check mode too.
   diff_mode:
     support: none
   idempotent:
+    description: Whether running the task again with the same options changes nothing.
     support: full
 '''
 

@@ -14,9 +14,11 @@ description:
   - Ownership (when run as root), modes, timestamps, symlinks, ACLs and xattrs are restored by borg.
   - In check mode runs C(borg extract --dry-run) and returns the paths that would be written.
 version_added: 0.1.0
-author: BorgFleet developers
+author:
+  - BorgFleet developers (@borgfleet)
 extends_documentation_fragment:
   - borgfleet.backup.borg
+  - ansible.builtin.action_common_attributes
 options:
   archive:
     description:
@@ -51,12 +53,15 @@ options:
     type: int
     default: 1000
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: A real C(borg extract --dry-run) listing what would be written.
   diff_mode:
     support: none
   idempotent:
+    description: Whether running the task again with the same options changes nothing.
     support: none
     details: Files are written again on every run.
 '''

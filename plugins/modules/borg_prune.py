@@ -15,9 +15,11 @@ description:
   - In check mode runs C(borg prune --dry-run) and returns exactly what would be kept (with the rule that keeps
     each) and what would be pruned.
 version_added: 0.1.0
-author: BorgFleet developers
+author:
+  - BorgFleet developers (@borgfleet)
 extends_documentation_fragment:
   - borgfleet.backup.borg
+  - ansible.builtin.action_common_attributes
 options:
   match_archives:
     description:
@@ -56,12 +58,15 @@ options:
     type: bool
     default: true
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: A real C(borg prune --dry-run).
   diff_mode:
     support: none
   idempotent:
+    description: Whether running the task again with the same options changes nothing.
     support: full
 notes:
   - At least one keep rule is required; a prune with no rule would delete every matching archive.
@@ -89,7 +94,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 kept:
-  description: Archives kept, each with the rule that keeps it (for example C(daily #1)).
+  description: "Archives kept, each with the rule that keeps it, for example V(daily #1)."
   returned: always
   type: list
   elements: dict

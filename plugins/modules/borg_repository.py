@@ -13,16 +13,18 @@ description:
   - Creates a borg repository when it does not exist (C(borg init)), and returns its id, encryption and sizes.
   - An existing repository is never re-initialised; a wrong passphrase fails and changes nothing.
 version_added: 0.1.0
-author: BorgFleet developers
+author:
+  - BorgFleet developers (@borgfleet)
 extends_documentation_fragment:
   - borgfleet.backup.borg
+  - ansible.builtin.action_common_attributes
 options:
-  state:
+  create:
     description:
-      - V(present) creates the repository if missing. V(info) only reads it (fails if it does not exist).
-    type: str
-    choices: [present, info]
-    default: present
+      - When V(true), create the repository if it is missing. When V(false), only report on it (and fail if it
+        does not exist).
+    type: bool
+    default: true
   encryption:
     description:
       - Encryption mode for a new repository. C(keyfile*) modes keep the key in the client's borg config
@@ -42,11 +44,14 @@ options:
     type: bool
     default: true
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
   diff_mode:
     support: none
   idempotent:
+    description: Whether running the task again with the same options changes nothing.
     support: full
 notes:
   - The passphrase reaches borg through the environment only.
@@ -65,7 +70,7 @@ EXAMPLES = r'''
   borgfleet.backup.borg_repository:
     repository: /var/backups/borg/etc
     passcommand: cat /root/.borg-etc
-    state: info
+    create: false
   register: repo
 '''
 
@@ -127,7 +132,7 @@ def read_append_only(borg):
 def main():
     argument_spec = borg_common_argument_spec()
     argument_spec.update(
-        state=dict(type='str', choices=['present', 'info'], default='present'),
+        create=dict(type='bool', default=True),
         encryption=dict(type='str', default='repokey-blake2',
                         choices=['repokey-blake2', 'repokey', 'keyfile-blake2', 'keyfile',
                                  'authenticated-blake2', 'authenticated', 'none']),
@@ -142,7 +147,7 @@ def main():
     try:
         borg.version()
         exists = borg.exists()
-        if p['state'] == 'info' and not exists:
+        if not p['create'] and not exists:
             module.fail_json(msg='repository %s does not exist' % p['repository'], error_kind='repository_missing')
         if not exists:
             created = changed = True
@@ -151,7 +156,7 @@ def main():
             borg.init(encryption=p['encryption'], append_only=bool(p['append_only']),
                       make_parent_dirs=p['make_parent_dirs'])
         append_only = read_append_only(borg)
-        if p['state'] == 'present' and p['append_only'] is not None and append_only is not None \
+        if p['create'] and p['append_only'] is not None and append_only is not None \
                 and append_only != p['append_only']:
             changed = True
             if not module.check_mode:
