@@ -53,7 +53,7 @@ demo: setup
 	$(VENV_BIN)/ansible-playbook -i inventory/demo playbooks/list_archives.yml
 
 # pytest exit 5 means "no tests collected": say so loudly but do not fail CI on it.
-test: setup
+test: setup ui-deps
 	bash tests/lib/services.sh
 	@rc=0; timeout --signal=INT $(SUITE_TIMEOUT) \
 	  $(VENV_BIN)/python -m pytest tests -v -ra --durations=15 $(PYTEST_ARGS) || rc=$$?; \
@@ -63,4 +63,5 @@ test: setup
 bench: setup
 	@if [ -x bench/run ]; then bench/run; else echo "bench/run not present: nothing to benchmark"; fi
 
-# make ui: added by the service engineer (issue 3).
+# make ui / make test-ui: the service (issue 3).
+include ui/ui.mk
