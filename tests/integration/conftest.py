@@ -4,6 +4,7 @@ One fleet and one `setup.yml` run are shared by the whole session (setup is the 
 tests that need a different inventory write a variant next to it and never change the shared one.
 """
 import copy
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ class TestFleet:
 
     def variant(self, label, mutate):
         """Write another inventory: `mutate(clients)` edits deep copies of the clients."""
-        clients = {n: copy.deepcopy(c) for n, c in self.clients.items()}
+        clients = {n: dataclasses.replace(c, backups=copy.deepcopy(c.backups)) for n, c in self.clients.items()}
         mutate(clients)
         inv = fl.inventory(self.controller, [self.server], list(clients.values()))
         return fl.write_inventory(self.root / f"inventory-{label}.yml", inv)

@@ -34,27 +34,39 @@ def prune_repo(fleet, backup_run):
     return repo
 
 
-def test_prune_check_mode_removes_nothing(fleet, prune_repo):
-    before = prune_repo.archive_names()
-    result = fleet.play("prune.yml", check=True)
-    assert result.rc == 0, result
-    assert prune_repo.archive_names() == before
+@pytest.fixture(scope="module")
+def prune_runs(fleet, prune_repo):
+    """check mode, then real, then again; with the archive lists around each run."""
+    keys = [("client1", "etc"), ("client2", "home")]
+    runs = {"before": prune_repo.archive_names(),
+            "others_before": {k: fleet.repo(*k).archive_names() for k in keys}}
+    runs["check"] = fleet.play("prune.yml", check=True)
+    runs["after_check"] = prune_repo.archive_names()
+    runs["real"] = fleet.play("prune.yml")
+    runs["after_real"] = prune_repo.archive_names()
+    runs["others_after"] = {k: fleet.repo(*k).archive_names() for k in keys}
+    runs["again"] = fleet.play("prune.yml", limit="client2", extra_vars={"borgfleet_backup": "prunetest"})
+    runs["after_again"] = prune_repo.archive_names()
+    return runs
 
 
-def test_prune_keeps_exactly_what_retention_says(fleet, prune_repo):
-    untouched = {k: fleet.repo(*k).archive_names() for k in [("client1", "etc"), ("client2", "home")]}
-    result = fleet.play("prune.yml")
-    assert result.rc == 0, result
+def test_prune_check_mode_removes_nothing(prune_runs):
+    assert prune_runs["check"].rc == 0, prune_runs["check"]
+    assert prune_runs["after_check"] == prune_runs["before"]
+
+
+def test_prune_keeps_exactly_what_retention_says(prune_runs):
+    assert prune_runs["real"].rc == 0, prune_runs["real"]
     expected = sorted([f"prunetest-{ts}" for ts, why in ARCHIVES.items() if why.startswith("kept")] + [OTHER])
-    assert sorted(prune_repo.archive_names()) == expected
-    # Backups without retention are never pruned.
-    for key, names in untouched.items():
-        assert fleet.repo(*key).archive_names() == names, key
+    assert sorted(prune_runs["after_real"]) == expected
 
 
-def test_prune_again_changes_nothing(fleet, prune_repo):
-    before = prune_repo.archive_names()
-    result = fleet.play("prune.yml", extra_vars={"borgfleet_backup": "prunetest"})
-    assert result.rc == 0, result
-    assert prune_repo.archive_names() == before
-    assert result.recap["client2"]["changed"] == 0, result.changed_tasks()
+def test_backups_without_retention_are_never_pruned(prune_runs):
+    assert prune_runs["others_after"] == prune_runs["others_before"]
+
+
+def test_prune_again_changes_nothing(prune_runs):
+    again = prune_runs["again"]
+    assert again.rc == 0, again
+    assert prune_runs["after_again"] == prune_runs["after_real"]
+    assert again.recap["client2"]["changed"] == 0, again.changed_tasks()

@@ -52,3 +52,28 @@ def test_check_passes_on_healthy_repositories(fleet, backup_run):
     result = fleet.play("check.yml")
     assert result.rc == 0, result
     assert result.recap["client1"]["failed"] == 0 and result.recap["client2"]["failed"] == 0, result
+
+
+def test_check_fails_on_a_corrupted_repository(fleet, backup_run):
+    # Flip one byte inside the largest data segment of client2's prunetest repository, then put
+    # it back: borg's repository check verifies every entry's CRC, so check.yml must fail.
+    repo_dir = fleet.server.dir / "pool" / "client2" / "prunetest"
+    segment = max((p for p in (repo_dir / "data").rglob("*") if p.is_file() and p.name.isdigit()),
+                  key=lambda p: p.stat().st_size)
+    offset = segment.stat().st_size // 2
+    with open(segment, "r+b") as f:
+        f.seek(offset)
+        original = f.read(1)
+        f.seek(offset)
+        f.write(bytes([original[0] ^ 0xFF]))
+    try:
+        result = fleet.play("check.yml", limit="client2")
+    finally:
+        with open(segment, "r+b") as f:
+            f.seek(offset)
+            f.write(original)
+    assert result.rc != 0, result
+    assert result.recap["client2"]["failed"] >= 1, result
+    assert "prunetest" in result.output, result
+    # Repaired by hand, the repository checks clean again.
+    fleet.repo("client2", "prunetest").run("check", "--repository-only", fleet.repo("client2", "prunetest").url)

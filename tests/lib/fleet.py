@@ -106,6 +106,9 @@ def inventory(controller, servers, clients):
     return {"all": {
         "vars": {
             "ansible_user": "root",
+            # The managed hosts are this Debian machine; discovery would find pyenv shims
+            # on root's PATH before the system interpreter.
+            "ansible_python_interpreter": "/usr/bin/python3",
             "ansible_ssh_private_key_file": str(controller.key),
             # Host keys of the test sshds are pinned, not ignored.
             "ansible_ssh_common_args": f"-o UserKnownHostsFile={controller.known_hosts} "

@@ -14,7 +14,7 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 _RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
 
 
-@dataclass
+@dataclass(repr=False)
 class PlaybookResult:
     argv: list
     rc: int
@@ -36,8 +36,10 @@ class PlaybookResult:
     def tail(self, lines=80):
         return "\n".join(self.output.splitlines()[-lines:])
 
-    def __str__(self):  # what a failed assertion prints
-        return f"rc={self.rc} argv={self.argv}\n{self.tail()}"
+    def __repr__(self):  # what a failed assertion prints: the end of the run, as an operator saw it
+        return f"<playbook rc={self.rc} argv={self.argv}>\n{self.tail()}\n"
+
+    __str__ = __repr__
 
 
 def parse_recap(output):
