@@ -449,6 +449,49 @@ class Borg:
         parsed['warnings'] = result.warnings
         return parsed
 
+    def create_from_command(self, name, command, stdin_name, compression=None, stdin_mode=None):
+        """Archive the stdout of ``command`` (an argv list) as one file named ``stdin_name``.
+
+        borg runs the command itself (``--content-from-command``) and fails the archive when it
+        exits non-zero, so a broken dump never becomes a "successful" backup. No temporary file."""
+        validate_archive_name(name)
+        if not command:
+            raise BorgError('a command is needed to archive its output', kind='invalid_input')
+        opts = ['--json', '--content-from-command', '--stdin-name', stdin_name]
+        if stdin_mode:
+            opts += ['--stdin-mode', stdin_mode]
+        if compression:
+            opts += ['--compression', compression]
+        argv = self.command(['create'], opts, [self.settings.location(name)] + list(command))
+        result = self.run(argv)
+        parsed = result.json(argv)
+        parsed['warnings'] = result.warnings
+        return parsed
+
+    def export_tar(self, name, tarfile, paths=(), strip_components=0):
+        """Write an archive (or some paths of it) as a tar file; ``-`` streams it to stdout."""
+        opts = []
+        if strip_components:
+            opts += ['--strip-components', str(int(strip_components))]
+        argv = self.command(['export-tar'], opts,
+                            [self.settings.location(name), tarfile] + [p.lstrip('/') for p in paths])
+        return self.run(argv)
+
+    def mount(self, mountpoint, name=None, options=('allow_other',), match_archives=None):
+        """FUSE-mount one archive, or the whole repository when ``name`` is None (read-only, lazy).
+
+        ``allow_other`` by default: without it no other user - root included - sees the files."""
+        opts = []
+        if options:
+            opts += ['-o', ','.join(options)]
+        if match_archives and name is None:
+            opts += ['--glob-archives', match_archives]
+        location = self.settings.location(name) if name is not None else self.settings.location()
+        return self.run(self.command(['mount'], opts, [location, mountpoint]))
+
+    def umount(self, mountpoint):
+        return self.run([self.settings.borg_binary, 'umount', '--', mountpoint])
+
     def delete_archive(self, name):
         return self.run(self.command(['delete'], [], [self.settings.location(name)]))
 

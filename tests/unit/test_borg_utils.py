@@ -252,3 +252,35 @@ def test_real_no_space_left(tmp_path):
         assert borg.list_archives() == []
     finally:
         subprocess.run(['umount', '-l', str(small)])
+
+
+def test_real_create_from_command_fails_when_the_command_fails(repo):
+    borg, tmp = repo
+    result = borg.create_from_command('dump-1', ['printf', 'rows\n'], 'db/dump.sql')
+    assert result['archive']['stats']['nfiles'] == 1
+    target = tmp / 'out'
+    target.mkdir()
+    borg.extract('dump-1', str(target))
+    assert (target / 'db' / 'dump.sql').read_text() == 'rows\n'
+    with pytest.raises(b.BorgError):
+        borg.create_from_command('dump-2', ['false'], 'db/dump.sql')
+    assert 'dump-2' not in [a['name'] for a in borg.list_archives()]
+
+
+def test_real_export_tar_and_mount(repo):
+    borg, tmp = repo
+    tar = tmp / 'etc.tar'
+    borg.export_tar('etc-1', str(tar))
+    import tarfile
+    with tarfile.open(str(tar)) as t:
+        assert any(n.endswith('data/file') for n in t.getnames())
+    if not os.path.exists('/dev/fuse'):
+        pytest.skip('no /dev/fuse')
+    mnt = tmp / 'mnt'
+    mnt.mkdir()
+    borg.mount(str(mnt), 'etc-1')
+    try:
+        assert (mnt / str(tmp / 'data' / 'file').lstrip('/')).read_text() == 'hello\n'
+    finally:
+        borg.umount(str(mnt))
+    assert not os.path.ismount(str(mnt))
