@@ -1,6 +1,8 @@
 """backup.yml: one archive per backup, excluded files absent, content identical when read back."""
 import re
 
+from tests.lib.argwatch import ArgvWatcher
+
 from tests.lib.trees import EXCLUDED, compare_trees
 
 ARCHIVE_NAME = re.compile(r"^(?P<backup>[A-Za-z0-9._-]+)-\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
@@ -46,10 +48,18 @@ def test_backup_limited_to_one_backup(fleet, backup_run):
     assert len(added) == 1 and added[0].startswith("home-"), after
 
 
-def test_backup_output_never_shows_a_passphrase(fleet, backup_run):
+def test_passphrase_never_in_output_or_any_command_line(fleet, backup_run):
     secrets = [b["passphrase"] for c in fleet.clients.values() for b in c.backups]
-    result = fleet.play("backup.yml", limit="client1", extra_vars={"borgfleet_backup": "etc"}, verbosity=3)
+    random_parts = [s.split()[1] for s in secrets]  # however the passphrase were quoted
+    watcher = ArgvWatcher(random_parts)
+    watcher.start()
+    try:
+        result = fleet.play("backup.yml", limit="client1", extra_vars={"borgfleet_backup": "etc"}, verbosity=3)
+    finally:
+        watcher.stop.set()
+        watcher.join()
     assert result.rc == 0, result
-    for secret in secrets:
-        assert secret not in result.output
-        assert secret.split()[1] not in result.output  # its random part, however it is quoted
+    for secret, part in zip(secrets, random_parts):
+        assert secret not in result.output and part not in result.output
+    assert watcher.scans > 10, "the watcher did not get to look"
+    assert watcher.seen == [], watcher.seen

@@ -4,6 +4,7 @@ import subprocess
 
 import pytest
 
+from tests.lib.argwatch import ArgvWatcher
 from tests.lib.sshd import keygen
 
 
@@ -52,3 +53,14 @@ def test_stop_and_restart_on_same_port(sshd_factory, controller):
     proc = subprocess.run(controller.ssh_argv(host, "true"), capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=30)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_argv_watcher_sees_a_secret_on_a_command_line():
+    watcher = ArgvWatcher(["needle-4f1c"])
+    watcher.start()
+    try:
+        subprocess.run(["python3", "-c", "import time; time.sleep(0.5)", "needle-4f1c"], check=True)
+    finally:
+        watcher.stop.set()
+        watcher.join()
+    assert watcher.seen and b"needle-4f1c" in watcher.seen[0]
