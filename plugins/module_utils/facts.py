@@ -1,0 +1,917 @@
+# -*- coding: utf-8 -*-
+# Copyright: BorgFleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to borgfleet.backup: read-only probes behind server_facts and pool_info.
+
+Everything here reads /proc, calls os functions, or runs a tool with an argv list, a minimal
+C-locale environment and a timeout. A missing tool or a probe that times out is an answer
+("absent", "timed out"), never a hang or a traceback. No probe returns a secret: MySQL
+credentials reach the client only as a file (--defaults-file), never through this code.
+Managed hosts have no psutil, so nothing outside the standard library is used.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import pwd
+import re
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+
+DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+MIB = 1024 * 1024
+# A btrfs subvolume's root directory always has this inode number (BTRFS_FIRST_FREE_OBJECTID).
+BTRFS_SUBVOLUME_INO = 256
+LVM_DEFAULT_EXTENT = 4 * MIB
+
+# Filesystems that hold no data of their own, even when the kernel gives them a device.
+PSEUDO_FSTYPES = frozenset((
+    'proc', 'sysfs', 'tmpfs', 'devtmpfs', 'devpts', 'overlay', 'cgroup', 'cgroup2', 'mqueue',
+    'securityfs', 'debugfs', 'tracefs', 'pstore', 'bpf', 'autofs', 'configfs', 'fusectl',
+    'hugetlbfs', 'binfmt_misc', 'rpc_pipefs', 'nsfs', 'ramfs', 'squashfs', 'efivarfs', 'selinuxfs',
+))
+# "nodev" in /proc/filesystems, yet real data: network and shared filesystems.
+NETWORK_FSTYPES = frozenset(('nfs', 'nfs4', 'cifs', 'smb3', 'ceph', 'glusterfs', '9p', 'virtiofs',
+                             'fuse.sshfs', 'fuse.glusterfs', 'fuse.cephfs'))
+
+
+class ProbeResult:
+    """Outcome of one probe: status is ok, missing (tool not found), timeout or error."""
+
+    def __init__(self, status, rc=None, out='', err=''):
+        self.status = status
+        self.rc = rc
+        self.out = out
+        self.err = err
+
+    @property
+    def ok(self):
+        return self.status == 'ok' and self.rc == 0
+
+    def first_error_line(self):
+        if self.status == 'missing':
+            return 'not installed'
+        if self.status == 'timeout':
+            return 'timed out'
+        lines = [line.strip() for line in (self.err or self.out).splitlines() if line.strip()]
+        return (lines[0] if lines else 'exit code %s' % self.rc)[:200]
+
+
+class Probe:
+    """Runs tools found on ``path`` and reads config files under ``root``, each with a timeout."""
+
+    def __init__(self, path=DEFAULT_PATH, root='/', timeout=5):
+        self.path = path
+        self.root = root or '/'
+        self.timeout = timeout
+
+    def which(self, name):
+        for directory in self.path.split(':'):
+            candidate = os.path.join(directory, name)
+            if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+        return None
+
+    def file(self, path):
+        """A config file's path as seen under ``root``."""
+        return os.path.join(self.root, path.lstrip('/'))
+
+    def read(self, path):
+        try:
+            with open(self.file(path)) as f:
+                return f.read()
+        except (IOError, OSError, UnicodeDecodeError):
+            return None
+
+    def run(self, argv, timeout=None, env=None):
+        exe = self.which(argv[0])
+        if exe is None:
+            return ProbeResult('missing')
+        environ = {'PATH': self.path, 'LC_ALL': 'C', 'LANG': 'C', 'HOME': os.environ.get('HOME', '/root'),
+                   'LVM_SUPPRESS_FD_WARNINGS': '1'}
+        environ.update(env or {})
+        try:
+            # Own session: on timeout the whole group (runuser -> psql, ...) is killed.
+            proc = subprocess.Popen([exe] + list(argv[1:]), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=environ, start_new_session=True)
+        except OSError as e:
+            return ProbeResult('error', err=str(e))
+        try:
+            out, err = proc.communicate(timeout=timeout or self.timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                proc.communicate(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass  # a grandchild in another session keeps the pipe; we stop waiting anyway
+            return ProbeResult('timeout')
+        return ProbeResult('ok', proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace'))
+
+
+def call_with_timeout(func, timeout, *args):
+    """func(*args) in a daemon thread: a hung NFS statvfs/stat must not hang the module.
+
+    Returns (value, None) or (None, reason)."""
+    box = {}
+
+    def target():
+        try:
+            box['value'] = func(*args)
+        except Exception as e:  # reported, not raised: one bad mount must not fail the module
+            box['error'] = str(e)
+
+    thread = threading.Thread(target=target)
+    thread.daemon = True
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return None, 'timed out'
+    return box.get('value'), box.get('error')
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except (IOError, OSError):
+        return None
+
+
+# System -----------------------------------------------------------------------------------------
+
+def parse_os_release(text):
+    out = {}
+    for line in (text or '').splitlines():
+        match = re.match(r'^([A-Z_]+)=(.*)$', line.strip())
+        if match:
+            value = match.group(2).strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in '"\'':
+                value = value[1:-1]
+            out[match.group(1)] = value
+    return out
+
+
+def parse_meminfo(text):
+    """/proc/meminfo as bytes per key."""
+    out = {}
+    for line in (text or '').splitlines():
+        match = re.match(r'^(\w+(?:\(\w+\))?):\s+(\d+)(?:\s+kB)?$', line.strip())
+        if match:
+            out[match.group(1)] = int(match.group(2)) * 1024
+    return out
+
+
+def memory_facts(meminfo):
+    total = meminfo.get('MemTotal', 0)
+    free = meminfo.get('MemFree', 0)
+    buff_cache = meminfo.get('Buffers', 0) + meminfo.get('Cached', 0) + meminfo.get('SReclaimable', 0)
+    available = meminfo.get('MemAvailable', free + buff_cache)
+    # As free(1) computes it: what is neither free nor reclaimable cache.
+    used = max(total - free - buff_cache, 0)
+    swap_total = meminfo.get('SwapTotal', 0)
+    swap_free = meminfo.get('SwapFree', 0)
+    return {
+        'total_bytes': total, 'used_bytes': used, 'available_bytes': available, 'free_bytes': free,
+        'buff_cache_bytes': buff_cache,
+        'used_percent': round(100.0 * (total - available) / total, 1) if total else None,
+        'swap': {'total_bytes': swap_total, 'used_bytes': swap_total - swap_free, 'free_bytes': swap_free},
+    }
+
+
+def cpu_times(stat_text):
+    """(idle, total) jiffies of the aggregate cpu line of /proc/stat."""
+    for line in (stat_text or '').splitlines():
+        if line.startswith('cpu '):
+            values = [int(v) for v in line.split()[1:]]
+            # idle + iowait count as idle; guest times are already inside user/nice.
+            idle = values[3] + (values[4] if len(values) > 4 else 0)
+            return idle, sum(values[:8])
+    return None
+
+
+def cpu_usage_percent(before, after):
+    if not before or not after or after[1] <= before[1]:
+        return None
+    return round(100.0 * (1 - float(after[0] - before[0]) / (after[1] - before[1])), 1)
+
+
+def cpu_model(cpuinfo):
+    for line in (cpuinfo or '').splitlines():
+        key, _, value = line.partition(':')
+        if key.strip() in ('model name', 'Hardware', 'cpu model', 'Processor'):
+            return value.strip()
+    return None
+
+
+def _unescape_mount(field):
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text):
+    mounts = []
+    for line in (text or '').splitlines():
+        left, sep, right = line.partition(' - ')
+        if not sep:
+            continue
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or len(tail) < 2:
+            continue
+        mounts.append({'device_number': fields[2], 'root': _unescape_mount(fields[3]),
+                       'mountpoint': _unescape_mount(fields[4]), 'fstype': tail[0],
+                       'source': _unescape_mount(tail[1])})
+    return mounts
+
+
+def nodev_fstypes(filesystems_text):
+    out = set()
+    for line in (filesystems_text or '').splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == 'nodev':
+            out.add(parts[1])
+    return out
+
+
+def real_mounts(mounts, nodev=()):
+    """Mounts that hold data: no pseudo filesystems, each device once (bind mounts skipped)."""
+    seen, out = set(), []
+    for m in mounts:
+        fstype = m['fstype']
+        if fstype not in NETWORK_FSTYPES and (fstype in PSEUDO_FSTYPES or fstype in nodev
+                                              or fstype.startswith('fuse.')):
+            continue
+        if m['device_number'] in seen:
+            continue
+        seen.add(m['device_number'])
+        out.append(m)
+    return out
+
+
+def fs_usage(path):
+    """Capacity of the filesystem holding path, as df(1) counts it (free = available to users)."""
+    st = os.statvfs(path)
+    total = st.f_blocks * st.f_frsize
+    free = st.f_bavail * st.f_frsize
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    base = used + free
+    return {'total_bytes': total, 'used_bytes': used, 'free_bytes': free,
+            'used_percent': round(100.0 * used / base, 1) if base else 0.0}
+
+
+def primary_ip():
+    """Source address of the default route (a UDP connect sends no packet)."""
+    for family, target in ((socket.AF_INET, ('192.0.2.1', 9)), (socket.AF_INET6, ('2001:db8::1', 9))):
+        try:
+            s = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                s.connect(target)
+                return s.getsockname()[0]
+            finally:
+                s.close()
+        except (OSError, socket.error):
+            continue
+    return None
+
+
+def human_duration(seconds):
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = (['%dd' % days] if days else []) + (['%dh' % hours] if days or hours else []) + ['%dm' % minutes]
+    return ' '.join(parts)
+
+
+def filesystems_facts(timeout):
+    mounts = parse_mountinfo(_read('/proc/self/mountinfo'))
+    out = []
+    for m in real_mounts(mounts, nodev_fstypes(_read('/proc/filesystems'))):
+        usage, error = call_with_timeout(fs_usage, timeout, m['mountpoint'])
+        entry = {'mountpoint': m['mountpoint'], 'device': m['source'], 'fstype': m['fstype']}
+        if usage is None:
+            entry['error'] = error or 'unreadable'
+        else:
+            entry.update(usage)
+        out.append(entry)
+    return out
+
+
+def system_facts(timeout=5, cpu_sample=0.5):
+    uname = os.uname()
+    release = parse_os_release(_read('/etc/os-release') or _read('/usr/lib/os-release'))
+    before = cpu_times(_read('/proc/stat'))
+    if cpu_sample > 0:
+        time.sleep(cpu_sample)
+    after = cpu_times(_read('/proc/stat'))
+    uptime_text = _read('/proc/uptime')
+    uptime = float(uptime_text.split()[0]) if uptime_text else None
+    boot = time.time() - uptime if uptime is not None else None
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        'hostname': socket.gethostname(),
+        'fqdn': socket.getfqdn(),
+        'os': {'name': release.get('NAME'), 'id': release.get('ID'), 'version': release.get('VERSION_ID'),
+               'pretty_name': release.get('PRETTY_NAME'), 'codename': release.get('VERSION_CODENAME')},
+        'kernel': uname.release,
+        'architecture': uname.machine,
+        'cpu': {'cores': os.cpu_count(), 'model': cpu_model(_read('/proc/cpuinfo')), 'load': load,
+                'usage_percent': cpu_usage_percent(before, after), 'sample_seconds': cpu_sample},
+        'memory': memory_facts(parse_meminfo(_read('/proc/meminfo'))),
+        'filesystems': filesystems_facts(timeout),
+        'primary_ip': primary_ip(),
+        'uptime': {'seconds': int(uptime) if uptime is not None else None,
+                   'human': human_duration(uptime) if uptime is not None else None,
+                   'boot_time': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(boot)) if boot else None},
+    }
+
+
+# Storage under a data directory ----------------------------------------------------------------
+
+def mount_of(path, mounts):
+    """The mount holding path (longest mountpoint prefix; the last mounted wins on ties)."""
+    best = None
+    for m in mounts:
+        mp = m['mountpoint']
+        if path == mp or path.startswith(mp.rstrip('/') + '/'):
+            if best is None or len(mp) >= len(best['mountpoint']):
+                best = m
+    return best
+
+
+def recommended_snapshot_sizes(data_bytes, extent=LVM_DEFAULT_EXTENT):
+    """Copy-on-write room for a snapshot kept while borg reads the datadir.
+
+    The room only has to absorb what the engine rewrites during the backup. Conservative: half
+    the datadir (survives heavy write load on a slow backup); aggressive: a fifth (a quiet
+    engine, short backup). Both at least 256/64 MiB and whole extents."""
+    if data_bytes is None:
+        return None
+
+    def round_up(n):
+        return int(-(-int(n) // extent) * extent)
+
+    return {'datadir_bytes': int(data_bytes),
+            'conservative_bytes': round_up(max(data_bytes * 0.5, 256 * MIB)),
+            'aggressive_bytes': round_up(max(data_bytes * 0.2, 64 * MIB))}
+
+
+def du_bytes(probe, path, timeout):
+    result = probe.run(['du', '-s', '-x', '-B1', '--', path], timeout=timeout)
+    if result.status == 'ok' and result.out.split():
+        try:
+            # du exits 1 when a file vanished while it walked (a live datadir): the sum still counts.
+            return int(result.out.split()[0]), None
+        except ValueError:
+            pass
+    return None, result.first_error_line()
+
+
+def btrfs_subvolume_root(path, mountpoint):
+    """The nearest directory at or above path (inside the mount) that is a subvolume root."""
+    current = path
+    while True:
+        try:
+            st = os.lstat(current)
+        except OSError:
+            return None
+        if stat.S_ISDIR(st.st_mode) and st.st_ino == BTRFS_SUBVOLUME_INO:
+            return current
+        if current == mountpoint or current == '/':
+            return None
+        current = os.path.dirname(current)
+
+
+def lvm_logical_volumes(probe):
+    """[{lv, vg, path, dm_path, size_bytes, attr, vg_free_bytes, vg_extent_bytes, vg_free_extents}] or error."""
+    result = probe.run(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o',
+                        'lv_name,vg_name,lv_path,lv_dm_path,lv_size,lv_attr,vg_free,vg_extent_size,vg_free_count'])
+    if not result.ok:
+        return None, result.first_error_line()
+    try:
+        rows = json.loads(result.out)['report'][0]['lv']
+    except (ValueError, KeyError, IndexError):
+        return None, 'could not parse lvs output'
+    out = []
+    for row in rows:
+        out.append({'lv': row.get('lv_name'), 'vg': row.get('vg_name'), 'path': row.get('lv_path'),
+                    'dm_path': row.get('lv_dm_path'), 'size_bytes': _int(row.get('lv_size')),
+                    'attr': row.get('lv_attr'), 'vg_free_bytes': _int(row.get('vg_free')),
+                    'vg_extent_bytes': _int(row.get('vg_extent_size')),
+                    'vg_free_extents': _int(row.get('vg_free_count'))})
+    return out, None
+
+
+def lvm_volume_groups(probe):
+    result = probe.run(['vgs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o',
+                        'vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count'])
+    if not result.ok:
+        return None, result.first_error_line()
+    try:
+        rows = json.loads(result.out)['report'][0]['vg']
+    except (ValueError, KeyError, IndexError):
+        return None, 'could not parse vgs output'
+    return [{'vg': r.get('vg_name'), 'size_bytes': _int(r.get('vg_size')), 'free_bytes': _int(r.get('vg_free')),
+             'extent_bytes': _int(r.get('vg_extent_size')), 'extents': _int(r.get('vg_extent_count')),
+             'free_extents': _int(r.get('vg_free_count'))} for r in rows], None
+
+
+def _int(value):
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def match_logical_volume(source, volumes):
+    """The LV whose device is the mount source (/dev/mapper/vg-lv, /dev/vg/lv or /dev/dm-N)."""
+    if not source or not source.startswith('/dev/'):
+        return None
+    real = os.path.realpath(source)
+    for lv in volumes or []:
+        for candidate in (lv.get('dm_path'), lv.get('path')):
+            if candidate and (candidate == source or os.path.realpath(candidate) == real):
+                return lv
+    return None
+
+
+class StorageProber:
+    """Describes the storage under data directories; mounts and the LV list are read once."""
+
+    def __init__(self, probe, size_timeout=60):
+        self.probe = probe
+        self.size_timeout = size_timeout
+        self.mounts = parse_mountinfo(_read('/proc/self/mountinfo'))
+        self._lvs = None
+
+    def logical_volumes(self):
+        if self._lvs is None:
+            self._lvs = lvm_logical_volumes(self.probe) if self.probe.which('lvs') else (None, 'lvs not installed')
+        return self._lvs
+
+    def describe(self, datadir):
+        if not datadir:
+            return None
+        path = os.path.realpath(datadir)
+        if not os.path.isdir(path):
+            return {'path': path, 'exists': False, 'type': None, 'snapshot_capable': False,
+                    'reason': 'directory does not exist'}
+        mount = mount_of(path, self.mounts) or {}
+        data_bytes, size_error = du_bytes(self.probe, path, self.size_timeout)
+        out = {'path': path, 'exists': True, 'mountpoint': mount.get('mountpoint'), 'fstype': mount.get('fstype'),
+               'device': mount.get('source'), 'type': 'plain', 'snapshot_capable': False}
+        usage, _ = call_with_timeout(fs_usage, self.probe.timeout, path)
+        if usage:
+            out['filesystem_free_bytes'] = usage['free_bytes']
+        if size_error:
+            out['size_error'] = size_error
+        if mount.get('fstype') == 'btrfs':
+            self._btrfs(out, path, mount)
+            sizes = recommended_snapshot_sizes(data_bytes)
+        else:
+            lv = self._lvm(out, mount)
+            sizes = recommended_snapshot_sizes(data_bytes, (lv or {}).get('vg_extent_bytes') or LVM_DEFAULT_EXTENT)
+            if lv and sizes:
+                out['snapshot_fits'] = {
+                    'conservative': (lv['vg_free_bytes'] or 0) >= sizes['conservative_bytes'],
+                    'aggressive': (lv['vg_free_bytes'] or 0) >= sizes['aggressive_bytes']}
+                if not out['snapshot_fits']['aggressive']:
+                    out['snapshot_capable'] = False
+                    out['reason'] = ('volume group %s has %s bytes free, less than the aggressive snapshot size'
+                                     % (lv['vg'], lv['vg_free_bytes']))
+        out['snapshot_size'] = sizes
+        if out['type'] == 'plain':
+            out['reason'] = 'neither LVM nor btrfs under %s' % path
+        return out
+
+    def _btrfs(self, out, path, mount):
+        out['type'] = 'btrfs'
+        subvolume = btrfs_subvolume_root(path, mount['mountpoint'])
+        out['btrfs'] = {'subvolume': subvolume, 'datadir_is_subvolume': subvolume == path}
+        show = self.probe.run(['btrfs', 'subvolume', 'show', subvolume or path])
+        if show.ok:
+            for line in show.out.splitlines()[1:]:
+                key, _, value = line.strip().partition(':')
+                if key in ('Name', 'UUID', 'Subvolume ID'):
+                    out['btrfs'][key.lower().replace(' ', '_')] = value.strip()
+        if subvolume is None:
+            out['reason'] = 'no btrfs subvolume holds %s' % path
+        elif not self.probe.which('btrfs'):
+            out['reason'] = 'btrfs-progs not installed'
+        else:
+            # A snapshot of the subvolume holding the datadir; it has to live on the same filesystem.
+            out['snapshot_capable'] = True
+
+    def _lvm(self, out, mount):
+        volumes, error = self.logical_volumes()
+        lv = match_logical_volume(mount.get('source'), volumes)
+        if lv is None:
+            if error and (mount.get('source') or '').startswith('/dev/mapper/'):
+                out['lvm_error'] = error
+            return None
+        out['type'] = 'lvm'
+        out['lvm'] = dict((k, lv[k]) for k in ('vg', 'lv', 'path', 'size_bytes', 'vg_free_bytes',
+                                                'vg_extent_bytes', 'vg_free_extents'))
+        if not self.probe.which('lvcreate'):
+            out['reason'] = 'lvcreate not found'
+        elif not lv['vg_free_extents']:
+            out['reason'] = 'volume group %s has no free extents for a snapshot' % lv['vg']
+        else:
+            out['snapshot_capable'] = True
+        return lv
+
+
+# Engines ---------------------------------------------------------------------------------------
+
+def _unix_socket_answers(path, timeout=2):
+    if not path or not os.path.exists(path):
+        return False
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        return True
+    except (OSError, socket.error):
+        return False
+    finally:
+        s.close()
+
+
+def _tcp_answers(host, port, timeout=2):
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+        return True
+    except (OSError, socket.error, ValueError):
+        return False
+
+
+def _version(text, pattern):
+    match = re.search(pattern, text or '')
+    return match.group(1) if match else None
+
+
+def parse_my_print_defaults(text):
+    out = {}
+    for line in (text or '').splitlines():
+        match = re.match(r'^--([\w-]+)=(.*)$', line.strip())
+        if match:
+            out[match.group(1).replace('-', '_')] = match.group(2)
+    return out
+
+
+MYSQL_SOCKETS = ('/run/mysqld/mysqld.sock', '/var/run/mysqld/mysqld.sock', '/var/lib/mysql/mysql.sock',
+                 '/tmp/mysql.sock')
+
+
+def mysql_facts(probe, storage):
+    server = probe.which('mariadbd') or probe.which('mysqld')
+    client = probe.which('mariadb') or probe.which('mysql')
+    if not server and not client:
+        return {'installed': False}
+    out = {'installed': True, 'server_installed': bool(server), 'client_installed': bool(client)}
+    version_text = ''
+    if server:
+        version_text = probe.run([os.path.basename(server), '--version']).out
+    if not version_text and client:
+        version_text = probe.run([os.path.basename(client), '--version']).out
+    out['flavor'] = 'mariadb' if 'mariadb' in version_text.lower() else ('mysql' if version_text else None)
+    out['version'] = _version(version_text, r'(?:Distrib|Ver)\s+(\d+\.\d+\.\d+)')
+    defaults = parse_my_print_defaults(probe.run(['my_print_defaults', '--mysqld']).out)
+    sock = defaults.get('socket') or next((s for s in MYSQL_SOCKETS if os.path.exists(s)), MYSQL_SOCKETS[0])
+    out['socket'] = sock
+    out['running'] = _unix_socket_answers(sock)
+    out['port'] = _int(defaults.get('port')) or 3306
+
+    auth = {'socket': False, 'debian_cnf': None}
+    working = None
+    if client and out['running']:
+        # Socket authentication as root, without any option file that could hold a password.
+        base = [os.path.basename(client), '--no-defaults', '--protocol=socket', '--socket=' + sock, '--user=root']
+        auth['socket'], error = _mysql_select1(probe, base)
+        if auth['socket']:
+            working = base
+        else:
+            auth['socket_error'] = error
+    cnf = probe.file('/etc/mysql/debian.cnf')
+    if os.path.exists(cnf):
+        auth['debian_cnf'] = False
+        if client:
+            # --defaults-file must come first; the password stays in the file.
+            base = [os.path.basename(client), '--defaults-file=' + cnf]
+            auth['debian_cnf'], error = _mysql_select1(probe, base)
+            if auth['debian_cnf']:
+                working = working or base
+            else:
+                auth['debian_cnf_error'] = error
+    auth['method'] = 'socket' if auth['socket'] else ('debian_cnf' if auth['debian_cnf'] else None)
+    out['auth'] = auth
+
+    datadir = None
+    if working:
+        result = probe.run(working + ['--batch', '--skip-column-names', '-e', 'SELECT @@datadir, VERSION()'])
+        if result.ok and result.out.strip():
+            fields = result.out.strip().split('\t')
+            datadir = fields[0]
+            out['server_version'] = fields[1] if len(fields) > 1 else None
+    datadir = datadir or defaults.get('datadir') or ('/var/lib/mysql' if os.path.isdir('/var/lib/mysql') else None)
+    out['datadir'] = datadir.rstrip('/') if datadir else None
+    out['storage'] = storage.describe(out['datadir'])
+    return out
+
+
+def _mysql_select1(probe, base):
+    """(works, error line): a real query, not just a connection."""
+    result = probe.run(base + ['--batch', '--skip-column-names', '-e', 'SELECT 1'])
+    if result.ok and result.out.strip() == '1':
+        return True, None
+    return False, result.first_error_line()
+
+
+def _pg_conf_value(text, key):
+    match = re.search(r"^\s*%s\s*=\s*'?([^'#\n]*?)'?\s*(?:#.*)?$" % key, text or '', re.M)
+    return match.group(1).strip() if match else None
+
+
+def _owner(path):
+    try:
+        return pwd.getpwuid(os.stat(path).st_uid).pw_name
+    except (OSError, KeyError):
+        return None
+
+
+def _pid_alive(pidfile):
+    text = _read(pidfile)
+    try:
+        pid = int(text.split()[0])
+    except (AttributeError, IndexError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError as e:
+        return e.errno == 1  # EPERM: alive, not ours
+
+
+def postgresql_clusters(probe):
+    """Clusters from pg_lsclusters --json, else from a scan of /etc/postgresql."""
+    result = probe.run(['pg_lsclusters', '--json'])
+    if result.ok:
+        try:
+            rows = json.loads(result.out)
+        except ValueError:
+            rows = None
+        if isinstance(rows, list):
+            out = []
+            for r in rows:
+                owner = None
+                try:
+                    owner = pwd.getpwuid(int(r.get('owneruid'))).pw_name
+                except (TypeError, ValueError, KeyError):
+                    pass
+                out.append({'version': str(r.get('version')), 'name': r.get('cluster'),
+                            'port': _int(r.get('port')), 'status': 'online' if r.get('running') else 'down',
+                            'owner': owner, 'data_directory': r.get('pgdata'),
+                            'socket_directory': r.get('socketdir') or '/var/run/postgresql'})
+            return out, 'pg_lsclusters'
+    out = []
+    base = probe.file('/etc/postgresql')
+    for version in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        for name in sorted(os.listdir(os.path.join(base, version))):
+            conf = _read(os.path.join(base, version, name, 'postgresql.conf'))
+            if conf is None:
+                continue
+            datadir = _pg_conf_value(conf, 'data_directory') or '/var/lib/postgresql/%s/%s' % (version, name)
+            socketdir = (_pg_conf_value(conf, 'unix_socket_directories') or '/var/run/postgresql').split(',')[0]
+            out.append({'version': version, 'name': name, 'port': _int(_pg_conf_value(conf, 'port')) or 5432,
+                        'status': 'online' if _pid_alive(os.path.join(datadir, 'postmaster.pid')) else 'down',
+                        'owner': _owner(datadir), 'data_directory': datadir, 'socket_directory': socketdir.strip()})
+    return out, 'scan'
+
+
+def postgresql_layout(datadir):
+    """Where WAL and tablespaces really live: a snapshot is crash-consistent only if one
+    snapshot holds them all."""
+    wal = os.path.realpath(os.path.join(datadir, 'pg_wal'))
+    tablespaces = []
+    tbl = os.path.join(datadir, 'pg_tblspc')
+    try:
+        for entry in sorted(os.listdir(tbl)):
+            tablespaces.append(os.path.realpath(os.path.join(tbl, entry)))
+    except OSError:
+        pass
+    try:
+        dev = os.stat(datadir).st_dev
+        same = all(os.stat(p).st_dev == dev for p in [wal] + tablespaces)
+    except OSError:
+        same = None
+    return {'wal_directory': wal, 'tablespaces': tablespaces, 'single_filesystem': same}
+
+
+def postgresql_facts(probe, storage):
+    clusters, source = postgresql_clusters(probe)
+    binaries = [p for p in [probe.which('psql'), probe.which('pg_lsclusters')] if p]
+    if not clusters and not binaries:
+        return {'installed': False, 'clusters': []}
+    for c in clusters:
+        c['peer_auth'] = None
+        if c['status'] == 'online' and c['owner']:
+            # Peer authentication: the OS user maps to the database role of the same name.
+            result = probe.run(['runuser', '-u', c['owner'], '--', 'psql', '-X', '-h', c['socket_directory'],
+                                '-p', str(c['port']), '-Atc', 'select 1'])
+            c['peer_auth'] = result.ok and result.out.strip() == '1'
+            if not c['peer_auth']:
+                c['peer_auth_error'] = result.first_error_line()
+        if c['data_directory'] and os.path.isdir(c['data_directory']):
+            c.update(postgresql_layout(c['data_directory']))
+        c['storage'] = storage.describe(c['data_directory'])
+    return {'installed': True, 'source': source, 'clusters': clusters}
+
+
+def mongodb_facts(probe, storage):
+    mongod = probe.which('mongod')
+    conf = probe.read('/etc/mongod.conf')
+    if not mongod and conf is None:
+        return {'installed': False}
+    out = {'installed': True, 'server_installed': bool(mongod),
+           'version': _version(probe.run(['mongod', '--version']).out, r'db version v?(\d+\.\d+\.\d+)')
+           if mongod else None}
+    dbpath = _version(conf, r'(?m)^\s*dbPath:\s*["\']?([^"\'\s#]+)') or '/var/lib/mongodb'
+    port = _int(_version(conf, r'(?m)^\s*port:\s*(\d+)')) or 27017
+    out.update({'datadir': dbpath, 'port': port, 'running': _tcp_answers('127.0.0.1', port)})
+    out['storage'] = storage.describe(dbpath)
+    return out
+
+
+def redis_facts(probe, storage):
+    server = probe.which('redis-server')
+    if not server:
+        return {'installed': False}
+    out = {'installed': True,
+           'version': _version(probe.run(['redis-server', '--version']).out, r'v=(\d+\.\d+\.\d+)')}
+    conf = probe.read('/etc/redis/redis.conf') or ''
+    port = _int(_version(conf, r'(?m)^\s*port\s+(\d+)')) or 6379
+    host = (_version(conf, r'(?m)^\s*bind\s+(\S+)') or '127.0.0.1').lstrip('-')
+    out['port'] = port
+    cli = ['redis-cli', '-h', host, '-p', str(port)]
+    ping = probe.run(cli + ['PING'])
+    answer = ping.out.strip()
+    out['running'] = ping.ok and (answer == 'PONG' or 'NOAUTH' in answer)
+    out['auth_required'] = 'NOAUTH' in answer if out['running'] else None
+    datadir = None
+    if out['running'] and not out['auth_required']:
+        got = probe.run(cli + ['CONFIG', 'GET', 'dir']).out.split('\n')
+        datadir = got[1].strip() if len(got) > 1 and got[0].strip() == 'dir' else None
+        aof = probe.run(cli + ['CONFIG', 'GET', 'appendonly']).out.split('\n')
+        out['appendonly'] = aof[1].strip() == 'yes' if len(aof) > 1 else None
+    datadir = datadir or _version(conf, r'(?m)^\s*dir\s+(\S+)') or '/var/lib/redis'
+    out['datadir'] = datadir
+    out['storage'] = storage.describe(datadir)
+    return out
+
+
+def _json_lines(text):
+    out = []
+    for line in (text or '').splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def docker_facts(probe, storage):
+    if not probe.which('docker'):
+        return {'installed': False}
+    out = {'installed': True, 'running': False, 'containers': [], 'volumes': []}
+    info = probe.run(['docker', 'info', '--format', '{{json .}}'])
+    data = None
+    if info.ok:
+        try:
+            data = json.loads(info.out)
+        except ValueError:
+            data = None
+    # docker info prints the client part and exits 0 even when the daemon is down.
+    if not data or not data.get('ServerVersion'):
+        out['error'] = ((data or {}).get('ServerErrors') or [info.first_error_line()])[0][:200]
+        return out
+    # Only chosen fields: the full info can carry proxy URLs with credentials.
+    out.update({'running': True, 'server_version': data.get('ServerVersion'),
+                'storage_driver': data.get('Driver'), 'root_dir': data.get('DockerRootDir')})
+    for c in _json_lines(probe.run(['docker', 'ps', '-a', '--no-trunc', '--format', '{{json .}}']).out):
+        out['containers'].append({'id': c.get('ID'), 'name': c.get('Names'), 'image': c.get('Image'),
+                                  'state': c.get('State'), 'status': c.get('Status'),
+                                  'mounts': [m for m in (c.get('Mounts') or '').split(',') if m]})
+    for v in _json_lines(probe.run(['docker', 'volume', 'ls', '--format', '{{json .}}']).out):
+        out['volumes'].append({'name': v.get('Name'), 'driver': v.get('Driver'), 'mountpoint': v.get('Mountpoint')})
+    out['storage'] = storage.describe(out['root_dir'])
+    return out
+
+
+def capabilities_facts(probe, size_timeout=60):
+    storage = StorageProber(probe, size_timeout)
+    lvm = {'installed': bool(probe.which('lvs'))}
+    if lvm['installed']:
+        lvm['volume_groups'], error = lvm_volume_groups(probe)
+        if error:
+            lvm['error'] = error
+    return {
+        'mysql': mysql_facts(probe, storage),
+        'postgresql': postgresql_facts(probe, storage),
+        'mongodb': mongodb_facts(probe, storage),
+        'redis': redis_facts(probe, storage),
+        'docker': docker_facts(probe, storage),
+        'lvm': lvm,
+        'btrfs': {'installed': bool(probe.which('btrfs'))},
+    }
+
+
+# Storage pools -----------------------------------------------------------------------------------
+
+def _is_borg_repository(path):
+    try:
+        with open(os.path.join(path, 'config')) as f:
+            return f.read(64).lstrip().startswith('[repository]')
+    except (IOError, OSError, UnicodeDecodeError):
+        return False
+
+
+def find_repositories(pool_path, max_depth=3):
+    """Borg repositories under a pool (<pool>/<client>/<backup> and a little deeper), sorted."""
+    found = []
+    base_depth = pool_path.rstrip('/').count('/')
+    for current, dirs, _files in os.walk(pool_path):
+        if _is_borg_repository(current):
+            found.append(current)
+            dirs[:] = []  # a repository's data/ tree holds no repositories
+            continue
+        if current.rstrip('/').count('/') - base_depth >= max_depth:
+            dirs[:] = []
+        dirs.sort()
+    return sorted(found)
+
+
+def stats_for_host(entries, host):
+    """The clients' repository figures whose repositories live on ``host``.
+
+    An entry names its backup server in ``server``; a client's own local pool has
+    ``local`` true and lives on the client itself."""
+    if not host:
+        return list(entries or [])
+    return [e for e in entries or [] if e.get('server') == host or (e.get('local') and e.get('client') == host)]
+
+
+BORG_FIGURES = ('stats', 'archive_count', 'backup_archive_count', 'last_archive')
+
+
+def analyze_pool(probe, pool, entries, warn_percent, size_timeout):
+    """One pool: filesystem capacity, each repository's size on disk merged with the borg figures
+    its client read (by repository path), and whether the pool passed warn_percent."""
+    path = pool['path'].rstrip('/') or '/'
+    out = {'name': pool['name'], 'path': path, 'exists': os.path.isdir(path), 'repositories': []}
+    if not out['exists']:
+        out['warn'] = False
+        return out
+    usage, error = call_with_timeout(fs_usage, probe.timeout, path)
+    mount = mount_of(os.path.realpath(path), parse_mountinfo(_read('/proc/self/mountinfo'))) or {}
+    out.update({'mountpoint': mount.get('mountpoint'), 'fstype': mount.get('fstype'), 'device': mount.get('source')})
+    if usage:
+        out.update(usage)
+        out['warn'] = usage['used_percent'] >= warn_percent
+    else:
+        out['error'], out['warn'] = error, False
+    by_path = dict((e.get('repository_path'), e) for e in entries
+                   if (e.get('repository_path') or '').startswith(path + '/'))
+    paths = sorted(set(find_repositories(path)) | set(by_path))
+    total = 0
+    for repo_path in paths:
+        rel = repo_path[len(path) + 1:].split('/')
+        entry = by_path.get(repo_path) or {}
+        repo = {'path': repo_path, 'client': entry.get('client') or (rel[0] if len(rel) > 1 else None),
+                'backup': entry.get('name') or rel[-1], 'exists': os.path.isdir(repo_path)}
+        if repo['exists']:
+            repo['size_on_disk_bytes'], size_error = du_bytes(probe, repo_path, size_timeout)
+            if size_error:
+                repo['size_error'] = size_error
+            total += repo['size_on_disk_bytes'] or 0
+        if not entry:
+            repo['borg'] = None  # no client of this run owns it (orphan, or not in the inventory)
+        elif entry.get('failed'):
+            repo['borg'] = None
+            repo['borg_error'] = entry.get('msg') or 'borg failed'
+        else:
+            repo['borg'] = dict((k, entry.get(k)) for k in BORG_FIGURES)
+        out['repositories'].append(repo)
+    out['repositories_size_bytes'] = total
+    return out
