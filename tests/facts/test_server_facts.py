@@ -1,0 +1,209 @@
+"""server_facts against this machine: its /proc, its real MariaDB, PostgreSQL and Redis, and a
+host where none of them exists or one of them hangs."""
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+
+def sh(*argv, input=None):
+    return subprocess.run(argv, input=input, capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def meminfo_bytes(key):
+    for line in open("/proc/meminfo"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+
+
+def test_system_stats_are_this_machines(run_module):
+    result, _ = run_module("server_facts", {"gather": ["system"], "cpu_sample": 0.3})
+    s = result["system"]
+    assert result["changed"] is False and "capabilities" not in result
+    assert result["ansible_facts"]["borgfleet_system"]["kernel"] == s["kernel"]
+    assert s["memory"]["total_bytes"] == meminfo_bytes("MemTotal")
+    assert s["memory"]["swap"]["total_bytes"] == meminfo_bytes("SwapTotal")
+    assert 0 < s["memory"]["available_bytes"] <= s["memory"]["total_bytes"]
+    assert s["kernel"] == os.uname().release and s["architecture"] == os.uname().machine
+    assert s["hostname"] == socket.gethostname()
+    release = dict(re.findall(r'^(\w+)="?([^"\n]*)"?$', open("/etc/os-release").read(), re.M))
+    assert s["os"]["id"] == release["ID"] and s["os"]["version"] == release["VERSION_ID"]
+    assert s["cpu"]["cores"] == os.cpu_count()
+    assert s["cpu"]["model"] and 0.0 <= s["cpu"]["usage_percent"] <= 100.0
+    assert len(s["cpu"]["load"]) == 3
+    # The root filesystem with the figures df reports; no pseudo filesystem listed.
+    root = next(f for f in s["filesystems"] if f["mountpoint"] == "/")
+    df = sh("df", "-B1", "--output=size,avail", "/").split("\n")[1].split()
+    assert root["total_bytes"] == int(df[0])
+    assert abs(root["free_bytes"] - int(df[1])) < 512 * 1024 * 1024  # other engineers write meanwhile
+    assert not {f["fstype"] for f in s["filesystems"]} & {"proc", "sysfs", "tmpfs", "devtmpfs", "overlay", "cgroup"}
+    route = sh("ip", "-4", "route", "get", "8.8.8.8")
+    assert s["primary_ip"] == re.search(r"\bsrc (\S+)", route).group(1)
+    uptime = float(open("/proc/uptime").read().split()[0])
+    assert abs(s["uptime"]["seconds"] - uptime) < 30
+    assert s["uptime"]["human"].endswith("m") and s["uptime"]["boot_time"].endswith("Z")
+
+
+def test_check_mode_reads_the_same(run_module):
+    result, _ = run_module("server_facts", {"gather": ["system"], "cpu_sample": 0}, check=True)
+    assert result["changed"] is False
+    assert result["system"]["memory"]["total_bytes"] == meminfo_bytes("MemTotal")
+
+
+def test_capabilities_of_the_real_engines(run_module):
+    result, output = run_module("server_facts", {"gather": ["capabilities"]})
+    caps = result["capabilities"]
+    assert "system" not in result
+
+    my = caps["mysql"]
+    client_version = re.search(r"Distrib (\d+\.\d+\.\d+)", sh("mariadb", "--version")).group(1)
+    assert my["installed"] and my["flavor"] == "mariadb" and my["version"] == client_version
+    server_version, datadir = sh("mariadb", "-NBe", "SELECT VERSION(), @@datadir").strip().split("\t")
+    assert my["server_version"] == server_version
+    assert my["datadir"] == datadir.rstrip("/")
+    assert my["running"] and my["auth"]["socket"] is True and my["auth"]["method"] == "socket"
+    expected_cnf = None if not os.path.exists("/etc/mysql/debian.cnf") else my["auth"]["debian_cnf"]
+    assert my["auth"]["debian_cnf"] == expected_cnf
+    fstype = sh("findmnt", "-n", "-o", "FSTYPE", "-T", my["datadir"]).strip()
+    st = my["storage"]
+    assert st["fstype"] == fstype and st["path"] == os.path.realpath(my["datadir"])
+    du = int(sh("du", "-s", "-x", "-B1", my["datadir"]).split()[0])
+    assert abs(st["snapshot_size"]["datadir_bytes"] - du) <= max(du // 10, 8 * 1024 * 1024)
+    if fstype not in ("btrfs",):
+        assert st["type"] in ("plain", "lvm")
+    if st["type"] == "plain":
+        assert st["snapshot_capable"] is False and st["reason"]
+
+    pg = caps["postgresql"]
+    listed = json.loads(sh("pg_lsclusters", "--json"))
+    assert pg["installed"] and len(pg["clusters"]) == len(listed)
+    for cluster, row in zip(pg["clusters"], listed):
+        assert cluster["version"] == str(row["version"]) and cluster["name"] == row["cluster"]
+        assert cluster["port"] == int(row["port"]) and cluster["data_directory"] == row["pgdata"]
+        assert cluster["status"] == ("online" if row["running"] else "down")
+        if cluster["status"] == "online":
+            assert cluster["peer_auth"] is True
+        assert cluster["owner"] == "postgres"
+        assert cluster["wal_directory"] == os.path.realpath(os.path.join(row["pgdata"], "pg_wal"))
+        assert cluster["storage"]["path"] == row["pgdata"]
+
+    rd = caps["redis"]
+    assert rd["installed"] and rd["running"] and rd["auth_required"] is False
+    assert rd["version"] == re.search(r"v=(\S+)", sh("redis-server", "--version")).group(1)
+    assert rd["datadir"] == sh("redis-cli", "CONFIG", "GET", "dir").split("\n")[1]
+
+    assert caps["mongodb"]["installed"] is bool(shutil.which("mongod") or os.path.exists("/etc/mongod.conf"))
+    docker = caps["docker"]
+    assert docker["installed"] is bool(shutil.which("docker"))
+    if docker["installed"]:
+        daemon_up = subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+        assert docker["running"] is daemon_up
+    assert caps["lvm"]["installed"] is bool(shutil.which("lvs"))
+    assert "password" not in json.dumps(result).lower()
+
+
+@pytest.fixture
+def mysql_user():
+    """A real MariaDB account with a password full of shell syntax; dropped afterwards."""
+    user = f"bf_facts_{secrets.token_hex(3)}"
+    password = f"pw {secrets.token_hex(6)} $HOME;'|&"
+    sql_password = password.replace("\\", "\\\\").replace("'", "\\'")
+    # The password goes in on stdin, never in argv.
+    sh("mariadb", input=f"CREATE USER '{user}'@'localhost' IDENTIFIED BY '{sql_password}';\n")
+    yield user, password
+    sh("mariadb", input=f"DROP USER IF EXISTS '{user}'@'localhost';\n")
+
+
+def write_debian_cnf(root, user, password):
+    cnf = root / "etc" / "mysql" / "debian.cnf"
+    cnf.parent.mkdir(parents=True, exist_ok=True)
+    cnf.write_text(f'[client]\nhost = localhost\nuser = {user}\npassword = "{password}"\n'
+                   "socket = /run/mysqld/mysqld.sock\n")
+    cnf.chmod(0o600)
+
+
+def test_debian_cnf_validated_and_password_never_returned(run_module, tmp_path, mysql_user):
+    user, password = mysql_user
+    root = tmp_path / "root"
+    write_debian_cnf(root, user, password)
+    result, output = run_module("server_facts", {"gather": ["capabilities"], "probe_root": str(root)})
+    auth = result["capabilities"]["mysql"]["auth"]
+    assert auth["debian_cnf"] is True and auth["socket"] is True
+    assert password not in json.dumps(result) and password not in output
+
+    write_debian_cnf(root, user, password + "-wrong")
+    result, output = run_module("server_facts", {"gather": ["capabilities"], "probe_root": str(root)})
+    auth = result["capabilities"]["mysql"]["auth"]
+    assert auth["debian_cnf"] is False and "Access denied" in auth["debian_cnf_error"]
+    assert password not in json.dumps(result) and password not in output
+
+
+def test_host_with_none_reports_every_engine_absent(run_module, tmp_path):
+    nothing = tmp_path / "nothing"
+    nothing.mkdir()
+    started = time.monotonic()
+    result, _ = run_module("server_facts", {"gather": ["capabilities"], "probe_path": str(nothing),
+                                            "probe_root": str(nothing)})
+    elapsed = time.monotonic() - started
+    caps = result["capabilities"]
+    for engine in ("mysql", "postgresql", "mongodb", "redis", "docker", "lvm", "btrfs"):
+        assert caps[engine]["installed"] is False, engine
+    assert caps["postgresql"]["clusters"] == []
+    assert elapsed < 30
+
+
+class SilentServer:
+    """A TCP port that accepts connections and never answers: a hung Redis."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def test_a_hung_engine_costs_one_timeout(run_module, tmp_path):
+    # The real redis tools, pointed by redis.conf at a server that never replies.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("redis-server", "redis-cli", "du"):
+        os.symlink(shutil.which(name), tools / name)
+    silent = SilentServer()
+    root = tmp_path / "root"
+    (root / "etc" / "redis").mkdir(parents=True)
+    datadir = tmp_path / "redis-data"
+    datadir.mkdir()
+    (root / "etc" / "redis" / "redis.conf").write_text(f"bind 127.0.0.1\nport {silent.port}\ndir {datadir}\n")
+    try:
+        started = time.monotonic()
+        result, _ = run_module("server_facts", {"gather": ["capabilities"], "timeout": 2,
+                                                "probe_path": str(tools), "probe_root": str(root)})
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    rd = result["capabilities"]["redis"]
+    assert rd["installed"] is True and rd["running"] is False and rd["auth_required"] is None
+    assert rd["datadir"] == str(datadir) and rd["storage"]["exists"] is True
+    assert silent.conns, "redis-cli never connected: the hang was not exercised"
+    assert elapsed < 20  # PING abandoned after 2 s, not redis-cli's own minutes
