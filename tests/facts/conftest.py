@@ -74,12 +74,15 @@ class PlaybookRun:
 def run_playbook_events(tmp_path, playbook, inventory=None, extravars=None, check=False, timeout=300):
     pdd = tmp_path / f"runner-{playbook}"
     pdd.mkdir(exist_ok=True)
+    options = {"cmdline": "--check"} if check else {}
     runner = ansible_runner.run(
-        private_data_dir=str(pdd), playbook=str(REPO / "playbooks" / playbook),
+        private_data_dir=str(pdd), project_dir=str(REPO), playbook=str(REPO / "playbooks" / playbook),
         inventory=inventory if inventory is not None else LOCALHOST, extravars=extravars or {},
-        envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        binary=str(VENV_BIN / "ansible-playbook"), cmdline="--check" if check else None,
-        quiet=True, suppress_env_files=True, timeout=timeout)
+        # ansible-playbook of this venv, as the service's jobs run it.
+        envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                 "PATH": str(VENV_BIN) + os.pathsep + os.environ.get("PATH", "")},
+        quiet=True, suppress_env_files=True, timeout=timeout,
+        **options)
     return PlaybookRun(runner)
 
 

@@ -129,17 +129,27 @@ def write_debian_cnf(root, user, password):
     cnf.chmod(0o600)
 
 
+def mariadb_tools(tmp_path):
+    """A probe PATH with only the MariaDB tools (the other engines' probes are not under test here)."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("mariadb", "mariadbd", "my_print_defaults", "du"):
+        os.symlink(shutil.which(name), tools / name)
+    return str(tools)
+
+
 def test_debian_cnf_validated_and_password_never_returned(run_module, tmp_path, mysql_user):
     user, password = mysql_user
     root = tmp_path / "root"
     write_debian_cnf(root, user, password)
-    result, output = run_module("server_facts", {"gather": ["capabilities"], "probe_root": str(root)})
+    args = {"gather": ["capabilities"], "probe_root": str(root), "probe_path": mariadb_tools(tmp_path)}
+    result, output = run_module("server_facts", args)
     auth = result["capabilities"]["mysql"]["auth"]
     assert auth["debian_cnf"] is True and auth["socket"] is True
     assert password not in json.dumps(result) and password not in output
 
     write_debian_cnf(root, user, password + "-wrong")
-    result, output = run_module("server_facts", {"gather": ["capabilities"], "probe_root": str(root)})
+    result, output = run_module("server_facts", args)
     auth = result["capabilities"]["mysql"]["auth"]
     assert auth["debian_cnf"] is False and "Access denied" in auth["debian_cnf_error"]
     assert password not in json.dumps(result) and password not in output
