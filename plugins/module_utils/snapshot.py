@@ -1,0 +1,323 @@
+# -*- coding: utf-8 -*-
+# Copyright: BorgFleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to borgfleet.backup: storage snapshots (btrfs, LVM) mounted at stable paths.
+
+Every object we create carries the prefix ``borgfleet-`` and the backup's name, and a
+small state file under the mount root records what a run created *before* it creates it,
+so a later run (or ``cleanup()``) removes exactly our leftovers after a crash or a kill.
+
+Layout for backup ``db`` and a volume whose root is ``/srv/mysql``:
+- btrfs: read-only snapshot ``<fs mount>/.borgfleet-snapshots/borgfleet-db-<n>``;
+- LVM: snapshot LV ``<vg>/borgfleet-db-<n>``;
+- either mounted read-only at ``/run/borgfleet/snapshots/db/srv/mysql`` - the same path every
+  run, so borg's files cache (``--files-cache ctime,size``: inode numbers change between
+  snapshots) recognises unchanged files.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+PREFIX = 'borgfleet-'
+DEFAULT_MOUNT_ROOT = '/run/borgfleet/snapshots'
+BTRFS_SNAPSHOT_DIR = '.borgfleet-snapshots'
+DEFAULT_LVM_SIZE = '20%ORIGIN'
+BTRFS_SUBVOLUME_INODE = 256  # the root directory of every btrfs subvolume has this inode
+NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
+CMD_TIMEOUT = 120
+
+
+class SnapshotError(Exception):
+    def __init__(self, msg, cmd=None, rc=None, stderr=''):
+        super(SnapshotError, self).__init__(msg)
+        self.msg = msg
+        self.cmd = cmd or []
+        self.rc = rc
+        self.stderr = stderr
+
+    def to_fail_kwargs(self):
+        return dict(msg=self.msg, rc=self.rc, cmd=' '.join(self.cmd), stderr=self.stderr)
+
+
+def run(argv, timeout=CMD_TIMEOUT, check=True):
+    env = dict(os.environ, LC_ALL='C.UTF-8', LANG='C.UTF-8')
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=timeout, env=env)
+    except FileNotFoundError:
+        raise SnapshotError('%s is not installed' % argv[0], cmd=argv, rc=127)
+    except subprocess.TimeoutExpired:
+        raise SnapshotError('%s did not finish within %s s' % (argv[0], timeout), cmd=argv)
+    if check and proc.returncode != 0:
+        raise SnapshotError('%s failed (rc %s): %s' % (' '.join(argv[:3]), proc.returncode,
+                                                      proc.stderr.strip()[-500:]),
+                            cmd=argv, rc=proc.returncode, stderr=proc.stderr[-2000:])
+    return proc
+
+
+def check_name(name):
+    if not NAME_RE.match(name or ''):
+        raise SnapshotError('backup name %r is not allowed for snapshots' % (name,))
+    return name
+
+
+def find_mount(path):
+    """The mount holding ``path``: dict(target, source, fstype, options)."""
+    out = run(['findmnt', '--json', '--nofsroot', '--target', path,
+               '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS']).stdout
+    fs = json.loads(out)['filesystems'][0]
+    return dict(target=fs['target'], source=fs['source'], fstype=fs['fstype'], options=fs.get('options') or '')
+
+
+def mounts_under(root):
+    """Mount points at or below ``root``, deepest first (to unmount in order)."""
+    found = []
+    with open('/proc/self/mountinfo') as f:
+        for line in f:
+            target = line.split()[4].replace('\\040', ' ')
+            if target == root or target.startswith(root.rstrip('/') + '/'):
+                found.append(target)
+    return sorted(set(found), key=len, reverse=True)
+
+
+def btrfs_subvolume_root(path):
+    """The nearest directory at or above ``path`` that is a btrfs subvolume root."""
+    path = os.path.realpath(path)
+    dev = os.stat(path).st_dev
+    while True:
+        st = os.stat(path)
+        if st.st_dev != dev:
+            break
+        if st.st_ino == BTRFS_SUBVOLUME_INODE:
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    raise SnapshotError('no btrfs subvolume found above %s' % path)
+
+
+def lvm_volume(source):
+    """(vg, lv) of a device if it is an LVM logical volume, else None."""
+    if not shutil.which('lvs') or not source.startswith('/dev/'):
+        return None
+    proc = run(['lvs', '--noheadings', '--reportformat', 'json', '-o', 'vg_name,lv_name,lv_attr', source],
+               check=False, timeout=30)
+    if proc.returncode != 0:
+        return None
+    lvs = json.loads(proc.stdout)['report'][0]['lv']
+    if not lvs:
+        return None
+    return lvs[0]['vg_name'], lvs[0]['lv_name']
+
+
+def storage_of(path):
+    """How ``path`` can be snapshotted: dict(kind=btrfs|lvm|plain, volume_root, mount, ...)."""
+    path = os.path.realpath(path)
+    mount = find_mount(path)
+    if mount['fstype'] == 'btrfs':
+        return dict(kind='btrfs', volume_root=btrfs_subvolume_root(path), mount=mount, snapshot_capable=True)
+    lv = lvm_volume(mount['source'])
+    if lv:
+        return dict(kind='lvm', volume_root=mount['target'], mount=mount, vg=lv[0], lv=lv[1],
+                    snapshot_capable=True)
+    return dict(kind='plain', volume_root=mount['target'], mount=mount, snapshot_capable=False)
+
+
+def volumes_for(paths):
+    """Distinct volumes holding ``paths`` (data dir, WAL, tablespaces), in a stable order."""
+    volumes, seen = [], set()
+    for path in paths:
+        storage = storage_of(path)
+        if not storage['snapshot_capable']:
+            raise SnapshotError('%s is on %s storage (%s at %s): it cannot be snapshotted; use method dump'
+                                % (path, storage['mount']['fstype'], storage['mount']['source'],
+                                   storage['mount']['target']))
+        key = storage['volume_root']
+        if key not in seen:
+            seen.add(key)
+            volumes.append(storage)
+    return volumes
+
+
+class SnapshotSet:
+    """The snapshots of one backup: create (all volumes, in a quiesced moment), mount, remove."""
+
+    def __init__(self, backup, mount_root=DEFAULT_MOUNT_ROOT, lvm_size=None):
+        self.backup = check_name(backup)
+        self.mount_root = mount_root.rstrip('/')
+        self.base = os.path.join(self.mount_root, self.backup)
+        self.state_path = os.path.join(self.mount_root, '%s%s.json' % (PREFIX, self.backup))
+        self.lvm_size = lvm_size or DEFAULT_LVM_SIZE
+        self.created = []  # [{kind, volume_root, snapshot (path or vg/lv), mountpoint}]
+
+    # -- state file: written before each creation, so a killed run leaves a trail -----------
+    def _save(self):
+        os.makedirs(self.mount_root, mode=0o700, exist_ok=True)
+        tmp = self.state_path + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump({'backup': self.backup, 'created': self.created}, f)
+        os.rename(tmp, self.state_path)
+
+    def mountpoint(self, volume_root):
+        return self.base + volume_root if volume_root != '/' else self.base
+
+    def path_in_snapshot(self, path):
+        """Where ``path`` (on one of the volumes) appears under the stable mount."""
+        path = os.path.realpath(path)
+        for item in sorted(self.created, key=lambda i: len(i['volume_root']), reverse=True):
+            root = item['volume_root']
+            if path == root or path.startswith(root.rstrip('/') + '/'):
+                return item['mountpoint'] + path[len(root):]
+        raise SnapshotError('%s is on none of the snapshotted volumes' % path)
+
+    def create(self, volumes, writable=False):
+        """Take one snapshot per volume; must be fast: the database is frozen meanwhile.
+
+        ``writable`` leaves btrfs snapshots writable so a caller can add files (PostgreSQL's
+        backup_label) before ``seal()`` makes them read-only."""
+        for n, volume in enumerate(volumes):
+            item = dict(kind=volume['kind'], volume_root=volume['volume_root'],
+                        mountpoint=self.mountpoint(volume['volume_root']))
+            if volume['kind'] == 'btrfs':
+                snapdir = os.path.join(volume['mount']['target'], BTRFS_SNAPSHOT_DIR)
+                item['snapshot'] = os.path.join(snapdir, '%s%s-%d' % (PREFIX, self.backup, n))
+                item['fs_mount'] = volume['mount']['target']
+                self.created.append(item)
+                self._save()
+                if not os.path.isdir(snapdir):
+                    os.mkdir(snapdir, 0o700)
+                argv = ['btrfs', 'subvolume', 'snapshot']
+                if not writable:
+                    argv.append('-r')
+                run(argv + [volume['volume_root'], item['snapshot']])
+            elif volume['kind'] == 'lvm':
+                item['snapshot'] = '%s/%s%s-%d' % (volume['vg'], PREFIX, self.backup, n)
+                item['fstype'] = volume['mount']['fstype']
+                self.created.append(item)
+                self._save()
+                size = self.lvm_size
+                size_opt = ['--extents', size] if '%' in size else ['--size', size]
+                run(['lvcreate', '--snapshot', '--name', item['snapshot'].split('/', 1)[1]] + size_opt
+                    + ['%s/%s' % (volume['vg'], volume['lv'])])
+            else:
+                raise SnapshotError('cannot snapshot %s storage' % volume['kind'])
+        return self.created
+
+    def add_file(self, path, content):
+        """Write a file into writable snapshots (PostgreSQL's backup_label), at the place ``path``
+        has on the original volume: btrfs through the snapshot itself, LVM through its rw mount."""
+        path = os.path.realpath(path)
+        for item in self.created:
+            root = item['volume_root']
+            if path == root or path.startswith(root.rstrip('/') + '/'):
+                base = item['snapshot'] if item['kind'] == 'btrfs' else item['mountpoint']
+                with open(base + path[len(root):], 'wb' if isinstance(content, bytes) else 'w') as f:
+                    f.write(content)
+                return
+        raise SnapshotError('%s is on none of the snapshotted volumes' % path)
+
+    def seal(self):
+        """Make writable snapshots read-only before borg reads them."""
+        for item in self.created:
+            if item['kind'] == 'btrfs':
+                run(['btrfs', 'property', 'set', '-ts', item['snapshot'], 'ro', 'true'])
+            else:
+                run(['mount', '-o', 'remount,ro', item['mountpoint']])
+
+    def mount(self, writable=False):
+        for item in self.created:
+            os.makedirs(item['mountpoint'], mode=0o700, exist_ok=True)
+            if item['kind'] == 'btrfs':
+                run(['mount', '--bind', '-o', 'ro', item['snapshot'], item['mountpoint']])
+            else:
+                device = '/dev/%s' % item['snapshot']
+                # xfs refuses a second mount of the same filesystem UUID; ext4 replays its
+                # journal into the (writable) snapshot device, then serves it read-only.
+                opts = 'rw' if writable else 'ro'
+                opts += ',nouuid' if item.get('fstype') == 'xfs' else ''
+                run(['mount', '-o', opts, device, item['mountpoint']])
+
+    # -- teardown: also used on leftovers of a killed run -------------------------------------
+    def remove(self):
+        """Unmount and delete everything this set (or a killed run's state file) created.
+
+        Tries every step even when one fails, then raises the first failure."""
+        errors = []
+        for target in mounts_under(self.base):
+            proc = run(['umount', target], check=False)
+            if proc.returncode != 0:
+                # A reader (a shell in the directory) keeps it busy: detach it lazily so the
+                # snapshot underneath can still go; the kernel frees it when the reader leaves.
+                proc = run(['umount', '--lazy', target], check=False)
+                if proc.returncode != 0:
+                    errors.append('umount %s: %s' % (target, proc.stderr.strip()))
+        for item in reversed(self.created):
+            try:
+                if item['kind'] == 'btrfs':
+                    if os.path.exists(item['snapshot']):
+                        run(['btrfs', 'subvolume', 'delete', '--commit-after', item['snapshot']])
+                elif item['kind'] == 'lvm':
+                    proc = run(['lvs', item['snapshot']], check=False, timeout=30)
+                    if proc.returncode == 0:
+                        run(['lvremove', '--yes', item['snapshot']])
+            except SnapshotError as e:
+                errors.append(e.msg)
+        if not errors:
+            self.created = []
+            if os.path.exists(self.state_path):
+                os.unlink(self.state_path)
+            if os.path.isdir(self.base):
+                _remove_empty_dirs(self.base)
+        if errors:
+            raise SnapshotError('cleanup of snapshots of %s incomplete: %s' % (self.backup, '; '.join(errors)))
+
+    @classmethod
+    def leftovers(cls, backup, mount_root=DEFAULT_MOUNT_ROOT, volumes=()):
+        """A set holding what an earlier run of ``backup`` left: its state file, plus any
+        ``borgfleet-<backup>-*`` snapshot found on the given volumes (state lost)."""
+        found = cls(backup, mount_root)
+        if os.path.exists(found.state_path):
+            with open(found.state_path) as f:
+                found.created = json.load(f).get('created', [])
+        known = set(i.get('snapshot') for i in found.created)
+        for volume in volumes:
+            if volume['kind'] == 'btrfs':
+                snapdir = os.path.join(volume['mount']['target'], BTRFS_SNAPSHOT_DIR)
+                if os.path.isdir(snapdir):
+                    for entry in sorted(os.listdir(snapdir)):
+                        path = os.path.join(snapdir, entry)
+                        if entry.startswith('%s%s-' % (PREFIX, backup)) and path not in known:
+                            found.created.append(dict(kind='btrfs', snapshot=path, volume_root=None,
+                                                      mountpoint=None))
+            elif volume['kind'] == 'lvm':
+                proc = run(['lvs', '--noheadings', '-o', 'lv_name', volume['vg']], check=False, timeout=30)
+                for name in proc.stdout.split():
+                    snap = '%s/%s' % (volume['vg'], name)
+                    if name.startswith('%s%s-' % (PREFIX, backup)) and snap not in known:
+                        found.created.append(dict(kind='lvm', snapshot=snap, volume_root=None, mountpoint=None))
+        return found
+
+    def is_empty(self):
+        return not self.created and not mounts_under(self.base)
+
+    def describe(self):
+        return [dict(kind=i['kind'], snapshot=i['snapshot'], volume_root=i['volume_root'],
+                     mountpoint=i['mountpoint']) for i in self.created]
+
+
+def _remove_empty_dirs(top):
+    for dirpath, dirnames, filenames in os.walk(top, topdown=False):
+        if not filenames:
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
