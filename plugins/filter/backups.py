@@ -192,12 +192,14 @@ def _retention(value, client, name):
 
 
 def resolve_backups(backups, client, hostvars=None, backup_servers=None, limit=None,
-                    local_pool_path=DEFAULT_LOCAL_POOL_PATH, server=None):
+                    local_pool_path=DEFAULT_LOCAL_POOL_PATH, server=None, limit_missing="fail"):
     """Resolve a client's `borgfleet_backups` into complete, validated backups.
 
     `hostvars` maps inventory names to their variables (Ansible's hostvars); the
     client's `borgfleet_backup_server` and the server's pools/user/ssh address are
-    read from it unless `server` is given. `limit` is the `borgfleet_backup` extra var.
+    read from it unless `server` is given. `limit` is the `borgfleet_backup` extra var;
+    a client without that backup fails, or with limit_missing="skip" has nothing to do
+    (the roles then check with limit_problem() that some host of the run has it).
     """
     hostvars = hostvars if hostvars is not None else {}
     client = str(client)
@@ -228,11 +230,25 @@ def resolve_backups(backups, client, hostvars=None, backup_servers=None, limit=N
 
     if limit:
         chosen = [b for b in resolved if b["name"] == limit]
-        if not chosen:
+        if not chosen and limit_missing != "skip":
             _fail("client %r has no backup named %r (borgfleet_backup); its backups: %s"
                   % (client, limit, ", ".join(sorted(seen)) or "none"))
         return chosen
     return resolved
+
+
+def limit_problem(limit, hostvars, hosts):
+    """'' when some host of the run has a backup named `limit`, else why not (listing names)."""
+    if not limit:
+        return ""
+    names = {}
+    for host in hosts or []:
+        backups = (hostvars.get(host) or {}).get("borgfleet_backups") or []
+        names[str(host)] = [b.get("name") for b in backups if isinstance(b, Mapping)]
+        if limit in names[str(host)]:
+            return ""
+    listing = "; ".join("%s: %s" % (h, ", ".join(str(n) for n in n_) or "none") for h, n_ in names.items())
+    return "no host of this run has a backup named %r (borgfleet_backup); backups: %s" % (limit, listing or "none")
 
 
 def backups_problem(*args, **kwargs):
@@ -439,6 +455,7 @@ class FilterModule(object):
             "resolve_backups": resolve_backups,
             "server_settings": server_settings,
             "backups_problem": backups_problem,
+            "limit_problem": limit_problem,
             "public_backups": public_backups,
             "server_clients": server_clients,
             "authorized_keys_line": authorized_keys_line,

@@ -278,3 +278,17 @@ def test_backups_problem_returns_the_message_or_nothing():
     assert f.backups_problem(hv["web1"]["borgfleet_backups"], "web1", hv, ["bk1"]) == ""
     msg = f.backups_problem(hv["web1"]["borgfleet_backups"], "web1", hv, ["bk1"], limit="nope")
     assert msg.startswith("client 'web1' has no backup named 'nope'")
+
+
+def test_limit_missing_skip_gives_nothing_to_do():
+    hv = inventory()
+    assert resolve(hv, limit="nope", limit_missing="skip") == []
+
+
+def test_limit_problem_across_the_hosts_of_a_run():
+    hv = inventory()
+    assert f.limit_problem("", hv, ["web1"]) == ""
+    assert f.limit_problem("www", hv, ["web2", "web1"]) == ""
+    msg = f.limit_problem("www", hv, ["web2", "laptop"])
+    assert msg == ("no host of this run has a backup named 'www' (borgfleet_backup); "
+                   "backups: web2: etc; laptop: home")
