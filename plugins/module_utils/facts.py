@@ -522,8 +522,8 @@ class StorageProber:
                 out['lvm_error'] = error
             return None
         out['type'] = 'lvm'
-        out['lvm'] = dict((k, lv[k]) for k in ('vg', 'lv', 'path', 'size_bytes', 'vg_free_bytes',
-                                                'vg_extent_bytes', 'vg_free_extents'))
+        keys = ('vg', 'lv', 'path', 'size_bytes', 'vg_free_bytes', 'vg_extent_bytes', 'vg_free_extents')
+        out['lvm'] = dict((k, lv[k]) for k in keys)
         if not self.probe.which('lvcreate'):
             out['reason'] = 'lvcreate not found'
         elif not lv['vg_free_extents']:

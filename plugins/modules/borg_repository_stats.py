@@ -34,6 +34,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Read-only, so running it again changes nothing.
     support: full
 '''
 
@@ -56,11 +57,11 @@ stats:
   returned: success
   type: dict
   contains:
-    original_size: {description: Sum of the archives' original sizes., type: int}
-    compressed_size: {description: The same after compression., type: int}
-    deduplicated_size: {description: Unique compressed data, what the repository really stores., type: int}
-    total_chunks: {description: Chunk references., type: int}
-    unique_chunks: {description: Distinct chunks., type: int}
+    original_size: {description: "Sum of the archives' original sizes.", type: int}
+    compressed_size: {description: "The same after compression.", type: int}
+    deduplicated_size: {description: "Unique compressed data, what the repository really stores.", type: int}
+    total_chunks: {description: "Chunk references.", type: int}
+    unique_chunks: {description: "Distinct chunks.", type: int}
 archive_count:
   description: Archives in the repository.
   returned: success

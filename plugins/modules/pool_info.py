@@ -47,7 +47,7 @@ options:
     default: []
   server:
     description:
-      - Inventory name of this host: only entries of O(repository_stats) whose repositories live here are used
+      - Inventory name of this host. Only entries of O(repository_stats) whose repositories live here are used
         (C(server) equal to it, or C(local) entries of the client of that name). Empty uses every entry.
     type: str
     default: ''
@@ -75,6 +75,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Read-only, so running it again changes nothing.
     support: full
 '''
 
@@ -93,33 +94,33 @@ pools:
   type: list
   elements: dict
   contains:
-    name: {description: Pool name., type: str}
-    path: {description: Pool path., type: str}
-    exists: {description: Whether the pool directory exists., type: bool}
-    mountpoint: {description: Filesystem holding the pool., type: str}
-    fstype: {description: Its type., type: str}
-    device: {description: Its device., type: str}
-    total_bytes: {description: Filesystem size., type: int}
-    used_bytes: {description: Used., type: int}
-    free_bytes: {description: Available (as df)., type: int}
-    used_percent: {description: Used percentage (as df Use%)., type: float}
-    warn: {description: used_percent >= O(warn_percent)., type: bool}
-    repositories_size_bytes: {description: Sum of the repositories' sizes on disk., type: int}
+    name: {description: "Pool name.", type: str}
+    path: {description: "Pool path.", type: str}
+    exists: {description: "Whether the pool directory exists.", type: bool}
+    mountpoint: {description: "Filesystem holding the pool.", type: str}
+    fstype: {description: "Its type.", type: str}
+    device: {description: "Its device.", type: str}
+    total_bytes: {description: "Filesystem size.", type: int}
+    used_bytes: {description: "Used.", type: int}
+    free_bytes: {description: "Available (as df).", type: int}
+    used_percent: {description: "Used percentage (as df Use%).", type: float}
+    warn: {description: "used_percent >= O(warn_percent).", type: bool}
+    repositories_size_bytes: {description: "Sum of the repositories' sizes on disk.", type: int}
     repositories:
       description: Repositories under the pool (found on disk, or known from O(repository_stats)).
       type: list
       elements: dict
       contains:
-        path: {description: Repository path., type: str}
-        client: {description: Owning client (inventory name)., type: str}
-        backup: {description: Backup name., type: str}
-        exists: {description: Whether it exists on disk., type: bool}
-        size_on_disk_bytes: {description: du of the repository directory., type: int}
+        path: {description: "Repository path.", type: str}
+        client: {description: "Owning client (inventory name).", type: str}
+        backup: {description: "Backup name.", type: str}
+        exists: {description: "Whether it exists on disk.", type: bool}
+        size_on_disk_bytes: {description: "du of the repository directory.", type: int}
         borg:
           description: C(stats) (original_size, compressed_size, deduplicated_size, total_chunks, unique_chunks),
             C(archive_count), C(backup_archive_count), C(last_archive) (name, time); null when no client read it.
           type: dict
-        borg_error: {description: Why the client could not read it., type: str}
+        borg_error: {description: "Why the client could not read it.", type: str}
 alerts:
   description: Human-readable warnings (pool over the threshold, missing pool, unreadable repository).
   returned: always

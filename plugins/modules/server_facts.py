@@ -69,6 +69,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Read-only, so running it again changes nothing.
     support: full
 notes:
   - Run it as root (C(become)) so that socket/peer authentication and C(du) of data directories work.
@@ -98,60 +99,60 @@ system:
   returned: when gathered
   type: dict
   contains:
-    hostname: {description: Short host name., type: str}
-    fqdn: {description: Fully qualified name as the resolver sees it., type: str}
+    hostname: {description: "Short host name.", type: str}
+    fqdn: {description: "Fully qualified name as the resolver sees it.", type: str}
     os:
       description: From os-release.
       type: dict
       contains:
-        name: {description: NAME., type: str}
-        id: {description: ID (debian, ubuntu, ...)., type: str}
-        version: {description: VERSION_ID., type: str}
-        pretty_name: {description: PRETTY_NAME., type: str}
-        codename: {description: VERSION_CODENAME., type: str}
-    kernel: {description: Kernel release (uname -r)., type: str}
-    architecture: {description: Machine (uname -m)., type: str}
+        name: {description: "NAME.", type: str}
+        id: {description: "ID (debian, ubuntu, ...).", type: str}
+        version: {description: "VERSION_ID.", type: str}
+        pretty_name: {description: "PRETTY_NAME.", type: str}
+        codename: {description: "VERSION_CODENAME.", type: str}
+    kernel: {description: "Kernel release (uname -r).", type: str}
+    architecture: {description: "Machine (uname -m).", type: str}
     cpu:
       description: CPU.
       type: dict
       contains:
-        cores: {description: Logical CPUs., type: int}
-        model: {description: Model name from /proc/cpuinfo., type: str}
-        load: {description: 1, 5 and 15 minute load averages., type: list, elements: float}
-        usage_percent: {description: Busy share of all CPUs over the sample., type: float}
-        sample_seconds: {description: Length of the sample., type: float}
+        cores: {description: "Logical CPUs.", type: int}
+        model: {description: "Model name from /proc/cpuinfo.", type: str}
+        load: {description: "1, 5 and 15 minute load averages.", type: list, elements: float}
+        usage_percent: {description: "Busy share of all CPUs over the sample.", type: float}
+        sample_seconds: {description: "Length of the sample.", type: float}
     memory:
       description: Memory in bytes, as free(1) counts it.
       type: dict
       contains:
-        total_bytes: {description: MemTotal., type: int}
-        used_bytes: {description: Total minus free minus buffers/cache., type: int}
-        available_bytes: {description: MemAvailable., type: int}
-        free_bytes: {description: MemFree., type: int}
-        buff_cache_bytes: {description: Buffers + Cached + SReclaimable., type: int}
-        used_percent: {description: (total - available) / total., type: float}
+        total_bytes: {description: "MemTotal.", type: int}
+        used_bytes: {description: "Total minus free minus buffers/cache.", type: int}
+        available_bytes: {description: "MemAvailable.", type: int}
+        free_bytes: {description: "MemFree.", type: int}
+        buff_cache_bytes: {description: "Buffers + Cached + SReclaimable.", type: int}
+        used_percent: {description: "(total - available) / total.", type: float}
         swap: {description: "total_bytes, used_bytes, free_bytes.", type: dict}
     filesystems:
       description: Each real filesystem once (no proc/sys/tmpfs/overlay/cgroup, no bind mount twice).
       type: list
       elements: dict
       contains:
-        mountpoint: {description: Where it is mounted., type: str}
-        device: {description: Mount source., type: str}
-        fstype: {description: Filesystem type., type: str}
-        total_bytes: {description: Size., type: int}
-        used_bytes: {description: Used., type: int}
-        free_bytes: {description: Available to unprivileged users (as df)., type: int}
-        used_percent: {description: used / (used + free) as df computes Use%., type: float}
-        error: {description: Why the figures are missing (for example timed out)., type: str}
-    primary_ip: {description: Source address of the default route., type: str}
+        mountpoint: {description: "Where it is mounted.", type: str}
+        device: {description: "Mount source.", type: str}
+        fstype: {description: "Filesystem type.", type: str}
+        total_bytes: {description: "Size.", type: int}
+        used_bytes: {description: "Used.", type: int}
+        free_bytes: {description: "Available to unprivileged users (as df).", type: int}
+        used_percent: {description: "used / (used + free) as df computes Use%.", type: float}
+        error: {description: "Why the figures are missing (for example timed out).", type: str}
+    primary_ip: {description: "Source address of the default route.", type: str}
     uptime:
       description: Uptime.
       type: dict
       contains:
-        seconds: {description: Seconds since boot., type: int}
-        human: {description: For example 3d 4h 5m., type: str}
-        boot_time: {description: Boot time, UTC ISO 8601., type: str}
+        seconds: {description: "Seconds since boot.", type: int}
+        human: {description: "For example 3d 4h 5m.", type: str}
+        boot_time: {description: "Boot time, UTC ISO 8601.", type: str}
 capabilities:
   description:
     - Engines and storage (when V(capabilities) is gathered). Every engine has C(installed); the rest only when
@@ -171,7 +172,7 @@ capabilities:
           (x.y.z), C(server_version) (SELECT VERSION(), when a login works), C(socket), C(port), C(running),
           C(datadir), C(storage).
         - C(auth) - C(socket) (root over the unix socket works), C(debian_cnf) (the debian.cnf credentials work;
-          null when that file is absent), C(method) (V(socket), V(debian_cnf) or null: the one to use),
+          null when that file is absent), C(method) (V(socket), V(debian_cnf) or null - the one to use),
           C(socket_error)/C(debian_cnf_error) (first error line). Each is checked with a real C(SELECT 1).
       type: dict
     postgresql:
