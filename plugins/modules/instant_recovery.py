@@ -1,0 +1,393 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: BorgFleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: instant_recovery
+short_description: Start a database straight from a borg archive, writable, on a spare port
+description:
+  - V(started) mounts the archive (C(borg mount -o allow_other), read-only and lazy), puts the rowfs
+    block-level redirect-on-write layer over it (untouched blocks are read from the archive, written blocks
+    go to a sparse delta under C(/var/lib/borgfleet/recovery)), finds the PostgreSQL or MariaDB data
+    directory in it, drops stale pid/lock files in the layer, starts the engine as the data directory's
+    owner with its own settings on a spare port, and waits until a real query answers.
+  - The archive and the repository are never written. Each session is recorded in
+    C(/var/lib/borgfleet/recovery/ir-<name>.json) (archive, engine, port, mounts, pids, started at).
+  - V(stopped) shuts the engine down cleanly and keeps the layer (V(started) again resumes with its changes);
+    V(absent) stops the engine and removes the mounts, the layer and the state file;
+    V(list) returns the sessions; V(cleanup) tears down every session that is broken (engine died while
+    running, a mount dead or gone) and unmounts our mounts no session owns.
+  - Needs Debian's C(python3-pyfuse3) on the host (rowfs runs as its own process) and the engine's server
+    binaries (C(postgresql-<version>) or C(mariadb-server)). The host can be another one than the one
+    backed up (a recovery host): it pulls from the repository with its own key.
+version_added: 0.2.0
+author:
+  - BorgFleet developers (@borgfleet)
+extends_documentation_fragment:
+  - borgfleet.backup.borg
+  - ansible.builtin.action_common_attributes
+options:
+  repository:
+    description:
+      - The borg repository. Required with O(state=started).
+    type: str
+    required: false
+  state:
+    description:
+      - What the session should be; see the description.
+    type: str
+    choices: [started, stopped, absent, list, cleanup]
+    default: started
+  name:
+    description:
+      - Session name (letters, digits, C(. _ -), at most 40). Default derived from O(archive).
+    type: str
+  archive:
+    description:
+      - Archive holding the data directory (a crash-consistent copy: a snapshot or a stopped server).
+      - Required with O(state=started) unless O(name) names an existing session.
+    type: str
+  engine:
+    description:
+      - Database engine; V(auto) detects it (PostgreSQL by C(PG_VERSION) + C(global/pg_control), MariaDB by
+        C(ibdata1) + the C(mysql) system schema).
+    type: str
+    choices: [auto, postgresql, mariadb]
+    default: auto
+  datadir:
+    description:
+      - Path of the data directory inside the archive (no leading C(/) needed). Default: detected.
+    type: str
+  address:
+    description:
+      - IP address the engine listens on.
+    type: str
+    default: 127.0.0.1
+  port:
+    description:
+      - TCP port; V(0) picks a free one (from 55432 for PostgreSQL, 53306 for MariaDB).
+    type: int
+    default: 0
+  timeout:
+    description:
+      - Seconds to wait for the engine to answer a query (crash recovery runs first).
+    type: int
+    default: 300
+  verify:
+    description:
+      - After start, list the databases and count the rows of the largest table (returned in RV(verify)).
+    type: bool
+    default: false
+  query:
+    description:
+      - An SQL query to run once the engine answers; its rows are returned in RV(query_rows).
+    type: str
+  query_database:
+    description:
+      - Database O(query) runs in (PostgreSQL default C(postgres)).
+    type: str
+  db_user:
+    description:
+      - Database user for the queries. Default the data directory owner's name (PostgreSQL, by peer
+        authentication) or C(root) (MariaDB, by unix socket authentication).
+    type: str
+  db_password:
+    description:
+      - Password for O(db_user), passed in the environment (C(PGPASSWORD)/C(MYSQL_PWD)), never in argv.
+    type: str
+  keep_on_failure:
+    description:
+      - Leave a session that failed to start in place for inspection (V(cleanup) or V(absent) remove it).
+    type: bool
+    default: false
+attributes:
+  platform:
+    platforms: posix
+  check_mode:
+    support: full
+    details: Reports what would change; nothing is mounted or started.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details: A running, healthy session is left as it is.
+'''
+
+EXAMPLES = r'''
+- name: Start PostgreSQL from last night's archive on a spare port
+  borgfleet.backup.instant_recovery:
+    repository: ssh://borg@backup1.example.com:22/srv/borg/db1/pgdata
+    passphrase: "{{ vault_pg_passphrase }}"
+    ssh_key: /root/.ssh/borgfleet_ed25519
+    ssh_known_hosts: /root/.ssh/borgfleet_known_hosts
+    archive: pgdata-2026-11-25T02:00:00
+    name: pg-yesterday
+    address: 10.0.0.5
+    verify: true
+  register: recovered
+  no_log: true
+
+- name: Throw it away
+  borgfleet.backup.instant_recovery:
+    name: pg-yesterday
+    state: absent
+
+- name: Tear down whatever a failure left behind
+  borgfleet.backup.instant_recovery:
+    state: cleanup
+'''
+
+RETURN = r'''
+session:
+  description: The session (started/stopped); absent after V(absent).
+  returned: when state is started or stopped
+  type: dict
+  contains:
+    name: {description: Session name., type: str}
+    archive: {description: Archive recovered., type: str}
+    engine: {description: C(postgresql) or C(mariadb)., type: str}
+    address: {description: Listen address., type: str}
+    port: {description: TCP port., type: int}
+    socket_dir: {description: Directory of the engine's unix socket., type: str}
+    datadir: {description: Data directory in the writable layer., type: str}
+    pid: {description: Engine process id (null when stopped)., type: int}
+    started_at: {description: When the session was created (UTC, ISO 8601)., type: str}
+    layer_bytes: {description: Bytes held by the writable layer (what the engine really wrote)., type: int}
+    health: {description: Mounts and processes as found on the host., type: dict}
+sessions:
+  description: All sessions (V(list), V(cleanup)).
+  returned: when state is list or cleanup
+  type: list
+  elements: dict
+removed:
+  description: What was torn down (V(absent), V(cleanup), or a broken session rebuilt by V(started)).
+  returned: always
+  type: list
+  elements: str
+ready_seconds:
+  description: Seconds from the start of the task to the first answered query.
+  returned: when the engine was started
+  type: float
+verify:
+  description: Databases, the largest table and its row count.
+  returned: when O(verify=true)
+  type: dict
+query_rows:
+  description: Rows of O(query), each a list of column strings.
+  returned: when O(query) is given
+  type: list
+  elements: list
+'''
+
+import datetime
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.borgfleet.backup.plugins.module_utils.borg import (
+    BORG_COMMON_MUTUALLY_EXCLUSIVE, Borg, BorgError, borg_common_argument_spec, validate_archive_name)
+from ansible_collections.borgfleet.backup.plugins.module_utils import recovery as rc
+
+
+def build(module, p, name, started):
+    """Mount, layer, engine: a fresh session. Recorded before each step so failures can be undone."""
+    base = rc.PREFIX + name
+    session = {
+        'name': name, 'archive': p['archive'], 'repository': p['repository'], 'state': 'starting',
+        'address': p['address'], 'engine': None, 'port': None,
+        'archive_mount': rc.mountpoint_for(base + '-archive'), 'layer_mount': rc.mountpoint_for(base),
+        'delta_dir': os.path.join(rc.session_dir(name), 'delta'), 'socket_dir': os.path.join(rc.RUN_DIR, name),
+        'started_at': datetime.datetime.utcnow().replace(microsecond=0).isoformat() + 'Z',
+    }
+    os.makedirs(rc.session_dir(name), 0o700, exist_ok=True)
+    rc.save_session(session)
+    borg = Borg.from_module(module)
+    borg.version()
+    rc.prepare_mountpoint(session['archive_mount'])
+    borg.mount(session['archive_mount'], name=p['archive'], options=('allow_other',))
+    session['rowfs_proc'] = rc.start_rowfs(session['archive_mount'], session['delta_dir'], session['layer_mount'],
+                                           os.path.join(rc.session_dir(name), 'rowfs.log'))
+    rc.save_session(session)
+
+    # Locate the data directory in the archive (borg's own mount: cheaper to walk than the layer).
+    if p['datadir']:
+        rel = p['datadir'].strip('/')
+        engine = p['engine']
+        if engine == 'auto':
+            found = rc.find_datadirs(os.path.join(session['archive_mount'], rel), max_depth=0)
+            if not found:
+                raise rc.RecoveryError('%s in archive %s is not a PostgreSQL or MariaDB data directory'
+                                       % (rel, p['archive']))
+            engine = found[0][0]
+    else:
+        found = [f for f in rc.find_datadirs(session['archive_mount'])
+                 if p['engine'] == 'auto' or f[0] == p['engine']]
+        found = [f for f in found if f[0] in rc.ENGINES]
+        if not found:
+            raise rc.RecoveryError('no %s data directory found in archive %s' % (
+                'PostgreSQL or MariaDB' if p['engine'] == 'auto' else p['engine'], p['archive']))
+        engine, path = found[0]
+        rel = os.path.relpath(path, session['archive_mount'])
+    session['engine'] = engine
+    session['datadir'] = os.path.join(session['layer_mount'], rel)
+    rc.save_session(session)
+    start_engine(module, p, session, started)
+    return session
+
+
+def make_engine(p, session):
+    cls = rc.ENGINES[session['engine']]
+    if not session.get('port'):
+        taken = [s.get('port') for s in rc.list_sessions() if s['name'] != session['name']]
+        session['port'] = p['port'] or rc.pick_port(session['address'], cls.base_port, taken)
+    return cls(session['datadir'], session['socket_dir'], os.path.join(rc.session_dir(session['name']),
+                                                                        session['engine'] + '.log'),
+               session['port'], session['address'], db_user=p['db_user'], db_password=p['db_password'])
+
+
+def start_engine(module, p, session, started):
+    engine = make_engine(p, session)
+    if not rc.port_free(session['address'], session['port']):
+        raise rc.RecoveryError('port %s on %s is in use' % (session['port'], session['address']))
+    session['engine_proc'] = engine.start()
+    rc.save_session(session)
+    engine.wait_ready(session['engine_proc'], p['timeout'])
+    session['state'] = 'running'
+    rc.save_session(session)
+    return engine
+
+
+def extras(p, engine):
+    out = {}
+    if p['verify']:
+        out['verify'] = engine.verify()
+    if p['query']:
+        out['query_rows'] = engine.query_rows(p['query'], p['query_database'])
+    return out
+
+
+def cleanup(check_mode):
+    removed, kept = [], []
+    for session in rc.list_sessions():
+        h = rc.health(session)
+        healthy = h['intact'] and (h['engine_running'] or session.get('state') == 'stopped')
+        if healthy:
+            kept.append(rc.public(session))
+            continue
+        removed.append('session %s' % session['name'])
+        if not check_mode:
+            removed += rc.teardown(session)
+    for path in rc.orphan_mounts():
+        removed.append(path)
+        if not check_mode:
+            rc.unmount(path)
+            rc.remove_mountpoint(path)
+    return removed, kept
+
+
+def main():
+    argument_spec = borg_common_argument_spec()
+    argument_spec['repository'] = dict(type='str')
+    argument_spec.update(
+        state=dict(type='str', choices=['started', 'stopped', 'absent', 'list', 'cleanup'], default='started'),
+        name=dict(type='str'),
+        archive=dict(type='str'),
+        engine=dict(type='str', choices=['auto', 'postgresql', 'mariadb'], default='auto'),
+        datadir=dict(type='str'),
+        address=dict(type='str', default='127.0.0.1'),
+        port=dict(type='int', default=0),
+        timeout=dict(type='int', default=300),
+        verify=dict(type='bool', default=False),
+        query=dict(type='str'),
+        query_database=dict(type='str'),
+        db_user=dict(type='str'),
+        db_password=dict(type='str', no_log=True),
+        keep_on_failure=dict(type='bool', default=False),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=BORG_COMMON_MUTUALLY_EXCLUSIVE)
+    p = module.params
+    started = time.time()
+    state = p['state']
+    result = dict(changed=False, removed=[])
+    session = None
+    building = None  # the name of a session this run is creating: undone if it fails
+    try:
+        if state == 'list':
+            module.exit_json(sessions=[rc.public(s) for s in rc.list_sessions()], **result)
+        if state == 'cleanup':
+            removed, kept = cleanup(module.check_mode)
+            module.exit_json(changed=bool(removed), removed=removed, sessions=kept)
+        if p['archive']:
+            validate_archive_name(p['archive'])
+        if not p['name'] and not p['archive']:
+            module.fail_json(msg='name or archive is required with state=%s' % state)
+        name = rc.validate_name(p['name'] or rc.name_from_archive(p['archive']))
+        p['address'] = rc.validate_address(p['address'])
+        session = rc.load_session(name)
+        if session and p['archive'] and session['archive'] != p['archive'] and state != 'absent':
+            module.fail_json(msg='session %s already recovers archive %s: remove it (state=absent) or choose '
+                                 'another name' % (name, session['archive']))
+
+        if state == 'absent':
+            if session:
+                result['changed'] = True
+                if not module.check_mode:
+                    result['removed'] = rc.teardown(session)
+            module.exit_json(**result)
+
+        if state == 'stopped':
+            if session is None:
+                module.fail_json(msg='no instant recovery session named %s' % name)
+            if rc.alive(session.get('engine_proc')):
+                result['changed'] = True
+                if not module.check_mode:
+                    rc.stop_engine(session)
+            if not module.check_mode:
+                session['engine_proc'] = None
+                session['state'] = 'stopped'
+                rc.save_session(session)
+            module.exit_json(session=rc.public(session), **result)
+
+        # state == started
+        if session is None and not p['repository']:
+            module.fail_json(msg='repository is required to start a new session')
+        if session is None and not p['archive']:
+            module.fail_json(msg='archive is required to start a new session')
+        h = rc.health(session) if session else None
+        if h and h['intact'] and h['engine_running']:
+            engine = make_engine(p, session)
+            module.exit_json(session=rc.public(session), **dict(result, **extras(p, engine)))
+        result['changed'] = True
+        if module.check_mode:
+            module.exit_json(session=rc.public(session) if session else None, **result)
+        if h and h['intact']:
+            # Stopped (or the engine died): start it again on the same layer.
+            engine = start_engine(module, p, session, started)
+        else:
+            if session:
+                # Broken (a mount died): nothing of the old layer can be trusted; start afresh.
+                result['removed'] = rc.teardown(session)
+                p['archive'] = p['archive'] or session['archive']
+                p['repository'] = p['repository'] or session['repository']
+            building = name
+            session = build(module, p, name, started)
+            engine = make_engine(p, session)
+        result['ready_seconds'] = round(time.time() - started, 3)
+        result.update(extras(p, engine))
+        module.exit_json(session=rc.public(session), **result)
+    except (BorgError, rc.RecoveryError) as e:
+        fail = e.to_fail_kwargs() if isinstance(e, BorgError) else {'msg': e.msg, 'log': e.log}
+        partial = rc.load_session(building) if building else None
+        if partial and not p['keep_on_failure']:
+            fail['removed'] = rc.teardown(partial)
+        module.fail_json(**fail)
+
+
+if __name__ == '__main__':
+    main()
