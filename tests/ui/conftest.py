@@ -21,15 +21,26 @@ from borgfleet_ui import create_app, db as dbm, queue as q  # noqa: E402
 from borgfleet_ui.auth import create_token, create_user  # noqa: E402
 from borgfleet_ui.config import load_config  # noqa: E402
 
-# A Redis db number of our own (0 is the default service's); flushed before and after.
-REDIS_DB = int(os.environ.get("BORGFLEET_TEST_REDIS_DB", "11"))
+# Each run claims a Redis db number of its own (0 is the service's, 13 the benchmark's), so
+# concurrent runs (a developer's and CI's, or two clones) never flush each other's queues.
+REDIS_DBS = [8, 9, 10, 11, 12, 14, 15]
+
+
+def claim_redis_db():
+    from redis import Redis
+    r0 = Redis(host="127.0.0.1", port=6379, db=0)
+    for n in REDIS_DBS:
+        if r0.set(f"borgfleet-tests:redis-db:{n}", os.getpid(), nx=True, ex=3 * 3600):
+            return n, lambda: r0.delete(f"borgfleet-tests:redis-db:{n}")
+    raise RuntimeError(f"all test Redis dbs {REDIS_DBS} are claimed (keys borgfleet-tests:redis-db:* in db 0)")
 
 
 @pytest.fixture(scope="session")
 def ui_env(tmp_path_factory):
     name = f"bfui_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     run_dir = tmp_path_factory.mktemp("runs")
-    env = {"BORGFLEET_DB_NAME": name, "BORGFLEET_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+    redis_db, unclaim = claim_redis_db()
+    env = {"BORGFLEET_DB_NAME": name, "BORGFLEET_REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
            "BORGFLEET_RUN_DIR": str(run_dir), "BORGFLEET_SECRET_KEY": "test-" + uuid.uuid4().hex}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -42,6 +53,7 @@ def ui_env(tmp_path_factory):
     r.flushdb()
     yield cfg
     r.flushdb()
+    unclaim()
     conn = dbm.connect(cfg, database=False)
     dbm.execute(conn, f"DROP DATABASE `{name}`")
     conn.close()

@@ -1,6 +1,7 @@
 """The pages in a real headless Chromium (Debian's, driven by Playwright's Python package):
-log in, add a client, run setup, add a backup job, Run now, watch the live log, see the
-archive, delete it with the confirmation, and role-limited views."""
+log in, add a client with local repositories, add a backup job, run setup, Run now, watch the
+live log, see the archive (read back with borg), delete it with the confirmation (gone from
+borg too), and role-limited views."""
 import os
 import re
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import pytest
 
 from conftest import REPO, wait_for, worker_env
+from tests.lib.borgrepo import BorgRepo
 from tests.lib.sshd import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -113,6 +115,10 @@ def test_browser_flow(browser, web, users, start_worker, tmp_path, api):
     row = page.locator("#archives tr[data-name^='web-']")
     assert row.count() == 1 and row.locator(".nfiles").inner_text() == "1"
     name = row.get_attribute("data-name")
+    repo = BorgRepo(str(tmp_path / "web-repos" / "web-client" / "web"), "browser-pass-1", base_dir=tmp_path / "web-base")
+    assert repo.archive_names() == [name]
+    restored = repo.extract(name, tmp_path / "restore")
+    assert (restored / str(data / "hello.txt").lstrip("/")).read_text() == "hello from the browser test\n"
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
     row.locator("button.delete").click()
@@ -121,6 +127,7 @@ def test_browser_flow(browser, web, users, start_worker, tmp_path, api):
     assert wait_final(page) == "succeeded", page.inner_text("#log")
     page.goto(web + "/archives")
     assert page.locator(f"#archives tr[data-name='{name}']").count() == 0
+    assert repo.archive_names() == []
 
     # A viewer sees the pages without action buttons and cannot open the workers page.
     viewer = login(browser, web, users["viewer"])

@@ -11,8 +11,9 @@ from conftest import wait_for
 def test_workers_list_and_stop_without_systemd(api, start_worker):
     w = start_worker(7)
     name = workers.worker_name(7)
-    row = wait_for(lambda: next((x for x in api("admin").get("/api/workers").json["items"] if x["name"] == name), None),
-                   what="worker 7 in RQ's registry")
+    row = wait_for(lambda: next((x for x in api("admin").get("/api/workers").json["items"]
+                                 if x["name"] == name and x["state"] == "idle"), None),
+                   what="worker 7 idle in RQ's registry")
     assert row["pid"] == w.p.pid and row["state"] == "idle" and row["started"]
     assert "borgfleet-backup" in row["queues"]
     assert api("operator").get("/api/workers").status_code == 403

@@ -59,7 +59,10 @@ def _load_user():
         row = query(db, "SELECT u.*, t.id AS token_id FROM api_tokens t JOIN users u ON u.id=t.user_id"
                         " WHERE t.token_hash=%s AND u.disabled=0", (hash_token(header[7:].strip()),), one=True)
         if row:
-            execute(db, "UPDATE api_tokens SET last_used_at=UTC_TIMESTAMP() WHERE id=%s", (row["token_id"],))
+            # At most one write a minute per token: scripts poll, and reads should stay reads.
+            execute(db, "UPDATE api_tokens SET last_used_at=UTC_TIMESTAMP() WHERE id=%s AND"
+                        " (last_used_at IS NULL OR last_used_at < UTC_TIMESTAMP() - INTERVAL 60 SECOND)",
+                    (row["token_id"],))
             g.user, g.via_token = row, True
     elif session.get("user_id"):
         g.user = query(get_db(), "SELECT * FROM users WHERE id=%s AND disabled=0",

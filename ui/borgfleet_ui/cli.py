@@ -72,6 +72,7 @@ def worker(instance, burst):
             click.echo(f"marked abandoned: {job_id}")
     finally:
         conn.close()
+    from . import jobs  # noqa: F401  imported once here so each forked job starts without the import cost
     name = worker_name(instance)
     # A previous process of the same instance killed hard leaves its name registered for a while.
     Worker(q.queues(r), connection=r, name=f"{name}" if not _name_taken(r, name) else f"{name}-{os.getpid()}") \
@@ -87,10 +88,12 @@ def _name_taken(r, name):
 def scheduler():
     """Run the scheduler (a second instance stays idle until the first stops)."""
     from .scheduler import Scheduler
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *a: stopping.append(1))
+
+    def _term(*_):
+        raise KeyboardInterrupt   # leaves the sleep at once; run_forever releases the lock
+    signal.signal(signal.SIGTERM, _term)
     try:
-        Scheduler(load_config()).run_forever(stop=lambda: bool(stopping))
+        Scheduler(load_config()).run_forever()
     except KeyboardInterrupt:
         pass
 

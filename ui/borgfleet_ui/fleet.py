@@ -378,26 +378,32 @@ def refresh_archives(db, r, bj_id, user):
 
 # --- archives ---
 
-ARCHIVE_SELECT = ("SELECT a.id, a.name, a.start_at, a.end_at, a.duration, a.nfiles, a.original_size,"
-                  " a.compressed_size, a.deduplicated_size, a.repository_id, r.location AS repository,"
-                  " b.id AS backup_job_id, b.name AS backup_name, c.name AS client_name,"
-                  " COALESCE(s.name, 'local') AS server_name"
-                  " FROM archives a JOIN repositories r ON r.id=a.repository_id"
-                  " JOIN backup_jobs b ON b.id=r.backup_job_id JOIN servers c ON c.id=r.client_id"
-                  " LEFT JOIN servers s ON s.id=r.server_id")
+ARCHIVE_COLS = ("a.id, a.name, a.start_at, a.end_at, a.duration, a.nfiles, a.original_size,"
+                " a.compressed_size, a.deduplicated_size, a.repository_id, r.location AS repository,"
+                " b.id AS backup_job_id, b.name AS backup_name, c.name AS client_name,"
+                " COALESCE(s.name, 'local') AS server_name")
+ARCHIVE_JOINS = (" JOIN repositories r ON r.id=a.repository_id"
+                 " JOIN backup_jobs b ON b.id=r.backup_job_id JOIN servers c ON c.id=r.client_id"
+                 " LEFT JOIN servers s ON s.id=r.server_id")
+ARCHIVE_SELECT = f"SELECT {ARCHIVE_COLS} FROM archives a{ARCHIVE_JOINS}"
 
 
 def list_archives(db, backup_job_id=None, limit=50, before=None):
-    sql, args = ARCHIVE_SELECT + " WHERE 1=1", []
+    # Page the archives table alone on its index first, then join the names onto those rows:
+    # joining first lets the optimizer sort the whole table.
+    inner, args = "SELECT * FROM archives WHERE 1=1", []
     if backup_job_id:
-        sql += " AND b.id=%s"
-        args.append(backup_job_id)
+        repo = query(db, "SELECT id FROM repositories WHERE backup_job_id=%s", (backup_job_id,), one=True)
+        if not repo:
+            return []
+        inner += " AND repository_id=%s"   # a constant, so ix_archives_repo_id serves filter and order
+        args.append(repo["id"])
     if before:
-        sql += " AND a.id < %s"
+        inner += " AND id < %s"
         args.append(before)
-    sql += " ORDER BY a.id DESC LIMIT %s"
+    inner += " ORDER BY id DESC LIMIT %s"
     args.append(limit)
-    return query(db, sql, args)
+    return query(db, f"SELECT {ARCHIVE_COLS} FROM ({inner}) a{ARCHIVE_JOINS} ORDER BY a.id DESC", args)
 
 
 def get_archive(db, archive_id):
@@ -419,7 +425,8 @@ def delete_archive(db, r, archive_id, user):
 # --- jobs ---
 
 JOB_COLS = ("j.id, j.seq, j.kind, j.status, j.server_id, s.name AS server_name, j.backup_job_id,"
-            " b.name AS backup_name, j.archive_id, j.created_by, j.created_at, j.started_at, j.finished_at,"
+            " b.name AS backup_name, j.archive_id, j.created_by, j.created_at, j.started_at, j.playbook_started_at,"
+            " j.finished_at,"
             " j.worker, j.rc, j.error, j.result_json")
 
 

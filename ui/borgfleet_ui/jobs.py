@@ -145,6 +145,8 @@ class PlaybookRun:
             shutil.rmtree(pdd, ignore_errors=True)
 
     def on_event(self, event):
+        if event.get("event") == "playbook_on_start":
+            execute(self.db, "UPDATE jobs SET playbook_started_at=UTC_TIMESTAMP(3) WHERE id=%s", (self.job_id,))
         stdout = event.get("stdout")
         if stdout:
             q.append_log(self.db, self.job_id, stdout.splitlines())

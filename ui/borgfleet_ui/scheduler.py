@@ -112,19 +112,22 @@ class Scheduler:
         for s in query(self.db, "SELECT id FROM servers WHERE setup_status='ok'"):
             fleet.collect_stats(self.db, self.r, s["id"], None)
 
-    def run_forever(self, stop=lambda: False):
+    def run_forever(self):
+        """Runs until interrupted (SIGTERM/SIGINT raise in the caller); the lock is then handed back."""
         active = False
-        while not stop():
-            if not self.hold_lock():
-                if active:
-                    log.warning("lost the scheduler lock; idling")
-                active = False
-                time.sleep(RENEW)
-                continue
-            active = True
-            wait = self.tick()
-            if wait > 0:
-                # BLPOP returns at once when a schedule changes (queue.wake_scheduler).
-                self.r.blpop([WAKE], timeout=wait)
-        if active:
-            self.release()
+        try:
+            while True:
+                if not self.hold_lock():
+                    if active:
+                        log.warning("lost the scheduler lock; idling")
+                    active = False
+                    time.sleep(RENEW)
+                    continue
+                active = True
+                wait = self.tick()
+                if wait > 0:
+                    # BLPOP returns at once when a schedule changes (queue.wake_scheduler).
+                    self.r.blpop([WAKE], timeout=wait)
+        finally:
+            if active:
+                self.release()
