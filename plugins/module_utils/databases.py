@@ -160,11 +160,23 @@ class Freeze:
                     released_at=self.released_at)
 
 
+SECRET_PREFIX = 'borgfleet-db-'
+
+
+def sweep_stale_secrets():
+    """Remove credential files of runs that were killed (their pid, in the name, is gone)."""
+    tmp = tempfile.gettempdir()
+    for entry in os.listdir(tmp):
+        match = re.match(r'^%s(\d+)-' % SECRET_PREFIX, entry)
+        if match and not os.path.exists('/proc/%s' % match.group(1)):
+            shutil.rmtree(os.path.join(tmp, entry), ignore_errors=True)
+
+
 class _SecretFile:
-    """A 0600 file in a private 0700 directory, removed on exit."""
+    """A 0600 file in a private 0700 directory, removed on exit (or by the next run's sweep)."""
 
     def __init__(self, content):
-        self.dir = tempfile.mkdtemp(prefix='borgfleet-db-')
+        self.dir = tempfile.mkdtemp(prefix='%s%d-' % (SECRET_PREFIX, os.getpid()))
         os.chmod(self.dir, 0o700)
         self.path = os.path.join(self.dir, 'secret')
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -217,8 +229,10 @@ class Engine:
 
     def as_os_user(self, argv):
         # Peer authentication (PostgreSQL) needs the client to run as the database's OS user.
+        # setpriv, not runuser: borg 1.2 drops every '--' of a --content-from-command argv,
+        # and runuser would then take the dump tool's options for its own.
         if self.os_user and self.os_user != 'root':
-            return ['runuser', '-u', self.os_user, '--'] + argv
+            return ['setpriv', '--reuid=%s' % self.os_user, '--regid=%s' % self.os_user, '--init-groups'] + argv
         return argv
 
 
@@ -277,9 +291,6 @@ class MariaDB(Engine):
                  '--default-character-set=utf8mb4']
         argv += ['--databases', self.database] if self.database else ['--all-databases']
         return argv
-
-    def restore_command(self):
-        return self.client_argv()[:-3]
 
 
 class _MariaDBFreeze(Freeze):
@@ -396,12 +407,9 @@ class PostgreSQL(Engine):
         argv = [self.binary('pg_dump'), '--format=custom', '--dbname', self.conninfo()]
         return self.as_os_user(argv)
 
-    def dump_all_globals_command(self):
-        return self.as_os_user([self.binary('pg_dumpall'), '--globals-only', '--dbname', self.conninfo()])
-
-    def list_databases(self):
-        out = self.query("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1")
-        return [line.strip() for line in out.splitlines() if line.strip()]
+    def dump_all_command(self):
+        # Plain SQL of every database plus roles and tablespaces (what pg_dump leaves out).
+        return self.as_os_user([self.binary('pg_dumpall'), '--dbname', self.conninfo()])
 
 
 class _PgCheckpointFreeze(Freeze):
@@ -571,6 +579,7 @@ def connection_argument_spec():
 
 
 def engine_from_params(params):
+    sweep_stale_secrets()
     keys = ('login_user', 'login_password', 'login_host', 'login_port', 'login_unix_socket', 'defaults_file',
             'os_user', 'database')
     kwargs = dict((k, params.get(k)) for k in keys)

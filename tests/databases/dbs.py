@@ -246,5 +246,5 @@ def run_module(tmp_path, module, args, expect_failure=False, timeout=600, popen=
     if expect_failure:
         assert result.get("failed"), result
     else:
-        assert not result.get("failed"), result.get("msg")
+        assert not result.get("failed"), (result.get("msg"), result.get("stderr", "")[-1500:])
     return result

@@ -1,9 +1,11 @@
 """Snapshot backups of live MariaDB and PostgreSQL on btrfs, under a write load, restored and
 checked row by row; and every way a run can end leaves no snapshot and no mount behind."""
+import glob
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -151,6 +153,8 @@ def test_killed_run_leaves_leftovers_that_cleanup_removes(mariadb, btrfs, repo, 
                                                   repository=borg_args["repository"], mount_root=MOUNT_ROOT,
                                                   login_unix_socket=str(mariadb.socket)))
     assert not again["changed"], again
+    # The killed run's credential file is swept too.
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), "borgfleet-db-*"))
 
 
 def test_freeze_gives_up_behind_a_long_query(mariadb, btrfs, borg_args, tmp_path):
