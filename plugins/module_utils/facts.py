@@ -557,7 +557,8 @@ def _tcp_answers(host, port, timeout=2):
         return False
 
 
-def _version(text, pattern):
+def _search(text, pattern):
+    """First group of pattern in text, or None."""
     match = re.search(pattern, text or '')
     return match.group(1) if match else None
 
@@ -587,7 +588,7 @@ def mysql_facts(probe, storage):
     if not version_text and client:
         version_text = probe.run([os.path.basename(client), '--version']).out
     out['flavor'] = 'mariadb' if 'mariadb' in version_text.lower() else ('mysql' if version_text else None)
-    out['version'] = _version(version_text, r'(?:Distrib|Ver)\s+(\d+\.\d+\.\d+)')
+    out['version'] = _search(version_text, r'(?:Distrib|Ver)\s+(\d+\.\d+\.\d+)')
     defaults = parse_my_print_defaults(probe.run(['my_print_defaults', '--mysqld']).out)
     sock = defaults.get('socket') or next((s for s in MYSQL_SOCKETS if os.path.exists(s)), MYSQL_SOCKETS[0])
     out['socket'] = sock
@@ -745,10 +746,10 @@ def mongodb_facts(probe, storage):
     if not mongod and conf is None:
         return {'installed': False}
     out = {'installed': True, 'server_installed': bool(mongod),
-           'version': _version(probe.run(['mongod', '--version']).out, r'db version v?(\d+\.\d+\.\d+)')
+           'version': _search(probe.run(['mongod', '--version']).out, r'db version v?(\d+\.\d+\.\d+)')
            if mongod else None}
-    dbpath = _version(conf, r'(?m)^\s*dbPath:\s*["\']?([^"\'\s#]+)') or '/var/lib/mongodb'
-    port = _int(_version(conf, r'(?m)^\s*port:\s*(\d+)')) or 27017
+    dbpath = _search(conf, r'(?m)^\s*dbPath:\s*["\']?([^"\'\s#]+)') or '/var/lib/mongodb'
+    port = _int(_search(conf, r'(?m)^\s*port:\s*(\d+)')) or 27017
     out.update({'datadir': dbpath, 'port': port, 'running': _tcp_answers('127.0.0.1', port)})
     out['storage'] = storage.describe(dbpath)
     return out
@@ -759,10 +760,10 @@ def redis_facts(probe, storage):
     if not server:
         return {'installed': False}
     out = {'installed': True,
-           'version': _version(probe.run(['redis-server', '--version']).out, r'v=(\d+\.\d+\.\d+)')}
+           'version': _search(probe.run(['redis-server', '--version']).out, r'v=(\d+\.\d+\.\d+)')}
     conf = probe.read('/etc/redis/redis.conf') or ''
-    port = _int(_version(conf, r'(?m)^\s*port\s+(\d+)')) or 6379
-    host = (_version(conf, r'(?m)^\s*bind\s+(\S+)') or '127.0.0.1').lstrip('-')
+    port = _int(_search(conf, r'(?m)^\s*port\s+(\d+)')) or 6379
+    host = (_search(conf, r'(?m)^\s*bind\s+(\S+)') or '127.0.0.1').lstrip('-')
     out['port'] = port
     cli = ['redis-cli', '-h', host, '-p', str(port)]
     ping = probe.run(cli + ['PING'])
@@ -775,7 +776,7 @@ def redis_facts(probe, storage):
         datadir = got[1].strip() if len(got) > 1 and got[0].strip() == 'dir' else None
         aof = probe.run(cli + ['CONFIG', 'GET', 'appendonly']).out.split('\n')
         out['appendonly'] = aof[1].strip() == 'yes' if len(aof) > 1 else None
-    datadir = datadir or _version(conf, r'(?m)^\s*dir\s+(\S+)') or '/var/lib/redis'
+    datadir = datadir or _search(conf, r'(?m)^\s*dir\s+(\S+)') or '/var/lib/redis'
     out['datadir'] = datadir
     out['storage'] = storage.describe(datadir)
     return out
