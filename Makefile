@@ -9,7 +9,8 @@ VENV_BIN := $(VENV)/bin
 # Every area pins its Python packages in its own requirements file; one venv holds them all.
 REQUIREMENTS := $(wildcard requirements.txt ui/requirements.txt)
 REQ_STAMP := $(VENV)/.requirements.stamp
-APT_PACKAGES := borgbackup openssh-server openssh-client fuse3 borgmatic python3 python3-venv acl sudo
+APT_PACKAGES := borgbackup openssh-server openssh-client fuse3 borgmatic python3 python3-venv acl sudo \
+  btrfs-progs lvm2 python3-pyfuse3 mariadb-client postgresql-client
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PYTEST_ARGS ?=
 # Guard for the whole suite (CI allows 90 min); single tests have their own timeout in pytest.ini.
