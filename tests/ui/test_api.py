@@ -189,3 +189,25 @@ def test_settings_admin_only_write(api):
     assert resp.status_code == 200 and resp.json["app_name"] == "Fleet Test"
     assert api("admin").put("/api/settings", json={"nope": 1}).status_code == 400
     assert api("viewer").get("/api/settings").json["app_name"] == "Fleet Test"
+
+
+def test_run_now_queues_and_cancel_before_start(api, db, redis):
+    """No worker runs here: the job stays queued in its kind's RQ queue until canceled."""
+    from rq import Queue
+    from borgfleet_ui import queue as q
+    op = api("operator")
+    cl = op.post("/api/servers", json={"name": "cl-cancel", "role": "client", "connection": "local",
+                                       "local_pool_path": "/var/tmp/none"}).json
+    bj = op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": "c", "paths": ["/etc"],
+                                           "passphrase": "p" * 12}).json
+    resp = op.post(f"/api/backup-jobs/{bj['id']}/run")
+    assert resp.status_code == 202 and resp.json["status"] == "queued"
+    job_id = resp.json["job_id"]
+    rq_job = Queue(q.queue_name("backup"), connection=redis).fetch_job(job_id)
+    assert rq_job is not None and rq_job.timeout == q.KINDS["backup"]["timeout"]
+    assert api("viewer").post(f"/api/jobs/{job_id}/cancel").status_code == 403
+    assert op.post(f"/api/jobs/{job_id}/cancel").json["status"] == "canceled"
+    assert op.post(f"/api/jobs/{job_id}/cancel").status_code == 400   # already final
+    Queue(q.queue_name("backup"), connection=redis).remove(job_id)
+    op.delete(f"/api/backup-jobs/{bj['id']}")
+    op.delete(f"/api/servers/{cl['id']}")

@@ -139,6 +139,10 @@ def test_browser_flow(browser, web, users, start_worker, tmp_path, api):
     admin.goto(web + "/workers")
     assert admin.locator("#workers td.state").count() >= 1
     assert admin.locator("#workers td.state").first.inner_text() in ("idle", "busy")
+    admin.locator("#workers button.worker-stop").first.click()
+    admin.wait_for_url(web + "/workers")
+    wait_for(lambda: admin.reload() and admin.locator("#workers button.worker-stop").count() == 0, timeout=30,
+             what="the stopped worker to leave the list")
 
     cl = [s for s in api("viewer").get("/api/servers").json["items"] if s["name"] == "web-client"][0]
     for bj in api("viewer").get("/api/backup-jobs", query_string={"client_id": cl["id"]}).json["items"]:

@@ -1,6 +1,7 @@
 """BorgFleet service: Flask app factory."""
 import datetime
 import decimal
+import os
 import secrets
 
 from flask import Flask, g, jsonify, request
@@ -29,7 +30,9 @@ def create_app(test_config=None):
     if not app.config.get("SECRET_KEY"):
         # Sessions then last only as long as this process; production sets BORGFLEET_SECRET_KEY.
         app.config["SECRET_KEY"] = secrets.token_hex(32)
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    # Behind TLS (production) set BORGFLEET_SECURE_COOKIES=1 so the session never travels in clear.
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=os.environ.get("BORGFLEET_SECURE_COOKIES") == "1")
     db.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)

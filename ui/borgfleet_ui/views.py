@@ -152,6 +152,16 @@ def workers_page():
     return render_template("workers.html", workers=workers.list_workers(r()), systemd=workers.systemd_running())
 
 
+@bp.post("/workers/<name>/<any(start, stop, restart):action>")
+@role("admin")
+def worker_control(name, action):
+    try:
+        workers.control(r(), name, action)
+    except workers.Unavailable as e:
+        return render_template("message.html", message=str(e)), 409
+    return redirect(url_for("pages.workers_page"))
+
+
 @bp.errorhandler(fleet.Invalid)
 def _invalid(e):
     return render_template("message.html", message=str(e)), 400
