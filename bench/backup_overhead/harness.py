@@ -23,6 +23,8 @@ from tests.lib.borgrepo import BorgRepo
 from tests.lib.playbook import run_playbook
 from tests.lib.sshd import Sshd, keygen
 
+from cpu import CpuMeter
+
 # sshd's StrictModes and the borg user need root-owned, non-world-writable parents (not /tmp).
 RUN_PARENT = Path(os.environ.get("BORGFLEET_BENCH_ROOT", "/var/lib/borgfleet-bench"))
 CONTENDERS = ("raw", "ours", "borgmatic")
@@ -32,6 +34,7 @@ TIMEOUT = 3600  # an initial backup of the tree takes well under a minute here
 class Bench:
     def __init__(self, log=print):
         self.log = log
+        self.cpu = CpuMeter(log=log)  # first: every process started from here on is counted
         self.sshds = []
         self.server = None
         RUN_PARENT.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -60,6 +63,7 @@ class Bench:
         self.server = fl.Server(name="benchserver", sshd=self._sshd("benchserver", "127.0.0.210"),
                                 dir=server_dir, user=f"bfb{secrets.token_hex(3)}",
                                 pools=[{"name": "main", "path": str(server_dir / "pool")}])
+        self.cpu.join("server", self.server.sshd.proc.pid)  # borg serve is counted as server CPU
         client_dir = self.root / "client"
         client_dir.mkdir(mode=0o700)
         self.client = fl.Client(name="benchclient", sshd=self._sshd("benchclient", "127.0.0.211"),
@@ -136,7 +140,10 @@ class Bench:
 
     def run(self, contender, extra_env=None):
         """Run one contender once; returns {seconds, connections, ...}. Raises on failure."""
-        before = self._borg_connections()
+        # Dirty pages of the previous run (its repository writes) are flushed first, untimed,
+        # so that no contender pays for the one before it.
+        os.sync()
+        before, cpu_before = self._borg_connections(), self.cpu.sample()
         if contender == "ours":
             env_backup = dict(os.environ)
             os.environ.update(extra_env or {})
@@ -163,6 +170,7 @@ class Bench:
             out = {"seconds": seconds}
             if contender == "raw":
                 out["borg_duration"] = json.loads(proc.stdout)["archive"]["duration"]
+        out["cpu"] = self.cpu.delta(cpu_before, self.cpu.sample())
         out["server_logins"] = self._borg_connections() - before
         return out
 
@@ -197,7 +205,10 @@ class Bench:
             if not b.exists() or a.read_bytes() != b.read_bytes():
                 problems.append(f"content differs: {rel}")
         shutil.rmtree(dest, ignore_errors=True)
-        return {"archive": name, "files": len(stored), "problems": problems}
+        # The initial archive's sizes: the same compressed size proves the same work (lz4) was done.
+        first = json.loads(repo.run("info", "--json", "--first", "1", repo.url).stdout)["archives"][0]
+        return {"archive": name, "files": len(stored), "problems": problems,
+                "initial_archive_stats": first["stats"]}
 
     # --- where ours spends its time ---------------------------------------------------------
     def profile_ours(self):
@@ -216,6 +227,28 @@ class Bench:
         res["borg_duration"] = self.archive_duration("ours", res["archive"])
         return res
 
+    def _timed(self, fn):
+        cpu_before, t0 = self.cpu.sample(), time.monotonic()
+        fn()
+        return {"seconds": time.monotonic() - t0, "cpu": self.cpu.delta(cpu_before, self.cpu.sample())}
+
+    def ansible_floor(self):
+        """ansible-playbook running one ping task on the client: what any playbook run costs
+        before the backup role does anything. Returns {seconds, cpu}."""
+        play = self.root / "floor.yml"
+        play.write_text("- hosts: clients\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n")
+
+        def ping():
+            result = run_playbook(str(play), self.inventory, control_dir=self._control_dir(), timeout=300)
+            if result.rc != 0:
+                raise RuntimeError(f"ping playbook failed:\n{result}")
+        return self._timed(ping)
+
+    def borg_version(self):
+        """One local `borg --version` (borg_archive runs it before every create). {seconds, cpu}"""
+        return self._timed(lambda: subprocess.run(["borg", "--version"], check=True, capture_output=True,
+                                                  stdin=subprocess.DEVNULL))
+
     # --- teardown -------------------------------------------------------------------------
     def close(self):
         for sshd in reversed(self.sshds):
@@ -225,4 +258,5 @@ class Bench:
                 self.log(f"warning: stopping sshd {sshd.name}: {e}")
         if self.server is not None:
             self.server.remove_user()
+        self.cpu.close()
         shutil.rmtree(self.root, ignore_errors=True)
