@@ -227,21 +227,25 @@ def rowfs_script():
     return path
 
 
-def check_pyfuse3(python=sys.executable):
-    proc = subprocess.run([python, '-c', 'import pyfuse3, trio'], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=clean_env())
-    if proc.returncode != 0:
-        raise RecoveryError('%s cannot import pyfuse3: install Debian\'s python3-pyfuse3 on this host'
-                            % python)
+def fuse_python():
+    """A python3 that has pyfuse3: the module's own, or the system one (Debian's python3-pyfuse3)
+    when the module runs in a virtualenv."""
+    for python in (sys.executable, '/usr/bin/python3'):
+        proc = subprocess.run([python, '-c', 'import pyfuse3, trio'], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=clean_env())
+        if proc.returncode == 0:
+            return python
+    raise RecoveryError('neither %s nor /usr/bin/python3 can import pyfuse3: install Debian\'s '
+                        'python3-pyfuse3 on this host' % sys.executable)
 
 
 def start_rowfs(source, delta_dir, mountpoint, log_path, timeout=30):
     """Start rowfs as its own process (new session) and wait until it is mounted."""
-    check_pyfuse3()
+    python = fuse_python()
     prepare_mountpoint(mountpoint)
     os.makedirs(delta_dir, 0o700, exist_ok=True)
     with open(log_path, 'ab') as log:
-        proc = subprocess.Popen([sys.executable, rowfs_script(), source, delta_dir, mountpoint, '--allow-other'],
+        proc = subprocess.Popen([python, rowfs_script(), source, delta_dir, mountpoint, '--allow-other'],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=clean_env(), close_fds=True)
     deadline = time.time() + timeout

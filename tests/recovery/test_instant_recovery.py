@@ -22,8 +22,10 @@ MOUNTS = Path("/run/borgfleet/mounts")
 PG_ROWS = 5000
 
 
-def make_repo(root):
-    common = {"repository": str(root / "repo"), "passphrase": SECRET, "borg_base_dir": str(root / "base")}
+def make_repo(root, backup_name):
+    """A local repository where the inventory contract puts it: <pool>/<client>/<backup>."""
+    (root / "pool" / "localhost").mkdir(parents=True)
+    common = {"repository": str(root / "pool" / "localhost" / backup_name), "passphrase": SECRET, "borg_base_dir": str(root / "base")}
     borg(common["repository"], "init", "--encryption", "repokey-blake2", base=common["borg_base_dir"])
     return common
 
@@ -72,7 +74,7 @@ def pg_archive(test_root):
     # Committed after the checkpoint: only the WAL has them, crash recovery must replay them.
     pg.sql("INSERT INTO accounts VALUES (100001, 'after-checkpoint', 42)")
     pg.crash()
-    common = make_repo(root)
+    common = make_repo(root, "pg")
     backup(common, "pg-2026-11-25T02:00:00", pg.data)
     assert (pg.data / "postmaster.pid").exists()  # stale in the archive: recovery must drop it
     return common, "pg-2026-11-25T02:00:00"
@@ -163,7 +165,7 @@ def mariadb_archive(test_root):
     db.sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, item VARCHAR(40), qty INT) "
            "ENGINE=InnoDB; INSERT INTO shop.orders SELECT seq, CONCAT('item-', seq), seq % 13 FROM shop.seq_1_to_3000")
     db.crash()
-    common = make_repo(root)
+    common = make_repo(root, "mysql")
     backup(common, "mysql-2026-11-25T02:00:00", db.data)
     return common, "mysql-2026-11-25T02:00:00"
 
@@ -196,3 +198,69 @@ def test_mariadb_from_archive_query_write_absent(tmp_path, mariadb_archive):
     assert r["changed"]
     assert_nothing_left("t-my", pid)
     assert_repository_untouched(common, archive, before)
+
+
+def write_inventory(path, common, backup_name, databases=True):
+    repo = Path(common["repository"])
+    inv = {"all": {"children": {"clients": {"hosts": {"localhost": {
+        "ansible_connection": "local",
+        # The controller's venv has no pyfuse3: rowfs must fall back to the system python3.
+        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "borgfleet_backup_server": "local",
+        "borgfleet_local_pool_path": str(repo.parent.parent),
+        "borgfleet_borg_base_dir": common["borg_base_dir"],
+        "borgfleet_backups": [{"name": backup_name, "paths": ["/nonexistent"], "passphrase": SECRET,
+                               "databases": databases}],
+    }}}}}}
+    path.write_text(json.dumps(inv))
+    return path
+
+
+def test_playbooks_instant_recovery_and_verify(tmp_path, pg_archive, ansible_control_dir):
+    from tests.lib.playbook import run_playbook
+    common, archive = pg_archive
+    before = archive_id(common, archive)
+    inv = write_inventory(tmp_path / "inventory.json", common, "pg")
+    r = run_playbook("instant_recovery.yml", inv, extra_vars={
+        "borgfleet_backup": "pg", "borgfleet_archive": "latest", "borgfleet_recovery_name": "pb-pg",
+        "borgfleet_recovery_query": "SELECT owner FROM accounts WHERE id = 100001"})
+    assert r.rc == 0, r
+    assert SECRET not in r.output
+    assert "after-checkpoint" in r.output
+    session = json.loads((STATE_DIR / "ir-pb-pg.json").read_text())
+    assert session["archive"] == archive
+    assert psql(session, "SELECT count(*) FROM accounts").stdout.strip() == str(PG_ROWS + 1)
+    r = run_playbook("instant_recovery.yml", inv, extra_vars={"borgfleet_recovery_state": "list"})
+    assert r.rc == 0 and "pb-pg" in r.output, r
+    r = run_playbook("instant_recovery.yml", inv, extra_vars={
+        "borgfleet_recovery_state": "absent", "borgfleet_recovery_name": "pb-pg"})
+    assert r.rc == 0, r
+    assert_nothing_left("pb-pg", session["engine_proc"]["pid"])
+    # A request missing the backup fails at once, naming it.
+    r = run_playbook("instant_recovery.yml", inv, extra_vars={"borgfleet_archive": "latest"})
+    assert r.rc != 0 and "missing borgfleet_backup" in r.output, r
+
+    r = run_playbook("verify.yml", inv)
+    assert r.rc == 0, r
+    assert SECRET not in r.output
+    report = r.output[r.output.index("borgfleet verify result"):]
+    assert "passed: true" in report and f"rows: {PG_ROWS + 1}" in report and "largest_table: postgres:public.accounts" in report, report
+    assert_nothing_left("verify-pg")
+    assert_repository_untouched(common, archive, before)
+
+
+def test_verify_reports_a_backup_that_does_not_restore(tmp_path, test_root, ansible_control_dir):
+    from tests.lib.playbook import run_playbook
+    root = Path(tempfile.mkdtemp(prefix="ir-bad-", dir=test_root))
+    root.chmod(0o755)
+    common = make_repo(root, "notadb")
+    (root / "files").mkdir()
+    (root / "files" / "readme.txt").write_text("no database in here\n")
+    backup(common, "notadb-2026-11-25T02:00:00", root / "files")
+    inv = write_inventory(tmp_path / "inventory.json", common, "notadb")
+    r = run_playbook("verify.yml", inv)
+    assert r.rc != 0, r
+    report = r.output[r.output.index("borgfleet verify result"):]
+    assert "passed: false" in report and "no PostgreSQL or MariaDB data directory found" in report, report
+    assert "verification failed: notadb" in r.output
+    assert_nothing_left("verify-notadb")
