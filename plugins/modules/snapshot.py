@@ -199,6 +199,17 @@ snapshot:
     archived, and when the snapshots were taken (C(started_at), C(finished_at), epoch; C(seconds)).
   returned: always
   type: dict
+storage:
+  description: Each source path (data directory, WAL, tablespaces) with its storage C(kind)
+    (btrfs, lvm, plain) and C(snapshot_capable).
+  returned: always
+  type: list
+  elements: dict
+snapshot_capable:
+  description: Whether every source path can be snapshotted; check mode reports it without failing, so a
+    role can fall back to a dump.
+  returned: always
+  type: bool
 cleaned:
   description: Leftovers of earlier runs that were removed.
   returned: always
@@ -221,7 +232,7 @@ from ansible_collections.borgfleet.backup.plugins.module_utils.borg import (
 from ansible_collections.borgfleet.backup.plugins.module_utils.databases import (
     DatabaseError, connection_argument_spec, engine_from_params)
 from ansible_collections.borgfleet.backup.plugins.module_utils.snapshot import (
-    SnapshotError, SnapshotSet, volumes_for)
+    SnapshotError, SnapshotSet, storage_of, volumes_for)
 
 
 def source_paths(module, engine):
@@ -326,12 +337,16 @@ def main():
             borg.version()
         try:
             paths = source_paths(module, engine)
-            volumes = volumes_for(paths)
-        except (DatabaseError, SnapshotError):
+        except DatabaseError:
             if p['state'] == 'present':
                 raise
             # Cleaning up must work with the engine down: the state file says what we made.
-            paths, volumes = [], []
+            paths = []
+        storage = [dict(path=path, kind=st['kind'], snapshot_capable=st['snapshot_capable'])
+                   for path, st in ((path, storage_of(path)) for path in paths)]
+        out['storage'] = storage
+        out['snapshot_capable'] = bool(storage) and all(st['snapshot_capable'] for st in storage)
+        volumes = volumes_for(paths) if out['snapshot_capable'] else []
         leftovers = SnapshotSet.leftovers(p['name'], p['mount_root'], volumes)
         if not leftovers.is_empty():
             out['cleaned'] = leftovers.describe() or [dict(mountpoint=leftovers.base)]
@@ -341,9 +356,11 @@ def main():
         if p['state'] == 'present':
             out['changed'] = True
             if module.check_mode:
+                # A plan, not a failure: roles ask this to choose between snapshot and dump.
                 out['snapshot'] = dict(volumes=[dict(kind=v['kind'], volume_root=v['volume_root'])
                                                 for v in volumes], paths=paths)
             else:
+                volumes_for(paths)  # raises with the reason when some path cannot be snapshotted
                 out.update(backup(module, borg, engine, paths, volumes))
     except (BorgError, DatabaseError, SnapshotError) as e:
         engine.close()
