@@ -56,9 +56,8 @@ def run(argv, timeout=CMD_TIMEOUT, check=True):
     except subprocess.TimeoutExpired:
         raise SnapshotError('%s did not finish within %s s' % (argv[0], timeout), cmd=argv)
     if check and proc.returncode != 0:
-        raise SnapshotError('%s failed (rc %s): %s' % (' '.join(argv[:3]), proc.returncode,
-                                                      proc.stderr.strip()[-500:]),
-                            cmd=argv, rc=proc.returncode, stderr=proc.stderr[-2000:])
+        msg = '%s failed (rc %s): %s' % (' '.join(argv[:3]), proc.returncode, proc.stderr.strip()[-500:])
+        raise SnapshotError(msg, cmd=argv, rc=proc.returncode, stderr=proc.stderr[-2000:])
     return proc
 
 
@@ -320,4 +319,3 @@ def _remove_empty_dirs(top):
                 os.rmdir(dirpath)
             except OSError:
                 pass
-

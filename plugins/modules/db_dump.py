@@ -84,6 +84,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Whether running the task again with the same options changes nothing.
     support: none
     details: Every run creates a new archive.
 notes:

@@ -142,12 +142,13 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Whether running the task again with the same options changes nothing.
     support: none
     details: Every V(state=present) run creates a new archive. V(state=absent) is idempotent.
 notes:
   - Needs root (snapshots, mounts). LVM needs device-mapper; btrfs needs btrfs-progs.
   - Restore - extract the archive with C(strip_components) equal to the number of parts of
-    O(mount_root) plus one, start the engine on the extracted data directory: it recovers like after a
+    O(mount_root) plus one and start the engine on the extracted data directory. It recovers as after a
     power loss (PostgreSQL in V(backup) mode reads the C(backup_label) stored in the archive).
 '''
 
