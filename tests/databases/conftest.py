@@ -59,6 +59,21 @@ def postgres(btrfs, test_root):
         yield db
 
 
+@pytest.fixture(scope="session")
+def plain_mariadb(test_root):
+    """A MariaDB whose datadir is on the test tree's own filesystem (no snapshots possible)."""
+    base = test_root / "plain-mariadb"
+    base.mkdir()
+    db = MariaDB(base / "data", base / "run").install()
+    try:
+        db.start()
+        db.sql("CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(20));"
+               "INSERT INTO shop.items VALUES (1, 'one'), (2, 'two');")
+        yield db
+    finally:
+        db.stop()
+
+
 @pytest.fixture
 def repo(tmp_path):
     path = tmp_path / "repo"

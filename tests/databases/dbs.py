@@ -220,19 +220,19 @@ def check_restored(rows, writer, before, after):
     return len(committed), len(rows)
 
 
-def run_module(tmp_path, module, args, expect_failure=False, timeout=600, popen=False):
+def run_module(tmp_path, module, args, expect_failure=False, timeout=600, popen=False, check=False):
     """Run one task of borgfleet.backup.<module> through ansible-playbook; return its result."""
     out = tmp_path / ("result-%s.json" % time.monotonic_ns())
     play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
              "tasks": [{"name": "under test", "borgfleet.backup.%s" % module: args, "register": "r",
                         "ignore_errors": True},
-                       {"name": "save result", "ansible.builtin.copy": {"content": "{{ r | to_json }}",
+                       {"name": "save result", "check_mode": False, "ansible.builtin.copy": {"content": "{{ r | to_json }}",
                                                                         "dest": str(out)}}]}]
     path = tmp_path / ("play-%s.yml" % time.monotonic_ns())
     path.write_text(yaml.safe_dump(play))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")
-    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", str(path)]
+    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", str(path)] + (["--check"] if check else [])
     if popen:
         return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

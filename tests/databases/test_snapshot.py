@@ -172,3 +172,19 @@ def test_freeze_gives_up_behind_a_long_query(mariadb, btrfs, borg_args, tmp_path
     finally:
         blocker.proc.kill()
         blocker.close()
+
+
+def test_check_mode_reports_whether_a_snapshot_is_possible(mariadb, plain_mariadb, btrfs, borg_args, tmp_path):
+    on_btrfs = run_module(tmp_path, "snapshot", mariadb_args(mariadb, borg_args), check=True)
+    assert on_btrfs["snapshot_capable"] is True
+    assert [s["kind"] for s in on_btrfs["storage"]] == ["btrfs"]
+    assert not our_mounts() and not btrfs.snapshots()  # a plan only
+    plain = dict(borg_args, name="plain", archive_name="plain-{now}", engine="mariadb",
+                 login_unix_socket=str(plain_mariadb.socket), mount_root=MOUNT_ROOT)
+    on_ext4 = run_module(tmp_path, "snapshot", plain, check=True)
+    assert on_ext4["snapshot_capable"] is False
+    assert [s["kind"] for s in on_ext4["storage"]] == ["plain"]
+    # For real, plain storage is refused with the reason, before anything is frozen.
+    refused = run_module(tmp_path, "snapshot", plain, expect_failure=True)
+    assert "cannot be snapshotted" in refused["msg"] and "dump" in refused["msg"], refused["msg"]
+    assert Borg(BorgSettings(**borg_args)).list_archives() == []
