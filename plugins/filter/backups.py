@@ -410,6 +410,15 @@ def server_clients(hostvars, clients, server, backup_servers=None, existing_auth
     return out
 
 
+def server_clients_problem(*args, **kwargs):
+    """server_clients' error message, or '' when every client of the server is in order."""
+    try:
+        server_clients(*args, **kwargs)
+    except AnsibleFilterError as err:
+        return getattr(err, "message", None) or str(err)
+    return ""
+
+
 def authorized_keys_line(entry):
     """The forced-command line for one client of server_clients()."""
     restrict = "".join(" --restrict-to-path %s" % d for d in entry["client_dirs"])
@@ -458,6 +467,7 @@ class FilterModule(object):
             "limit_problem": limit_problem,
             "public_backups": public_backups,
             "server_clients": server_clients,
+            "server_clients_problem": server_clients_problem,
             "authorized_keys_line": authorized_keys_line,
             "validate_public_key": validate_public_key,
             "known_hosts_name": known_hosts_name,

@@ -292,3 +292,9 @@ def test_limit_problem_across_the_hosts_of_a_run():
     msg = f.limit_problem("www", hv, ["web2", "laptop"])
     assert msg == ("no host of this run has a backup named 'www' (borgfleet_backup); "
                    "backups: web2: etc; laptop: home")
+
+
+def test_server_clients_problem():
+    assert f.server_clients_problem(inventory(borgfleet_client_public_key=KEY), ["web1"], "bk1", ["bk1"]) == ""
+    msg = f.server_clients_problem(inventory(), ["web1"], "bk1", ["bk1"])
+    assert msg.startswith("backup server 'bk1': no public key for client 'web1'")
