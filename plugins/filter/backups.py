@@ -52,6 +52,10 @@ BACKUP_KEYS = frozenset((
     "snapshot",
 ))
 
+PASSED_ON_KEYS = ("timezone", "enabled", "description", "databases", "snapshot")
+# Never shown in logs: secrets, and database settings (they may hold credentials).
+PRIVATE_KEYS = ("passphrase", "passcommand", "databases")
+
 DEFAULT_LOCAL_POOL_PATH = "/var/lib/borgfleet/repos"
 DEFAULT_SERVER_USER = "borg"
 LOCAL = "local"
@@ -316,6 +320,10 @@ def _resolve_one(backup, name, client, server, settings, local_pool_path):
         "passphrase": backup.get("passphrase") or None,
         "passcommand": backup.get("passcommand") or None,
     }
+    # Keys other parts read (service, database-aware backups): passed on as they are,
+    # validated by their readers.
+    for key in PASSED_ON_KEYS:
+        out[key] = backup.get(key)
     if settings is not None:
         # How this client reaches its server; the client role pins that host key.
         out["server_endpoint"] = {
@@ -328,7 +336,7 @@ def _resolve_one(backup, name, client, server, settings, local_pool_path):
 
 def public_backups(resolved):
     """The resolved backups without their secrets, for loops whose items get logged."""
-    return [{k: v for k, v in b.items() if k not in ("passphrase", "passcommand")} for b in resolved]
+    return [{k: v for k, v in b.items() if k not in PRIVATE_KEYS} for b in resolved]
 
 
 def validate_public_key(key, owner="client"):
@@ -425,7 +433,6 @@ def authorized_keys_line(entry):
     return 'command="borg serve%s",restrict %s' % (restrict, entry["public_key"])
 
 
-_RESULT_SECRETS = ("passphrase", "passcommand")
 
 
 def result_report(results, keys=()):
@@ -452,7 +459,7 @@ def result_report(results, keys=()):
                 if res.get(extra) not in (None, ""):
                     entry[extra] = res.get(extra)
         for key in keys:
-            if key in res and key not in _RESULT_SECRETS:
+            if key in res and key not in PRIVATE_KEYS:
                 entry[key] = res[key]
         report.append(entry)
     return report

@@ -298,3 +298,16 @@ def test_server_clients_problem():
     assert f.server_clients_problem(inventory(borgfleet_client_public_key=KEY), ["web1"], "bk1", ["bk1"]) == ""
     msg = f.server_clients_problem(inventory(), ["web1"], "bk1", ["bk1"])
     assert msg.startswith("backup server 'bk1': no public key for client 'web1'")
+
+
+def test_keys_for_other_parts_are_passed_on_but_databases_kept_private():
+    dbs = [{"engine": "mariadb", "password": "dbsecret"}]
+    hv = inventory(borgfleet_backups=[{"name": "db", "paths": ["/var/lib/mysql"], "passphrase": "p",
+                                       "databases": dbs, "snapshot": {"type": "btrfs"},
+                                       "timezone": "Europe/Paris", "enabled": False}])
+    (db,) = resolve(hv)
+    assert db["databases"] == dbs and db["snapshot"] == {"type": "btrfs"}
+    assert db["timezone"] == "Europe/Paris" and db["enabled"] is False and db["description"] is None
+    (public,) = f.public_backups([db])
+    assert "databases" not in public and "dbsecret" not in repr(public)
+    assert public["snapshot"] == {"type": "btrfs"}
