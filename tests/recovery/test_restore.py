@@ -1,0 +1,135 @@
+"""Browse, search and restore with real borg through ansible-playbook: one level of an archive,
+a file's history across archives, restore to another directory compared byte for byte (modes,
+owners, symlinks, ACLs, xattrs), and restore to the original place that refuses to overwrite,
+keeps a copy of what it replaces when allowed, and is idempotent."""
+import filecmp
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.modules.test_modules import SECRET, borg, run_task
+
+NOBODY = 65534
+
+
+def create(common, archive, *paths):
+    env = dict(os.environ, BORG_PASSPHRASE=SECRET, BORG_BASE_DIR=common["borg_base_dir"])
+    subprocess.run(["borg", "create", f"{common['repository']}::{archive}", *map(str, paths)], env=env, check=True)
+
+
+def xattrs_and_acl(path):
+    x = {n: os.getxattr(path, n) for n in os.listxattr(path) if n.startswith("user.")}
+    a = subprocess.run(["getfacl", "-c", "--absolute-names", str(path)], capture_output=True, text=True).stdout
+    return x, a
+
+
+def assert_same_tree(a, b):
+    """Same names, types, modes, owners, mtimes, contents, link targets, xattrs and ACLs."""
+    checked = []
+    for dirpath, dirnames, filenames in os.walk(a):
+        for name in dirnames + filenames:
+            pa = os.path.join(dirpath, name)
+            pb = os.path.join(b, os.path.relpath(pa, a))
+            sa, sb = os.lstat(pa), os.lstat(pb)
+            assert (sa.st_mode, sa.st_uid, sa.st_gid) == (sb.st_mode, sb.st_uid, sb.st_gid), pa
+            if os.path.islink(pa):
+                assert os.readlink(pa) == os.readlink(pb)
+                continue
+            assert xattrs_and_acl(pa) == xattrs_and_acl(pb), pa
+            checked.append(pa)
+            if os.path.isfile(pa):
+                assert filecmp.cmp(pa, pb, shallow=False), pa
+                assert sa.st_mtime_ns // 1000 == sb.st_mtime_ns // 1000, pa
+    assert len(checked) >= 3
+    assert xattrs_and_acl(os.path.join(b, "nginx.conf"))[0] == {"user.origin": b"borgfleet"}
+    assert "user:nobody:r--" in xattrs_and_acl(os.path.join(b, "secret.key"))[1]
+
+
+@pytest.fixture
+def site(scratch):
+    data = scratch / "site"
+    (data / "nginx" / "sites").mkdir(parents=True)
+    (data / "nginx" / "nginx.conf").write_text("worker_processes 1;\n")
+    (data / "nginx" / "sites" / "default").write_text("server { listen 80; }\n")
+    (data / "nginx" / "secret.key").write_bytes(os.urandom(3000))
+    os.chmod(data / "nginx" / "secret.key", 0o600)
+    os.chown(data / "nginx" / "sites" / "default", NOBODY, NOBODY)
+    os.symlink("sites/default", data / "nginx" / "enabled")
+    os.setxattr(data / "nginx" / "nginx.conf", "user.origin", b"borgfleet")
+    subprocess.run(["setfacl", "-m", f"u:{NOBODY}:r", str(data / "nginx" / "secret.key")], check=True)
+    common = {"repository": str(scratch / "repo"), "passphrase": SECRET, "borg_base_dir": str(scratch / "base")}
+    borg(common["repository"], "init", "--encryption", "repokey-blake2", base=common["borg_base_dir"])
+    create(common, "site-1", data)
+    time.sleep(1.1)
+    (data / "nginx" / "nginx.conf").write_text("worker_processes 4;\n")
+    create(common, "site-2", data)
+    create(common, "site-3", data)  # unchanged
+    os.unlink(data / "nginx" / "sites" / "default")
+    create(common, "site-4", data)
+    return common, data
+
+
+def test_browse_one_level_and_search_history(tmp_path, site):
+    common, data = site
+    rel = str(data).lstrip("/")
+    r = run_task(tmp_path, "borg_restore_browse", dict(common, archive="site-1", path=f"/{rel}/nginx"))
+    assert [(e["name"], e["type"]) for e in r["entries"]] == [
+        ("sites", "d"), ("enabled", "l"), ("nginx.conf", "-"), ("secret.key", "-")]
+    key = [e for e in r["entries"] if e["name"] == "secret.key"][0]
+    assert key["size"] == 3000 and key["mode"] == "-rw-r-----"  # the ACL mask shows in the group bits and key["path"] == f"{rel}/nginx/secret.key"
+    assert [e for e in r["entries"] if e["name"] == "enabled"][0]["linktarget"] == "sites/default"
+    assert not r["truncated"] and not r["changed"]
+    r = run_task(tmp_path, "borg_restore_browse", dict(common, archive="site-1", path=f"{rel}/nginx", limit=2))
+    assert len(r["entries"]) == 2 and r["truncated"]
+
+    r = run_task(tmp_path, "borg_restore_browse", dict(common, match_archives="site-*", path=f"/{rel}/nginx/nginx.conf"))
+    assert r["archives_searched"] == 4
+    (conf,) = r["found"]
+    assert [a["archive"] for a in conf["archives"]] == ["site-1", "site-2", "site-3", "site-4"]
+    assert [(c["archive"], c["change"]) for c in conf["changes"]] == [("site-1", "added"), ("site-2", "modified")]
+    r = run_task(tmp_path, "borg_restore_browse", dict(common, path=f"{rel}/nginx/sites/*"))
+    (default,) = r["found"]
+    assert [(c["archive"], c["change"]) for c in default["changes"]] == [("site-1", "added"), ("site-4", "removed")]
+
+
+def test_restore_to_another_directory_byte_for_byte(tmp_path, site, scratch):
+    common, data = site
+    rel = str(data).lstrip("/")
+    target = scratch / "restored"
+    args = dict(common, archive="site-3", target=str(target), paths=[f"{rel}/nginx"])
+    r = run_task(tmp_path, "borg_restore", args, check=True)
+    assert r["changed"] and r["nfiles"] == 6 and not target.exists()  # 2 dirs, 3 files, 1 symlink; nothing written
+    r = run_task(tmp_path, "borg_restore", args)
+    assert r["changed"] and r["conflicts"] == [] and r["bytes"] > 3000
+    assert_same_tree(data / "nginx", target / rel / "nginx")
+    # deleted from the source after site-3, so compared here
+    default = target / rel / "nginx" / "sites" / "default"
+    assert default.read_text() == "server { listen 80; }\n" and default.stat().st_uid == NOBODY
+    r = run_task(tmp_path, "borg_restore", args)
+    assert not r["changed"] and r["skipped"] == 6
+    assert not run_task(tmp_path, "borg_restore", args, check=True)["changed"]
+
+
+def test_restore_to_original_place_refuses_then_keeps_a_copy(tmp_path, site, scratch):
+    common, data = site
+    rel = str(data).lstrip("/")
+    conf = data / "nginx" / "nginx.conf"
+    conf.write_text("broken by an operator\n")
+    args = dict(common, archive="site-2", paths=[f"{rel}/nginx"])  # target / = where it was
+    r = run_task(tmp_path, "borg_restore", args, expect_failure=True)
+    assert r["failed"] and r["conflicts"] == [str(conf)] and "overwrite=true" in r["msg"]
+    assert conf.read_text() == "broken by an operator\n"
+    r = run_task(tmp_path, "borg_restore", dict(args, overwrite=True), check=True)
+    assert r["changed"] and r["conflicts"] == [str(conf)]
+    assert conf.read_text() == "broken by an operator\n"
+    backup_dir = scratch / "replaced"
+    r = run_task(tmp_path, "borg_restore", dict(args, overwrite=True, backup_dir=str(backup_dir)))
+    assert r["changed"] and r["replaced"] == [str(conf)] and r["backup_dir"] == str(backup_dir)
+    assert conf.read_text() == "worker_processes 4;\n"
+    assert (backup_dir / rel / "nginx" / "nginx.conf").read_text() == "broken by an operator\n"
+    # sites/default was deleted after site-2: it is back, with its owner
+    assert os.stat(data / "nginx" / "sites" / "default").st_uid == NOBODY
+    r = run_task(tmp_path, "borg_restore", dict(args, overwrite=True))
+    assert not r["changed"] and r["replaced"] == []
