@@ -1,7 +1,6 @@
 """REST API, auth and roles against the real MariaDB/Redis (no worker needed)."""
 import re
 
-import pytest
 
 from borgfleet_ui import db as dbm
 from borgfleet_ui import openapi

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, wait_for, worker_env
+from uilib import REPO, wait_for, worker_env
 from tests.lib.borgrepo import BorgRepo
 from tests.lib.sshd import free_port
 

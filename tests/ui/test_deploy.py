@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from borgfleet_ui import workers
-from conftest import REPO, UI
+from uilib import REPO, UI
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")

@@ -5,7 +5,7 @@ import secrets
 
 import pytest
 
-from conftest import wait_job
+from uilib import wait_job
 from tests.lib import fleet as fl
 from tests.lib.trees import compare_trees, make_tree
 

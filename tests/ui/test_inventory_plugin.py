@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+from uilib import REPO
 
 
 def test_ansible_inventory_reads_the_fleet(api, ui_env, tmp_path):

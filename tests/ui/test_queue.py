@@ -4,7 +4,7 @@ import os
 import time
 
 from borgfleet_ui import queue as q
-from conftest import job_row, make_local_backup, drop_local_backup, wait_for, wait_job
+from uilib import job_row, make_local_backup, drop_local_backup, wait_for, wait_job
 from tests.lib.borgrepo import BorgRepo
 
 

@@ -11,7 +11,7 @@ from rq import Queue
 from borgfleet_ui import db as dbm
 from borgfleet_ui import fleet, queue as q
 from borgfleet_ui.scheduler import LOCK
-from conftest import REPO, drop_local_backup, make_local_backup, wait_for, worker_env
+from uilib import REPO, drop_local_backup, make_local_backup, wait_for, worker_env
 
 
 def utcnow():

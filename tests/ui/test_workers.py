@@ -1,10 +1,9 @@
 """The workers API from RQ's registry, where systemd is not PID 1 (as on this machine)."""
-import os
 
 import pytest
 
 from borgfleet_ui import workers
-from conftest import wait_for
+from uilib import wait_for
 
 
 @pytest.mark.skipif(workers.systemd_running(), reason="exercises the no-systemd path")

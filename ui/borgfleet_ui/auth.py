@@ -3,7 +3,6 @@
 Every endpoint declares its minimum role with @role(...); a request to an endpoint that
 declares none is refused (fail closed). Only PUBLIC endpoints answer without a login.
 """
-import functools
 import hashlib
 import secrets
 

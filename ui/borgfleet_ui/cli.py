@@ -72,7 +72,7 @@ def worker(instance, burst):
             click.echo(f"marked abandoned: {job_id}")
     finally:
         conn.close()
-    from . import jobs  # noqa: F401  imported once here so each forked job starts without the import cost
+    from . import jobs  # noqa: F401 -- imported once here so each forked job starts without the import cost
     name = worker_name(instance)
     # A previous process of the same instance killed hard leaves its name registered for a while.
     Worker(q.queues(r), connection=r, name=f"{name}" if not _name_taken(r, name) else f"{name}-{os.getpid()}") \

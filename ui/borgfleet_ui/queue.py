@@ -130,15 +130,17 @@ def sweep_abandoned(db, r, grace=HEARTBEAT_TTL):
     for row in rows:
         if r.exists(heartbeat_key(row["id"])):
             continue
+        # Free the lock first (only if this job still holds it), so once the row reads
+        # 'abandoned' the repository is already usable.
+        lock = json.loads(row["params_json"] or "{}").get("lock")
+        if lock:
+            release_lock(r, lock, row["id"])
+        append_log(db, row["id"], ["*** job abandoned: its worker stopped heart-beating ***"])
         n = execute(db, "UPDATE jobs SET status='abandoned', finished_at=UTC_TIMESTAMP(3),"
                         " error=%s WHERE id=%s AND status IN ('running','waiting')",
                     ("The worker running this job stopped (killed or crashed) before it finished; "
                      "check the host's borg state, then run it again.", row["id"]))
         if n:
-            lock = json.loads(row["params_json"] or "{}").get("lock")
-            if lock:
-                release_lock(r, lock, row["id"])
-            append_log(db, row["id"], ["*** job abandoned: its worker stopped heart-beating ***"])
             marked.append(row["id"])
     return marked
 

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, g, redirect, render_template, request, url_f
 from . import fleet, workers
 from .api import r
 from .auth import has_role, role
-from .db import get_db, query
+from .db import get_db
 
 bp = Blueprint("pages", __name__)
 
