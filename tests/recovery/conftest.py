@@ -20,6 +20,15 @@ def mounted(path):
         return any(line.split()[4] == path for line in f)
 
 
+@pytest.fixture(scope="session")
+def pg_crashed(test_root):
+    """Data dir of a crashed throwaway PostgreSQL with known rows (see dbs.crashed_postgres)."""
+    from tests.recovery.dbs import crashed_postgres
+    root = Path(tempfile.mkdtemp(prefix="pg-", dir=test_root))
+    root.chmod(0o755)
+    return crashed_postgres(root / "pg")
+
+
 @pytest.fixture
 def scratch(test_root):
     """A fresh 0755 directory under the session's root-owned test tree (not /tmp: 0700 parents)."""

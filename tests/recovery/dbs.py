@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_ROWS = 5000
 
 
 def _user(name):
@@ -101,3 +102,16 @@ class MariaDB:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self.log.close()
+
+
+def crashed_postgres(root):
+    """A cluster with PG_ROWS known rows in `accounts` plus one committed after the last checkpoint
+    (only the WAL has it), killed: its data dir is what a crash-consistent snapshot holds."""
+    pg = Postgres(root).init().start()
+    pg.sql("CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance bigint NOT NULL)")
+    pg.sql(f"INSERT INTO accounts SELECT g, 'owner-' || g, g * 7 FROM generate_series(1, {PG_ROWS}) g")
+    pg.sql("CHECKPOINT")
+    pg.sql("INSERT INTO accounts VALUES (100001, 'after-checkpoint', 42)")
+    pg.crash()
+    assert (pg.data / "postmaster.pid").exists()  # stale in the backup: recovery must drop it
+    return pg.data

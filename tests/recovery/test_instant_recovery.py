@@ -15,11 +15,10 @@ import pytest
 
 from tests.modules.test_modules import SECRET, borg, run_task
 from tests.recovery.conftest import mounted
-from tests.recovery.dbs import MariaDB, Postgres, PG_BIN
+from tests.recovery.dbs import MariaDB, PG_BIN, PG_ROWS
 
 STATE_DIR = Path("/var/lib/borgfleet/recovery")
 MOUNTS = Path("/run/borgfleet/mounts")
-PG_ROWS = 5000
 
 
 def make_repo(root, backup_name):
@@ -64,19 +63,11 @@ def assert_nothing_left(name, pid=None):
 
 
 @pytest.fixture(scope="module")
-def pg_archive(test_root):
+def pg_archive(test_root, pg_crashed):
     root = Path(tempfile.mkdtemp(prefix="ir-pg-", dir=test_root))
     root.chmod(0o755)
-    pg = Postgres(root / "pg").init().start()
-    pg.sql("CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance bigint NOT NULL)")
-    pg.sql(f"INSERT INTO accounts SELECT g, 'owner-' || g, g * 7 FROM generate_series(1, {PG_ROWS}) g")
-    pg.sql("CHECKPOINT")
-    # Committed after the checkpoint: only the WAL has them, crash recovery must replay them.
-    pg.sql("INSERT INTO accounts VALUES (100001, 'after-checkpoint', 42)")
-    pg.crash()
     common = make_repo(root, "pg")
-    backup(common, "pg-2026-11-25T02:00:00", pg.data)
-    assert (pg.data / "postmaster.pid").exists()  # stale in the archive: recovery must drop it
+    backup(common, "pg-2026-11-25T02:00:00", pg_crashed)
     return common, "pg-2026-11-25T02:00:00"
 
 

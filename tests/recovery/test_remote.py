@@ -1,0 +1,115 @@
+"""Restore and instant recovery on another host than the one backed up: a backup server and a
+recovery host on loopback sshd; the recovery host reads the client's repository with its own key,
+which the server restricts to that client's path (borg serve --restrict-to-path)."""
+import filecmp
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.lib.borgrepo import BorgFailed, BorgRepo
+from tests.lib.playbook import run_playbook
+from tests.lib.sshd import keygen
+from tests.recovery.dbs import PG_ROWS
+from tests.recovery.test_instant_recovery import STATE_DIR, assert_nothing_left
+
+SECRET = "remote pw $HOME;'\"|&"  # survives only if nothing goes through a shell
+
+
+@pytest.fixture(scope="module")
+def remote(test_root, sshd_factory, controller, pg_crashed):
+    root = Path(tempfile.mkdtemp(prefix="remote-", dir=test_root))
+    root.chmod(0o755)
+    server, target = sshd_factory("ir-server"), sshd_factory("ir-target")
+    pool = root / "pool"
+    (pool / "db1").mkdir(parents=True)
+    # The recovery host's own key, restricted by the server to db1's repositories.
+    key = root / "target_key"
+    pub = keygen(key, comment="recovery-host")
+    with open(server.dir / "root_keys", "a") as f:
+        f.write(f'command="borg serve --restrict-to-path {pool}/db1",restrict {pub}\n')
+    known = root / "target_known_hosts"
+    known.write_text(server.known_hosts_line + "\n")
+    files = root / "files"
+    (files / "app").mkdir(parents=True)
+    (files / "app" / "config.yml").write_text("answer: 42\n")
+    (files / "app" / "blob.bin").write_bytes(os.urandom(200_000))
+    os.symlink("config.yml", files / "app" / "current")
+    env = dict(os.environ, BORG_PASSPHRASE=SECRET, BORG_BASE_DIR=str(root / "server-borg"))
+    for name, path in (("files", files / "app"), ("pg", pg_crashed)):
+        subprocess.run(["borg", "init", "-e", "repokey-blake2", str(pool / "db1" / name)], env=env, check=True,
+                       capture_output=True)
+        subprocess.run(["borg", "create", f"{pool}/db1/{name}::{name}-2026-11-25T02:00:00", str(path)], env=env,
+                       check=True)
+    inv = {"all": {
+        "vars": {"ansible_user": "root", "ansible_python_interpreter": "/usr/bin/python3",
+                 "ansible_ssh_private_key_file": str(controller.key),
+                 "ansible_ssh_common_args": f"-o UserKnownHostsFile={controller.known_hosts} "
+                                            "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"},
+        "children": {
+            "backup_servers": {"hosts": {"server1": {
+                "ansible_host": server.address, "ansible_port": server.port, "borgfleet_server_user": "root",
+                "borgfleet_storage_pools": [{"name": "main", "path": str(pool)}]}}},
+            # db1 was backed up; it is not even reachable - only its inventory is used.
+            "clients": {"hosts": {"db1": {
+                "ansible_host": "127.0.0.254", "borgfleet_backup_server": "server1",
+                "borgfleet_backups": [{"name": "files", "paths": ["/srv/app"], "passphrase": SECRET},
+                                      {"name": "pg", "paths": ["/var/lib/postgresql"], "passphrase": SECRET,
+                                       "databases": True}]}}},
+            "recovery": {"hosts": {"target1": {
+                "ansible_host": target.address, "ansible_port": target.port,
+                "borgfleet_ssh_key": str(key), "borgfleet_known_hosts": str(known),
+                "borgfleet_borg_base_dir": str(root / "target-borg")}}},
+        }}}
+    inventory = root / "inventory.yml"
+    inventory.write_text(yaml.safe_dump(inv))
+    inventory.chmod(0o600)
+    url = f"ssh://root@{server.address}:{server.port}{pool}"
+    return dict(root=root, inventory=inventory, files=files, key=key, known=known, url=url)
+
+
+def test_restore_onto_another_host_with_its_own_restricted_key(remote, ansible_control_dir):
+    target = remote["root"] / "restored-on-target1"
+    ev = {"borgfleet_restore_hosts": "target1", "borgfleet_restore_source": "db1", "borgfleet_backup": "files",
+          "borgfleet_archive": "latest", "borgfleet_restore_target": str(target)}
+    r = run_playbook("restore_anywhere.yml", remote["inventory"], extra_vars=ev, check=True,
+                     control_dir=ansible_control_dir)
+    assert r.rc == 0 and not target.exists(), r
+    r = run_playbook("restore_anywhere.yml", remote["inventory"], extra_vars=ev, control_dir=ansible_control_dir)
+    assert r.rc == 0, r
+    assert SECRET not in r.output
+    restored = target / str(remote["files"]).lstrip("/") / "app"
+    cmp = filecmp.dircmp(remote["files"] / "app", restored)
+    assert sorted(cmp.same_files) == ["blob.bin", "config.yml", "current"] and not cmp.diff_files
+    assert os.readlink(restored / "current") == "config.yml"
+    # Browse and search from the recovery host too.
+    r = run_playbook("search.yml", remote["inventory"], extra_vars={
+        "borgfleet_restore_hosts": "target1", "borgfleet_restore_source": "db1", "borgfleet_backup": "files",
+        "borgfleet_search_path": "*/app/config.yml"}, control_dir=ansible_control_dir)
+    assert r.rc == 0 and "change: added" in r.output and "files-2026-11-25T02:00:00" in r.output, r
+    # The key reaches db1's repositories only.
+    other = BorgRepo(remote["url"] + "/db2/files", SECRET, ssh_key=remote["key"], known_hosts=remote["known"],
+                     base_dir=remote["root"] / "probe")
+    with pytest.raises(BorgFailed, match="not allowed|PathNotAllowed|restrict"):
+        other.run("list", other.url)
+
+
+def test_instant_recovery_on_a_recovery_host(remote, ansible_control_dir):
+    ev = {"borgfleet_recovery_hosts": "target1", "borgfleet_recovery_source": "db1", "borgfleet_backup": "pg",
+          "borgfleet_archive": "latest", "borgfleet_recovery_name": "remote-pg",
+          "borgfleet_recovery_query": "SELECT count(*) FROM accounts"}
+    r = run_playbook("instant_recovery.yml", remote["inventory"], extra_vars=ev, control_dir=ansible_control_dir)
+    assert r.rc == 0, r
+    assert SECRET not in r.output
+    assert f"- '{PG_ROWS + 1}'" in r.output, r
+    session = json.loads((STATE_DIR / "ir-remote-pg.json").read_text())
+    assert session["repository"].startswith("ssh://root@")
+    r = run_playbook("instant_recovery.yml", remote["inventory"], control_dir=ansible_control_dir, extra_vars={
+        "borgfleet_recovery_hosts": "target1", "borgfleet_recovery_state": "absent",
+        "borgfleet_recovery_name": "remote-pg"})
+    assert r.rc == 0, r
+    assert_nothing_left("remote-pg", session["engine_proc"]["pid"])
