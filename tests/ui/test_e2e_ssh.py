@@ -77,10 +77,23 @@ def test_ssh_fleet_setup_backup_delete(api, db, start_worker, controller, ssh_fl
     regular = [p for p in src.rglob("*") if p.is_file() and not p.is_symlink() and p.suffix != ".tmp"]
     assert a["nfiles"] == len(regular)
 
+    # An archive made outside the service appears after a refresh, with the service's own
+    # archive keeping the figures recorded at backup time.
+    repo.create("data-outside", client.dir / "data" / "README.txt")
+    job = wait_job(db, op.post(f"/api/backup-jobs/{bj.json['id']}/refresh-archives").json["job_id"])
+    assert job["status"] == "succeeded", (job["error"], log(api, job["id"]))
+    listed = {x["name"]: x for x in
+              api("viewer").get("/api/archives", query_string={"backup_job_id": bj.json["id"]}).json["items"]}
+    assert set(listed) == {a["name"], "data-outside"} and listed[a["name"]]["nfiles"] == a["nfiles"]
+    repo.run("delete", repo.archive("data-outside"))
+
     job = wait_job(db, op.delete(f"/api/archives/{a['id']}").json["job_id"])
     assert job["status"] == "succeeded", (job["error"], log(api, job["id"]))
-    assert api("viewer").get("/api/archives", query_string={"backup_job_id": bj.json["id"]}).json["items"] == []
     assert repo.archive_names() == []
+    # The outside deletion is noticed by the next refresh: the list matches borg's again.
+    job = wait_job(db, op.post(f"/api/backup-jobs/{bj.json['id']}/refresh-archives").json["job_id"])
+    assert job["status"] == "succeeded" and job["result_json"] and '"removed": 1' in job["result_json"]
+    assert api("viewer").get("/api/archives", query_string={"backup_job_id": bj.json["id"]}).json["items"] == []
 
     op.delete(f"/api/backup-jobs/{bj.json['id']}")
     op.delete(f"/api/servers/{cl.json['id']}")

@@ -240,22 +240,38 @@ def record_results(db, row, params, run):
                 n += 1
         return {"servers": n}
     if kind == "list_archives":
-        repo_id = params["repository_id"]
-        archives = [a for _, _, res in run.results for a in _find(res, _is_archive)]
-        for a in archives:
-            upsert_archive(db, repo_id, a)
-        return {"archives": len(archives)}
+        return sync_archives(db, params, run)
     return None
+
+
+def sync_archives(db, params, run):
+    """Make the repository's archive rows match borg's list: add new ones, drop vanished ones."""
+    repo_id, backup = params["repository_id"], params["extravars"]["borgfleet_backup"]
+    entries = [e for _, _, res in run.results for e in _find(res, lambda d: "archives" in d and d.get("backup") == backup)]
+    if not entries or not isinstance(entries[-1]["archives"], list):
+        raise JobError(f"list_archives.yml reported no archive list for backup {backup}")
+    listed = entries[-1]["archives"]
+    for a in listed:
+        upsert_archive(db, repo_id, a)
+    names = [a["name"] for a in listed]
+    gone = [r["id"] for r in query(db, "SELECT id, name FROM archives WHERE repository_id=%s", (repo_id,))
+            if r["name"] not in names]
+    for archive_id in gone:
+        execute(db, "DELETE FROM archives WHERE id=%s", (archive_id,))
+    return {"archives": len(names), "removed": len(gone)}
 
 
 def upsert_archive(db, repo_id, a):
     s = a.get("stats") or {}
     execute(db, "INSERT INTO archives (repository_id, name, borg_id, start_at, end_at, duration, nfiles,"
                 " original_size, compressed_size, deduplicated_size) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " ON DUPLICATE KEY UPDATE borg_id=VALUES(borg_id), start_at=VALUES(start_at),"
-                " end_at=VALUES(end_at), duration=VALUES(duration), nfiles=VALUES(nfiles),"
-                " original_size=VALUES(original_size), compressed_size=VALUES(compressed_size),"
-                " deduplicated_size=VALUES(deduplicated_size)",
+                # A plain listing has no figures: keep the ones recorded at backup time.
+                " ON DUPLICATE KEY UPDATE borg_id=COALESCE(VALUES(borg_id), borg_id),"
+                " start_at=COALESCE(VALUES(start_at), start_at), end_at=COALESCE(VALUES(end_at), end_at),"
+                " duration=COALESCE(VALUES(duration), duration), nfiles=COALESCE(VALUES(nfiles), nfiles),"
+                " original_size=COALESCE(VALUES(original_size), original_size),"
+                " compressed_size=COALESCE(VALUES(compressed_size), compressed_size),"
+                " deduplicated_size=COALESCE(VALUES(deduplicated_size), deduplicated_size)",
             (repo_id, a["name"], a.get("id"), _dt(a.get("start")), _dt(a.get("end")), a.get("duration"),
              s.get("nfiles"), s.get("original_size"), s.get("compressed_size"), s.get("deduplicated_size")))
     return query(db, "SELECT id FROM archives WHERE repository_id=%s AND name=%s", (repo_id, a["name"]),
