@@ -115,11 +115,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="bench/backup_overhead", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="incremental rounds (default 5)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the data tree and its changes")
+    ap.add_argument("--order", default=",".join(harness.CONTENDERS),
+                    help="order of the initial runs (comma list); each incremental round rotates it by one")
     ap.add_argument("--profile-rounds", type=int, default=3,
                     help="extra incremental rounds, not counted, that profile ours per task (default 3; 0 = none)")
     args = ap.parse_args(argv)
     if args.runs < 1:
         ap.error("--runs must be at least 1")
+    order = args.order.split(",")
+    if sorted(order) != sorted(harness.CONTENDERS):
+        ap.error(f"--order must list each of {', '.join(harness.CONTENDERS)} once")
     # SIGTERM/SIGHUP unwind through the finally below like Ctrl-C: sshd and repositories go.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda s, f: sys.exit(128 + s))
@@ -137,13 +142,13 @@ def main(argv=None):
             f"client {bench.client.sshd.address}:{bench.client.sshd.port}")
 
         runs = []
-        for k, c in enumerate(rotated(harness.CONTENDERS, 0)):
+        for k, c in enumerate(rotated(order, 0)):
             res = bench.run(c)
             runs.append({"contender": c, "phase": "initial", "round": 0, "order": k, **res})
             log(f"initial      {c:<10} {res['seconds']:7.2f} s")
         for r in range(1, args.runs + 1):
             changed = tree.change(data, args.seed, r)
-            for k, c in enumerate(rotated(harness.CONTENDERS, r)):
+            for k, c in enumerate(rotated(order, r)):
                 res = bench.run(c)
                 runs.append({"contender": c, "phase": "incremental", "round": r, "order": k, **res})
                 log(f"incremental {r} {c:<10} {res['seconds']:7.2f} s")
