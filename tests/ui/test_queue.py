@@ -1,5 +1,5 @@
 """Queue behaviour with real RQ workers: the live log, one job per repository at a time, a
-killed worker's job ends abandoned (never 'running' forever)."""
+killed worker's job ends abandoned (never 'running' forever), a canceled run ends canceled."""
 import os
 import time
 
@@ -66,10 +66,14 @@ def test_killed_worker_leaves_job_abandoned(api, db, redis, start_worker, tmp_pa
     row = wait_job(db, job_id, timeout=60)
     assert row["status"] == "abandoned" and "stopped" in row["error"] and row["finished_at"]
     assert not redis.exists(q.lock_key("kill-cl/data"))   # its repository is free again
-    # A new run on the same repository is not blocked by the dead one (borg's own stale lock
-    # is the playbooks' business: this asserts the service side is clear).
+    # A new run on the same repository is not blocked by the dead one; canceled while borg
+    # runs, it ends 'canceled' (not failed, not running) and its repository lock is freed.
     again = api("operator").post(f"/api/backup-jobs/{bj['id']}/run").json["job_id"]
-    row = wait_job(db, again, timeout=300)
-    assert row["status"] in ("succeeded", "failed")
+    wait_for(lambda: "Create the archives" in "\n".join(api("viewer").get(f"/api/jobs/{again}/log").json["lines"]),
+             timeout=120, interval=0.1, what="the second run's backup task")
+    assert api("operator").post(f"/api/jobs/{again}/cancel").status_code == 202
+    row = wait_job(db, again, timeout=60)
+    assert row["status"] == "canceled" and row["error"] == "canceled by a user", (row["status"], row["error"])
     assert "in use by job" not in "\n".join(api("viewer").get(f"/api/jobs/{again}/log").json["lines"])
+    assert not redis.exists(q.lock_key("kill-cl/data"))
     drop_local_backup(api, cl, bj)

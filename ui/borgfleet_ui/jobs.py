@@ -115,6 +115,7 @@ class PlaybookRun:
         self.failures = []     # (host, task, msg)
         self.status, self.rc = None, None
         self.last_cancel_check = 0.0
+        self.cancel_seen = False
 
     def run(self):
         root = self.cfg["COLLECTION_ROOT"]
@@ -163,11 +164,13 @@ class PlaybookRun:
         return False  # nothing to keep on disk: the log is in MariaDB
 
     def cancelled(self):
+        # Runner calls this on every output chunk: ask Redis at most once a second, and once
+        # canceled stay canceled (runner re-reads this until the playbook process is gone).
         now = time.monotonic()
-        if now - self.last_cancel_check < 1:
-            return False
-        self.last_cancel_check = now
-        return bool(self.r.exists(q.cancel_key(self.job_id)))
+        if not self.cancel_seen and now - self.last_cancel_check >= 1:
+            self.last_cancel_check = now
+            self.cancel_seen = bool(self.r.exists(q.cancel_key(self.job_id)))
+        return self.cancel_seen
 
     def on_finished(self, runner):
         self.status, self.rc = runner.status, runner.rc

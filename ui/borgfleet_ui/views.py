@@ -146,6 +146,13 @@ def job(job_id):
     return render_template("job.html", job=row)
 
 
+@bp.post("/jobs/<job_id>/cancel")
+@role("operator")
+def job_cancel(job_id):
+    fleet.cancel_job(get_db(), r(), job_id)
+    return redirect(url_for("pages.job", job_id=job_id))
+
+
 @bp.get("/workers")
 @role("admin")
 def workers_page():
