@@ -210,3 +210,19 @@ def test_run_now_queues_and_cancel_before_start(api, db, redis):
     Queue(q.queue_name("backup"), connection=redis).remove(job_id)
     op.delete(f"/api/backup-jobs/{bj['id']}")
     op.delete(f"/api/servers/{cl['id']}")
+
+
+def test_queued_job_lost_from_redis_is_marked_failed(api, db, redis):
+    """A queued row whose RQ job vanished (Redis restart) must not read 'queued' forever."""
+    from borgfleet_ui import queue as q
+    op = api("operator")
+    cl = op.post("/api/servers", json={"name": "cl-lost", "role": "client", "connection": "local",
+                                       "local_pool_path": "/var/tmp/none"}).json
+    job_id = op.post(f"/api/servers/{cl['id']}/setup").json["job_id"]
+    redis.delete(f"rq:job:{job_id}")          # what a Redis restart without persistence does
+    assert q.sweep_lost(db, redis) == []      # too young to judge
+    dbm.execute(db, "UPDATE jobs SET created_at = created_at - INTERVAL 2 MINUTE WHERE id=%s", (job_id,))
+    assert q.sweep_lost(db, redis) == [job_id]
+    row = api("viewer").get(f"/api/jobs/{job_id}").json
+    assert row["status"] == "failed" and "lost" in row["error"]
+    op.delete(f"/api/servers/{cl['id']}")

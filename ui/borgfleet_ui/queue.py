@@ -145,6 +145,27 @@ def sweep_abandoned(db, r, grace=HEARTBEAT_TTL):
     return marked
 
 
+def sweep_lost(db, r, grace=60):
+    """Queued rows whose RQ job is gone (Redis restarted without persistence) or failed before
+    our code ran (e.g. the work horse died at start) are marked failed with that reason."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+    marked = []
+    for row in query(db, "SELECT id FROM jobs WHERE status='queued'"
+                         " AND created_at < UTC_TIMESTAMP(3) - INTERVAL %s SECOND", (grace,)):
+        try:
+            status = Job.fetch(row["id"], connection=r).get_status()
+        except NoSuchJobError:
+            status, why = None, "the queue lost this job (Redis restarted or was flushed); run it again"
+        else:
+            why = "the worker failed before running the job (see the worker's log); run it again"
+        if status in (None, "failed", "stopped", "canceled"):
+            if execute(db, "UPDATE jobs SET status='failed', error=%s, finished_at=UTC_TIMESTAMP(3)"
+                           " WHERE id=%s AND status='queued'", (why, row["id"])):
+                marked.append(row["id"])
+    return marked
+
+
 def wake_scheduler(r):
     """Tell the scheduler a schedule changed so it recomputes its next wake-up at once."""
     r.lpush("borgfleet:scheduler:wake", "1")

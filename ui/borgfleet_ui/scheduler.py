@@ -67,6 +67,7 @@ class Scheduler:
                     (nxt, b["id"], due))
         if time.monotonic() >= self.next_sweep:
             q.sweep_abandoned(self.db, self.r)
+            q.sweep_lost(self.db, self.r)
             self.next_sweep = time.monotonic() + SWEEP_EVERY
         self.maybe_collect_stats(now)
         row = query(self.db, "SELECT MIN(next_run_at) AS t FROM backup_jobs WHERE enabled=1 AND schedule IS NOT NULL",
