@@ -9,6 +9,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+# Two more sshd hosts and SSH round trips: ~50 s; run with -m slow (make test excludes it).
+pytestmark = pytest.mark.slow
 import yaml
 
 from tests.lib.borgrepo import BorgFailed, BorgRepo
