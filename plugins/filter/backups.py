@@ -56,6 +56,15 @@ PASSED_ON_KEYS = ("timezone", "enabled", "description", "databases", "snapshot")
 # Never shown in logs: secrets, and database settings (they may hold credentials).
 PRIVATE_KEYS = ("passphrase", "passcommand", "databases")
 
+# `databases:` of a backup (issue 4): one database per backup, refused keys as for backups.
+DATABASE_ENGINES = ("mariadb", "mysql", "postgresql", "mongodb")
+DATABASE_METHODS = ("auto", "snapshot", "dump")
+DATABASE_KEYS = frozenset((
+    "engine", "method", "datadir", "extra_paths", "database", "login_user", "login_password",
+    "login_host", "login_port", "login_unix_socket", "defaults_file", "os_user", "freeze_timeout",
+    "postgresql_mode", "lvm_snapshot_size",
+))
+
 DEFAULT_LOCAL_POOL_PATH = "/var/lib/borgfleet/repos"
 DEFAULT_SERVER_USER = "borg"
 LOCAL = "local"
@@ -267,9 +276,43 @@ def backups_problem(*args, **kwargs):
     return ""
 
 
+def _databases(value, client, name):
+    """Validated `databases` of a backup: at most one entry, method defaulting to auto."""
+    where = "client %r, backup %r" % (client, name)
+    entries = _as_list(value, "%s: databases" % where)
+    if len(entries) > 1:
+        # One archive series per repository keeps retention (prune by name) and verification
+        # per database.
+        _fail("%s: databases lists %d entries; give each database its own backup"
+              % (where, len(entries)))
+    out = []
+    for db in entries:
+        if not isinstance(db, Mapping):
+            _fail("%s: each entry of databases must be a mapping with an engine, got %r" % (where, db))
+        unknown = sorted(set(db) - DATABASE_KEYS)
+        if unknown:
+            _fail("%s: unknown key(s) in databases: %s (known: %s)"
+                  % (where, ", ".join(unknown), ", ".join(sorted(DATABASE_KEYS))))
+        if db.get("engine") not in DATABASE_ENGINES:
+            _fail("%s: databases engine must be one of %s, got %r"
+                  % (where, ", ".join(DATABASE_ENGINES), db.get("engine")))
+        method = db.get("method") or "auto"
+        if method not in DATABASE_METHODS:
+            _fail("%s: databases method must be one of %s, got %r"
+                  % (where, ", ".join(DATABASE_METHODS), method))
+        entry = {k: v for k, v in db.items() if v is not None}
+        entry["method"] = method
+        out.append(entry)
+    return out
+
+
 def _resolve_one(backup, name, client, server, settings, local_pool_path):
     paths = [str(p) for p in _as_list(backup.get("paths"), "client %r, backup %r: paths" % (client, name))]
-    if not paths or not all(paths):
+    databases = _databases(backup.get("databases"), client, name)
+    if databases and paths:
+        _fail("client %r, backup %r: a database backup takes no paths (its archives hold the database "
+              "alone); put the paths in another backup" % (client, name))
+    if not databases and (not paths or not all(paths)):
         _fail("client %r, backup %r: paths must list at least one path" % (client, name))
     exclude = [str(p) for p in _as_list(backup.get("exclude"), "client %r, backup %r: exclude" % (client, name))]
     encryption = str(backup.get("encryption") or "repokey-blake2")
@@ -324,6 +367,7 @@ def _resolve_one(backup, name, client, server, settings, local_pool_path):
     # validated by their readers.
     for key in PASSED_ON_KEYS:
         out[key] = backup.get(key)
+    out["databases"] = databases  # validated above, [] for a backup of files
     if settings is not None:
         # How this client reaches its server; the client role pins that host key.
         out["server_endpoint"] = {

@@ -301,12 +301,13 @@ def test_server_clients_problem():
 
 
 def test_keys_for_other_parts_are_passed_on_but_databases_kept_private():
-    dbs = [{"engine": "mariadb", "password": "dbsecret"}]
-    hv = inventory(borgfleet_backups=[{"name": "db", "paths": ["/var/lib/mysql"], "passphrase": "p",
+    dbs = [{"engine": "mariadb", "login_password": "dbsecret"}]
+    hv = inventory(borgfleet_backups=[{"name": "db", "passphrase": "p",
                                        "databases": dbs, "snapshot": {"type": "btrfs"},
                                        "timezone": "Europe/Paris", "enabled": False}])
     (db,) = resolve(hv)
-    assert db["databases"] == dbs and db["snapshot"] == {"type": "btrfs"}
+    # databases are validated (tests/databases/test_filter_databases.py), method defaults to auto
+    assert db["databases"] == [dict(dbs[0], method="auto")] and db["snapshot"] == {"type": "btrfs"}
     assert db["timezone"] == "Europe/Paris" and db["enabled"] is False and db["description"] is None
     (public,) = f.public_backups([db])
     assert "databases" not in public and "dbsecret" not in repr(public)
