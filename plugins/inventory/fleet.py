@@ -101,6 +101,7 @@ def _backup(b):
         d["retention"] = json.loads(b["retention_json"])
     if b.get("schedule"):
         d["schedule"] = b["schedule"]
+        d["timezone"] = b["timezone"]
     return d
 
 

@@ -40,7 +40,8 @@ def test_ansible_inventory_reads_the_fleet(api, ui_env, tmp_path):
     assert hv["inv-cl"]["borgfleet_ssh_key"] == "/k/id"
     assert hv["inv-cl"]["borgfleet_backups"] == [{"name": "etc", "paths": ["/etc"], "exclude": ["*.tmp"],
                                                   "compression": "lz4", "passphrase": pw, "pool": "big",
-                                                  "retention": {"daily": 7}, "schedule": "0 2 * * *"}]
+                                                  "retention": {"daily": 7}, "schedule": "0 2 * * *",
+                                                  "timezone": "UTC"}]
     assert hv["inv-local"]["borgfleet_backup_server"] == "local"
     assert hv["inv-local"]["borgfleet_local_pool_path"] == "/var/tmp/x"
     assert hv["inv-local"]["ansible_connection"] == "local"
