@@ -84,7 +84,7 @@ def evaluate(stats):
     return ratios, targets
 
 
-def table(stats, ratios, targets):
+def table(stats, ratios, targets, load_start):
     lines = [f"{'contender':<11} {'phase':<12} {'n':>2} {'median s':>9} {'min s':>8} {'max s':>8}"
              f"  {'cpu s (client+server, median)':<30} logins/run"]
     for c in harness.CONTENDERS:
@@ -106,8 +106,9 @@ def table(stats, ratios, targets):
     lines.append("")
     for t in targets:
         lines.append(f"{'PASS' if t['pass'] else 'MISS'}  {t['target']}: {t['value']:.2f}x")
-    lines.append(f"(targets are judged on wall time; load average {os.getloadavg()[0]:.1f} on "
-                 f"{os.cpu_count()} CPUs at the end: other work on this machine stretches wall time)")
+    lines.append(f"(targets are judged on wall time; load average {load_start[0]:.1f} at the start, "
+                 f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs: other work on this "
+                 "machine stretches wall time)")
     return "\n".join(lines)
 
 
@@ -136,7 +137,8 @@ def main(argv=None):
     try:
         data = tree.copy_tree(pristine, bench.root / "data")
         files, size = tree.tree_stats(data)
-        log(f"tree: {files} files, {size / 1e6:.0f} MB backed up (copy of {pristine}); setting up fleet ...")
+        log(f"tree: {files} files, {size / 1e6:.0f} MB backed up (copy of {pristine}); load average "
+            f"{load_start[0]:.1f}; setting up fleet ...")
         bench.setup(data, tree.excludes(data))
         log(f"backup server {bench.server.sshd.address}:{bench.server.sshd.port}, "
             f"client {bench.client.sshd.address}:{bench.client.sshd.port}")
@@ -158,10 +160,9 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(dir=bench.root) as scratch:
             verification = {c: bench.verify(c, expected, changed, scratch) for c in harness.CONTENDERS}
         for c, v in verification.items():
-            counts = {"initial": 1, "incremental": args.runs}
             n_archives = len(bench.repos[c].archive_names())
-            if n_archives != sum(counts.values()):
-                v["problems"].append(f"{n_archives} archives, expected {sum(counts.values())}")
+            if n_archives != 1 + args.runs:
+                v["problems"].append(f"{n_archives} archives, expected {1 + args.runs}")
             if v["problems"]:
                 failures.append(f"{c}: {v['problems']}")
             st = v["initial_archive_stats"]
@@ -193,7 +194,7 @@ def main(argv=None):
                 stats[c][phase]["server_logins"] = sorted({x["server_logins"] for x in mine})
         ratios, targets = evaluate(stats)
         print()
-        print(table(stats, ratios, targets))
+        print(table(stats, ratios, targets, load_start))
         if profile:
             print()
             print(profile_text(profile))
