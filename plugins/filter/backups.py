@@ -364,7 +364,7 @@ def _resolve_one(backup, name, client, server, settings, local_pool_path):
         "passcommand": backup.get("passcommand") or None,
     }
     # Keys other parts read (service, database-aware backups): passed on as they are,
-    # validated by their readers.
+    # validated by their readers (databases: by _databases() above).
     for key in PASSED_ON_KEYS:
         out[key] = backup.get(key)
     out["databases"] = databases  # validated above, [] for a backup of files
