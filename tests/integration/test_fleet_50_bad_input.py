@@ -30,7 +30,8 @@ def test_wrong_passphrase_fails_clearly_and_leaves_repository_unchanged(fleet, b
     inv = fleet.variant("wrong-passphrase", mutate)
     result = fleet.play("backup.yml", inventory=inv, limit="client1", verbosity=2)
     assert result.rc != 0, result
-    assert re.search(r"passphrase", result.output, re.I), result
+    print(result.failures())
+    assert re.search(r"wrong passphrase", result.failures(), re.I), result
     assert wrong not in result.output
     assert _state(repo) == before
 
@@ -46,7 +47,8 @@ def test_backup_name_with_metacharacters_is_refused(fleet, backup_run, marker, t
     inv = fleet.variant("bad-backup-name", mutate)
     result = fleet.play("backup.yml", inventory=inv, limit="client1")
     assert result.rc != 0, result
-    assert re.search(r"invalid|not allowed|must match|refus", result.output, re.I), result
+    print(result.failures())
+    assert re.search(r"invalid|not allowed|must match|refus", result.failures(), re.I), result
     pool = fleet.server.dir / "pool"
     assert not [p for p in pool.rglob("*") if "touch" in p.name], "a repository was made for the bad name"
 
@@ -60,6 +62,8 @@ def test_setup_refuses_a_backup_name_with_metacharacters(fleet, setup_run, marke
 
     result = fleet.play("setup.yml", inventory=fleet.variant("bad-setup-name", mutate))
     assert result.rc != 0, result
+    print(result.failures())
+    assert re.search(r"invalid|not allowed|must match|refus", result.failures(), re.I), result
     assert not [p for p in (fleet.server.dir / "pool").rglob("*") if "touch" in p.name]
 
 
@@ -68,6 +72,8 @@ def test_backup_extra_var_with_metacharacters_is_refused(fleet, backup_run, mark
     before = repo.archive_names()
     result = fleet.play("backup.yml", limit="client1", extra_vars={"borgfleet_backup": f"etc;touch {marker}"})
     assert result.rc != 0, result
+    print(result.failures())
+    assert "etc;touch" in result.failures(), result  # the refusal names what it refused
     assert repo.archive_names() == before
 
 
@@ -81,6 +87,8 @@ def test_archive_name_with_metacharacters_is_handled(fleet, backup_run, marker, 
         "borgfleet_backup": "etc", "borgfleet_archive": template.format(marker=marker),
         "borgfleet_restore_target": str(target)})
     assert result.rc != 0, result  # no such archive, or an invalid name: either way a failure
+    print(result.failures())
+    assert re.search(r"not found|does not exist|no archive|invalid|not allowed|refus", result.failures(), re.I), result
     assert _state(repo) == before
     assert not target.exists() or not any(target.iterdir())
 
@@ -93,5 +101,7 @@ def test_unreachable_backup_server_fails_with_a_clear_message(fleet, backup_run)
     finally:
         fleet.server.sshd.start()
     assert result.rc != 0, result
-    assert re.search(r"unreachable|connection refused|cannot connect|could not connect", result.output, re.I), result
+    print(result.failures())
+    assert re.search(r"unreachable|connection refused|cannot connect|could not connect", result.failures(), re.I), result
+    assert fleet.server.sshd.address in result.failures(), "the message should say which server"
     assert fleet.repo("client1", "etc").archive_names() == repo_before

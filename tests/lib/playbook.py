@@ -33,6 +33,23 @@ class PlaybookResult:
                 found.append((task, m.group(1)))
         return found
 
+    def failures(self):
+        """The text of every failed or unreachable task result ('fatal:'/'failed:' and its body).
+
+        Assertions about error messages look here, never at the whole output, whose recap
+        always says 'unreachable=0' and whose task names may say anything.
+        """
+        blocks, current = [], None
+        for line in self.output.splitlines():
+            if re.match(r"^(fatal|failed): \[", line):
+                current = [line]
+                blocks.append(current)
+            elif current is not None and line.startswith((" ", "\t")):
+                current.append(line)
+            else:
+                current = None
+        return "\n".join("\n".join(b) for b in blocks)
+
     def tail(self, lines=80):
         return "\n".join(self.output.splitlines()[-lines:])
 
