@@ -3,7 +3,8 @@ import re
 
 import pytest
 
-METACHAR_NAMES = ["x;touch {marker}", "$(touch {marker})", "`touch {marker}`", "x' && touch '{marker}"]
+# Each is one playbook run: the brief's example, and command substitution with quotes and spaces.
+METACHAR_NAMES = ["x;touch {marker}", "x' && $(touch '{marker}')"]
 
 
 @pytest.fixture()
