@@ -59,6 +59,15 @@ def test_ssh_fleet_setup_backup_delete(api, db, start_worker, controller, ssh_fl
     servers = {s["name"]: s for s in api("viewer").get("/api/servers").json["items"]}
     assert servers["ui-server"]["setup_status"] == servers["ui-client"]["setup_status"] == "ok"
 
+    # Stats of the backup server over SSH, stored per server (server_facts' system dict).
+    job = wait_job(db, op.post(f"/api/servers/{bs.json['id']}/collect-stats").json["job_id"])
+    assert job["status"] == "succeeded", (job["error"], log(api, job["id"]))
+    stats = api("viewer").get(f"/api/servers/{bs.json['id']}/stats").json["items"]
+    assert len(stats) == 1
+    system = stats[0]["data"]
+    assert system["memory"]["total_bytes"] > 0 and system["cpu"]["cores"] >= 1
+    assert any(fs["mountpoint"] == "/" or fs["total_bytes"] > 0 for fs in system["filesystems"])
+
     job = wait_job(db, op.post(f"/api/backup-jobs/{bj.json['id']}/run").json["job_id"])
     text = log(api, job["id"])
     assert job["status"] == "succeeded", (job["error"], text)

@@ -235,12 +235,14 @@ def record_results(db, row, params, run):
     if kind == "collect_stats":
         names = {s["name"]: s["id"] for s in query(db, "SELECT id, name FROM servers")}
         n = 0
-        for host, _, res in run.results:
-            if host in names:
-                data = {k: v for k, v in res.items() if not k.startswith("_") and k not in ("changed", "failed")}
+        # "borgfleet stats result" prints server_facts' `system` dict per host (docs/contract.md, Facts).
+        for host, name, res in run.results:
+            if name == "borgfleet stats result" and host in names and isinstance(res.get("msg"), dict):
                 execute(db, "INSERT INTO server_stats (server_id, data_json) VALUES (%s, %s)",
-                        (names[host], json.dumps(data, default=str)))
+                        (names[host], json.dumps(res["msg"], default=str)))
                 n += 1
+        if not n:
+            raise JobError("collect_stats.yml succeeded but reported no 'borgfleet stats result'")
         return {"servers": n}
     if kind == "list_archives":
         return sync_archives(db, params, run)
