@@ -52,6 +52,12 @@ options:
     type: list
     elements: str
     default: [allow_other]
+  cache_chunks:
+    description:
+      - Decrypted chunks borg keeps in memory for reads (C(BORG_MOUNT_DATA_CACHE_ENTRIES); borg's default is the
+        number of CPUs, which makes random reads decrypt the same chunk again and again).
+    type: int
+    default: 64
 attributes:
   platform:
     platforms: posix
@@ -130,6 +136,7 @@ def main():
         match_archives=dict(type='str'),
         name=dict(type='str'),
         options=dict(type='list', elements='str', default=['allow_other']),
+        cache_chunks=dict(type='int', default=64),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=BORG_COMMON_MUTUALLY_EXCLUSIVE + [('archive', 'match_archives')],
@@ -151,6 +158,7 @@ def main():
                 recovery.prepare_mountpoint(mountpoint)
                 borg = Borg.from_module(module)
                 borg.version()
+                os.environ['BORG_MOUNT_DATA_CACHE_ENTRIES'] = str(p['cache_chunks'])  # inherited by borg
                 try:
                     borg.mount(mountpoint, name=p['archive'], options=p['options'],
                                match_archives=p['match_archives'])

@@ -191,7 +191,7 @@ def test_mariadb_from_archive_query_write_absent(tmp_path, mariadb_archive):
     assert_repository_untouched(common, archive, before)
 
 
-def write_inventory(path, common, backup_name, databases=True):
+def write_inventory(path, common, backup_name):
     repo = Path(common["repository"])
     inv = {"all": {"children": {"clients": {"hosts": {"localhost": {
         "ansible_connection": "local",
@@ -200,8 +200,9 @@ def write_inventory(path, common, backup_name, databases=True):
         "borgfleet_backup_server": "local",
         "borgfleet_local_pool_path": str(repo.parent.parent),
         "borgfleet_borg_base_dir": common["borg_base_dir"],
-        "borgfleet_backups": [{"name": backup_name, "paths": ["/nonexistent"], "passphrase": SECRET,
-                               "databases": databases}],
+        # A database backup (docs/contract.md): one database, no paths.
+        "borgfleet_backups": [{"name": backup_name, "passphrase": SECRET,
+                               "databases": [{"engine": "postgresql", "method": "snapshot"}]}],
     }}}}}}
     path.write_text(json.dumps(inv))
     return path

@@ -61,8 +61,8 @@ def remote(test_root, sshd_factory, controller, pg_crashed):
             "clients": {"hosts": {"db1": {
                 "ansible_host": "127.0.0.254", "borgfleet_backup_server": "server1",
                 "borgfleet_backups": [{"name": "files", "paths": ["/srv/app"], "passphrase": SECRET},
-                                      {"name": "pg", "paths": ["/var/lib/postgresql"], "passphrase": SECRET,
-                                       "databases": True}]}}},
+                                      {"name": "pg", "passphrase": SECRET,
+                                       "databases": [{"engine": "postgresql", "method": "snapshot"}]}]}}},
             "recovery": {"hosts": {"target1": {
                 "ansible_host": target.address, "ansible_port": target.port,
                 "borgfleet_ssh_key": str(key), "borgfleet_known_hosts": str(known),
