@@ -18,7 +18,7 @@ description:
     replaced is a conflict - the restore is refused unless O(overwrite=true), and then a copy of every
     replaced file is kept under O(backup_dir) first.
   - Ownership (as root), modes, timestamps, symlinks, ACLs and xattrs are restored by C(borg extract).
-  - Check mode is a dry run: returns what would be written and what would be replaced.
+  - Check mode is a dry run, returning what would be written and what would be replaced.
 version_added: 0.2.0
 author:
   - BorgFleet developers (@borgfleet)

@@ -10,7 +10,7 @@ DOCUMENTATION = r'''
 module: borg_restore_browse
 short_description: Browse an archive level by level, or find a path across archives and when it changed
 description:
-  - With O(archive), lists one directory level of the archive (O(path), default the top): name, type, size,
+  - With O(archive), lists one directory level of the archive (O(path), default the top) - name, type, size,
     mtime, mode, owner and link target of each entry, directories first - what a restore page shows.
   - Without O(archive), searches O(path) - an exact path or a glob such as C(etc/nginx/*.conf) - in every
     archive matching O(match_archives) and returns, per path, the archives holding it and the changes

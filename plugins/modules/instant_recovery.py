@@ -23,7 +23,7 @@ description:
     running, a mount dead or gone) and unmounts our mounts no session owns.
   - Needs Debian's C(python3-pyfuse3) on the host (rowfs runs as its own process) and the engine's server
     binaries (C(postgresql-<version>) or C(mariadb-server)). The host can be another one than the one
-    backed up (a recovery host): it pulls from the repository with its own key.
+    backed up (a recovery host), which pulls from the repository with its own key.
 version_added: 0.2.0
 author:
   - BorgFleet developers (@borgfleet)
@@ -48,7 +48,7 @@ options:
     type: str
   archive:
     description:
-      - Archive holding the data directory (a crash-consistent copy: a snapshot or a stopped server).
+      - Archive holding the data directory (a crash-consistent copy - a snapshot or a stopped server).
       - Required with O(state=started) unless O(name) names an existing session.
     type: str
   engine:
@@ -60,7 +60,7 @@ options:
     default: auto
   datadir:
     description:
-      - Path of the data directory inside the archive (no leading C(/) needed). Default: detected.
+      - Path of the data directory inside the archive (no leading C(/) needed); detected when omitted.
     type: str
   address:
     description:
@@ -102,7 +102,7 @@ options:
   mount_cache_chunks:
     description:
       - Decrypted chunks the borg mount keeps in memory (C(BORG_MOUNT_DATA_CACHE_ENTRIES); borg's default is the
-        number of CPUs). A database reads pages at random: without this cache every 8 KiB read decrypts a
+        number of CPUs). A database reads pages at random - without this cache every 8 KiB read decrypts a
         whole chunk (about 2 MiB) again - measured here 18 ms per random read instead of 1 ms.
       - Memory is at most this many chunks (about 2 MiB each with borg's default chunker).
     type: int
