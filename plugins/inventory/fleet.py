@@ -11,10 +11,13 @@ description:
     MariaDB and builds the inventory of docs/contract.md, so C(ansible-playbook), AWX and the
     service's own workers all run the same fleet.
   - Groups C(backup_servers) and C(clients); hosts get C(borgfleet_storage_pools),
-    C(borgfleet_backup_server), C(borgfleet_backups) (with passphrases, so protect the DB
-    credentials accordingly) and the per-server extra variables saved in the service.
+    C(borgfleet_backup_server), C(borgfleet_backups) and the
+    per-server extra variables saved in the service.
+  - Passphrases are stored encrypted (C(bf1:) + a Fernet token); the plugin decrypts them with
+    the service's key file and fails, naming the backup, when the key is missing or wrong or a
+    value was never encrypted. It never returns ciphertext as a passphrase.
   - The inventory source file name must end in C(fleet.yml) or C(fleet.yaml).
-requirements: [PyMySQL]
+requirements: [PyMySQL, cryptography]
 options:
   plugin:
     description: Marks this file as a source for this plugin.
@@ -45,6 +48,13 @@ options:
     type: str
     default: borgfleet
     env: [{name: BORGFLEET_DB_NAME}]
+  secret_key_file:
+    description:
+      - The service's key file (one Fernet key per line; any of them decrypts). Read only when
+        there is a passphrase to decrypt.
+    type: path
+    default: /etc/borgfleet/secret.key
+    env: [{name: BORGFLEET_SECRET_KEY_FILE}]
 """
 
 EXAMPLES = r"""
@@ -66,9 +76,51 @@ try:
 except ImportError:  # reported when the plugin is used
     pymysql = None
 
+try:
+    from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+except ImportError:  # reported when a passphrase is decrypted
+    Fernet = None
 
-def build_fleet(servers, pools, backups):
-    """Pure: rows of servers, storage_pools, backup_jobs (+ pool name) -> {group: {host: vars}}."""
+# The service's format (ui/borgfleet_ui/secret_store.py): "bf1:" + Fernet token.
+PREFIX = "bf1:"
+
+
+class Decryptor:
+    """Decrypts stored passphrases with the key file, read once, on first use."""
+
+    def __init__(self, path):
+        self.path, self.box = path, None
+
+    def __call__(self, stored, what):
+        if not isinstance(stored, str) or not stored.startswith(PREFIX):
+            raise AnsibleError(f"the passphrase of {what} is stored in plain text in the BorgFleet database;"
+                               " run 'borgfleet-ui db upgrade' to encrypt it")
+        try:
+            return self._box().decrypt(stored[len(PREFIX):].encode()).decode()
+        except InvalidToken:
+            raise AnsibleError(f"cannot decrypt the passphrase of {what} with the key file {self.path}:"
+                               " wrong key (use the BorgFleet service's key file)") from None
+
+    def _box(self):
+        if self.box is None:
+            if Fernet is None:
+                raise AnsibleError("the borgfleet.backup.fleet inventory needs the cryptography Python package")
+            try:
+                with open(self.path) as f:
+                    keys = [line.strip() for line in f if line.strip()]
+                self.box = MultiFernet([Fernet(k) for k in keys])
+            except OSError as e:
+                raise AnsibleError(f"cannot read the BorgFleet secret key file {self.path} ({e.strerror});"
+                                   " set secret_key_file or BORGFLEET_SECRET_KEY_FILE to the service's"
+                                   " key file") from None
+            except ValueError:
+                raise AnsibleError(f"the BorgFleet secret key file {self.path} holds no valid key") from None
+        return self.box
+
+
+def build_fleet(servers, pools, backups, decrypt):
+    """Rows of servers, storage_pools, backup_jobs (+ pool name) -> {group: {host: vars}};
+    decrypt(stored, what) turns a stored passphrase into the passphrase."""
     by_id = {s["id"]: s for s in servers}
     out = {"backup_servers": {}, "clients": {}}
     for s in servers:
@@ -85,16 +137,18 @@ def build_fleet(servers, pools, backups):
             else:
                 hv["borgfleet_backup_server"] = "local"
                 hv["borgfleet_local_pool_path"] = s["local_pool_path"]
-            hv["borgfleet_backups"] = [_backup(b) for b in backups if b["client_id"] == s["id"]]
+            hv["borgfleet_backups"] = [_backup(b, s["name"], decrypt)
+                                       for b in backups if b["client_id"] == s["id"]]
         # Saved extra vars (keys, known_hosts, server user ...) win over the derived ones.
         hv.update(json.loads(s["vars_json"] or "{}"))
         out["backup_servers" if s["role"] == "backup_server" else "clients"][s["name"]] = hv
     return out
 
 
-def _backup(b):
+def _backup(b, client, decrypt):
     d = {"name": b["name"], "paths": json.loads(b["paths_json"]), "exclude": json.loads(b["exclude_json"]),
-         "compression": b["compression"], "passphrase": b["passphrase"]}
+         "compression": b["compression"],
+         "passphrase": decrypt(b["passphrase"], f"backup {b['name']!r} of client {client!r}")}
     if b.get("pool_name"):
         d["pool"] = b["pool_name"]
     if b.get("retention_json"):
@@ -134,7 +188,8 @@ class InventoryModule(BaseInventoryPlugin):
                 backups = cur.fetchall()
         finally:
             conn.close()
-        for group, hosts in build_fleet(servers, pools, backups).items():
+        decrypt = Decryptor(self.get_option("secret_key_file"))
+        for group, hosts in build_fleet(servers, pools, backups, decrypt).items():
             self.inventory.add_group(group)
             for name, hv in hosts.items():
                 self.inventory.add_host(name, group=group)

@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from uilib import WorkerProc, claim_redis_db  # also puts ui/ on sys.path
-from borgfleet_ui import create_app, db as dbm, queue as q  # noqa: E402
+from borgfleet_ui import create_app, db as dbm, queue as q, secret_store  # noqa: E402
 from borgfleet_ui.auth import create_token, create_user  # noqa: E402
 from borgfleet_ui.config import load_config  # noqa: E402
 
@@ -17,10 +17,12 @@ def ui_env(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs")
     redis_db, unclaim = claim_redis_db()
     env = {"BORGFLEET_DB_NAME": name, "BORGFLEET_REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
-           "BORGFLEET_RUN_DIR": str(run_dir), "BORGFLEET_SECRET_KEY": "test-" + uuid.uuid4().hex}
+           "BORGFLEET_RUN_DIR": str(run_dir), "BORGFLEET_SECRET_KEY": "test-" + uuid.uuid4().hex,
+           "BORGFLEET_SECRET_KEY_FILE": str(tmp_path_factory.mktemp("etc") / "secret.key")}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     cfg = load_config()
+    assert secret_store.ensure_key(cfg)
     dbm.create_database(cfg)
     conn = dbm.connect(cfg)
     assert dbm.upgrade(conn) == [v for v, _ in dbm.migrations()]
@@ -90,8 +92,8 @@ def api(app, users):
 def start_worker(ui_env, tmp_path):
     started = []
 
-    def start(instance=1):
-        w = WorkerProc(instance, tmp_path)
+    def start(instance=1, env=None):
+        w = WorkerProc(instance, tmp_path, env)
         started.append(w)
         return w
     yield start

@@ -27,7 +27,8 @@ def test_ansible_inventory_reads_the_fleet(api, ui_env, tmp_path):
     src.write_text(json.dumps({"plugin": "borgfleet.backup.fleet", "db_name": ui_env["DB_NAME"]}))
     out = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(src), "--list"],
                          capture_output=True, text=True, cwd=REPO, env={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-                                                                        "PATH": "/usr/bin:/bin"})
+                                                                        "PATH": "/usr/bin:/bin",
+                                                                        "BORGFLEET_SECRET_KEY_FILE": ui_env["SECRET_KEY_FILE"]})
     assert out.returncode == 0, out.stderr
     inv = json.loads(out.stdout)
     hv = inv["_meta"]["hostvars"]

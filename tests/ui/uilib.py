@@ -58,10 +58,10 @@ def descendants(pid):
 class WorkerProc:
     """A real `borgfleet-ui worker` in its own process group (so a kill takes its children too)."""
 
-    def __init__(self, instance, log_dir):
+    def __init__(self, instance, log_dir, env=None):
         self.log = open(Path(log_dir) / f"worker-{instance}.log", "w")
         self.p = subprocess.Popen([sys.executable, "-m", "borgfleet_ui", "worker", "--instance", str(instance)],
-                                  env=worker_env(), stdout=self.log, stderr=subprocess.STDOUT,
+                                  env=worker_env(env), stdout=self.log, stderr=subprocess.STDOUT,
                                   start_new_session=True, cwd=str(REPO))
 
     def kill(self, sig=signal.SIGKILL):

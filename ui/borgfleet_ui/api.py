@@ -4,7 +4,7 @@ import json
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import auth, fleet, workers
+from . import auth, fleet, secret_store, workers
 from . import openapi as openapi_doc
 from .auth import role
 from .db import execute, get_db, query
@@ -49,6 +49,12 @@ def _missing(e):
 @bp.errorhandler(workers.Unavailable)
 def _unavailable(e):
     return jsonify(error=str(e)), 409
+
+
+@bp.errorhandler(secret_store.SecretError)
+def _no_key(e):
+    # The key file is missing or wrong on this host: an operator must fix it, the request was fine.
+    return jsonify(error=str(e)), 503
 
 
 @bp.errorhandler(HTTPException)

@@ -27,14 +27,39 @@ def db_group():
 @db_group.command("upgrade")
 def db_upgrade():
     """Create the database if missing and apply pending migrations."""
+    from . import secret_store
     cfg = load_config()
+    if secret_store.ensure_key(cfg):
+        click.echo(f"created the secret key file {secret_store.key_file(cfg)}: back it up apart from the database")
     dbm.create_database(cfg)
     conn = dbm.connect(cfg)
     try:
         applied = dbm.upgrade(conn)
+        # Plain-text secrets (rows from before encryption at rest) are encrypted on every upgrade.
+        encrypted = secret_store.encrypt_plaintext(cfg, conn)
+    except secret_store.SecretError as e:
+        raise click.ClickException(str(e)) from None
     finally:
         conn.close()
     click.echo(f"applied migrations: {applied}" if applied else "database is up to date")
+    if encrypted:
+        click.echo(f"encrypted {encrypted} plain-text secret(s)")
+
+
+@cli.command("rotate-key")
+def rotate_key():
+    """Re-encrypt every stored secret with a new key and drop the old key from the key file."""
+    from . import secret_store
+    cfg = load_config()
+    conn = dbm.connect(cfg)
+    try:
+        n = secret_store.rotate(cfg, conn)
+    except secret_store.SecretError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        conn.close()
+    click.echo(f"re-encrypted {n} secret(s) with a new key in {secret_store.key_file(cfg)}; "
+               "back up the new key file now (the old key no longer decrypts them)")
 
 
 @cli.command("create-admin")

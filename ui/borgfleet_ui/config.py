@@ -14,6 +14,8 @@ def load_config():
         "DB_NAME": env("BORGFLEET_DB_NAME", "borgfleet"),
         "REDIS_URL": env("BORGFLEET_REDIS_URL", "redis://127.0.0.1:6379/0"),
         "SECRET_KEY": env("BORGFLEET_SECRET_KEY", ""),
+        # Encrypts passphrases at rest (secret_store.py); kept outside the database, back it up apart.
+        "SECRET_KEY_FILE": env("BORGFLEET_SECRET_KEY_FILE", "/etc/borgfleet/secret.key"),
         # The collection checkout whose playbooks the workers run (default: this repository).
         "COLLECTION_ROOT": env("BORGFLEET_COLLECTION_ROOT", _ROOT),
         # Private data dirs of ansible-runner runs; each run's dir is removed when it ends.

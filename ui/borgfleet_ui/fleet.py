@@ -8,8 +8,10 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+from flask import current_app
 
 from . import queue as q
+from . import secret_store
 from .db import execute, query
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")          # contract: backup/host names
@@ -282,9 +284,13 @@ def _bj_fields(db, data, cur=None):
             else:
                 _int(v, f"retention.{k}", 0, 100000)
     out["retention_json"] = json.dumps(retention) if retention is not None else None
-    out["passphrase"] = _get(data, "passphrase", cur.get("passphrase"))
-    if not isinstance(out["passphrase"], str) or len(out["passphrase"]) < 8:
-        raise Invalid("passphrase is required (8 characters or more)")
+    passphrase = data.get("passphrase")
+    if passphrase is None and cur.get("passphrase"):
+        out["passphrase"] = cur["passphrase"]   # unchanged: the stored (encrypted) value stays
+    else:
+        if not isinstance(passphrase, str) or not 8 <= len(passphrase) <= 1024:
+            raise Invalid("passphrase is required (8 to 1024 characters)")
+        out["passphrase"] = secret_store.encrypt(current_app.config, passphrase)
     pool_id = _get(data, "pool_id", cur.get("pool_id"))
     if pool_id is not None:
         pool = query(db, "SELECT server_id FROM storage_pools WHERE id=%s", (pool_id,), one=True)

@@ -6,6 +6,7 @@ sees exactly the fleet the UI shows, through the same contract as the CLI and AW
 """
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -113,6 +114,7 @@ class PlaybookRun:
         self.job_id = row["id"]
         self.results = []      # (host, task name, res) of tasks named "borgfleet ... result"
         self.failures = []     # (host, task, msg)
+        self.verbose = []      # output outside tasks (inventory and start-up errors)
         self.status, self.rc = None, None
         self.last_cancel_check = 0.0
         self.cancel_seen = False
@@ -132,6 +134,8 @@ class PlaybookRun:
                 # ansible-playbook of this interpreter's venv; the DB password only via the env.
                 "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
                 "BORGFLEET_DB_PASSWORD": self.cfg["DB_PASSWORD"],
+                # A fleet the plugin cannot read (database, key file) fails the run, never runs no hosts.
+                "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1",
             }
             limit = self.params.get("limit")
             ansible_runner.run(
@@ -151,6 +155,8 @@ class PlaybookRun:
         stdout = event.get("stdout")
         if stdout:
             q.append_log(self.db, self.job_id, stdout.splitlines())
+            if event.get("event") == "verbose":
+                self.verbose.append(stdout)
         data = event.get("event_data") or {}
         name = (data.get("task") or "").strip()
         res = data.get("res")
@@ -179,18 +185,27 @@ class PlaybookRun:
         if self.failures:
             host, task, msg = self.failures[-1]
             return f"{host}: task '{task}' failed: {msg}"
+        # Ansible wraps these warnings at 80 columns (also after a hyphen): rejoin before matching.
+        text = " ".join(re.sub(r"-\n", "-", "\n".join(self.verbose)).split())
+        m = re.search(r"fleet\.yml with (?:auto|borgfleet\.backup\.fleet) plugin: (.+?)(?= \[WARNING\]| ERROR!|$)", text)
+        if m:
+            return f"the fleet inventory failed: {m.group(1)}"
         if self.status == "timeout":
             return f"the playbook ran longer than {self.spec['timeout'] - 60} s and was stopped"
         return f"playbook {self.spec['playbook']} ended {self.status} (rc {self.rc})"
 
 
 def write_inventory(cfg, directory):
-    """An inventory source for the fleet plugin pointing at this service's database."""
+    """An inventory source for the fleet plugin pointing at this service's database and key file.
+
+    It holds no secret: the plugin decrypts the passphrases in ansible's memory, so they are
+    never written to the private data dir."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "borgfleet.fleet.yml")
     with open(path, "w") as f:
         json.dump({"plugin": "borgfleet.backup.fleet", "db_host": cfg["DB_HOST"],
-                   "db_port": cfg["DB_PORT"], "db_user": cfg["DB_USER"], "db_name": cfg["DB_NAME"]}, f)
+                   "db_port": cfg["DB_PORT"], "db_user": cfg["DB_USER"], "db_name": cfg["DB_NAME"],
+                   "secret_key_file": cfg["SECRET_KEY_FILE"]}, f)
     return path
 
 
