@@ -175,3 +175,16 @@ def test_worker_with_a_wrong_key_fails_clearly(api, db, start_worker, tmp_path):
     log = "\n".join(api("viewer").get(f"/api/jobs/{job['id']}/log").json["lines"])
     assert "bf1:" not in log and "local-pass-sec-wrong" not in log
     drop_local_backup(api, cl, bj)
+
+
+def test_extra_vars_refuse_secrets(api):
+    op = api("operator")
+    for name in ("ansible_password", "ansible_become_pass", "ansible_ssh_pass", "borgfleet_db_password"):
+        resp = op.post("/api/servers", json={"name": "sec-vars", "role": "client", "connection": "local",
+                                             "local_pool_path": "/var/tmp/x", "vars": {name: "hunter22"}})
+        assert resp.status_code == 400 and f"vars cannot hold secrets ({name})" in resp.json["error"], resp.json
+    ok = op.post("/api/servers", json={"name": "sec-vars", "role": "client", "connection": "local",
+                                       "local_pool_path": "/var/tmp/x",
+                                       "vars": {"ansible_ssh_private_key_file": "/k/id"}})
+    assert ok.status_code == 201, ok.json
+    op.delete(f"/api/servers/{ok.json['id']}")

@@ -18,6 +18,9 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")          # contract: ba
 HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,254}")          # DNS name, IPv4 or IPv6
 USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 VAR_RE = re.compile(r"(ansible|borgfleet)_[a-z0-9_]+")
+# Extra vars are stored and shown in clear: no passwords in them (use SSH keys; backup passphrases
+# have their own encrypted field).
+SECRET_VAR_RE = re.compile(r".*(pass|secret|token).*")
 RETENTION_KEYS = {"within", "hourly", "daily", "weekly", "monthly", "yearly"}
 MAX_LIMIT = 200
 
@@ -130,6 +133,10 @@ def _server_fields(db, data, current=None):
     vars_ = _get(data, "vars", cur.get("vars") or {})
     if not isinstance(vars_, dict) or not all(isinstance(k, str) and VAR_RE.fullmatch(k) for k in vars_):
         raise Invalid("vars must map ansible_*/borgfleet_* names to values")
+    secret = sorted(k for k in vars_ if SECRET_VAR_RE.fullmatch(k))
+    if secret:
+        raise Invalid(f"vars cannot hold secrets ({', '.join(secret)}): they are stored in clear;"
+                      " use an SSH key (ansible_ssh_private_key_file) instead of a password")
     out["vars_json"] = json.dumps(vars_)
     return out
 

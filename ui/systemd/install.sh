@@ -55,10 +55,17 @@ install -m 0440 "$tmp" /etc/sudoers.d/borgfleet
 rm -f "$tmp"
 
 set -a; . /etc/borgfleet/borgfleet.env; set +a
+KEY="${BORGFLEET_SECRET_KEY_FILE:-/etc/borgfleet/secret.key}"
 if [ "$WEB" = 1 ]; then
+  # Creates the passphrase key file when missing and encrypts plain-text passphrases.
   PYTHONPATH="$ROOT/ui" "$PY" -m borgfleet_ui db upgrade
   PYTHONPATH="$ROOT/ui" "$PY" -m borgfleet_ui create-admin --if-missing
+elif [ ! -f "$KEY" ]; then
+  echo "$KEY is missing: copy it from the main host (it decrypts the backup passphrases)" >&2; exit 1
 fi
+# Web and workers run as the service account: the key is theirs alone.
+chown "$USER_NAME:$USER_NAME" "$KEY"
+chmod 0600 "$KEY"
 
 systemctl daemon-reload
 [ "$WEB" = 1 ] && systemctl enable --now borgfleet-web.service
