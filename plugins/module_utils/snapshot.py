@@ -19,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fcntl
 import json
 import os
 import re
@@ -144,6 +145,30 @@ def volumes_for(paths):
             seen.add(key)
             volumes.append(storage)
     return volumes
+
+
+class RunLock:
+    """One run per backup at a time: a second run would take the first one's snapshots for
+    leftovers. flock dies with its process, so a killed run never blocks the next one."""
+
+    def __init__(self, backup, mount_root=DEFAULT_MOUNT_ROOT):
+        self.path = os.path.join(mount_root.rstrip('/'), '%s%s.lock' % (PREFIX, check_name(backup)))
+        self.fd = None
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise SnapshotError('another snapshot run of backup %s is in progress (%s is locked)'
+                                % (os.path.basename(self.path)[len(PREFIX):-5], self.path))
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # releases the lock; the file stays (removing it would race a waiter)
+        return False
 
 
 class SnapshotSet:

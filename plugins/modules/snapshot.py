@@ -233,7 +233,7 @@ from ansible_collections.borgfleet.backup.plugins.module_utils.borg import (
 from ansible_collections.borgfleet.backup.plugins.module_utils.databases import (
     DatabaseError, connection_argument_spec, engine_from_params)
 from ansible_collections.borgfleet.backup.plugins.module_utils.snapshot import (
-    SnapshotError, SnapshotSet, storage_of, volumes_for)
+    RunLock, SnapshotError, SnapshotSet, storage_of, volumes_for)
 
 
 def source_paths(module, engine):
@@ -308,6 +308,41 @@ def backup(module, borg, engine, paths, volumes):
     return result
 
 
+def run(module, borg, engine, out):
+    """Clean up leftovers of earlier runs, then (state=present) back up from a snapshot."""
+    p = module.params
+    if p['state'] == 'present':
+        validate_archive_name(p['archive_name'])
+        borg.version()
+    try:
+        paths = source_paths(module, engine)
+    except DatabaseError:
+        if p['state'] == 'present':
+            raise
+        # Cleaning up must work with the engine down: the state file says what we made.
+        paths = []
+    storage = [dict(path=path, kind=st['kind'], snapshot_capable=st['snapshot_capable'])
+               for path, st in ((path, storage_of(path)) for path in paths)]
+    out['storage'] = storage
+    out['snapshot_capable'] = bool(storage) and all(st['snapshot_capable'] for st in storage)
+    volumes = volumes_for(paths) if out['snapshot_capable'] else []
+    leftovers = SnapshotSet.leftovers(p['name'], p['mount_root'], volumes)
+    if not leftovers.is_empty():
+        out['cleaned'] = leftovers.describe() or [dict(mountpoint=leftovers.base)]
+        out['changed'] = True
+        if not module.check_mode:
+            leftovers.remove()
+    if p['state'] == 'present':
+        out['changed'] = True
+        if module.check_mode:
+            # A plan, not a failure: roles ask this to choose between snapshot and dump.
+            out['snapshot'] = dict(volumes=[dict(kind=v['kind'], volume_root=v['volume_root'])
+                                            for v in volumes], paths=paths)
+        else:
+            volumes_for(paths)  # raises with the reason when some path cannot be snapshotted
+            out.update(backup(module, borg, engine, paths, volumes))
+
+
 def main():
     argument_spec = borg_common_argument_spec()
     argument_spec.update(connection_argument_spec())
@@ -333,41 +368,15 @@ def main():
     engine = engine_from_params(p)
     out = dict(changed=False, cleaned=[], snapshot={})
     try:
-        if p['state'] == 'present':
-            validate_archive_name(p['archive_name'])
-            borg.version()
-        try:
-            paths = source_paths(module, engine)
-        except DatabaseError:
-            if p['state'] == 'present':
-                raise
-            # Cleaning up must work with the engine down: the state file says what we made.
-            paths = []
-        storage = [dict(path=path, kind=st['kind'], snapshot_capable=st['snapshot_capable'])
-                   for path, st in ((path, storage_of(path)) for path in paths)]
-        out['storage'] = storage
-        out['snapshot_capable'] = bool(storage) and all(st['snapshot_capable'] for st in storage)
-        volumes = volumes_for(paths) if out['snapshot_capable'] else []
-        leftovers = SnapshotSet.leftovers(p['name'], p['mount_root'], volumes)
-        if not leftovers.is_empty():
-            out['cleaned'] = leftovers.describe() or [dict(mountpoint=leftovers.base)]
-            out['changed'] = True
-            if not module.check_mode:
-                leftovers.remove()
-        if p['state'] == 'present':
-            out['changed'] = True
-            if module.check_mode:
-                # A plan, not a failure: roles ask this to choose between snapshot and dump.
-                out['snapshot'] = dict(volumes=[dict(kind=v['kind'], volume_root=v['volume_root'])
-                                                for v in volumes], paths=paths)
-            else:
-                volumes_for(paths)  # raises with the reason when some path cannot be snapshotted
-                out.update(backup(module, borg, engine, paths, volumes))
+        with RunLock(p['name'], p['mount_root']):
+            run(module, borg, engine, out)
     except (BorgError, DatabaseError, SnapshotError) as e:
         engine.close()
         module.fail_json(**e.to_fail_kwargs())
     engine.close()
     module.exit_json(**out)
+
+
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.databases.dbs import SECRET, Btrfs, MariaDB, Postgres, our_mounts
+from tests.databases.dbs import MOUNT_ROOT, SECRET, Btrfs, MariaDB, Postgres, our_mounts
 
 pytestmark = pytest.mark.skipif(shutil.which("mkfs.btrfs") is None, reason="btrfs-progs not installed")
 
@@ -25,6 +25,8 @@ def btrfs(test_root):
     fs = Btrfs(test_root).start()
     yield fs
     fs.stop()
+    if not our_mounts():
+        shutil.rmtree(MOUNT_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

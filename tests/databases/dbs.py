@@ -3,11 +3,14 @@
 Nothing here touches the machine's own MariaDB / PostgreSQL services: every instance has its
 own datadir, socket and port under the test tree, runs as a subprocess, and is stopped at the end.
 """
+import glob
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import zlib
@@ -21,6 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SECRET = "Db-Test-Passphrase-9"
+# Snapshot mounts of this test process only: suites running side by side (developers, CI) must
+# not see - or clean up - each other's snapshots.
+MOUNT_ROOT = "/run/borgfleet/test-snapshots-%d" % os.getpid()
 
 
 def sh(argv, **kw):
@@ -67,7 +73,7 @@ class Btrfs:
         subprocess.run(["umount", str(self.mnt)], check=False)
 
 
-def our_mounts(prefix="/run/borgfleet/test-snapshots"):
+def our_mounts(prefix=MOUNT_ROOT):
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
 
@@ -164,6 +170,16 @@ class Postgres:
     def stop(self):
         subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(self.datadir),
                         "-m", "fast", "-w", "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stale_secret_dirs():
+    """Credential dirs of module runs that are gone (their pid is in the name)."""
+    stale = []
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "borgfleet-db-*")):
+        m = re.search(r"borgfleet-db-(\d+)-", path)
+        if m and not os.path.exists("/proc/" + m.group(1)):
+            stale.append(path)
+    return stale
 
 
 def payload(i):

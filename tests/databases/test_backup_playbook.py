@@ -3,10 +3,11 @@ btrfs and falls back to a streamed dump on plain storage (ext4 here); nothing is
 import json
 import re
 
+import pytest
 import yaml
 
 from plugins.module_utils.borg import Borg, BorgSettings
-from tests.databases.dbs import SECRET, our_mounts
+from tests.databases.dbs import MOUNT_ROOT, SECRET, our_mounts
 from tests.databases.test_snapshot import DB_PASSWORD
 from tests.lib.playbook import run_playbook
 
@@ -19,6 +20,7 @@ def result_of(output, task="borgfleet backup result"):
     return yaml.safe_load(re.sub(r"^ok: \[[^\]]+\] =>\s*", "", body))["msg"]
 
 
+@pytest.mark.slow  # setup.yml + backup.yml over four repositories: ~1.5-2.5 min
 def test_backup_playbook_snapshots_or_dumps(mariadb, postgres, plain_mariadb, btrfs, tmp_path):
     pool = tmp_path / "repos"
     inventory = {"all": {"children": {"clients": {"hosts": {"localhost": {
@@ -27,7 +29,7 @@ def test_backup_playbook_snapshots_or_dumps(mariadb, postgres, plain_mariadb, bt
         "borgfleet_backup_server": "local",
         "borgfleet_local_pool_path": str(pool),
         "borgfleet_borg_base_dir": str(tmp_path / "borgbase"),
-        "borgfleet_snapshot_mount_root": "/run/borgfleet/test-snapshots",
+        "borgfleet_snapshot_mount_root": MOUNT_ROOT,
         "borgfleet_backups": [
             {"name": "files", "paths": [str(tmp_path / "files")], "passphrase": SECRET},
             {"name": "maria", "passphrase": SECRET,

@@ -1,5 +1,4 @@
 """Dumps streamed into borg (no temporary file), restored into fresh instances and compared."""
-import glob
 import os
 import stat
 import subprocess
@@ -7,7 +6,7 @@ import subprocess
 from plugins.module_utils.borg import Borg, BorgSettings
 from plugins.module_utils.databases import MariaDB as MariaDBEngine
 from plugins.module_utils.databases import PostgreSQL as PgEngine
-from tests.databases.dbs import MariaDB, Postgres, run_module
+from tests.databases.dbs import MariaDB, Postgres, run_module, stale_secret_dirs
 from tests.databases.test_snapshot import DB_PASSWORD
 
 CHECKSUM_MARIADB = "SELECT COUNT(*), SUM(CRC32(payload)) FROM app.bulk"
@@ -23,7 +22,7 @@ def extracted_file(borg_args, archive, name, target):
 
 
 def no_secret_files_left():
-    return not glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "borgfleet-db-*"))
+    return not stale_secret_dirs()
 
 
 def test_mariadb_dump_restores_into_a_fresh_instance(mariadb, borg_args, tmp_path, test_root):

@@ -1,20 +1,18 @@
 """Snapshot backups of live MariaDB and PostgreSQL on btrfs, under a write load, restored and
 checked row by row; and every way a run can end leaves no snapshot and no mount behind."""
-import glob
 import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from plugins.module_utils.borg import Borg, BorgSettings
-from tests.databases.dbs import (SECRET, MariaDB, Postgres, Writer, check_restored, our_mounts, run_module)
-
-MOUNT_ROOT = "/run/borgfleet/test-snapshots"
+from plugins.module_utils.snapshot import RunLock
+from tests.databases.dbs import (MOUNT_ROOT, SECRET, MariaDB, Postgres, Writer, check_restored, our_mounts,
+                                 run_module, stale_secret_dirs)
 DB_PASSWORD = 'Sql-Pass-"quoted"-#1'
 
 
@@ -144,17 +142,17 @@ def test_killed_run_leaves_leftovers_that_cleanup_removes(mariadb, btrfs, repo, 
     assert our_mounts() and btrfs.snapshots(), "the kill came too late to leave anything"
     assert timed_insert(mariadb, 101) < 2  # the killed session took its lock with it
 
-    cleaned = run_module(tmp_path, "snapshot", dict(name="mariadb", engine="mariadb", state="absent",
-                                                    repository=borg_args["repository"], mount_root=MOUNT_ROOT,
-                                                    login_unix_socket=str(mariadb.socket)))
-    assert cleaned["changed"] and cleaned["cleaned"], cleaned
+    # The next backup finds the leftovers, removes them, and backs up as usual.
+    next_run = run_module(tmp_path, "snapshot", mariadb_args(mariadb, borg_args))
+    assert {c["snapshot"] for c in next_run["cleaned"]} == {v["snapshot"] for v in next_run["snapshot"]["volumes"]}
+    assert next_run["archive"]["stats"]["nfiles"] > 10
     assert not our_mounts() and not btrfs.snapshots()
     again = run_module(tmp_path, "snapshot", dict(name="mariadb", engine="mariadb", state="absent",
                                                   repository=borg_args["repository"], mount_root=MOUNT_ROOT,
                                                   login_unix_socket=str(mariadb.socket)))
     assert not again["changed"], again
     # The killed run's credential file is swept too.
-    assert not glob.glob(os.path.join(tempfile.gettempdir(), "borgfleet-db-*"))
+    assert not stale_secret_dirs()
 
 
 def test_freeze_gives_up_behind_a_long_query(mariadb, btrfs, borg_args, tmp_path):
@@ -187,4 +185,12 @@ def test_check_mode_reports_whether_a_snapshot_is_possible(mariadb, plain_mariad
     # For real, plain storage is refused with the reason, before anything is frozen.
     refused = run_module(tmp_path, "snapshot", plain, expect_failure=True)
     assert "cannot be snapshotted" in refused["msg"] and "dump" in refused["msg"], refused["msg"]
+    assert Borg(BorgSettings(**borg_args)).list_archives() == []
+
+
+def test_a_second_run_of_the_same_backup_is_refused(mariadb, btrfs, borg_args, tmp_path):
+    """It would otherwise take the running one's snapshot for a leftover and remove it."""
+    with RunLock("mariadb", MOUNT_ROOT):
+        refused = run_module(tmp_path, "snapshot", mariadb_args(mariadb, borg_args), expect_failure=True)
+    assert "in progress" in refused["msg"], refused["msg"]
     assert Borg(BorgSettings(**borg_args)).list_archives() == []
