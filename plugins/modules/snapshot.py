@@ -377,7 +377,5 @@ def main():
     module.exit_json(**out)
 
 
-
-
 if __name__ == '__main__':
     main()
