@@ -170,6 +170,10 @@ def main():
             db.stop()
         fs.stop()
         shutil.rmtree(root, ignore_errors=True)
+        try:
+            Path(MOUNT_ROOT).rmdir()  # only when empty: every snapshot mount is gone
+        except OSError:
+            pass
     OUTPUT.mkdir(exist_ok=True)
     out = OUTPUT / ("snapshot-%s.json" % datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     out.write_text(json.dumps(result, indent=2))
