@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import time
@@ -359,6 +360,8 @@ class Borg:
             warnings = [r.get('message') for r in records if r.get('levelname') == 'WARNING'
                         and r.get('message')] if rc else []
             return BorgResult(rc, out, err, duration, warnings)
+        if rc == 2 and 'usage: borg' in err and 'invalid choice' in err:
+            self.version()  # a borg 2 command line refusing ours raises "not supported" here
         kind, detail = classify(rc, err, self.settings)
         if kind == 'connection_closed':
             # ssh's own complaint can be lost when borg exits first: ask the network directly.
@@ -369,6 +372,16 @@ class Borg:
             kind, detail = 'not_installed', '%s not found' % self.settings.borg_binary
         raise BorgError(error_message(kind, detail, self.settings), kind=kind, cmd=argv, rc=rc,
                         stderr=err[-4000:])
+
+    def check_installed(self):
+        """Fail early and clearly when borg is missing, without starting it (borg takes ~0.3 s to start;
+        the version is only read when a command line is refused, see run())."""
+        binary = self.settings.borg_binary
+        found = shutil.which(binary) if os.sep not in binary else (binary if os.access(binary, os.X_OK) else None)
+        if not found:
+            raise BorgError('borg is not installed on this host (%s not found in PATH); run setup.yml, which '
+                            'installs it' % binary, kind='not_installed', cmd=[binary])
+        return found
 
     def version(self):
         if self._version is None:

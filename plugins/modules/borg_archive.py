@@ -223,7 +223,7 @@ def main():
     borg = Borg.from_module(module)
     try:
         validate_archive_name(module.params['name'])
-        borg.version()
+        borg.check_installed()
         if module.params['state'] == 'present':
             changed, out = create(module, borg)
         else:

@@ -161,7 +161,7 @@ def main():
                            mutually_exclusive=BORG_COMMON_MUTUALLY_EXCLUSIVE + [('archive', 'match_archives')])
     borg = Borg.from_module(module)
     try:
-        borg.version()
+        borg.check_installed()
         out = list_contents(module, borg) if module.params['archive'] else list_archives(module, borg)
     except BorgError as e:
         module.fail_json(**e.to_fail_kwargs())

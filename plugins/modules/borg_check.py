@@ -102,7 +102,7 @@ def main():
     p = module.params
     borg = Borg.from_module(module)
     try:
-        borg.version()
+        borg.check_installed()
         result = borg.check(repository_only=p['scope'] == 'repository',
                             archives_only=p['scope'] == 'archives' and not p['verify_data'],
                             verify_data=p['verify_data'], match_archives=p['match_archives'], last=p['last'])

@@ -126,7 +126,7 @@ def main():
         module.fail_json(msg='target %s exists and is not a directory' % target)
     try:
         validate_archive_name(p['archive'])
-        borg.version()
+        borg.check_installed()
         if module.check_mode:
             # borg extract --dry-run still needs a working directory that exists.
             workdir = target if os.path.isdir(target) else '/'

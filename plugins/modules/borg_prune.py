@@ -134,7 +134,7 @@ def main():
     borg = Borg.from_module(module)
     compacted = False
     try:
-        borg.version()
+        borg.check_installed()
         outcome = borg.prune(p['match_archives'], keep, dry_run=module.check_mode)
         if outcome['pruned'] and p['compact'] and not module.check_mode:
             borg.compact()

@@ -145,7 +145,7 @@ def main():
     borg = Borg.from_module(module)
     changed = created = False
     try:
-        borg.version()
+        borg.check_installed()
         exists = borg.exists()
         if not p['create'] and not exists:
             module.fail_json(msg='repository %s does not exist' % p['repository'], error_kind='repository_missing')

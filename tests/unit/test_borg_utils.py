@@ -284,3 +284,14 @@ def test_real_export_tar_and_mount(repo):
     finally:
         borg.umount(str(mnt))
     assert not os.path.ismount(str(mnt))
+
+
+def test_missing_borg_is_reported_without_running_anything(tmp_path):
+    rec = Recorder()
+    for binary in ('/nonexistent/borg', 'borg-not-installed-here'):
+        borg = b.Borg(b.BorgSettings(str(tmp_path / 'r'), passphrase=SECRET, borg_binary=binary), runner=rec)
+        with pytest.raises(b.BorgError) as e:
+            borg.check_installed()
+        assert e.value.kind == 'not_installed' and 'not installed' in e.value.msg
+    assert rec.calls == []
+    assert b.Borg(b.BorgSettings(str(tmp_path / 'r'))).check_installed().endswith('borg')
