@@ -63,6 +63,7 @@ plugin: borgfleet.backup.fleet
 db_host: db.example.org
 db_user: borgfleet_ro
 db_name: borgfleet
+secret_key_file: /etc/borgfleet/secret.key   # the service's key file (decrypts the passphrases)
 """
 
 import json

@@ -188,3 +188,16 @@ def test_extra_vars_refuse_secrets(api):
                                        "vars": {"ansible_ssh_private_key_file": "/k/id"}})
     assert ok.status_code == 201, ok.json
     op.delete(f"/api/servers/{ok.json['id']}")
+
+
+def test_web_without_the_key_file_refuses_clearly(api, users, tmp_path):
+    from borgfleet_ui import create_app
+    cl = api("operator").post("/api/servers", json={"name": "sec-nokey", "role": "client", "connection": "local",
+                                                    "local_pool_path": "/var/tmp/x"}).json
+    app = create_app({"TESTING": True, "SECRET_KEY_FILE": str(tmp_path / "none.key")})
+    resp = app.test_client().post("/api/backup-jobs", headers={"Authorization": f"Bearer {users['operator'][2]}"},
+                                  json={"client_id": cl["id"], "name": "x", "paths": ["/etc"],
+                                        "passphrase": "never-stored-1"})
+    assert resp.status_code == 503 and f"secret key file {tmp_path / 'none.key'} is missing" in resp.json["error"]
+    assert not api("viewer").get("/api/backup-jobs", query_string={"client_id": cl["id"]}).json["items"]
+    api("operator").delete(f"/api/servers/{cl['id']}")

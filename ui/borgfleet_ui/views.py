@@ -3,7 +3,7 @@ import json
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 
-from . import fleet, workers
+from . import fleet, secret_store, workers
 from .api import r
 from .auth import has_role, role
 from .db import get_db
@@ -97,7 +97,7 @@ def backup_jobs():
                     "retention": _form_json("retention", None)}
             fleet.create_backup_job(db, r(), data)
             return redirect(url_for("pages.backup_jobs"))
-        except fleet.Invalid as e:
+        except (fleet.Invalid, secret_store.SecretError) as e:   # bad input, or no key file here
             error = str(e)
     rows = fleet.list_backup_jobs(db, limit=200)
     clients = fleet.list_servers(db, role="client", limit=200)
