@@ -1,7 +1,7 @@
 """CPU seconds spent by the client side and the server side of each run, from two cgroups.
 
 Wall time on a shared 2-core machine swings with whatever else runs; the CPU time a contender
-burns does not. The benchmark process joins the "client" cgroup (so borg, borgmatic,
+burns swings much less (a saturated machine still inflates it, measured up to ~2x). The benchmark process joins the "client" cgroup (so borg, borgmatic,
 ansible-playbook and the client's sshd with everything it spawns land there) and the backup
 server's sshd is moved to the "server" cgroup (borg serve). Runs are sequential, so a delta of
 the counters around one run is that run's CPU. Uses cgroup v1 cpuacct when mounted, else
