@@ -210,6 +210,8 @@ def main(argv=None):
             "contenders": {"raw": bench.raw_argv(), "ours": ["ansible-playbook", "-i", "<inventory>",
                                                              "playbooks/backup.yml"],
                            "borgmatic": bench.borgmatic_argv()},
+            # No secret in it: the passphrase reaches borgmatic through BORG_PASSPHRASE.
+            "borgmatic_config": bench.borgmatic_config.read_text(),
             "runs": runs, "stats": stats, "ratios": ratios, "targets": targets,
             "verification": verification, "profile": profile, "failures": failures,
         }, indent=1))
