@@ -3,6 +3,7 @@ inventory plugin's decryption (right, wrong and missing key), key rotation, and 
 backup whose private data dir and job log never hold the passphrase."""
 import filecmp
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -120,20 +121,22 @@ def test_backup_runs_without_passphrase_on_disk_or_in_log(api, db, ui_env, start
     pw = "local-pass-sec-e2e"
     assert pw not in stored(db, bj["id"])
     run_dir = Path(ui_env["RUN_DIR"])
-    seen, found, stop = set(), [], threading.Event()
+    seen, found, scans, stop = set(), [], [], threading.Event()
 
     def scan():
         # Read every file of the private data dirs while the runs go on (they are removed after).
+        # os.walk skips directories that vanish under it (a run ending) instead of raising.
         while not stop.is_set():
-            for f in run_dir.rglob("*"):
-                try:
-                    data = f.read_bytes() if f.is_file() else None
-                except OSError:
-                    continue
-                if data is not None:
-                    seen.add(f.name)
+            for d, _, files in os.walk(run_dir):
+                for fn in files:
+                    try:
+                        data = Path(d, fn).read_bytes()
+                    except OSError:
+                        continue
+                    seen.add(fn)
                     if pw.encode() in data:
-                        found.append(str(f))
+                        found.append(os.path.join(d, fn))
+            scans.append(1)
     t = threading.Thread(target=scan, daemon=True)
     t.start()
     start_worker(1)
@@ -146,7 +149,7 @@ def test_backup_runs_without_passphrase_on_disk_or_in_log(api, db, ui_env, start
         stop.set()
         t.join()
     # The scan really read the runs' files (the inventory source among them), and none held it.
-    assert "borgfleet.fleet.yml" in seen and len(seen) > 3, seen
+    assert "borgfleet.fleet.yml" in seen and len(seen) > 3 and len(scans) > 10, (seen, len(scans))
     assert found == []
     assert list(run_dir.iterdir()) == []   # every private data dir removed
     for j in (setup, job):

@@ -29,8 +29,11 @@ def db_upgrade():
     """Create the database if missing and apply pending migrations."""
     from . import secret_store
     cfg = load_config()
-    if secret_store.ensure_key(cfg):
-        click.echo(f"created the secret key file {secret_store.key_file(cfg)}: back it up apart from the database")
+    try:
+        if secret_store.ensure_key(cfg):
+            click.echo(f"created the secret key file {secret_store.key_file(cfg)}: back it up apart from the database")
+    except secret_store.SecretError as e:
+        raise click.ClickException(str(e)) from None
     dbm.create_database(cfg)
     conn = dbm.connect(cfg)
     try:

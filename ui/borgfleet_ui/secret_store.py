@@ -35,9 +35,13 @@ def ensure_key(cfg):
     path = key_file(cfg)
     if os.path.exists(path):
         return False
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    # O_EXCL: two processes creating it at once cannot overwrite each other's key.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        # O_EXCL: two processes creating it at once cannot overwrite each other's key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        raise SecretError(f"cannot create the secret key file {path} ({e.strerror});"
+                          " set BORGFLEET_SECRET_KEY_FILE to a path this account may write") from None
     with os.fdopen(fd, "w") as f:
         f.write(Fernet.generate_key().decode() + "\n")
     return True
