@@ -43,12 +43,14 @@ class Bench:
         self.args = args
         self.tmp = Path(tempfile.mkdtemp(prefix="bf-bench-"))
         os.environ.update(BORGFLEET_DB_NAME=f"bf_bench_{os.getpid()}", BORGFLEET_REDIS_URL="redis://127.0.0.1:6379/13",
-                          BORGFLEET_RUN_DIR=str(self.tmp / "runs"), BORGFLEET_SECRET_KEY=uuid.uuid4().hex)
-        from borgfleet_ui import db as dbm, queue as q
+                          BORGFLEET_RUN_DIR=str(self.tmp / "runs"), BORGFLEET_SECRET_KEY=uuid.uuid4().hex,
+                          BORGFLEET_SECRET_KEY_FILE=str(self.tmp / "secret.key"))
+        from borgfleet_ui import db as dbm, queue as q, secret_store
         from borgfleet_ui.auth import create_token, create_user
         from borgfleet_ui.config import load_config
         self.dbm, self.q = dbm, q
         self.cfg = load_config()
+        secret_store.ensure_key(self.cfg)  # passphrases are encrypted at rest with this key
         dbm.create_database(self.cfg)
         self.db = dbm.connect(self.cfg)
         dbm.upgrade(self.db)
