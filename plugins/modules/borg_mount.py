@@ -66,6 +66,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Whether running the task again with the same options changes nothing.
     support: full
     details: A healthy mount at the mount point is left as it is (it is not compared with O(archive)).
 '''

@@ -65,6 +65,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Whether running the task again with the same options changes nothing.
     support: full
     details: Files identical to the archive (type, size, mtime, mode) are not written again.
 '''
@@ -275,8 +276,7 @@ def main():
             os.makedirs(target, 0o700)
         # Identical files are left alone: excluded by exact path (pp: = path prefix, whole components).
         exclude = ['pp:%s' % i['path'] for i in same if i['type'] != 'd']
-        borg.extract(p['archive'], target, paths=paths, strip_components=p['strip_components'],
-                                  exclude=exclude)
+        borg.extract(p['archive'], target, paths=paths, strip_components=p['strip_components'], exclude=exclude)
     except BorgError as e:
         module.fail_json(**e.to_fail_kwargs())
     module.exit_json(changed=True, duration=round(time.time() - started, 3), **result)

@@ -19,7 +19,7 @@ description:
     C(/var/lib/borgfleet/recovery/ir-<name>.json) (archive, engine, port, mounts, pids, started at).
   - V(stopped) shuts the engine down cleanly and keeps the layer (V(started) again resumes with its changes);
     V(absent) stops the engine and removes the mounts, the layer and the state file;
-    V(list) returns the sessions; V(cleanup) tears down every session that is broken (engine died while
+    V(query) returns the sessions (changes nothing); V(cleanup) tears down every session that is broken (engine died while
     running, a mount dead or gone) and unmounts our mounts no session owns.
   - Needs Debian's C(python3-pyfuse3) on the host (rowfs runs as its own process) and the engine's server
     binaries (C(postgresql-<version>) or C(mariadb-server)). The host can be another one than the one
@@ -40,7 +40,7 @@ options:
     description:
       - What the session should be; see the description.
     type: str
-    choices: [started, stopped, absent, list, cleanup]
+    choices: [started, stopped, absent, query, cleanup]
     default: started
   name:
     description:
@@ -121,6 +121,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Whether running the task again with the same options changes nothing.
     support: full
     details: A running, healthy session is left as it is.
 '''
@@ -163,12 +164,12 @@ session:
     socket_dir: {description: Directory of the engine's unix socket., type: str}
     datadir: {description: Data directory in the writable layer., type: str}
     pid: {description: Engine process id (null when stopped)., type: int}
-    started_at: {description: When the session was created (UTC, ISO 8601)., type: str}
+    started_at: {description: 'When the session was created (UTC, ISO 8601).', type: str}
     layer_bytes: {description: Bytes held by the writable layer (what the engine really wrote)., type: int}
     health: {description: Mounts and processes as found on the host., type: dict}
 sessions:
-  description: All sessions (V(list), V(cleanup)).
-  returned: when state is list or cleanup
+  description: All sessions (V(query)); those kept (V(cleanup)).
+  returned: when state is query or cleanup
   type: list
   elements: dict
 removed:
@@ -264,9 +265,9 @@ def make_engine(p, session):
     if not session.get('port'):
         taken = [s.get('port') for s in rc.list_sessions() if s['name'] != session['name']]
         session['port'] = p['port'] or rc.pick_port(session['address'], cls.base_port, taken)
-    return cls(session['datadir'], session['socket_dir'], os.path.join(rc.session_dir(session['name']),
-                                                                        session['engine'] + '.log'),
-               session['port'], session['address'], db_user=p['db_user'], db_password=p['db_password'])
+    log_path = os.path.join(rc.session_dir(session['name']), session['engine'] + '.log')
+    return cls(session['datadir'], session['socket_dir'], log_path, session['port'], session['address'],
+               db_user=p['db_user'], db_password=p['db_password'])
 
 
 def start_engine(module, p, session, started):
@@ -313,7 +314,7 @@ def main():
     argument_spec = borg_common_argument_spec()
     argument_spec['repository'] = dict(type='str')
     argument_spec.update(
-        state=dict(type='str', choices=['started', 'stopped', 'absent', 'list', 'cleanup'], default='started'),
+        state=dict(type='str', choices=['started', 'stopped', 'absent', 'query', 'cleanup'], default='started'),
         name=dict(type='str'),
         archive=dict(type='str'),
         engine=dict(type='str', choices=['auto', 'postgresql', 'mariadb'], default='auto'),
@@ -338,7 +339,7 @@ def main():
     session = None
     building = None  # the name of a session this run is creating: undone if it fails
     try:
-        if state == 'list':
+        if state == 'query':
             module.exit_json(sessions=[rc.public(s) for s in rc.list_sessions()], **result)
         if state == 'cleanup':
             removed, kept = cleanup(module.check_mode)

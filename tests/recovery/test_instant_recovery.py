@@ -100,7 +100,7 @@ def test_postgresql_from_archive_query_write_stop_resume_absent(tmp_path, pg_arc
     assert psql(s, "INSERT INTO accounts VALUES (200000, 'written-in-recovery', 1)").returncode == 0
     assert psql(s, "SELECT count(*) FROM accounts").stdout.strip() == str(PG_ROWS + 2)
     assert not run_task(tmp_path, "instant_recovery", dict(common, archive=archive, name="t-pg"))["changed"]
-    listed = run_task(tmp_path, "instant_recovery", {"state": "list"})["sessions"]
+    listed = run_task(tmp_path, "instant_recovery", {"state": "query"})["sessions"]
     assert [x["name"] for x in listed if x["name"] == "t-pg"] == ["t-pg"]
     # stopped keeps the layer; started again resumes with the row written above.
     r = run_task(tmp_path, "instant_recovery", {"name": "t-pg", "state": "stopped"})
@@ -222,7 +222,7 @@ def test_playbooks_instant_recovery_and_verify(tmp_path, pg_archive, ansible_con
     session = json.loads((STATE_DIR / "ir-pb-pg.json").read_text())
     assert session["archive"] == archive
     assert psql(session, "SELECT count(*) FROM accounts").stdout.strip() == str(PG_ROWS + 1)
-    r = run_playbook("instant_recovery.yml", inv, extra_vars={"borgfleet_recovery_state": "list"})
+    r = run_playbook("instant_recovery.yml", inv, extra_vars={"borgfleet_recovery_state": "query"})
     assert r.rc == 0 and "pb-pg" in r.output, r
     r = run_playbook("instant_recovery.yml", inv, extra_vars={
         "borgfleet_recovery_state": "absent", "borgfleet_recovery_name": "pb-pg"})
