@@ -13,12 +13,14 @@ APT_PACKAGES := borgbackup openssh-server openssh-client fuse3 borgmatic python3
   btrfs-progs lvm2 python3-pyfuse3 mariadb-client postgresql-client
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PYTEST_ARGS ?=
+# `make test` leaves out the slow tier (each test > 1 min) and the lab VM tier; `make test-all` runs slow too.
+PYTEST_MARKERS ?= not slow and not lab
 # Guard for the whole suite (CI allows 90 min); single tests have their own timeout in pytest.ini.
 SUITE_TIMEOUT ?= 2700
 
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup system-packages demo test bench
+.PHONY: help setup system-packages demo test test-all bench
 
 help:
 	@echo "make setup   install OS packages (when missing) and the Python venv"
@@ -57,9 +59,12 @@ demo: setup
 test: setup ui-deps
 	bash tests/lib/services.sh
 	@rc=0; timeout --signal=INT $(SUITE_TIMEOUT) \
-	  $(VENV_BIN)/python -m pytest tests -v -ra --durations=15 $(PYTEST_ARGS) || rc=$$?; \
+	  $(VENV_BIN)/python -m pytest tests -v -ra --durations=15 -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "WARNING: pytest collected no tests"; rc=0; fi; \
 	exit $$rc
+
+test-all:
+	$(MAKE) test PYTEST_MARKERS="not lab"
 
 bench: setup
 	@if [ -x bench/run ]; then bench/run; else echo "bench/run not present: nothing to benchmark"; fi
