@@ -38,11 +38,14 @@ def test_archive_content_is_identical_to_the_source(fleet, backup_run, tmp_path)
 
 
 def test_backup_limited_to_one_backup(fleet, backup_run):
-    # client2 has two backups, home and prunetest: only home gets a new archive.
-    before = {(c, b): fleet.repo(c, b).archive_names() for c, b in [("client2", "home"), ("client2", "prunetest")]}
-    result = fleet.play("backup.yml", limit="client2", extra_vars={"borgfleet_backup": "home"})
+    # Fleet-wide run of one backup: client2's home only; client2's prunetest and client1
+    # (which has no backup of that name) are left alone, and that is not an error.
+    keys = [("client1", "etc"), ("client2", "home"), ("client2", "prunetest")]
+    before = {k: fleet.repo(*k).archive_names() for k in keys}
+    result = fleet.play("backup.yml", extra_vars={"borgfleet_backup": "home"})
     assert result.rc == 0, result
-    after = {key: fleet.repo(*key).archive_names() for key in before}
+    after = {k: fleet.repo(*k).archive_names() for k in keys}
+    assert after[("client1", "etc")] == before[("client1", "etc")]
     assert after[("client2", "prunetest")] == before[("client2", "prunetest")]
     added = [n for n in after[("client2", "home")] if n not in before[("client2", "home")]]
     assert len(added) == 1 and added[0].startswith("home-"), after
