@@ -71,3 +71,6 @@ bench: setup
 
 # make ui / make test-ui: the service (issue 3).
 include ui/ui.mk
+
+# make lab-image / make test-lab: the LVM lab VM tier (issue 4).
+include lab/lab.mk
