@@ -114,6 +114,7 @@ def restore(vm, inventory, backup, archive, path_in_archive, target, control_dir
         "borgfleet_restore_paths": [rel], "borgfleet_restore_strip_components": len(Path(rel).parts) - 1},
         control_dir=control_dir)
     assert run.rc == 0, run
+    vm.run(["chmod", "755", target])  # the engine's user must reach the datadir inside
     return target + "/" + Path(rel).name
 
 
@@ -123,12 +124,12 @@ def mariadb_rows(vm, datadir):
     vm.run(["chown", "-R", "mysql:mysql", datadir])
     vm.shell(shlex.join(["setsid", "mariadbd", "--no-defaults", "--user=mysql", "--datadir=" + datadir,
                          "--socket=" + sock, "--skip-networking", "--pid-file=/run/lab-restore-mysqld.pid",
-                         "--skip-log-bin", "--log-error=/root/restore-mysqld.err"]) + " </dev/null >/dev/null 2>&1 &")
+                         "--skip-log-bin", "--log-error=/tmp/restore-mysqld.err"]) + " </dev/null >/dev/null 2>&1 &")
     client = ["mariadb", "--socket=" + sock, "--batch", "--skip-column-names"]
     try:
         deadline = time.monotonic() + 180
         while vm.run(["mariadb-admin", "--socket=" + sock, "ping"], check=False).returncode:
-            assert time.monotonic() < deadline, vm.run(["tail", "-20", "/root/restore-mysqld.err"]).stdout
+            assert time.monotonic() < deadline, vm.run(["tail", "-20", "/tmp/restore-mysqld.err"]).stdout
             time.sleep(2)
         rows = vm.run(client + ["--execute", "SELECT id, payload FROM app.load"]).stdout
         bulk = vm.run(client + ["--execute", "SELECT COUNT(*), SUM(CRC32(payload)) FROM app.bulk"]).stdout.split()
