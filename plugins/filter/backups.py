@@ -477,8 +477,6 @@ def authorized_keys_line(entry):
     return 'command="borg serve%s",restrict %s' % (restrict, entry["public_key"])
 
 
-
-
 def result_report(results, keys=()):
     """Non-secret summary of a looped module result (register of a no_log task).
 
