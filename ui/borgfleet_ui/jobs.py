@@ -5,6 +5,7 @@ the collection's `borgfleet.backup.fleet` plugin reading this service's MariaDB,
 sees exactly the fleet the UI shows, through the same contract as the CLI and AWX.
 """
 import json
+import logging
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ from rq import get_current_job
 from . import queue as q
 from .config import load_config
 from .db import connect, execute, query
+
+log = logging.getLogger(__name__)
 
 
 class JobError(Exception):
@@ -147,7 +150,7 @@ class PlaybookRun:
                 event_handler=self.on_event, cancel_callback=self.cancelled,
                 finished_callback=self.on_finished)
         finally:
-            shutil.rmtree(pdd, ignore_errors=True)
+            remove_tree(pdd)
 
     def on_event(self, event):
         if event.get("event") == "playbook_on_start":
@@ -193,6 +196,17 @@ class PlaybookRun:
         if self.status == "timeout":
             return f"the playbook ran longer than {self.spec['timeout'] - 60} s and was stopped"
         return f"playbook {self.spec['playbook']} ended {self.status} (rc {self.rc})"
+
+
+def remove_tree(path, attempts=10):
+    """Remove a run's private data dir, also when the playbook's last children (ssh masters, runner's
+    artifact writers) still add files while it is being removed: a single rmtree then leaves it behind."""
+    for _ in range(attempts):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            return
+        time.sleep(0.2)
+    log.warning("could not remove the run directory %s", path)
 
 
 def write_inventory(cfg, directory):
