@@ -120,10 +120,12 @@ def restore(vm, inventory, backup, archive, path_in_archive, target, control_dir
 
 def mariadb_rows(vm, datadir):
     """Start mariadbd on the restored datadir (own socket, no network), read it, stop it."""
-    sock = "/run/lab-restore-mysqld.sock"
+    rundir = "/run/lab-restore-mysqld"  # socket and pid file: written by the mysql user
+    sock = rundir + "/mysqld.sock"
+    vm.run(["install", "-d", "-o", "mysql", "-g", "mysql", rundir])
     vm.run(["chown", "-R", "mysql:mysql", datadir])
     vm.shell(shlex.join(["setsid", "mariadbd", "--no-defaults", "--user=mysql", "--datadir=" + datadir,
-                         "--socket=" + sock, "--skip-networking", "--pid-file=/run/lab-restore-mysqld.pid",
+                         "--socket=" + sock, "--skip-networking", "--pid-file=" + rundir + "/mysqld.pid",
                          "--skip-log-bin", "--log-error=/tmp/restore-mysqld.err"]) + " </dev/null >/dev/null 2>&1 &")
     client = ["mariadb", "--socket=" + sock, "--batch", "--skip-column-names"]
     try:
@@ -158,7 +160,7 @@ def postgres_rows(vm, datadir):
     psql = as_pg + ["psql", "--no-psqlrc", "-q", "-A", "-t", "-h", sockdir, "-p", "5433", "-d", "app", "-c"]
     try:
         rows = vm.run(psql + ["SELECT id, payload FROM load"]).stdout
-        bulk = vm.run(psql + ["SELECT count(*), sum(hashtext(payload)) FROM bulk"]).stdout.split()
+        bulk = vm.run(psql + ["SELECT count(*), sum(hashtext(payload)) FROM bulk"]).stdout.replace("|", " ").split()
     finally:
         vm.run(as_pg + [pg + "pg_ctl", "-D", datadir, "-m", "fast", "-w", "stop"], check=False)
     return {int(i): p for i, p in (line.split("|") for line in rows.splitlines())}, bulk
@@ -230,7 +232,7 @@ def test_backup_playbook_lvm_snapshots_restore(lvm_databases, lab_timings, tmp_p
         upper = freeze["released_at"] if upper_key == "released_at" else snap["finished_at"]
         committed, present = check_restored(rows, loads[engine], freeze["acquired_at"], upper)
         assert committed > 10, "the write load was too thin to prove anything: %d rows" % committed
-        assert bulk == vm.run(live_bulk).stdout.split() and bulk[0] == str(BULK_ROWS), bulk
+        assert bulk == vm.run(live_bulk).stdout.replace("|", " ").split() and bulk[0] == str(BULK_ROWS), bulk
         print("%s: %d rows committed before the freeze, %d restored, freeze window %.3f s, "
               "snapshot %.3f s, archive %s files"
               % (engine, committed, present, freeze["window"], snap.get("seconds", -1),
