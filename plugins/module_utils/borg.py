@@ -21,6 +21,8 @@ import socket
 import subprocess
 import time
 
+from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
+
 DEFAULT_LOCK_WAIT = 600  # borg's own default is 1 s: far too short for scheduled work.
 
 # Archive and backup names become part of `repo::archive` and of glob patterns: keep them
@@ -30,19 +32,17 @@ ARCHIVE_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._@+:,{}%-]{0,199}$')
 SUPPORTED_MAJOR = 1  # borg 2 has another command line (rcreate, ...): refuse it clearly.
 
 
-class BorgError(Exception):
+class BorgError(CommandError):
     """A borg command failed. ``kind`` classifies the failure for callers and messages."""
 
     def __init__(self, msg, kind='unknown', cmd=None, rc=None, stderr=''):
-        super(BorgError, self).__init__(msg)
-        self.msg = msg
+        super(BorgError, self).__init__(msg, cmd=cmd, rc=rc, stderr=stderr)
         self.kind = kind
-        self.cmd = cmd or []
-        self.rc = rc
-        self.stderr = stderr
 
     def to_fail_kwargs(self):
-        return dict(msg=self.msg, error_kind=self.kind, rc=self.rc, cmd=' '.join(self.cmd), stderr=self.stderr)
+        kwargs = super(BorgError, self).to_fail_kwargs()
+        kwargs['error_kind'] = self.kind
+        return kwargs
 
 
 def borg_common_argument_spec():

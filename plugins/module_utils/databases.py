@@ -28,21 +28,15 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
+
 ENGINES = ('mariadb', 'mysql', 'postgresql', 'mongodb')
 DEFAULT_FREEZE_TIMEOUT = 10  # seconds writers may wait for the lock before we give up
 QUERY_TIMEOUT = 60
 
 
-class DatabaseError(Exception):
-    def __init__(self, msg, cmd=None, rc=None, stderr=''):
-        super(DatabaseError, self).__init__(msg)
-        self.msg = msg
-        self.cmd = cmd or []
-        self.rc = rc
-        self.stderr = stderr
-
-    def to_fail_kwargs(self):
-        return dict(msg=self.msg, rc=self.rc, cmd=' '.join(self.cmd), stderr=self.stderr)
+class DatabaseError(CommandError):
+    pass
 
 
 def c_env(extra=None):

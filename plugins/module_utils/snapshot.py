@@ -26,6 +26,8 @@ import re
 import shutil
 import subprocess
 
+from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
+
 PREFIX = 'borgfleet-'
 DEFAULT_MOUNT_ROOT = '/run/borgfleet/snapshots'
 BTRFS_SNAPSHOT_DIR = '.borgfleet-snapshots'
@@ -35,16 +37,8 @@ NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
 CMD_TIMEOUT = 120
 
 
-class SnapshotError(Exception):
-    def __init__(self, msg, cmd=None, rc=None, stderr=''):
-        super(SnapshotError, self).__init__(msg)
-        self.msg = msg
-        self.cmd = cmd or []
-        self.rc = rc
-        self.stderr = stderr
-
-    def to_fail_kwargs(self):
-        return dict(msg=self.msg, rc=self.rc, cmd=' '.join(self.cmd), stderr=self.stderr)
+class SnapshotError(CommandError):
+    pass
 
 
 def run(argv, timeout=CMD_TIMEOUT, check=True):
