@@ -25,15 +25,16 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 help:
 	@echo "make setup   install OS packages (when missing) and the Python venv"
 	@echo "make demo    set up the demo inventory, back it up, list its archives"
-	@echo "make test    run the whole test suite (unit + integration over loopback sshd)"
+	@echo "make test    run the test suite (unit, modules, sanity, integration over loopback sshd, service)"
+	@echo "make test-all  the same plus the slow tier; make test-lab: LVM in a qemu VM"
 	@echo "make bench   run the benchmarks (bench/run)"
 
 setup: system-packages $(REQ_STAMP)
 
-# apt-get only when a package is missing, and `apt-get update` only then.
-system-packages:
+# $(call apt_install,PACKAGES): apt-get only the packages missing, and `apt-get update` only then.
+define apt_install
 	@missing=""; \
-	for p in $(APT_PACKAGES); do \
+	for p in $(1); do \
 	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -41,6 +42,10 @@ system-packages:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+system-packages:
+	$(call apt_install,$(APT_PACKAGES))
 
 $(VENV_BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -7,17 +7,9 @@ LAB_TIMEOUT ?= 3600
 
 .PHONY: lab-packages lab-image test-lab
 
-# Installed only for the lab tier; apt-get only when a package is missing.
+# Installed only for the lab tier (apt_install: see the Makefile).
 lab-packages:
-	@missing=""; \
-	for p in $(LAB_APT_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "apt-get install:$$missing"; \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(LAB_APT_PACKAGES))
 
 # Builds into /var/cache/borgfleet-lab/<recipe sha256>/ once; later runs reuse it.
 lab-image: lab-packages
