@@ -24,6 +24,7 @@ author:
   - BorgFleet developers (@borgfleet)
 extends_documentation_fragment:
   - borgfleet.backup.borg
+  - borgfleet.backup.database_login
   - ansible.builtin.action_common_attributes
 options:
   archive_name:
@@ -46,35 +47,6 @@ options:
       - Compression spec (PostgreSQL custom dumps are compressed already; borg's C(auto) mode notices).
     type: str
     default: auto,zstd,3
-  login_user:
-    description:
-      - Database user.
-    type: str
-  login_password:
-    description:
-      - Password; handed to the client in a 0600 file, never on the command line.
-    type: str
-  login_host:
-    description:
-      - Database host (TCP); the socket is used when omitted.
-    type: str
-  login_port:
-    description:
-      - Database port.
-    type: int
-  login_unix_socket:
-    description:
-      - Socket path (MariaDB) or socket directory (PostgreSQL).
-    type: str
-  defaults_file:
-    description:
-      - MariaDB/MySQL option file with credentials, for example C(/etc/mysql/debian.cnf).
-    type: path
-  os_user:
-    description:
-      - OS user the clients run as (PostgreSQL peer authentication); default C(postgres) for PostgreSQL
-        without a password.
-    type: str
 attributes:
   platform:
     platforms: posix

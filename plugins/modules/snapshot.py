@@ -27,6 +27,7 @@ author:
   - BorgFleet developers (@borgfleet)
 extends_documentation_fragment:
   - borgfleet.backup.borg
+  - borgfleet.backup.database_login
   - ansible.builtin.action_common_attributes
 options:
   state:
@@ -100,35 +101,6 @@ options:
       - Files cache mode; inode numbers differ between snapshots, so the default leaves them out.
     type: str
     default: ctime,size
-  login_user:
-    description:
-      - Database user (default the engine client's default; root over the socket for MariaDB).
-    type: str
-  login_password:
-    description:
-      - Password; handed to the client in a 0600 file, never on the command line.
-    type: str
-  login_host:
-    description:
-      - Database host (TCP); the socket is used when omitted.
-    type: str
-  login_port:
-    description:
-      - Database port.
-    type: int
-  login_unix_socket:
-    description:
-      - Socket path (MariaDB) or socket directory (PostgreSQL).
-    type: str
-  defaults_file:
-    description:
-      - MariaDB/MySQL option file with credentials, for example C(/etc/mysql/debian.cnf).
-    type: path
-  os_user:
-    description:
-      - OS user the database clients run as (PostgreSQL peer authentication); default C(postgres) for
-        PostgreSQL without a password.
-    type: str
   database:
     description:
       - Database to connect to (PostgreSQL, default C(postgres)).
