@@ -10,6 +10,10 @@ Presents SOURCE (a read-only tree, e.g. a ``borg mount``) writable at MOUNTPOINT
   file (DELTA_DIR/<inode>.delta) with a bitmap of written blocks (<inode>.map, saved on fsync
   and release), so opening a file read-write copies nothing and the delta holds only what was
   really written (kernel overlayfs copies the whole file up on the first read-write open);
+- zeros written where a file already reads as zeros (a new log file being zero-filled) only
+  change its size: the delta stays sparse;
+- the kernel's writeback cache is on: a write returns once it is in the page cache and reaches
+  the layer later, merged into larger requests (flushed on fsync and close);
 - truncate/extend, new files/dirs/symlinks/hard links, renames and unlinks live in memory in the
   layer; SOURCE is never written.
 The namespace is kept in memory for the life of the process: the layer is a scratch area that
@@ -351,8 +355,14 @@ class Layer(object):
         if not node.is_reg:
             raise OSError(errno.EINVAL, 'not a regular file')
         end = off + len(buf)
-        fd = self._delta(node)
         first, last = off // BLOCK, (end - 1) // BLOCK
+        if off >= node.src_limit and buf == bytes(len(buf)) and \
+                not any(self._written(node, block) for block in range(first, last + 1)):
+            # Zeros over bytes that read as zeros already (a file's new tail, e.g. a WAL segment
+            # being zero-filled): only the size changes, the delta stays sparse.
+            self._grow(node, end)
+            return len(buf)
+        fd = self._delta(node)
         for block in (first, last):
             # A partly written block not yet in the delta: bring its old bytes over first.
             b_start = block * BLOCK
@@ -364,10 +374,13 @@ class Layer(object):
         os.pwrite(fd, buf, off)
         for block in range(first, last + 1):
             self._mark(node, block)
+        self._grow(node, end)
+        return len(buf)
+
+    def _grow(self, node, end):
         if end > node.size:
             node.size = end
         node.mtime_ns = node.ctime_ns = _now_ns()
-        return len(buf)
 
     def _read_current_unwritten(self, node, b_start):
         """An unwritten block's current content (source below src_limit, zeros above), cut at size."""
@@ -406,13 +419,6 @@ class Layer(object):
     def stat(self, ino):
         node = self.node(ino)
         return node
-
-    def delta_bytes(self):
-        """Bytes really allocated by the deltas (sparse files count only written blocks)."""
-        total = 0
-        for entry in os.scandir(self.delta_dir):
-            total += entry.stat().st_blocks * 512
-        return total
 
 
 def _now_ns():
@@ -459,7 +465,8 @@ def make_operations(layer):
 
     class Ops(pyfuse3.Operations):
         supports_dot_lookup = True
-        enable_writeback_cache = False
+        # Without it a database evicting pages during recovery waited 0.3-0.8 ms per 8 KiB write (measured).
+        enable_writeback_cache = True
 
         @fuse_errors
         async def lookup(self, parent_inode, name, ctx=None):

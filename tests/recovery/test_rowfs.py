@@ -56,7 +56,9 @@ def test_random_writes_truncates_and_fsync_match_a_reference(rowfs, scratch):
                 kind = rng.random()
                 if kind < 0.6:  # a write anywhere, unaligned, sometimes past the end (a hole)
                     off = rng.randrange(0, size + 3 * BLOCK + 1)
-                    data = rng.randbytes(rng.choice([1, 100, BLOCK, BLOCK + 7, 3 * BLOCK, 20000]))
+                    n = rng.choice([1, 100, BLOCK, BLOCK + 7, 3 * BLOCK, 20000])
+                    # A quarter zeros: over holes and new tails rowfs keeps them sparse, over data not.
+                    data = bytes(n) if rng.random() < 0.25 else rng.randbytes(n)
                     assert os.pwrite(layer_fd, data, off) == len(data)
                     os.pwrite(ref_fd, data, off)
                 elif kind < 0.75:  # shrink or grow
@@ -99,6 +101,32 @@ def test_open_read_write_copies_nothing_and_delta_holds_only_written_blocks(rowf
     orig = (rowfs.source / "big").read_bytes()
     assert data[5 * BLOCK:7 * BLOCK] == b"x" * (2 * BLOCK)
     assert data[:5 * BLOCK] == orig[:5 * BLOCK] and data[7 * BLOCK:] == orig[7 * BLOCK:]
+    assert rowfs.stop() == 0
+
+
+def test_zero_filled_new_file_stays_sparse_and_zeros_over_data_are_kept(rowfs):
+    fill(rowfs.source / "data", 4 * BLOCK, 2)
+    rowfs.start()
+    segment = 4 * 1024 * 1024
+    with open(rowfs.mountpoint / "new", "wb") as f:  # as a database zero-fills a new log file
+        f.write(b"head" * 1024)
+        for _ in range(segment // (64 * 1024) - 1):
+            f.write(bytes(64 * 1024))
+        f.flush()
+        os.fsync(f.fileno())
+    with open(rowfs.mountpoint / "data", "r+b") as f:
+        f.seek(BLOCK)
+        f.write(bytes(2 * BLOCK))  # zeros over the source's data must be stored
+        f.flush()
+        os.fsync(f.fileno())
+    new = (rowfs.mountpoint / "new").read_bytes()
+    assert len(new) == 4096 + (segment // (64 * 1024) - 1) * 64 * 1024 and new[:4096] == b"head" * 1024
+    assert new[4096:] == bytes(len(new) - 4096)
+    orig = (rowfs.source / "data").read_bytes()
+    assert (rowfs.mountpoint / "data").read_bytes() == orig[:BLOCK] + bytes(2 * BLOCK) + orig[3 * BLOCK:]
+    # The written head (the kernel may send it with the first zeros in one request), the two
+    # zeroed blocks and the bitmaps; not the 4 MiB of zeros.
+    assert rowfs.delta_bytes() <= 1024 * 1024 + 8 * BLOCK, rowfs.delta_bytes()
     assert rowfs.stop() == 0
 
 
