@@ -15,6 +15,14 @@ description:
     go to a sparse delta under C(/var/lib/borgfleet/recovery)), finds the PostgreSQL or MariaDB data
     directory in it, drops stale pid/lock files in the layer, starts the engine as the data directory's
     owner with its own settings on a spare port, and waits until a real query answers.
+  - PostgreSQL 12 to 15 that needs recovery (a crash-consistent copy) starts as a standby that promotes
+    itself at the end of its WAL (C(standby.signal), C(promote_trigger_file), C(hot_standby=off) so that
+    nothing is queried before): it replays the same WAL as crash recovery, but answers without waiting for
+    the end-of-recovery checkpoint, which then runs in the background. The promoted copy is on a new
+    timeline; it never follows production (C(primary_conninfo) and C(restore_command) are emptied) and
+    never archives WAL. Other versions take plain crash recovery. The WAL prefetcher is off (each
+    prefetched page would decrypt a whole chunk); C(shared_buffers) is a quarter of the host's memory
+    between 128 MiB and 1 GiB, without huge pages.
   - The archive and the repository are never written. Each session is recorded in
     C(/var/lib/borgfleet/recovery/ir-<name>.json) (archive, engine, port, mounts, pids, started at).
   - V(stopped) shuts the engine down cleanly and keeps the layer (V(started) again resumes with its changes);
@@ -182,8 +190,9 @@ ready_seconds:
   returned: when the engine was started
   type: float
 timings:
-  description: Seconds since the start of the task when the archive was mounted, the layer mounted, the data
-    directory located and the first query answered.
+  description: Seconds since the start of the task when the archive was mounted (C(mount)), the layer mounted
+    (C(layer)), the data directory located (C(located)), the engine started (C(engine_started)) and the first
+    query answered (C(ready)).
   returned: when a new session was built
   type: dict
 verify:
@@ -200,6 +209,7 @@ query_rows:
 import datetime
 import os
 import time
+import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -221,14 +231,16 @@ def build(module, p, name, started):
     os.makedirs(rc.session_dir(name), 0o700, exist_ok=True)
     rc.save_session(session)
     borg = Borg.from_module(module)
-    borg.version()
+    borg.check_installed()
     rc.prepare_mountpoint(session['archive_mount'])
     # borg mount reads it from its environment (the module's, inherited by run_command).
     os.environ['BORG_MOUNT_DATA_CACHE_ENTRIES'] = str(p['mount_cache_chunks'])
     borg.mount(session['archive_mount'], name=p['archive'], options=('allow_other',))
+    rc.set_read_ahead(session['archive_mount'])
     session['timings'] = {'mount': round(time.time() - started, 3)}
     session['rowfs_proc'] = rc.start_rowfs(session['archive_mount'], session['delta_dir'], session['layer_mount'],
                                            os.path.join(rc.session_dir(name), 'rowfs.log'))
+    rc.set_read_ahead(session['layer_mount'])
     session['timings']['layer'] = round(time.time() - started, 3)
     rc.save_session(session)
 
@@ -275,6 +287,8 @@ def start_engine(module, p, session, started):
     if not rc.port_free(session['address'], session['port']):
         raise rc.RecoveryError('port %s on %s is in use' % (session['port'], session['address']))
     session['engine_proc'] = engine.start()
+    if 'timings' in session and 'ready' not in session['timings']:
+        session['timings']['engine_started'] = round(time.time() - started, 3)
     rc.save_session(session)
     engine.wait_ready(session['engine_proc'], p['timeout'])
     session['state'] = 'running'
@@ -404,8 +418,14 @@ def main():
             result['timings'] = session['timings']
         result.update(extras(p, engine))
         module.exit_json(session=rc.public(session), **result)
-    except (BorgError, rc.RecoveryError) as e:
-        fail = e.to_fail_kwargs() if isinstance(e, BorgError) else {'msg': e.msg, 'log': e.log}
+    except Exception as e:  # a half-built session is undone whatever went wrong
+        if isinstance(e, BorgError):
+            fail = e.to_fail_kwargs()
+        elif isinstance(e, rc.RecoveryError):
+            fail = {'msg': e.msg, 'log': e.log}
+        else:
+            fail = {'msg': 'instant recovery failed: %s: %s' % (type(e).__name__, e),
+                    'exception': traceback.format_exc()}
         partial = rc.load_session(building) if building else None
         if partial and not p['keep_on_failure']:
             fail['removed'] = rc.teardown(partial)
