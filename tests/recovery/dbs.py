@@ -110,6 +110,9 @@ def crashed_postgres(root):
     pg = Postgres(root).init().start()
     pg.sql("CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance bigint NOT NULL)")
     pg.sql(f"INSERT INTO accounts SELECT g, 'owner-' || g, g * 7 FROM generate_series(1, {PG_ROWS}) g")
+    # As on a replica: a recovered copy must follow neither (both are unreachable here).
+    pg.sql("ALTER SYSTEM SET primary_conninfo = 'host=192.0.2.1 user=replicator'")
+    pg.sql("ALTER SYSTEM SET restore_command = 'false'")
     pg.sql("CHECKPOINT")
     pg.sql("INSERT INTO accounts VALUES (100001, 'after-checkpoint', 42)")
     pg.crash()

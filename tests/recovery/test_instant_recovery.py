@@ -97,6 +97,9 @@ def test_postgresql_from_archive_query_write_stop_resume_absent(tmp_path, pg_arc
     # Listening on TCP at the chosen address too, as the engine's own user with its own settings.
     ps = subprocess.run(["ps", "-o", "user=,args=", "-p", str(s["pid"])], capture_output=True, text=True).stdout
     assert ps.startswith("postgres ") and "archive_mode=off" in ps
+    # Promoted (not a standby), following nothing that postgresql.auto.conf names.
+    assert psql(s, "SELECT pg_is_in_recovery(), current_setting('primary_conninfo'), "
+                   "current_setting('restore_command')").stdout.strip() == "f||"
     # Writable: the writes land in the layer, the archive stays as it was.
     assert psql(s, "INSERT INTO accounts VALUES (200000, 'written-in-recovery', 1)").returncode == 0
     assert psql(s, "SELECT count(*) FROM accounts").stdout.strip() == str(PG_ROWS + 2)
