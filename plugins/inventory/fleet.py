@@ -150,6 +150,8 @@ def _backup(b, client, decrypt):
     d = {"name": b["name"], "paths": json.loads(b["paths_json"]), "exclude": json.loads(b["exclude_json"]),
          "compression": b["compression"],
          "passphrase": decrypt(b["passphrase"], f"backup {b['name']!r} of client {client!r}")}
+    if b.get("databases_json"):
+        d["databases"] = json.loads(b["databases_json"])
     if b.get("pool_name"):
         d["pool"] = b["pool_name"]
     if b.get("retention_json"):

@@ -1,4 +1,5 @@
 """REST API, auth and roles against the real MariaDB/Redis (no worker needed)."""
+import json
 import re
 
 
@@ -130,6 +131,49 @@ def test_servers_backup_jobs_crud_and_validation(api, db):
     assert op.delete(f"/api/servers/{cl.json['id']}").status_code == 204
     assert op.delete(f"/api/servers/{srv.json['id']}").status_code == 204
     assert op.get(f"/api/servers/{srv.json['id']}").status_code == 404
+
+
+def test_database_backup_jobs_and_their_verification_schedule(api, db, redis):
+    op = api("operator")
+    cl = op.post("/api/servers", json={"name": "cl-dbjob", "role": "client", "connection": "local",
+                                       "local_pool_path": "/var/tmp/cl-dbjob"}).json
+    base = {"client_id": cl["id"], "passphrase": "secret-pass-123"}
+    pg = op.post("/api/backup-jobs", json={**base, "name": "pg", "verify_schedule": "0 6 * * 0",
+                                           "databases": [{"engine": "postgresql", "method": "snapshot"}]})
+    assert pg.status_code == 201, pg.json
+    assert pg.json["databases"] == [{"engine": "postgresql", "method": "snapshot"}] and pg.json["paths"] == []
+    assert pg.json["verify_schedule"] == "0 6 * * 0" and pg.json["verify_next_run_at"]
+    for bad, why in (({"databases": [{"engine": "oracle"}]}, "engine"),
+                     ({"databases": [{"engine": "mariadb", "method": "copy"}]}, "method"),
+                     ({"databases": [{"engine": "mariadb"}, {"engine": "postgresql"}]}, "at most one"),
+                     ({"databases": [{"engine": "mariadb", "login_password": "x"}]}, "no database password"),
+                     ({"databases": [{"engine": "mariadb", "shell": "rm -rf /"}]}, "unknown"),
+                     ({"databases": [{"engine": "mariadb"}], "paths": ["/etc"]}, "takes no paths"),
+                     ({}, "paths must be a non-empty list"),
+                     ({"databases": [{"engine": "mariadb", "method": "dump"}], "verify_schedule": "0 6 * * *"},
+                      "a dump holds SQL"),
+                     ({"paths": ["/etc"], "verify_schedule": "0 6 * * *"}, "snapshot"),
+                     ({"databases": [{"engine": "mariadb"}], "verify_schedule": "every day"}, "cron")):
+        resp = op.post("/api/backup-jobs", json={**base, "name": "bad", **bad})
+        assert resp.status_code == 400 and why in resp.json["error"], (bad, resp.json)
+    # Verify now: queued as a verify.yml run of that backup; a file backup has nothing to verify.
+    files = op.post("/api/backup-jobs", json={**base, "name": "etc", "paths": ["/etc"]}).json
+    resp = op.post(f"/api/backup-jobs/{files['id']}/verify")
+    assert resp.status_code == 400 and "nothing to verify" in resp.json["error"]
+    resp = op.post(f"/api/backup-jobs/{pg.json['id']}/verify")
+    assert resp.status_code == 202, resp.json
+    row = dbm.query(db, "SELECT kind, status, backup_job_id, params_json FROM jobs WHERE id=%s",
+                    (resp.json["job_id"],), one=True)
+    assert (row["kind"], row["status"], row["backup_job_id"]) == ("verify", "queued", pg.json["id"])
+    assert json.loads(row["params_json"])["extravars"] == {"borgfleet_backup": "pg"}
+    assert api("viewer").post(f"/api/backup-jobs/{pg.json['id']}/verify").status_code == 403
+    op.post(f"/api/jobs/{resp.json['job_id']}/cancel")
+    # Disabled: neither schedule is due any more.
+    upd = op.put(f"/api/backup-jobs/{pg.json['id']}", json={"enabled": False}).json
+    assert upd["verify_next_run_at"] is None and upd["verify_schedule"] == "0 6 * * 0"
+    for bj in (pg.json, files):
+        assert op.delete(f"/api/backup-jobs/{bj['id']}").status_code == 204
+    assert op.delete(f"/api/servers/{cl['id']}").status_code == 204
 
 
 def test_archives_list_is_paginated_with_names(api, db):

@@ -23,6 +23,9 @@ def test_ansible_inventory_reads_the_fleet(api, ui_env, tmp_path):
                                       "retention": {"daily": 7}, "schedule": "0 2 * * *"})
     loc = op.post("/api/servers", json={"name": "inv-local", "role": "client", "connection": "local",
                                         "local_pool_path": "/var/tmp/x"}).json
+    op.post("/api/backup-jobs", json={"client_id": loc["id"], "name": "pg", "passphrase": "pg-pass-123",
+                                      "databases": [{"engine": "postgresql", "method": "snapshot"}],
+                                      "verify_schedule": "0 6 * * 0"})
     src = tmp_path / "prod.fleet.yml"
     src.write_text(json.dumps({"plugin": "borgfleet.backup.fleet", "db_name": ui_env["DB_NAME"]}))
     out = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(src), "--list"],
@@ -46,6 +49,10 @@ def test_ansible_inventory_reads_the_fleet(api, ui_env, tmp_path):
     assert hv["inv-local"]["borgfleet_backup_server"] == "local"
     assert hv["inv-local"]["borgfleet_local_pool_path"] == "/var/tmp/x"
     assert hv["inv-local"]["ansible_connection"] == "local"
+    # A database backup as the contract has it: one database, no paths.
+    assert hv["inv-local"]["borgfleet_backups"] == [{"name": "pg", "paths": [], "exclude": [], "compression": "lz4",
+                                                     "passphrase": "pg-pass-123",
+                                                     "databases": [{"engine": "postgresql", "method": "snapshot"}]}]
     # A wrong database is an error that says what is wrong, not an empty inventory.
     src.write_text(json.dumps({"plugin": "borgfleet.backup.fleet", "db_name": "no_such_db_bf"}))
     bad = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(src), "--list"],

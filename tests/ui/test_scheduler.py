@@ -1,5 +1,6 @@
 """The scheduler process: fires a due job within a second, one active instance, missed runs
 reported, cron evaluated in the job's time zone across DST."""
+import json
 import subprocess
 import sys
 import time
@@ -86,6 +87,32 @@ def test_missed_runs_are_reported(api, db, redis, schedulers, tmp_path):
     cleanup(api, db, redis, cl, bj)
 
 
+def test_due_verification_fires_and_backups_stay_on_their_own_schedule(api, db, redis, schedulers, tmp_path):
+    op = api("operator")
+    cl = op.post("/api/servers", json={"name": "vsched-cl", "role": "client", "connection": "local",
+                                       "local_pool_path": str(tmp_path / "repos")}).json
+    bj = op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": "pg", "passphrase": "pg-pass-123",
+                                           "databases": [{"engine": "postgresql"}],
+                                           "schedule": "0 3 * * *", "verify_schedule": "0 6 * * 0"}).json
+    schedulers()
+    wait_for(lambda: redis.get(LOCK), what="a scheduler to take the lock")
+    due = (utcnow() + timedelta(seconds=2)).replace(microsecond=0)
+    dbm.execute(db, "UPDATE backup_jobs SET verify_next_run_at=%s WHERE id=%s", (due, bj["id"]))
+    q.wake_scheduler(redis)
+    rows = wait_for(lambda: scheduled_jobs(db, bj["id"]), timeout=15, what="the due verification to be queued")
+    time.sleep(1)
+    rows = scheduled_jobs(db, bj["id"])
+    assert [(r["kind"], r["status"]) for r in rows] == [("verify", "queued")]
+    assert 0 <= (rows[0]["created_at"] - due).total_seconds() < 1.0
+    assert json.loads(rows[0]["params_json"])["extravars"] == {"borgfleet_backup": "pg"}
+    after = dbm.query(db, "SELECT next_run_at, verify_next_run_at, verify_last_run_at, last_run_at"
+                          " FROM backup_jobs WHERE id=%s", (bj["id"],), one=True)
+    assert after["verify_last_run_at"] == due and after["verify_next_run_at"] > utcnow()
+    assert after["last_run_at"] is None and after["next_run_at"] > utcnow()   # the backup did not fire
+    assert rows[0]["id"] in Queue(q.queue_name("verify"), connection=redis).job_ids
+    cleanup(api, db, redis, cl, bj)
+
+
 def test_cron_in_time_zone_across_dst():
     # 03:00 Europe/Berlin is 02:00 UTC in winter (CET) and 01:00 UTC in summer (CEST).
     before = datetime(2026, 3, 28, 12, 0, tzinfo=timezone.utc)
@@ -102,5 +129,6 @@ def cleanup(api, db, redis, cl, bj):
     for row in scheduled_jobs(db, bj["id"]):
         if row["status"] == "queued":
             api("operator").post(f"/api/jobs/{row['id']}/cancel")
-    Queue(q.queue_name("backup"), connection=redis).empty()
+    for kind in ("backup", "verify"):
+        Queue(q.queue_name(kind), connection=redis).empty()
     drop_local_backup(api, cl, bj)

@@ -202,6 +202,12 @@ def bj_run(bid):
     return accepted(fleet.run_backup(get_db(), r(), bid, g.user["username"]))
 
 
+@bp.post("/backup-jobs/<int:bid>/verify")
+@role("operator")
+def bj_verify(bid):
+    return accepted(fleet.run_verify(get_db(), r(), bid, g.user["username"]))
+
+
 @bp.post("/backup-jobs/<int:bid>/refresh-archives")
 @role("operator")
 def bj_refresh(bid):

@@ -22,6 +22,13 @@ VAR_RE = re.compile(r"(ansible|borgfleet)_[a-z0-9_]+")
 # have their own encrypted field).
 SECRET_VAR_RE = re.compile(r".*(pass|secret|token).*")
 RETENTION_KEYS = {"within", "hourly", "daily", "weekly", "monthly", "yearly"}
+# `databases` of a backup (docs/contract.md): the collection's filter validates them in full;
+# here their shape, and no password (the service would keep it in clear).
+DATABASE_ENGINES = ("mariadb", "mysql", "postgresql", "mongodb")
+DATABASE_METHODS = ("auto", "snapshot", "dump")
+DATABASE_KEYS = {"engine", "method", "datadir", "extra_paths", "database", "login_user", "login_host",
+                 "login_port", "login_unix_socket", "defaults_file", "os_user", "freeze_timeout",
+                 "postgresql_mode", "lvm_snapshot_size"}
 MAX_LIMIT = 200
 
 
@@ -221,8 +228,9 @@ def delete_pool(db, pool_id):
 # --- backup jobs ---
 
 BJ_SELECT = ("SELECT b.id, b.client_id, c.name AS client_name, b.name, b.paths_json, b.exclude_json,"
-             " b.compression, b.retention_json, b.pool_id, b.schedule, b.timezone, b.enabled,"
-             " b.next_run_at, b.last_run_at, b.created_at, r.id AS repository_id, r.location"
+             " b.databases_json, b.compression, b.retention_json, b.pool_id, b.schedule, b.timezone, b.enabled,"
+             " b.next_run_at, b.last_run_at, b.verify_schedule, b.verify_next_run_at, b.verify_last_run_at,"
+             " b.created_at, r.id AS repository_id, r.location"
              " FROM backup_jobs b JOIN servers c ON c.id=b.client_id"
              " LEFT JOIN repositories r ON r.backup_job_id=b.id")
 
@@ -231,6 +239,7 @@ def bj_out(row):
     row = dict(row)
     row["paths"] = json.loads(row.pop("paths_json"))
     row["exclude"] = json.loads(row.pop("exclude_json"))
+    row["databases"] = json.loads(row.pop("databases_json") or "[]")
     row["retention"] = json.loads(row.pop("retention_json") or "null")
     row["enabled"] = bool(row["enabled"])
     return row   # the passphrase is write-only: never selected
@@ -272,9 +281,15 @@ def _bj_fields(db, data, cur=None):
     if not client or client["role"] != "client":
         raise Invalid("client_id must name a client")
     out["name"] = _match(NAME_RE, _get(data, "name", cur.get("name"), required=True), "backup name")
-    paths = _get(data, "paths", cur.get("paths"), required=True)
-    if not isinstance(paths, list) or not paths:
-        raise Invalid("paths must be a non-empty list")
+    databases = _databases(_get(data, "databases", cur.get("databases", [])))
+    out["databases_json"] = json.dumps(databases) if databases else None
+    paths = _get(data, "paths", cur.get("paths", []))
+    if not isinstance(paths, list):
+        raise Invalid("paths must be a list")
+    if databases and paths:
+        raise Invalid("a database backup takes no paths (its archives hold the database)")
+    if not databases and not paths:
+        raise Invalid("paths must be a non-empty list (or give databases)")
     out["paths_json"] = json.dumps([_abs_path(p, "each path") for p in paths])
     exclude = _get(data, "exclude", cur.get("exclude", []))
     if not isinstance(exclude, list) or not all(isinstance(e, str) and e and "\n" not in e for e in exclude):
@@ -315,7 +330,37 @@ def _bj_fields(db, data, cur=None):
     out["schedule"], out["timezone"] = schedule or None, tz
     out["enabled"] = bool(_get(data, "enabled", cur.get("enabled", True)))
     out["next_run_at"] = next_run(schedule, tz) if schedule and out["enabled"] else None
+    verify = _get(data, "verify_schedule", cur.get("verify_schedule"))
+    if verify is not None and (not isinstance(verify, str) or not croniter.is_valid(verify)):
+        raise Invalid(f"verify_schedule {verify!r} is not a cron expression")
+    if verify and not _verifiable(databases):
+        raise Invalid("verify_schedule needs a database backup taken from a snapshot (method snapshot or "
+                      "auto): a dump holds SQL, there is no data directory to start")
+    out["verify_schedule"] = verify or None
+    out["verify_next_run_at"] = next_run(verify, tz) if verify and out["enabled"] else None
     return out, client
+
+
+def _databases(value):
+    if not isinstance(value, list) or len(value) > 1:
+        raise Invalid("databases must be a list of at most one database (give each database its own backup)")
+    for d in value:
+        if not isinstance(d, dict) or d.get("engine") not in DATABASE_ENGINES:
+            raise Invalid(f"each database needs an engine, one of {', '.join(DATABASE_ENGINES)}")
+        if d.get("method", "auto") not in DATABASE_METHODS:
+            raise Invalid(f"database method must be one of {', '.join(DATABASE_METHODS)}")
+        if "login_password" in d:
+            raise Invalid("the service keeps no database password: use socket/peer authentication or a "
+                          "defaults_file on the client")
+        unknown = sorted(set(d) - DATABASE_KEYS)
+        if unknown:
+            raise Invalid(f"unknown database key(s): {', '.join(unknown)}")
+    return value
+
+
+def _verifiable(databases):
+    """What verify.yml verifies: database backups whose archives hold a data directory."""
+    return bool(databases) and databases[0].get("method", "auto") != "dump"
 
 
 def repository_location(db, client, name, pool_id):
@@ -371,22 +416,29 @@ def delete_backup_job(db, r, bj_id):
     q.wake_scheduler(r)
 
 
-def run_backup(db, r, bj_id, user):
-    bj = get_backup_job(db, bj_id)
-    return q.create_job(db, r, "backup",
+def _queue_for_backup(db, r, kind, bj, user):
+    """Queue one playbook run for one backup of one client, holding that repository's lock."""
+    return q.create_job(db, r, kind,
                         {"limit": [bj["client_name"]], "extravars": {"borgfleet_backup": bj["name"]},
                          "repository_id": bj["repository_id"]},
-                        server_id=bj["client_id"], backup_job_id=bj_id, user=user,
+                        server_id=bj["client_id"], backup_job_id=bj["id"], user=user,
                         lock=f"{bj['client_name']}/{bj['name']}")
+
+
+def run_backup(db, r, bj_id, user):
+    return _queue_for_backup(db, r, "backup", get_backup_job(db, bj_id), user)
+
+
+def run_verify(db, r, bj_id, user):
+    """Queue verify.yml for one database backup: its newest archive started, queried, torn down."""
+    bj = get_backup_job(db, bj_id)
+    if not _verifiable(bj["databases"]):
+        raise Invalid(f"backup job {bj['name']} is not a database backup taken from a snapshot: nothing to verify")
+    return _queue_for_backup(db, r, "verify", bj, user)
 
 
 def refresh_archives(db, r, bj_id, user):
-    bj = get_backup_job(db, bj_id)
-    return q.create_job(db, r, "list_archives",
-                        {"limit": [bj["client_name"]], "extravars": {"borgfleet_backup": bj["name"]},
-                         "repository_id": bj["repository_id"]},
-                        server_id=bj["client_id"], backup_job_id=bj_id, user=user,
-                        lock=f"{bj['client_name']}/{bj['name']}")
+    return _queue_for_backup(db, r, "list_archives", get_backup_job(db, bj_id), user)
 
 
 # --- archives ---

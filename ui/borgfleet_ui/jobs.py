@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class JobError(Exception):
-    pass
+    def __init__(self, msg, result=None):
+        super().__init__(msg)
+        self.result = result  # what the run reported before it failed, kept with the job
 
 
 class Heartbeat(threading.Thread):
@@ -69,12 +71,12 @@ def run_job(job_id):
             q.finish(db, job_id, "canceled", error="canceled by a user", rc=run.rc)
             return "canceled"
         if run.status != "successful" or run.rc != 0:
-            raise JobError(run.failure_message())
+            raise JobError(run.failure_message(), result=failed_results(row, run))
         result = record_results(db, row, params, run)
         q.finish(db, job_id, "succeeded", rc=0, result=result)
         return "succeeded"
     except Exception as e:
-        _failed(db, job_id, row["kind"] if row else "", str(e) or repr(e))
+        _failed(db, job_id, row["kind"] if row else "", str(e) or repr(e), getattr(e, "result", None))
         raise
     finally:
         if lock:
@@ -83,14 +85,14 @@ def run_job(job_id):
         db.close()
 
 
-def _failed(db, job_id, kind, msg):
+def _failed(db, job_id, kind, msg, result=None):
     rq_job = get_current_job()
     if rq_job is not None and q.KINDS.get(kind, {}).get("retry") and (rq_job.retries_left or 0) > 0:
         q.append_log(db, job_id, [f"*** attempt failed: {msg}; retrying ({rq_job.retries_left} left) ***"])
         execute(db, "UPDATE jobs SET status='queued', error=%s WHERE id=%s", (msg, job_id))
     else:
         q.append_log(db, job_id, [f"*** job failed: {msg} ***"])
-        q.finish(db, job_id, "failed", error=msg)
+        q.finish(db, job_id, "failed", error=msg, result=result)
 
 
 def _wait_for_lock(db, r, job_id, name, ttl):
@@ -275,7 +277,25 @@ def record_results(db, row, params, run):
         return {"servers": n}
     if kind == "list_archives":
         return sync_archives(db, params, run)
+    if kind == "verify":
+        result = verify_report(run)
+        if not result["backups"]:
+            raise JobError("verify.yml succeeded but verified nothing (no 'borgfleet verify result' entry)")
+        return result
     return None
+
+
+def failed_results(row, run):
+    """What a failed run still reported worth keeping: a verification's report says which backup
+    did not restore and why."""
+    return verify_report(run) if row["kind"] == "verify" else None
+
+
+def verify_report(run):
+    """The "borgfleet verify result" entries (docs/contract.md): one per backup verified."""
+    backups = [e for host, name, res in run.results if name == "borgfleet verify result"
+               and isinstance(res.get("msg"), list) for e in res["msg"] if isinstance(e, dict)]
+    return {"passed": bool(backups) and all(e.get("passed") for e in backups), "backups": backups}
 
 
 def sync_archives(db, params, run):

@@ -29,6 +29,9 @@ ROUTES = [
     ("put", "/api/backup-jobs/{id}", "operator", "Change a backup job", "BackupJob", 200, None),
     ("delete", "/api/backup-jobs/{id}", "operator", "Remove a backup job from the service", None, 204, None),
     ("post", "/api/backup-jobs/{id}/run", "operator", "Run now: queue backup.yml for this backup", None, 202, _JOB),
+    ("post", "/api/backup-jobs/{id}/verify", "operator",
+     "Verify now: queue verify.yml (newest archive started, queried, torn down; report in the job's result)",
+     None, 202, _JOB),
     ("post", "/api/backup-jobs/{id}/refresh-archives", "operator", "Queue list_archives.yml to resync archives",
      None, 202, _JOB),
     ("get", "/api/archives", "viewer", "List archives with server and repository names (paginated)", None, 200, _LIST),
@@ -67,9 +70,12 @@ SCHEMAS = {
         "pools": {"type": "array", "items": {"$ref": "#/components/schemas/Pool"}}}},
     "Pool": {"type": "object", "required": ["path"], "properties": {
         "server_id": {"type": "integer"}, "name": {"type": "string"}, "path": {"type": "string"}}},
-    "BackupJob": {"type": "object", "required": ["client_id", "name", "paths", "passphrase"], "properties": {
+    "BackupJob": {"type": "object", "required": ["client_id", "name", "passphrase"], "properties": {
         "client_id": {"type": "integer"}, "name": {"type": "string"},
-        "paths": {"type": "array", "items": {"type": "string"}},
+        "paths": {"type": "array", "items": {"type": "string"}, "description": "files; none with databases"},
+        "databases": {"type": "array", "maxItems": 1, "items": {"type": "object", "required": ["engine"]},
+                      "description": "one database (docs/contract.md; no login_password)"},
+        "verify_schedule": {"type": "string", "description": "cron expression for verify.yml (database backups)"},
         "exclude": {"type": "array", "items": {"type": "string"}},
         "compression": {"type": "string"}, "passphrase": {"type": "string", "writeOnly": True},
         "retention": {"type": "object"}, "pool_id": {"type": "integer"},

@@ -19,9 +19,11 @@ KINDS = {
     "delete_archive": {"playbook": "delete_archive.yml", "timeout": 1800, "retry": False},
     "list_archives": {"playbook": "list_archives.yml", "timeout": 900, "retry": True},
     "collect_stats": {"playbook": "collect_stats.yml", "timeout": 900, "retry": True},
+    # A retry could turn a flaky restore into a pass: a verification runs once.
+    "verify": {"playbook": "verify.yml", "timeout": 2 * 3600, "retry": False},
 }
 # Workers take queues in this order: user-facing quick work first, long backups last.
-QUEUE_ORDER = ["delete_archive", "setup", "list_archives", "collect_stats", "backup"]
+QUEUE_ORDER = ["delete_archive", "setup", "list_archives", "collect_stats", "verify", "backup"]
 FINAL = ("succeeded", "failed", "abandoned", "canceled", "missed")
 # A running job refreshes its heartbeat every TTL/3 s; without one for TTL s it is abandoned.
 HEARTBEAT_TTL = int(os.environ.get("BORGFLEET_HEARTBEAT_TTL", "30"))

@@ -1,14 +1,16 @@
-"""The scheduler: one active process (Redis lock), cron + time zone per backup job, sleeping
-until the next due time (woken early when a schedule changes), missed runs reported.
+"""The scheduler: one active process (Redis lock), cron + time zone per backup job (a backup
+schedule and, for database backups, a verification schedule), sleeping until the next due time
+(woken early when a schedule changes), missed runs reported.
 
-Due times live in backup_jobs.next_run_at (UTC). A due time more than MISSED_GRACE in the
-past means the scheduler was down: the run is recorded as a 'missed' job (visible on the
-dashboard) and one catch-up backup is queued.
+Due times live in backup_jobs.next_run_at and verify_next_run_at (UTC). A due time more than
+MISSED_GRACE in the past means the scheduler was down: the run is recorded as a 'missed' job
+(visible on the dashboard) and one catch-up run is queued.
 """
 import logging
 import os
 import socket
 import time
+from collections import namedtuple
 from datetime import datetime, timedelta, timezone
 
 from . import fleet
@@ -23,6 +25,17 @@ LOCK_TTL = 15
 RENEW = 5            # seconds between lock renewals (and the longest single sleep)
 MISSED_GRACE = 60    # seconds late before a run counts as missed
 SWEEP_EVERY = q.HEARTBEAT_TTL
+
+
+class Schedule(namedtuple("Schedule", "kind cron_col next_col last_col run")):
+    """One cron schedule of a backup job: its columns in backup_jobs and what it queues."""
+
+
+# Backups and their verification (verify.yml), each on its own cron expression in the job's zone.
+SCHEDULES = (
+    Schedule("backup", "schedule", "next_run_at", "last_run_at", fleet.run_backup),
+    Schedule("verify", "verify_schedule", "verify_next_run_at", "verify_last_run_at", fleet.run_verify),
+)
 
 
 def utcnow():
@@ -54,42 +67,48 @@ class Scheduler:
     def tick(self):
         """Enqueue everything due; return seconds until the next due time."""
         now = utcnow()
-        rows = query(self.db, "SELECT b.id, b.name, b.schedule, b.timezone, b.next_run_at FROM backup_jobs b"
-                              " WHERE b.enabled=1 AND b.schedule IS NOT NULL AND"
-                              " (b.next_run_at IS NULL OR b.next_run_at <= %s)", (now,))
-        for b in rows:
-            due = b["next_run_at"]
-            nxt = fleet.next_run(b["schedule"], b["timezone"], now.replace(tzinfo=timezone.utc))
-            if due is not None:
-                self.fire(b, due, now)
-            # Compare-and-set on next_run_at: a stale second scheduler cannot fire the same run.
-            execute(self.db, "UPDATE backup_jobs SET next_run_at=%s WHERE id=%s AND next_run_at <=> %s",
-                    (nxt, b["id"], due))
+        for sched in SCHEDULES:
+            self.fire_due(sched, now)
         if time.monotonic() >= self.next_sweep:
             q.sweep_abandoned(self.db, self.r)
             q.sweep_lost(self.db, self.r)
             self.next_sweep = time.monotonic() + SWEEP_EVERY
         self.maybe_collect_stats(now)
-        row = query(self.db, "SELECT MIN(next_run_at) AS t FROM backup_jobs WHERE enabled=1 AND schedule IS NOT NULL",
-                    one=True)
-        wait = (row["t"] - utcnow()).total_seconds() if row and row["t"] else RENEW
+        soonest = [row["t"] for row in (query(self.db, f"SELECT MIN({s.next_col}) AS t FROM backup_jobs"
+                                                       f" WHERE enabled=1 AND {s.cron_col} IS NOT NULL", one=True)
+                                        for s in SCHEDULES) if row and row["t"]]
+        wait = (min(soonest) - utcnow()).total_seconds() if soonest else RENEW
         return max(0.0, min(wait, RENEW))
 
-    def fire(self, b, due, now):
+    def fire_due(self, sched, now):
+        rows = query(self.db, f"SELECT b.id, b.name, b.{sched.cron_col} AS schedule, b.timezone,"
+                              f" b.{sched.next_col} AS next_run_at FROM backup_jobs b"
+                              f" WHERE b.enabled=1 AND b.{sched.cron_col} IS NOT NULL AND"
+                              f" (b.{sched.next_col} IS NULL OR b.{sched.next_col} <= %s)", (now,))
+        for b in rows:
+            due = b["next_run_at"]
+            nxt = fleet.next_run(b["schedule"], b["timezone"], now.replace(tzinfo=timezone.utc))
+            if due is not None:
+                self.fire(sched, b, due, now)
+            # Compare-and-set on the due time: a stale second scheduler cannot fire the same run.
+            execute(self.db, f"UPDATE backup_jobs SET {sched.next_col}=%s WHERE id=%s AND {sched.next_col} <=> %s",
+                    (nxt, b["id"], due))
+
+    def fire(self, sched, b, due, now):
         late = (now - due).total_seconds()
         if late > MISSED_GRACE:
             missed = self.count_missed(b, due, now)
             msg = (f"{missed} scheduled run(s) missed between {due:%Y-%m-%d %H:%M:%S} and "
                    f"{now:%Y-%m-%d %H:%M:%S} UTC (scheduler not running); one catch-up run queued")
-            jid = q.create_job_row(self.db, "backup", backup_job_id=b["id"], status="missed", error=msg)
-            log.warning("backup job %s: %s (%s)", b["id"], msg, jid)
+            jid = q.create_job_row(self.db, sched.kind, backup_job_id=b["id"], status="missed", error=msg)
+            log.warning("%s of backup job %s: %s (%s)", sched.kind, b["id"], msg, jid)
         try:
-            job_id = fleet.run_backup(self.db, self.r, b["id"], None)
+            job_id = sched.run(self.db, self.r, b["id"], None)
         except Exception as e:  # one bad job must not stop the others
-            log.error("backup job %s could not be queued: %s", b["id"], e)
+            log.error("%s of backup job %s could not be queued: %s", sched.kind, b["id"], e)
             return
-        execute(self.db, "UPDATE backup_jobs SET last_run_at=%s WHERE id=%s", (due, b["id"]))
-        log.info("queued backup job %s due %s (%.3f s late) as %s", b["id"], due, late, job_id)
+        execute(self.db, f"UPDATE backup_jobs SET {sched.last_col}=%s WHERE id=%s", (due, b["id"]))
+        log.info("queued %s of backup job %s due %s (%.3f s late) as %s", sched.kind, b["id"], due, late, job_id)
 
     def count_missed(self, b, due, now):
         n, t = 0, due

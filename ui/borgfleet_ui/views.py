@@ -91,8 +91,10 @@ def backup_jobs():
         try:
             data = {"client_id": request.form.get("client_id", type=int), "name": request.form.get("name"),
                     "paths": _lines("paths"), "exclude": _lines("exclude"),
+                    "databases": _form_json("databases", []),
                     "passphrase": request.form.get("passphrase"),
                     "schedule": request.form.get("schedule") or None,
+                    "verify_schedule": request.form.get("verify_schedule") or None,
                     "timezone": request.form.get("timezone") or "UTC",
                     "retention": _form_json("retention", None)}
             fleet.create_backup_job(db, r(), data)
@@ -108,6 +110,13 @@ def backup_jobs():
 @role("operator")
 def backup_run(bid):
     job_id = fleet.run_backup(get_db(), r(), bid, g.user["username"])
+    return redirect(url_for("pages.job", job_id=job_id))
+
+
+@bp.post("/backup-jobs/<int:bid>/verify")
+@role("operator")
+def backup_verify(bid):
+    job_id = fleet.run_verify(get_db(), r(), bid, g.user["username"])
     return redirect(url_for("pages.job", job_id=job_id))
 
 
