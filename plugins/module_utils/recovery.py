@@ -389,7 +389,6 @@ class Engine(object):
         """Cheap hint that the engine may answer now (saves a client start per poll)."""
         return True
 
-
     def start(self):
         self.prepare()
         with open(self.log_path, 'ab') as log:

@@ -16,8 +16,8 @@ description:
     directory in it, drops stale pid/lock files in the layer, starts the engine as the data directory's
     owner with its own settings on a spare port, and waits until a real query answers.
   - PostgreSQL 12 to 15 that needs recovery (a crash-consistent copy) starts as a standby that promotes
-    itself at the end of its WAL (C(standby.signal), C(promote_trigger_file), C(hot_standby=off) so that
-    nothing is queried before): it replays the same WAL as crash recovery, but answers without waiting for
+    itself at the end of its WAL (C(standby.signal), C(promote_trigger_file), and C(hot_standby=off) so that
+    nothing is queried before). It replays the same WAL as crash recovery, but answers without waiting for
     the end-of-recovery checkpoint, which then runs in the background. The promoted copy is on a new
     timeline; it never follows production (C(primary_conninfo) and C(restore_command) are emptied) and
     never archives WAL. Other versions take plain crash recovery. The WAL prefetcher is off (each
