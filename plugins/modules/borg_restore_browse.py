@@ -109,15 +109,11 @@ GLOB_RE = re.compile(r'[*?\[]')
 
 
 def browse(borg, archive, path, limit):
-    """Direct children of ``path``. borg lists the whole subtree; we keep one level of it."""
+    """Direct children of ``path``, directories first. borg leaves out the deeper levels itself."""
     path = path.strip('/')
-    depth = path.count('/') + 1 if path else 0
-    items, _ = borg.list_contents(archive, paths=[path] if path else [])
     entries = []
-    for item in items:
+    for item in borg.list_children(archive, path):
         p = item['path']
-        if p.count('/') != depth or (path and not p.startswith(path + '/')):
-            continue
         entry = dict((k, item.get(k)) for k in ENTRY_KEYS)
         entry.update(name=p.rsplit('/', 1)[-1], path=p)
         entries.append(entry)

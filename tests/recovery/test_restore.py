@@ -94,6 +94,44 @@ def test_browse_one_level_and_search_history(tmp_path, site):
     assert [(c["archive"], c["change"]) for c in default["changes"]] == [("site-1", "added"), ("site-4", "removed")]
 
 
+def test_browse_lists_only_direct_children_whatever_the_names(tmp_path, scratch):
+    """Names with glob/regex metacharacters are listed at their level and browsed into literally: the
+    directory "(.*)" is not "everything", "a[1]" is not "a1", "x.y" is not "xzy"."""
+    tree = scratch / "tree"
+    for d, children in {"(.*)": ["inner"], "a[1]": ["in-a-bracket"], "a1": ["in-a1"], "x.y": ["in-x.y"],
+                        "xzy": ["in-xzy"], "with space": ["in-space"]}.items():
+        (tree / d / "sub").mkdir(parents=True)
+        (tree / d / "sub" / "deeper").write_text("")
+        for c in children:
+            (tree / d / c).write_text("1234")
+    for f in ("b*", "c?d", "new\nline", "tab\there"):
+        (tree / f).write_text("x")
+    common = {"repository": str(scratch / "repo"), "passphrase": SECRET, "borg_base_dir": str(scratch / "base")}
+    borg(common["repository"], "init", "--encryption", "repokey-blake2", base=common["borg_base_dir"])
+    env = dict(os.environ, BORG_PASSPHRASE=SECRET, BORG_BASE_DIR=common["borg_base_dir"])
+    # From a relative path, so that the archive's top level is "tree" (from /x/tree it would be empty:
+    # borg stores no item for the parents of what it backs up).
+    subprocess.run(["borg", "create", f"{common['repository']}::tree-1", "tree"], env=env, cwd=scratch, check=True)
+    rel = "tree"
+
+    def names(path, **kw):
+        r = run_task(tmp_path, "borg_restore_browse", dict(common, archive="tree-1", path=path, **kw))
+        assert not r["changed"]
+        for e in r["entries"]:
+            assert e["path"] == (path.strip("/") + "/" if path.strip("/") else "") + e["name"]
+        return [(e["name"], e["type"]) for e in r["entries"]], r["truncated"]
+
+    assert names("") == ([("tree", "d")], False)
+    assert names(f"/{rel}/") == ([("(.*)", "d"), ("a1", "d"), ("a[1]", "d"), ("with space", "d"), ("x.y", "d"),
+                                  ("xzy", "d"), ("b*", "-"), ("c?d", "-"), ("new\nline", "-"),
+                                  ("tab\there", "-")], False)
+    assert names(f"{rel}/(.*)") == ([("sub", "d"), ("inner", "-")], False)
+    assert names(f"{rel}/a[1]") == ([("sub", "d"), ("in-a-bracket", "-")], False)
+    assert names(f"{rel}/x.y", limit=1) == ([("sub", "d")], True)
+    assert names(f"{rel}/with space/sub") == ([("deeper", "-")], False)
+    assert names(f"{rel}/b*") == ([], False)  # a file: no children
+
+
 def test_restore_to_another_directory_byte_for_byte(tmp_path, site, scratch):
     common, data = site
     rel = str(data).lstrip("/")

@@ -5,6 +5,7 @@ real borg against local repositories (no mocks of borg)."""
 
 import json
 import os
+import re
 import shlex
 import subprocess
 
@@ -110,6 +111,32 @@ def test_parse_prune_list():
     out = b.parse_prune_list(err)
     assert out['kept'] == [{'name': 'etc-3', 'rule': 'daily #1'}, {'name': 'etc-2', 'rule': 'within #1'}]
     assert out['pruned'] == [{'name': 'etc-1'}, {'name': 'etc-0'}]
+
+
+def test_list_children_argv_filters_with_a_pattern_not_a_positional():
+    out = ('{"type": "d", "mode": "drwxr-xr-x", "path": "etc/(.*)"}\n'
+           '{"type": "-", "mode": "-rw-r--r--", "path": "etc/tab\\there"}\n')
+    rec = Recorder(out=out)
+    items = borg_with(rec).list_children('etc-1', '/etc/')
+    argv = rec.calls[0][0]
+    assert argv[argv.index('--') + 1:] == ['ssh://borg@backup1:2222/srv/borg/web1/etc::etc-1']
+    assert argv[argv.index('--exclude') + 1] == b.children_pattern('etc') and '--json-lines' in argv
+    assert [i['path'] for i in items] == ['etc/(.*)', 'etc/tab\there']
+
+
+@pytest.mark.parametrize('directory', ['a[1]', 'b*', 'c?d', 'x.y', 'with space', '(.*)', 'n\nl', 'a/b+c', '^$'])
+def test_children_pattern_is_literal(directory):
+    """borg matches re: patterns with re.search on the item path: only the direct children match."""
+    pattern = b.children_pattern(directory + '/')
+    assert pattern.startswith('re:')
+    excluded = re.compile(pattern[3:]).search
+    kept = [directory + '/child', directory + '/x.y', directory + '/(.*)', directory + '/n\nl']
+    dropped = [directory, directory + '/child/deeper', directory + '/', 'other/child', 'x' + directory + '/c',
+               directory + 'x/child', 'a1/child', 'bb/child', 'cxd/child', 'xzy/child', 'p/' + directory + '/c']
+    assert [p for p in kept if excluded(p)] == []
+    assert [p for p in dropped if not excluded(p)] == []
+    top = re.compile(b.children_pattern('')[3:]).search
+    assert [p for p in ('etc', '(.*)', 'a b', 'etc/x', 'etc/x/y') if not top(p)] == ['etc', '(.*)', 'a b']
 
 
 def log(msg, msgid=None, level='ERROR'):
@@ -295,3 +322,50 @@ def test_missing_borg_is_reported_without_running_anything(tmp_path):
         assert e.value.kind == 'not_installed' and 'not installed' in e.value.msg
     assert rec.calls == []
     assert b.Borg(b.BorgSettings(str(tmp_path / 'r'))).check_installed().endswith('borg')
+
+
+def test_real_list_children_is_one_level_of_json_lines(repo):
+    """Same entries, keys and values as `borg list --json-lines` restricted to one level, whatever the names."""
+    borg, tmp = repo
+    top = tmp / 'odd'
+    names = ['a[1]', 'b*', 'c?d', 'x.y', 'with space', 'tab\there', 'new\nline', 'cr\rx', "q'uote", 'dq"x',
+             'both\'"', 'back\\slash', 'é ü', '(.*)']
+    for name in names:
+        (top / name).mkdir(parents=True)
+        (top / name / 'inner').write_text('x')
+        (top / name / 'deeper').mkdir()
+        (top / name / 'deeper' / 'leaf').write_text('')
+    (top / 'plain').write_text('12345')
+    os.symlink('new\nline/inner', str(top / 'link'))
+    os.close(os.open(os.path.join(os.fsencode(top), b'bad\xffbyte'), os.O_CREAT | os.O_WRONLY))
+    if os.geteuid() == 0:
+        os.chown(str(top / 'plain'), 54321, 54321)  # no such user: borg reports the numbers
+    borg.create('odd-1', [str(top)])
+    items, _ = borg.list_contents('odd-1')
+    keys = ('type', 'mode', 'user', 'group', 'size', 'mtime', 'linktarget', 'path')
+    rel = str(top).lstrip('/')
+
+    def level(parent):  # what browse did before: the whole listing, filtered here
+        depth = parent.count('/') + 1 if parent else 0
+        return [dict((k, i[k]) for k in keys) for i in items
+                if i['path'].count('/') == depth and (not parent or i['path'].startswith(parent + '/'))]
+
+    def children(archive, parent):
+        return [dict((k, i[k]) for k in keys) for i in borg.list_children(archive, parent)]
+
+    for parent in ['', rel, rel + '/(.*)', rel + '/a[1]', rel + '/new\nline', rel + '/x.y/deeper']:
+        assert children('odd-1', parent) == level(parent), parent
+    children_of_top = children('odd-1', rel)
+    assert sorted(c['path'].rsplit('/', 1)[1] for c in children_of_top) == sorted(names + ['plain', 'link', 'bad?byte'])
+    assert sorted(c['path'] for c in borg.list_children('odd-1', rel + '/(.*)')) == [rel + '/(.*)/deeper',
+                                                                                   rel + '/(.*)/inner']
+    if os.geteuid() == 0:
+        plain = [c for c in children_of_top if c['path'].endswith('/plain')][0]
+        assert (plain['user'], plain['group'], plain['size']) == (54321, 54321, 5)
+    assert borg.list_children('odd-1', rel + '/plain') == [] and borg.list_children('odd-1', 'nope') == []
+    # The top level of an archive made from a relative path (borg stores "." and the names under it).
+    subprocess.run(['borg', 'create', '%s::odd-2' % borg.settings.repository, '.'], cwd=str(top), check=True,
+                   env=dict(os.environ, **borg.settings.environment()))
+    items, _ = borg.list_contents('odd-2')
+    assert children('odd-2', '') == level('') and len(level('')) == len(names) + 4  # with "."
+    assert children('odd-2', '(.*)/deeper') == level('(.*)/deeper') != []
