@@ -171,6 +171,9 @@ def test_database_backup_jobs_and_their_verification_schedule(api, db, redis):
     # Disabled: neither schedule is due any more.
     upd = op.put(f"/api/backup-jobs/{pg.json['id']}", json={"enabled": False}).json
     assert upd["verify_next_run_at"] is None and upd["verify_schedule"] == "0 6 * * 0"
+    # "" clears the verification schedule; a file backup cannot keep one.
+    upd = op.put(f"/api/backup-jobs/{pg.json['id']}", json={"enabled": True, "verify_schedule": ""}).json
+    assert upd["verify_schedule"] is None and upd["verify_next_run_at"] is None
     for bj in (pg.json, files):
         assert op.delete(f"/api/backup-jobs/{bj['id']}").status_code == 204
     assert op.delete(f"/api/servers/{cl['id']}").status_code == 204

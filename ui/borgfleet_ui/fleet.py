@@ -325,13 +325,14 @@ def _bj_fields(db, data, cur=None):
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
         raise Invalid(f"unknown time zone {tz!r}") from None
-    if schedule is not None and (not isinstance(schedule, str) or not croniter.is_valid(schedule)):
+    # "" clears a schedule (null keeps the current one, as for every field).
+    if schedule not in (None, "") and (not isinstance(schedule, str) or not croniter.is_valid(schedule)):
         raise Invalid(f"schedule {schedule!r} is not a cron expression")
     out["schedule"], out["timezone"] = schedule or None, tz
     out["enabled"] = bool(_get(data, "enabled", cur.get("enabled", True)))
     out["next_run_at"] = next_run(schedule, tz) if schedule and out["enabled"] else None
     verify = _get(data, "verify_schedule", cur.get("verify_schedule"))
-    if verify is not None and (not isinstance(verify, str) or not croniter.is_valid(verify)):
+    if verify not in (None, "") and (not isinstance(verify, str) or not croniter.is_valid(verify)):
         raise Invalid(f"verify_schedule {verify!r} is not a cron expression")
     if verify and not _verifiable(databases):
         raise Invalid("verify_schedule needs a database backup taken from a snapshot (method snapshot or "
