@@ -287,7 +287,7 @@ def start_engine(module, p, session, started):
     if not rc.port_free(session['address'], session['port']):
         raise rc.RecoveryError('port %s on %s is in use' % (session['port'], session['address']))
     session['engine_proc'] = engine.start()
-    if 'timings' in session and 'ready' not in session['timings']:
+    if 'timings' in session and 'ready' not in session['timings']:  # a session being built, not resumed
         session['timings']['engine_started'] = round(time.time() - started, 3)
     rc.save_session(session)
     engine.wait_ready(session['engine_proc'], p['timeout'])

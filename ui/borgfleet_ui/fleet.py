@@ -240,6 +240,7 @@ def bj_out(row):
     row["paths"] = json.loads(row.pop("paths_json"))
     row["exclude"] = json.loads(row.pop("exclude_json"))
     row["databases"] = json.loads(row.pop("databases_json") or "[]")
+    row["verifiable"] = _verifiable(row["databases"])
     row["retention"] = json.loads(row.pop("retention_json") or "null")
     row["enabled"] = bool(row["enabled"])
     return row   # the passphrase is write-only: never selected
@@ -433,7 +434,7 @@ def run_backup(db, r, bj_id, user):
 def run_verify(db, r, bj_id, user):
     """Queue verify.yml for one database backup: its newest archive started, queried, torn down."""
     bj = get_backup_job(db, bj_id)
-    if not _verifiable(bj["databases"]):
+    if not bj["verifiable"]:
         raise Invalid(f"backup job {bj['name']} is not a database backup taken from a snapshot: nothing to verify")
     return _queue_for_backup(db, r, "verify", bj, user)
 
