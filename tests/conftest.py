@@ -53,7 +53,8 @@ class SshdFactory:
     def __call__(self, name):
         address = f"127.0.0.{self._next}"
         self._next += 1
-        sshd = Sshd(name, address, self.root / f"sshd-{name}", self.controller.key.with_suffix(".pub").read_text().strip())
+        # The address in the directory name: two fleets of one session may reuse a host name.
+        sshd = Sshd(name, address, self.root / f"sshd-{name}-{address}", self.controller.key.with_suffix(".pub").read_text().strip())
         self.started.append(sshd)
         sshd.start()
         with open(self.controller.known_hosts, "a") as f:

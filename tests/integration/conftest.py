@@ -6,6 +6,7 @@ tests that need a different inventory write a variant next to it and never chang
 import copy
 import dataclasses
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,9 @@ class TestFleet:
 
 @pytest.fixture(scope="session")
 def fleet(test_root, controller, sshd_factory, ansible_control_dir):
+    # A directory of its own: another tier (tests/hardening) builds its own fleet in the same session.
+    test_root = Path(tempfile.mkdtemp(prefix="fleet-", dir=test_root))
+    test_root.chmod(0o755)
     missing = [p for p in ("setup.yml", "backup.yml") if not (PLAYBOOKS / p).exists()]
     if missing:
         pytest.fail(f"playbooks missing: {missing} (roles engineer's part)")
