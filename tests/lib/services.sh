@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start MariaDB and Redis when they are down. On this machine kind they run as services,
+# Start MariaDB, Redis and PostgreSQL when they are down. On this machine kind they run as services,
 # but without systemd nothing restarts them; the commands are the machine's own.
 set -euo pipefail
 
@@ -33,4 +33,15 @@ elif command -v redis-server >/dev/null; then
   wait_port 6379 redis
 else
   echo "WARNING: redis is not installed; tests that need it will fail" >&2
+fi
+
+# PostgreSQL: the tests start clusters of their own with /usr/lib/postgresql/15/bin; the packaged
+# cluster only needs to be up for the facts tests that detect a running server.
+if port_open 5432; then
+  echo "postgresql already up"
+elif command -v pg_ctlcluster >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q .; then
+  pg_lsclusters -h | while read -r ver cluster _; do pg_ctlcluster "$ver" "$cluster" start || true; done
+  wait_port 5432 postgresql
+else
+  echo "WARNING: postgresql is not installed; tests that need it will fail" >&2
 fi
