@@ -78,7 +78,8 @@ def test_browse_one_level_and_search_history(tmp_path, site):
     assert [(e["name"], e["type"]) for e in r["entries"]] == [
         ("sites", "d"), ("enabled", "l"), ("nginx.conf", "-"), ("secret.key", "-")]
     key = [e for e in r["entries"] if e["name"] == "secret.key"][0]
-    assert key["size"] == 3000 and key["mode"] == "-rw-r-----"  # the ACL mask shows in the group bits and key["path"] == f"{rel}/nginx/secret.key"
+    # The ACL mask shows in the group bits.
+    assert key["size"] == 3000 and key["mode"] == "-rw-r-----" and key["path"] == f"{rel}/nginx/secret.key"
     assert [e for e in r["entries"] if e["name"] == "enabled"][0]["linktarget"] == "sites/default"
     assert not r["truncated"] and not r["changed"]
     r = run_task(tmp_path, "borg_restore_browse", dict(common, archive="site-1", path=f"{rel}/nginx", limit=2))
