@@ -1,16 +1,19 @@
 """server_facts against this machine: its /proc, its real MariaDB, PostgreSQL and Redis, and a
 host where none of them exists or one of them hangs."""
+import contextlib
 import json
 import os
 import re
 import secrets
+import signal
 import shutil
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
+
+from tests.lib.sshd import free_port
 
 
 def sh(*argv, input=None):
@@ -171,28 +174,29 @@ def test_host_with_none_reports_every_engine_absent(run_module, tmp_path):
     assert elapsed < 30
 
 
-class SilentServer:
-    """A TCP port that accepts connections and never answers: a hung Redis."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                self.conns.append(self.sock.accept()[0])
-            except OSError:
-                return
-
-    def close(self):
-        for c in self.conns:
-            c.close()
-        self.sock.close()
+@contextlib.contextmanager
+def hung_redis(tmp_path):
+    """A real redis-server, stopped with SIGSTOP: it accepts connections (the kernel does) and never
+    answers. Yields its port; resumed and shut down after."""
+    port = free_port("127.0.0.1")
+    workdir = tmp_path / "hung-redis"
+    workdir.mkdir()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True, text=True).stdout.strip() == "PONG":
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("the test redis-server did not start")
+        proc.send_signal(signal.SIGSTOP)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_a_hung_engine_costs_one_timeout(run_module, tmp_path):
@@ -201,21 +205,22 @@ def test_a_hung_engine_costs_one_timeout(run_module, tmp_path):
     tools.mkdir()
     for name in ("redis-server", "redis-cli", "du"):
         os.symlink(shutil.which(name), tools / name)
-    silent = SilentServer()
     root = tmp_path / "root"
     (root / "etc" / "redis").mkdir(parents=True)
     datadir = tmp_path / "redis-data"
     datadir.mkdir()
-    (root / "etc" / "redis" / "redis.conf").write_text(f"bind 127.0.0.1\nport {silent.port}\ndir {datadir}\n")
-    try:
+    with hung_redis(tmp_path) as port:
+        (root / "etc" / "redis" / "redis.conf").write_text(f"bind 127.0.0.1\nport {port}\ndir {datadir}\n")
+        # The server is really there and really hung: a connection is accepted, no reply comes.
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as probe:
+            probe.sendall(b"PING\r\n")
+            with pytest.raises(socket.timeout):
+                probe.recv(16)
         started = time.monotonic()
         result, _ = run_module("server_facts", {"gather": ["capabilities"], "timeout": 2,
                                                 "probe_path": str(tools), "probe_root": str(root)})
         elapsed = time.monotonic() - started
-    finally:
-        silent.close()
     rd = result["capabilities"]["redis"]
     assert rd["installed"] is True and rd["running"] is False and rd["auth_required"] is None
     assert rd["datadir"] == str(datadir) and rd["storage"]["exists"] is True
-    assert silent.conns, "redis-cli never connected: the hang was not exercised"
     assert elapsed < 20  # PING abandoned after 2 s, not redis-cli's own minutes
