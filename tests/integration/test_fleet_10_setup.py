@@ -70,7 +70,14 @@ def test_client_key_runs_nothing_but_borg_serve(fleet, setup_run):
     argv = ["ssh", "-i", str(c1.ssh_key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
             "-o", f"UserKnownHostsFile={fleet.controller.known_hosts}", "-o", "StrictHostKeyChecking=yes",
             "-p", str(s.sshd.port), f"{s.user}@{s.sshd.address}", "touch", str(marker)]
+    log_before = len(s.sshd.log_text())
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert not marker.exists(), proc.stderr
-    # The login itself worked (the key is accepted); only the command was replaced.
-    assert "Permission denied" not in proc.stderr, proc.stderr
+    # The login itself worked (sshd accepted this very key for the borg user) and what ran was
+    # borg serve: it parsed the requested command as borg arguments and refused it with its own
+    # usage error (rc 2; ssh's own failures are rc 255).
+    fingerprint = subprocess.run(["ssh-keygen", "-l", "-f", str(c1.ssh_key.with_suffix(".pub"))],
+                                 capture_output=True, text=True, check=True).stdout.split()[1]
+    log = s.sshd.log_text()[log_before:]
+    assert re.search(rf"Accepted publickey for {s.user} from .* {re.escape(fingerprint)}", log), log
+    assert proc.returncode == 2 and proc.stderr.startswith("usage: borg"), (proc.returncode, proc.stderr)
