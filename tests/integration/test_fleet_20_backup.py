@@ -54,7 +54,8 @@ def test_backup_limited_to_one_backup(fleet, backup_run):
 def test_passphrase_never_in_output_or_any_command_line(fleet, backup_run):
     secrets = [b["passphrase"] for c in fleet.clients.values() for b in c.backups]
     random_parts = [s.split()[1] for s in secrets]  # however the passphrase were quoted
-    watcher = ArgvWatcher(random_parts)
+    # The control: borg create's command line names the repository it writes to.
+    watcher = ArgvWatcher(random_parts, control=fleet.repo("client1", "etc").url)
     watcher.start()
     try:
         result = fleet.play("backup.yml", limit="client1", extra_vars={"borgfleet_backup": "etc"}, verbosity=3)
@@ -65,4 +66,5 @@ def test_passphrase_never_in_output_or_any_command_line(fleet, backup_run):
     for secret, part in zip(secrets, random_parts):
         assert secret not in result.output and part not in result.output
     assert watcher.scans > 10, "the watcher did not get to look"
+    assert watcher.control_seen, "the watcher never saw borg's command line: it could not have seen a secret"
     assert watcher.seen == [], watcher.seen
