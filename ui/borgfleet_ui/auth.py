@@ -233,7 +233,10 @@ def login():
         return render_template("login.html", error=None)
     username = request.form.get("username", "")[:200]
     password = request.form.get("password", "")
-    keys = _login_keys(username)
+    db = get_db()
+    user = query(db, "SELECT * FROM users WHERE username=%s", (username,), one=True)
+    # The column's collation matches `ADMIN` and `ádmin ` to `admin`: count them all on the stored name.
+    keys = _login_keys(user["username"] if user else username.lower())
     try:
         r = _redis()
         wait = _take_attempt(r, keys)
@@ -244,8 +247,6 @@ def login():
             "login.html", error=f"Too many failed logins: try again in {(wait + 59) // 60} minute(s)."), 429))
         resp.headers["Retry-After"] = str(wait)
         return resp
-    db = get_db()
-    user = query(db, "SELECT * FROM users WHERE username=%s", (username,), one=True)
     # The same hash work whether the user exists or not (see _dummy_hash).
     ok = check_password_hash(user["password_hash"] if user else _dummy_hash(), password)
     if ok and not user["disabled"]:
