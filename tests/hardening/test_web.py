@@ -299,15 +299,23 @@ def password_redis(tmp_path):
     """A private redis-server with the ACL install.sh writes (default user off); never the shared one."""
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
-    port, password = free_port("127.0.0.1"), "pw-" + uuid.uuid4().hex
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    port, tls_port, password = free_port("127.0.0.1"), free_port("127.0.0.1"), "pw-" + uuid.uuid4().hex
+    # TLS as docs/service.md sets it up for remote workers: a self-signed certificate for 127.0.0.1.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem"), "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
     conf = tmp_path / "redis.conf"
     conf.write_text(f"port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {tmp_path}\n"
+                    f"tls-port {tls_port}\ntls-cert-file {tmp_path}/cert.pem\ntls-key-file {tmp_path}/key.pem\n"
+                    f"tls-ca-cert-file {tmp_path}/cert.pem\ntls-auth-clients no\n"
                     f"user default off\nuser borgfleet on >{password} {acl_rules()}\n")
     p = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     from redis import Redis
     wait_for(lambda: _pings(Redis(port=port, username="borgfleet", password=password)), timeout=20,
              what="the private redis-server")
-    yield port, password
+    yield port, password, tls_port, tmp_path / "cert.pem"
     p.terminate()
     p.wait(timeout=20)
 
@@ -322,7 +330,7 @@ def _pings(r):
 def test_redis_password_in_url_app_and_worker(password_redis, ui_env, db, tmp_path):
     from redis import Redis
     from redis.exceptions import AuthenticationError
-    port, password = password_redis
+    port, password, tls_port, ca = password_redis
     with pytest.raises(AuthenticationError):   # the default user is off: no password, no Redis
         Redis(port=port).ping()
     url = f"redis://borgfleet:{password}@127.0.0.1:{port}/0"
@@ -337,9 +345,11 @@ def test_redis_password_in_url_app_and_worker(password_redis, ui_env, db, tmp_pa
     assert health.status_code == 503 and "wrong" not in health.get_data(as_text=True)
     resp = login(client(bad, "10.70.0.2"), name, password_u)
     assert resp.status_code == 503 and "Login is unavailable" in resp.get_data(as_text=True)
-    # A real worker, configured only through the URL, takes a job from this Redis and runs it.
+    # A real worker, configured only through the URL (ACL user and password over TLS, as a remote
+    # worker host is), takes a job from this Redis and runs it.
     job = q.queues(r)[0].enqueue("os.getpid")
-    env = worker_env({"BORGFLEET_REDIS_URL": url})
+    tls_url = f"rediss://borgfleet:{password}@127.0.0.1:{tls_port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+    env = worker_env({"BORGFLEET_REDIS_URL": tls_url})
     out = subprocess.run([sys.executable, "-m", "borgfleet_ui", "worker", "--instance", "77", "--burst"],
                          env=env, cwd=str(REPO), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
