@@ -414,3 +414,27 @@ def test_pages_break_no_csp_rule_in_chromium(web_server, users):
             assert any("frame-ancestors" in v for v in violations)   # refused by the policy, not by chance
         finally:
             b.close()
+
+
+def test_redis_requirepass_in_url(ui_env, db, tmp_path):
+    """The older form: `requirepass` (the default user's password) and `redis://:PASSWORD@host/db`."""
+    from redis import Redis
+    from redis.exceptions import AuthenticationError
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    port, password = free_port("127.0.0.1"), "rp-" + uuid.uuid4().hex
+    conf = tmp_path / "redis.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {tmp_path}\nrequirepass {password}\n")
+    p = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        r = Redis(port=port, password=password)
+        wait_for(lambda: _pings(r), timeout=20, what="the private redis-server")
+        with pytest.raises(AuthenticationError):
+            Redis(port=port).get("x")
+        app = create_app({"TESTING": True, "REDIS_URL": f"redis://:{password}@127.0.0.1:{port}/0"})
+        assert app.test_client().get("/api/health").json["redis"] == "ok"
+        assert login(client(app, "10.72.0.1"), "nobody", "wrong-password").status_code == 401
+        assert r.get("borgfleet:login:addr:10.72.0.1") == b"1"
+    finally:
+        p.terminate()
+        p.wait(timeout=20)
