@@ -18,7 +18,9 @@ def ui_env(tmp_path_factory):
     redis_db, unclaim = claim_redis_db()
     env = {"BORGFLEET_DB_NAME": name, "BORGFLEET_REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
            "BORGFLEET_RUN_DIR": str(run_dir), "BORGFLEET_SECRET_KEY": "test-" + uuid.uuid4().hex,
-           "BORGFLEET_SECRET_KEY_FILE": str(tmp_path_factory.mktemp("etc") / "secret.key")}
+           "BORGFLEET_SECRET_KEY_FILE": str(tmp_path_factory.mktemp("etc") / "secret.key"),
+           # Every test client logs in from 127.0.0.1: the tests of the limit set their own low one.
+           "BORGFLEET_LOGIN_MAX_FAILURES": "1000"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     cfg = load_config()

@@ -7,7 +7,7 @@ from borgfleet_ui import db as dbm
 from borgfleet_ui import openapi
 from borgfleet_ui.auth import PUBLIC, ROLES, hash_token
 
-ARGS = {"sid": 1, "pid": 1, "bid": 1, "aid": 1, "tid": 1, "job_id": "x", "name": "w", "action": "stop"}
+ARGS = {"sid": 1, "pid": 1, "bid": 1, "aid": 1, "tid": 1, "uid": 1, "job_id": "x", "name": "w", "action": "stop"}
 
 
 def concrete(rule):
@@ -220,7 +220,7 @@ def test_openapi_documents_every_api_route(app, api):
         if not rule.rule.startswith("/api/"):
             continue
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
-        path = re.sub(r"\{(sid|pid|bid|aid|tid|job_id)\}", "{id}", path)
+        path = re.sub(r"\{(sid|pid|bid|aid|tid|uid|job_id)\}", "{id}", path)
         for m in rule.methods - {"HEAD", "OPTIONS"}:
             if "{any(start, stop, restart):action}" in path or "{action}" in path:
                 actual |= {(m.lower(), path.replace("{action}", a)) for a in ("start", "stop", "restart")}

@@ -1,14 +1,19 @@
 """BorgFleet service: Flask app factory."""
 import datetime
 import decimal
-import os
 import secrets
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, g, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, auth, db, views
-from .config import load_config
+from .config import load_config, web_config
+
+# The pages load only their own static files: no inline script or style, no framing.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
+       " object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -25,14 +30,21 @@ def create_app(test_config=None):
     app = Flask(__name__)
     app.json = JSONProvider(app)
     app.config.update(load_config())
+    app.config.update(web_config())
     if test_config:
         app.config.update(test_config)
     if not app.config.get("SECRET_KEY"):
         # Sessions then last only as long as this process; production sets BORGFLEET_SECRET_KEY.
         app.config["SECRET_KEY"] = secrets.token_hex(32)
-    # Behind TLS (production) set BORGFLEET_SECURE_COOKIES=1 so the session never travels in clear.
+    # Behind TLS (production) BORGFLEET_SECURE_COOKIES=1 so the session never travels in clear.
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                      SESSION_COOKIE_SECURE=os.environ.get("BORGFLEET_SECURE_COOKIES") == "1")
+                      SESSION_COOKIE_SECURE=app.config["SECURE_COOKIES"],
+                      PERMANENT_SESSION_LIFETIME=datetime.timedelta(minutes=app.config["SESSION_MINUTES"]),
+                      SESSION_REFRESH_EACH_REQUEST=False)
+    if app.config["TRUSTED_PROXIES"]:
+        # The client's address (per-address login limit) and scheme as the proxy saw them.
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
     db.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
@@ -40,13 +52,25 @@ def create_app(test_config=None):
     app.before_request(auth.enforce)
     app.jinja_env.globals["csrf_token"] = auth.csrf_token
 
-    @app.errorhandler(400)
-    @app.errorhandler(403)
-    @app.errorhandler(404)
+    @app.after_request
+    def _security_headers(resp):
+        h = resp.headers
+        h.setdefault("Content-Security-Policy", CSP)
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("Referrer-Policy", "same-origin")
+        if app.config["SESSION_COOKIE_SECURE"]:
+            h.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return resp
+
+    @app.errorhandler(HTTPException)
     def _error(e):
+        if e.code is None or e.code < 400:
+            return e
         if request.path.startswith("/api/"):
             return jsonify(error=e.description), e.code
-        return f"<h1>{e.code}</h1><p>{e.description}</p>", e.code
+        # Rendered by Jinja (autoescaped): whatever a description echoes stays text.
+        return render_template("message.html", title=f"{e.code} {e.name}", message=e.description), e.code
 
     @app.teardown_appcontext
     def _close_redis(_exc=None):

@@ -316,22 +316,56 @@ def users_create():
         raise fleet.Invalid(f"role must be one of {auth.ROLES}")
     if query(get_db(), "SELECT id FROM users WHERE username=%s", (name,), one=True):
         raise fleet.Invalid(f"user {name} exists")
+    if data.get("password") is not None:
+        auth.check_password_rule(data["password"])
     password = auth.create_user(get_db(), name, data["role"], data.get("password"))
     return jsonify(username=name, role=data["role"], password=None if data.get("password") else password), 201
+
+
+@bp.put("/users/<int:uid>")
+@role("admin")
+def users_update(uid):
+    """Change a user's password, role or disabled flag; a new password or disabling ends its sessions."""
+    data, db = body(), get_db()
+    user = query(db, "SELECT * FROM users WHERE id=%s", (uid,), one=True)
+    if user is None:
+        raise fleet.NotFound(f"no user {uid}")
+    unknown = set(data) - {"password", "role", "disabled"}
+    if unknown:
+        raise fleet.Invalid(f"unknown fields: {sorted(unknown)}")
+    new_role = data.get("role", user["role"])
+    if new_role not in auth.ROLES:
+        raise fleet.Invalid(f"role must be one of {auth.ROLES}")
+    disabled = data.get("disabled", bool(user["disabled"]))
+    if not isinstance(disabled, bool):
+        raise fleet.Invalid("disabled must be true or false")
+    if "password" in data:
+        auth.check_password_rule(data["password"])
+    if user["role"] == "admin" and (new_role != "admin" or disabled) and not query(
+            db, "SELECT id FROM users WHERE role='admin' AND disabled=0 AND id<>%s LIMIT 1", (uid,)):
+        raise fleet.Invalid("this is the last enabled admin: add another admin first")
+    execute(db, "UPDATE users SET role=%s WHERE id=%s", (new_role, uid))
+    auth.set_disabled(db, uid, disabled)
+    if "password" in data:
+        auth.set_password(db, uid, data["password"])
+    return jsonify(query(db, "SELECT id, username, role, disabled, created_at FROM users WHERE id=%s", (uid,), one=True))
 
 
 @bp.post("/tokens")
 @role("viewer")
 def tokens_create():
-    name = fleet._match(fleet.NAME_RE, body().get("name"), "token name")
+    data = body()
+    name = fleet._match(fleet.NAME_RE, data.get("name"), "token name")
+    expires_at = auth.parse_expiry(data.get("expires_at"))
+    token = auth.create_token(get_db(), g.user["id"], name, expires_at)
     # Shown once; only its hash is stored.
-    return jsonify(name=name, token=auth.create_token(get_db(), g.user["id"], name)), 201
+    return jsonify(name=name, token=token, expires_at=expires_at), 201
 
 
 @bp.get("/tokens")
 @role("viewer")
 def tokens_list():
-    return jsonify(items=query(get_db(), "SELECT id, name, created_at, last_used_at FROM api_tokens"
+    return jsonify(items=query(get_db(), "SELECT id, name, created_at, expires_at, last_used_at FROM api_tokens"
                                          " WHERE user_id=%s ORDER BY id", (g.user["id"],)))
 
 

@@ -2,20 +2,29 @@
 
 Every endpoint declares its minimum role with @role(...); a request to an endpoint that
 declares none is refused (fail closed). Only PUBLIC endpoints answer without a login.
+
+Sessions live server-side (table user_sessions): the cookie holds a random id whose hash is
+looked up on every request, so logout, a password change or disabling a user ends them.
 """
+import datetime
 import hashlib
 import secrets
+from urllib.parse import urlsplit
 
 from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_template,
                    request, session, url_for)
+from redis.exceptions import RedisError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .db import execute, get_db, query
+from .fleet import Invalid   # the API answers 400 with its message
+from .queue import redis_conn
 
 bp = Blueprint("auth", __name__)
 
 ROLES = ("viewer", "operator", "admin")
 PUBLIC = {"auth.login", "api.health", "static"}
+PASSWORD_MIN, PASSWORD_MAX = 10, 1024
 
 
 def role(minimum):
@@ -32,8 +41,14 @@ def has_role(user, minimum):
 
 
 def hash_token(token):
-    # Tokens are 256-bit random values, so a fast hash is enough at rest (unlike passwords).
+    # Tokens and session ids are 256-bit random values, so a fast hash is enough at rest (unlike passwords).
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_password_rule(password):
+    if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise Invalid(f"password must be a string of {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+    return password
 
 
 def create_user(db, username, role_name, password=None):
@@ -43,11 +58,52 @@ def create_user(db, username, role_name, password=None):
     return password
 
 
-def create_token(db, user_id, name):
+def end_sessions(db, user_id):
+    return execute(db, "DELETE FROM user_sessions WHERE user_id=%s", (user_id,))
+
+
+def set_password(db, user_id, password):
+    """New password; every login session of the user ends (API tokens stay: revoke them apart)."""
+    execute(db, "UPDATE users SET password_hash=%s WHERE id=%s",
+            (generate_password_hash(check_password_rule(password)), user_id))
+    end_sessions(db, user_id)
+
+
+def set_disabled(db, user_id, disabled):
+    """A disabled user's sessions end at once; its tokens are refused while it stays disabled."""
+    execute(db, "UPDATE users SET disabled=%s WHERE id=%s", (1 if disabled else 0, user_id))
+    if disabled:
+        end_sessions(db, user_id)
+
+
+def parse_expiry(value):
+    """An ISO 8601 time in the future (UTC when it names no offset) -> naive UTC, or None."""
+    if value is None:
+        return None
+    try:
+        t = datetime.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        t = None
+    if t is None:
+        raise Invalid("expires_at must be an ISO 8601 time, e.g. 2027-01-31T00:00:00Z")
+    if t.tzinfo is not None:
+        t = t.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    if t <= datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None):
+        raise Invalid("expires_at must be in the future")
+    return t.replace(microsecond=0)
+
+
+def create_token(db, user_id, name, expires_at=None):
     token = "bf_" + secrets.token_urlsafe(32)
-    execute(db, "INSERT INTO api_tokens (user_id, name, token_hash) VALUES (%s, %s, %s)",
-            (user_id, name, hash_token(token)))
+    execute(db, "INSERT INTO api_tokens (user_id, name, token_hash, expires_at) VALUES (%s, %s, %s, %s)",
+            (user_id, name, hash_token(token), expires_at))
     return token
+
+
+def _redis():
+    if "redis" not in g:
+        g.redis = redis_conn(current_app.config)
+    return g.redis
 
 
 def _load_user():
@@ -56,16 +112,32 @@ def _load_user():
     if header.startswith("Bearer "):
         db = get_db()
         row = query(db, "SELECT u.*, t.id AS token_id FROM api_tokens t JOIN users u ON u.id=t.user_id"
-                        " WHERE t.token_hash=%s AND u.disabled=0", (hash_token(header[7:].strip()),), one=True)
+                        " WHERE t.token_hash=%s AND u.disabled=0"
+                        " AND (t.expires_at IS NULL OR t.expires_at > UTC_TIMESTAMP())",
+                    (hash_token(header[7:].strip()),), one=True)
         if row:
             # At most one write a minute per token: scripts poll, and reads should stay reads.
             execute(db, "UPDATE api_tokens SET last_used_at=UTC_TIMESTAMP() WHERE id=%s AND"
                         " (last_used_at IS NULL OR last_used_at < UTC_TIMESTAMP() - INTERVAL 60 SECOND)",
                     (row["token_id"],))
             g.user, g.via_token = row, True
-    elif session.get("user_id"):
-        g.user = query(get_db(), "SELECT * FROM users WHERE id=%s AND disabled=0",
-                       (session["user_id"],), one=True)
+    elif session.get("sid"):
+        g.user = query(get_db(), "SELECT u.* FROM user_sessions s JOIN users u ON u.id=s.user_id"
+                                 " WHERE s.sid_hash=%s AND s.expires_at > UTC_TIMESTAMP() AND u.disabled=0",
+                       (hash_token(session["sid"]),), one=True)
+        if g.user is None:
+            session.clear()   # ended, expired or disabled: the browser drops the dead cookie
+
+
+def _start_session(db, user):
+    sid = secrets.token_urlsafe(32)
+    execute(db, "DELETE FROM user_sessions WHERE expires_at < UTC_TIMESTAMP()")
+    execute(db, "INSERT INTO user_sessions (user_id, sid_hash, expires_at)"
+                " VALUES (%s, %s, UTC_TIMESTAMP() + INTERVAL %s MINUTE)",
+            (user["id"], hash_token(sid), current_app.config["SESSION_MINUTES"]))
+    session.clear()
+    session.permanent = True   # the cookie expires with the session (PERMANENT_SESSION_LIFETIME)
+    session["sid"] = sid
 
 
 def csrf_token():
@@ -105,24 +177,88 @@ def _check_csrf():
         abort(400, "CSRF token missing or wrong")
 
 
+def safe_next(nxt):
+    """Where to go after login: a local path, else the dashboard.
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
+    `/\\t/evil.example` or `/\\evil.example` would become `//evil.example` (another site): only
+    printable ASCII without spaces or backslashes, one leading slash, no scheme or host."""
+    if (not nxt or not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt
+            or any(not 0x21 <= ord(c) <= 0x7e for c in nxt)):
+        return url_for("pages.dashboard")
+    parts = urlsplit(nxt)
+    return url_for("pages.dashboard") if parts.scheme or parts.netloc else nxt
+
+
+_dummy = []
+
+
+def _dummy_hash():
+    # Unknown and disabled users are checked against this hash so that they cost the same
+    # password work as known ones: the answer time does not tell which user names exist.
+    if not _dummy:
+        _dummy.append(generate_password_hash(secrets.token_urlsafe(16)))
+    return _dummy[0]
+
+
+def _login_keys(username):
+    addr = request.remote_addr or "unknown"
+    user = hashlib.sha256(username.encode()).hexdigest()
+    return [f"borgfleet:login:addr:{addr}", f"borgfleet:login:user:{user}"]
+
+
+def _take_attempt(r, keys):
+    """Count one attempt on every key at once (atomic, so parallel guesses cannot slip past the
+    limit); a success gives it back, so only failures add up. Returns the seconds to wait, 0 if allowed."""
+    cap, window = current_app.config["LOGIN_MAX_FAILURES"], current_app.config["LOGIN_WINDOW_SECONDS"]
+    with r.pipeline() as p:
+        for k in keys:
+            p.set(k, 0, ex=window, nx=True)
+            p.incr(k)
+        counts = p.execute()[1::2]
+    over = [k for k, n in zip(keys, counts) if n > cap]
+    return max([r.ttl(k) for k in over] + [1]) if over else 0
+
+
+def _give_back(r, keys):
+    with r.pipeline() as p:
+        for k in keys:
+            p.decr(k)
+        p.execute()
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error = None
-    if request.method == "POST":
-        user = query(get_db(), "SELECT * FROM users WHERE username=%s AND disabled=0",
-                     (request.form.get("username", ""),), one=True)
-        if user and check_password_hash(user["password_hash"], request.form.get("password", "")):
-            session.clear()
-            session["user_id"] = user["id"]
-            nxt = request.args.get("next", "")
-            # Only local paths: never redirect off-site after login.
-            return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else url_for("pages.dashboard"))
-        error = "Wrong user name or password."
-    return render_template("login.html", error=error), (401 if error else 200)
+    if request.method == "GET":
+        return render_template("login.html", error=None)
+    username = request.form.get("username", "")[:200]
+    password = request.form.get("password", "")
+    db = get_db()
+    user = query(db, "SELECT * FROM users WHERE username=%s", (username,), one=True)
+    # The column's collation matches `ADMIN` and `ádmin ` to `admin`: count them all on the stored name.
+    keys = _login_keys(user["username"] if user else username.lower())
+    try:
+        r = _redis()
+        wait = _take_attempt(r, keys)
+    except RedisError:
+        return render_template("login.html", error="Login is unavailable: the queue (Redis) cannot be reached."), 503
+    if wait:
+        resp = current_app.make_response((render_template(
+            "login.html", error=f"Too many failed logins: try again in {(wait + 59) // 60} minute(s)."), 429))
+        resp.headers["Retry-After"] = str(wait)
+        return resp
+    # The same hash work whether the user exists or not (see _dummy_hash).
+    ok = check_password_hash(user["password_hash"] if user else _dummy_hash(), password)
+    if ok and not user["disabled"]:
+        _give_back(r, keys)
+        _start_session(db, user)
+        return redirect(safe_next(request.args.get("next", "")))
+    return render_template("login.html", error="Wrong user name or password."), 401
 
 
 @bp.route("/logout", methods=["POST"])
 @role("viewer")
 def logout():
+    execute(get_db(), "DELETE FROM user_sessions WHERE sid_hash=%s", (hash_token(session.get("sid", "")),))
     session.clear()
     return redirect(url_for("auth.login"))

@@ -84,6 +84,47 @@ def create_admin(username, if_missing):
     click.echo("(shown once; it is stored only as a hash)")
 
 
+def _user_id(conn, username):
+    row = dbm.query(conn, "SELECT id FROM users WHERE username=%s", (username,), one=True)
+    if row is None:
+        raise click.ClickException(f"no user {username}")
+    return row["id"]
+
+
+@cli.command("set-password")
+@click.argument("username")
+@click.option("--generate", is_flag=True, help="Generate a password and print it once instead of prompting.")
+def set_password_cmd(username, generate):
+    """Set a user's password (prompted, never in argv); its login sessions end."""
+    from .auth import set_password
+    from .fleet import Invalid
+    password = secrets.token_urlsafe(15) if generate else \
+        click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    conn = dbm.connect(load_config())
+    try:
+        set_password(conn, _user_id(conn, username), password)
+    except Invalid as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        conn.close()
+    click.echo(f"new password of {username!r}: {password}" if generate else f"password of {username!r} changed")
+    click.echo("its login sessions have ended")
+
+
+@cli.command("disable-user")
+@click.argument("username")
+@click.option("--enable", is_flag=True, help="Enable the user again instead.")
+def disable_user(username, enable):
+    """Disable a user (its sessions end, its tokens are refused) or, with --enable, enable it."""
+    from .auth import set_disabled
+    conn = dbm.connect(load_config())
+    try:
+        set_disabled(conn, _user_id(conn, username), not enable)
+    finally:
+        conn.close()
+    click.echo(f"user {username!r} {'enabled' if enable else 'disabled; its sessions have ended'}")
+
+
 @cli.command()
 @click.option("--instance", default="1", show_default=True, help="Worker number on this host.")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")

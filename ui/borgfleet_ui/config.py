@@ -27,3 +27,19 @@ def load_config():
 def db_params(cfg):
     return dict(host=cfg["DB_HOST"], port=cfg["DB_PORT"], user=cfg["DB_USER"],
                 password=cfg["DB_PASSWORD"], database=cfg["DB_NAME"])
+
+
+def web_config():
+    """Settings of the web app only: login, sessions, cookies, proxies (read by create_app)."""
+    env = os.environ.get
+    return {
+        # A login session ends this many minutes after login (and at logout, password change, disable).
+        "SESSION_MINUTES": int(env("BORGFLEET_SESSION_MINUTES", "480")),
+        # Failed logins allowed per client address and per user name within the window; then 429.
+        "LOGIN_MAX_FAILURES": int(env("BORGFLEET_LOGIN_MAX_FAILURES", "10")),
+        "LOGIN_WINDOW_SECONDS": int(env("BORGFLEET_LOGIN_WINDOW_SECONDS", "900")),
+        # Behind TLS: the session cookie is Secure and HSTS is sent (install.sh sets it).
+        "SECURE_COOKIES": env("BORGFLEET_SECURE_COOKIES", "") == "1",
+        # Reverse proxies in front whose X-Forwarded-For/-Proto are trusted (0: none, use the peer address).
+        "TRUSTED_PROXIES": int(env("BORGFLEET_TRUSTED_PROXIES", "0")),
+    }

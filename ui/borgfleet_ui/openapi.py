@@ -51,8 +51,12 @@ ROUTES = [
     ("get", "/api/users", "admin", "List users", None, 200, None),
     ("post", "/api/users", "admin", "Add a user (password generated and returned once if not given)", "User",
      201, None),
-    ("get", "/api/tokens", "viewer", "The caller's API tokens", None, 200, None),
-    ("post", "/api/tokens", "viewer", "New API token for the caller (shown once)", "Token", 201, None),
+    ("put", "/api/users/{id}", "admin",
+     "Change a user's password, role or disabled flag (a new password or disabling ends its login sessions)",
+     "UserUpdate", 200, None),
+    ("get", "/api/tokens", "viewer", "The caller's API tokens (created_at, expires_at, last_used_at)", None, 200, None),
+    ("post", "/api/tokens", "viewer", "New API token for the caller (shown once; optional expires_at)", "Token",
+     201, None),
     ("delete", "/api/tokens/{id}", "viewer", "Revoke a token", None, 204, None),
 ]
 
@@ -86,8 +90,14 @@ SCHEMAS = {
                                                   "stats_interval_minutes": {"type": "integer"}}},
     "User": {"type": "object", "required": ["username", "role"], "properties": {
         "username": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "operator", "viewer"]},
-        "password": {"type": "string", "writeOnly": True}}},
-    "Token": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+        "password": {"type": "string", "minLength": 10, "maxLength": 1024, "writeOnly": True}}},
+    "UserUpdate": {"type": "object", "properties": {
+        "password": {"type": "string", "minLength": 10, "maxLength": 1024, "writeOnly": True},
+        "role": {"type": "string", "enum": ["admin", "operator", "viewer"]}, "disabled": {"type": "boolean"}}},
+    "Token": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string"},
+        "expires_at": {"type": "string", "format": "date-time", "nullable": True,
+                       "description": "ISO 8601, in the future (UTC when no offset); the token is refused after it"}}},
 }
 
 
