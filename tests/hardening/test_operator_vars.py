@@ -232,7 +232,8 @@ def test_a_client_with_repositories_is_never_renamed_or_moved(api, db):
     # No backup job yet: renaming and moving are free.
     for sid, change in ((cl["id"], {"name": cname + "-x"}), (cl["id"], {"backup_server_id": bs2["id"]}),
                         (cl["id"], {"backup_server_id": bs1["id"]}), (cl["id"], {"name": cname}),
-                        (lo["id"], {"local_pool_path": "/var/tmp/op-l2"}), (lo["id"], {"local_pool_path": "/var/tmp/op-l1"})):
+                        (lo["id"], {"local_pool_path": "/var/tmp/op-l2"}),
+                        (lo["id"], {"local_pool_path": "/var/tmp/op-l1"})):
         resp = op.put(f"/api/servers/{sid}", json=change)
         assert resp.status_code == 200, (change, resp.json)
     jobs = {}

@@ -1,6 +1,6 @@
 """Fleet operations shared by the REST API and the pages: validation, rows, queued runs.
 
-Raises Invalid (-> 400) and NotFound (-> 404); callers turn them into responses.
+Raises Invalid (-> 400), Forbidden (-> 403) and NotFound (-> 404); callers turn them into responses.
 """
 import json
 import re
@@ -52,6 +52,10 @@ class Invalid(ValueError):
 
 class NotFound(LookupError):
     pass
+
+
+class Forbidden(PermissionError):
+    """The caller's role may not make this change (-> 403)."""
 
 
 def _get(d, key, default=None, required=False):
@@ -155,16 +159,12 @@ def _ssh_common_args(value, what):
     return value
 
 
-def _var_host(v, what):
-    return _match(HOST_RE, v, what)
-
-
 # The extra vars a server may carry (docs/contract.md, roles' defaults): name -> (roles, validator).
 # Anything else is refused; values are plain scalars of the checked shape.
 SERVER_VARS = {
     "borgfleet_server_user": (("backup_server",), lambda v, w: _match(USER_RE, v, w)),
     "borgfleet_server_user_home": (("backup_server",), _safe_path),
-    "borgfleet_server_ssh_host": (("backup_server",), _var_host),
+    "borgfleet_server_ssh_host": (("backup_server",), lambda v, w: _match(HOST_RE, v, w)),
     "borgfleet_server_ssh_port": (("backup_server",), lambda v, w: _plain_int(v, w, 1, 65535)),
     "borgfleet_ssh_key": (("client",), _safe_path),
     "borgfleet_known_hosts": (("client",), _safe_path),
@@ -206,10 +206,6 @@ def check_vars(vars_, role, connection):
                           " (the service runs it with its own Python)")
         check(vars_[name], f"vars: {name}")
     return vars_
-
-
-class Forbidden(PermissionError):
-    pass
 
 
 def _server_fields(db, data, current=None, admin=False):
