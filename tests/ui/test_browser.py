@@ -77,15 +77,19 @@ def test_browser_flow(browser, web, users, start_worker, tmp_path, api):
     bad.click("#login")
     assert "Wrong user name or password" in bad.inner_text("#error")
 
+    # Extra vars are set by admins only: an admin adds the client, the operator does the rest.
+    admin = login(browser, web, users["admin"])
+    admin.goto(web + "/servers")
+    admin.fill("#add-server input[name=name]", "web-client")
+    admin.select_option("#add-server select[name=role]", "client")
+    admin.select_option("#add-server select[name=connection]", "local")
+    admin.fill("#add-server input[name=local_pool_path]", str(tmp_path / "web-repos"))
+    admin.fill("#add-server textarea[name=vars]", '{"borgfleet_borg_base_dir": "%s"}' % (tmp_path / "web-base"))
+    admin.click("#add-server-btn")
     page = login(browser, web, users["operator"])
     assert page.inner_text("h1") == "Dashboard"
     page.goto(web + "/servers")
-    page.fill("#add-server input[name=name]", "web-client")
-    page.select_option("#add-server select[name=role]", "client")
-    page.select_option("#add-server select[name=connection]", "local")
-    page.fill("#add-server input[name=local_pool_path]", str(tmp_path / "web-repos"))
-    page.fill("#add-server textarea[name=vars]", '{"borgfleet_borg_base_dir": "%s"}' % (tmp_path / "web-base"))
-    page.click("#add-server-btn")
+    assert page.locator("#add-server textarea[name=vars]").count() == 0
     assert "not set up" in page.locator("#servers tr[data-name=web-client]").inner_text()
     page.goto(web + "/backup-jobs")
     page.select_option("#add-backup select[name=client_id]", label="web-client")

@@ -39,11 +39,12 @@ def test_ssh_fleet_setup_backup_delete(api, db, start_worker, controller, ssh_fl
         hv.update({k: v for k, v in common.items() if k != "ansible_user"})
         return hv
 
-    bs = op.post("/api/servers", json={"name": server.name, "role": "backup_server", "address": server.sshd.address,
+    admin = api("admin")  # extra vars are set by admins only
+    bs = admin.post("/api/servers", json={"name": server.name, "role": "backup_server", "address": server.sshd.address,
                                        "port": server.sshd.port, "ssh_user": "root", "vars": hostvars(server),
                                        "pools": server.pools})
     assert bs.status_code == 201, bs.json
-    cl = op.post("/api/servers", json={"name": client.name, "role": "client", "address": client.sshd.address,
+    cl = admin.post("/api/servers", json={"name": client.name, "role": "client", "address": client.sshd.address,
                                        "port": client.sshd.port, "ssh_user": "root",
                                        "backup_server_id": bs.json["id"], "vars": hostvars(client)})
     assert cl.status_code == 201, cl.json

@@ -8,12 +8,12 @@ from uilib import REPO
 
 
 def test_ansible_inventory_reads_the_fleet(api, ui_env, tmp_path):
-    op = api("operator")
-    bs = op.post("/api/servers", json={"name": "inv-bs", "role": "backup_server", "address": "127.0.0.7",
+    op, admin = api("operator"), api("admin")  # extra vars are set by admins only
+    bs = admin.post("/api/servers", json={"name": "inv-bs", "role": "backup_server", "address": "127.0.0.7",
                                        "port": 2200, "vars": {"borgfleet_server_user": "borgx"},
                                        "pools": [{"name": "main", "path": "/srv/a"},
                                                  {"name": "big", "path": "/srv/b"}]}).json
-    cl = op.post("/api/servers", json={"name": "inv-cl", "role": "client", "address": "127.0.0.8",
+    cl = admin.post("/api/servers", json={"name": "inv-cl", "role": "client", "address": "127.0.0.8",
                                        "backup_server_id": bs["id"],
                                        "vars": {"borgfleet_ssh_key": "/k/id"}}).json
     pools = {p["name"]: p["id"] for p in op.get("/api/storage-pools", query_string={"server_id": bs["id"]}).json["items"]}

@@ -28,7 +28,7 @@ def test_verify_now_proves_the_newest_database_archive_restores(api, users, db, 
     (root / "files").mkdir()
     (root / "files" / "readme.txt").write_text("no database in here\n")
     op = api("operator")
-    cl = op.post("/api/servers", json={"name": "verify-cl", "role": "client", "connection": "local",
+    cl = api("admin").post("/api/servers", json={"name": "verify-cl", "role": "client", "connection": "local",
                                        "local_pool_path": str(root / "repos"),
                                        "vars": {"borgfleet_borg_base_dir": str(root / "base")}}).json
     jobs = {}

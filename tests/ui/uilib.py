@@ -108,7 +108,8 @@ def make_local_backup(api, tmp_path, name, files=None, **job):
     for fn, content in (files or {"f.txt": b"x" * 1000}).items():
         (data / fn).write_bytes(content)
     op = api("operator")
-    cl = op.post("/api/servers", json={"name": name, "role": "client", "connection": "local",
+    # Extra vars are set by admins only.
+    cl = api("admin").post("/api/servers", json={"name": name, "role": "client", "connection": "local",
                                        "local_pool_path": str(tmp_path / f"{name}-repos"),
                                        "vars": {"borgfleet_borg_base_dir": str(tmp_path / f"{name}-base")}})
     assert cl.status_code == 201, cl.json

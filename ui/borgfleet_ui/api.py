@@ -6,7 +6,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import auth, fleet, secret_store, workers
 from . import openapi as openapi_doc
-from .auth import role
+from .auth import has_role, role
 from .db import execute, get_db, query
 from .queue import redis_conn
 
@@ -44,6 +44,11 @@ def _invalid(e):
 @bp.errorhandler(fleet.NotFound)
 def _missing(e):
     return jsonify(error=str(e)), 404
+
+
+@bp.errorhandler(fleet.Forbidden)
+def _forbidden(e):
+    return jsonify(error=str(e)), 403
 
 
 @bp.errorhandler(workers.Unavailable)
@@ -99,7 +104,7 @@ def servers_list():
 @bp.post("/servers")
 @role("operator")
 def servers_create():
-    return jsonify(fleet.create_server(get_db(), body())), 201
+    return jsonify(fleet.create_server(get_db(), body(), admin=has_role(g.user, "admin"))), 201
 
 
 @bp.get("/servers/<int:sid>")
@@ -111,7 +116,7 @@ def servers_get(sid):
 @bp.put("/servers/<int:sid>")
 @role("operator")
 def servers_update(sid):
-    return jsonify(fleet.update_server(get_db(), sid, body()))
+    return jsonify(fleet.update_server(get_db(), sid, body(), admin=has_role(g.user, "admin")))
 
 
 @bp.delete("/servers/<int:sid>")

@@ -1,6 +1,6 @@
 """Fleet operations shared by the REST API and the pages: validation, rows, queued runs.
 
-Raises Invalid (-> 400) and NotFound (-> 404); callers turn them into responses.
+Raises Invalid (-> 400), Forbidden (-> 403) and NotFound (-> 404); callers turn them into responses.
 """
 import json
 import re
@@ -17,10 +17,24 @@ from .db import execute, query
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")          # contract: backup/host names
 HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,254}")          # DNS name, IPv4 or IPv6
 USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-VAR_RE = re.compile(r"(ansible|borgfleet)_[a-z0-9_]+")
 # Extra vars are stored and shown in clear: no passwords in them (use SSH keys; backup passphrases
 # have their own encrypted field).
 SECRET_VAR_RE = re.compile(r".*(pass|secret|token).*")
+# Paths given to ssh, borg or Ansible: absolute, plain characters (no spaces, quotes or '$'), no '..'.
+SAFE_PATH_RE = re.compile(r"/[A-Za-z0-9._/-]{0,1023}")
+# Variables that change how Ansible reaches or runs on a host: a free value here is a shell on the
+# worker host (ssh's ProxyCommand/LocalCommand) or root elsewhere (become). Only the checked subset
+# of SERVER_VARS is accepted.
+CONNECTION_VAR_RE = re.compile(r"ansible_(ssh|sftp|scp|become|connection|shell|pipelining|private_key|host_key"
+                               r"|.*_executable|.*_args|.*_interpreter).*")
+# Set by the service from the server's own fields, or by its backup jobs and pools.
+SERVICE_VARS = {"ansible_host": "address", "ansible_port": "port", "ansible_user": "ssh_user",
+                "ansible_connection": "connection", "borgfleet_backup_server": "backup_server_id",
+                "borgfleet_local_pool_path": "local_pool_path", "borgfleet_backups": "backup jobs",
+                "borgfleet_storage_pools": "storage pools"}
+# ssh options an admin may pass in ansible_ssh_common_args: host-key pinning and timeouts.
+SSH_OPTIONS = {"userknownhostsfile": "path", "stricthostkeychecking": ("yes",), "identitiesonly": ("yes", "no"),
+               "connecttimeout": "seconds", "serveraliveinterval": "seconds", "serveralivecountmax": "seconds"}
 RETENTION_KEYS = {"within", "hourly", "daily", "weekly", "monthly", "yearly"}
 # `databases` of a backup (docs/contract.md): the collection's filter validates them in full;
 # here their shape, and no password (the service would keep it in clear).
@@ -38,6 +52,10 @@ class Invalid(ValueError):
 
 class NotFound(LookupError):
     pass
+
+
+class Forbidden(PermissionError):
+    """The caller's role may not make this change (-> 403)."""
 
 
 def _get(d, key, default=None, required=False):
@@ -109,7 +127,88 @@ def get_server(db, server_id):
     return server_out(row)
 
 
-def _server_fields(db, data, current=None):
+def _safe_path(value, what):
+    if not isinstance(value, str) or not SAFE_PATH_RE.fullmatch(value) or "/../" in value + "/":
+        raise Invalid(f"{what} must be an absolute path of letters, digits and . _ / - (no '..'), got {value!r}")
+    return value
+
+
+def _plain_int(value, what, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"{what} must be a number, got {value!r}")
+    return _int(value, what, lo, hi)
+
+
+def _ssh_common_args(value, what):
+    """Only `-o Name=value` pairs of SSH_OPTIONS: ProxyCommand, LocalCommand, Include ... never reach ssh."""
+    words = value.split(" ") if isinstance(value, str) else [""]
+    for flag, opt in zip(words[::2], words[1::2] + [""]):
+        if flag != "-o" or not opt:
+            raise Invalid(f"{what} must be '-o Name=value' pairs separated by single spaces, got {value!r}")
+        name, _, val = opt.partition("=")
+        kind = SSH_OPTIONS.get(name.lower())
+        if kind is None:
+            raise Invalid(f"{what}: only -o {', '.join(sorted(SSH_OPTIONS))} are accepted, got {opt!r}")
+        if kind == "path":
+            _safe_path(val, f"{what} {name}")
+        elif kind == "seconds":
+            if not val.isdigit() or not 1 <= int(val) <= 3600:
+                raise Invalid(f"{what} {name} must be 1-3600, got {val!r}")
+        elif val not in kind:
+            raise Invalid(f"{what} {name} must be {' or '.join(kind)}, got {val!r}")
+    return value
+
+
+# The extra vars a server may carry (docs/contract.md, roles' defaults): name -> (roles, validator).
+# Anything else is refused; values are plain scalars of the checked shape.
+SERVER_VARS = {
+    "borgfleet_server_user": (("backup_server",), lambda v, w: _match(USER_RE, v, w)),
+    "borgfleet_server_user_home": (("backup_server",), _safe_path),
+    "borgfleet_server_ssh_host": (("backup_server",), lambda v, w: _match(HOST_RE, v, w)),
+    "borgfleet_server_ssh_port": (("backup_server",), lambda v, w: _plain_int(v, w, 1, 65535)),
+    "borgfleet_ssh_key": (("client",), _safe_path),
+    "borgfleet_known_hosts": (("client",), _safe_path),
+    "borgfleet_borg_base_dir": (("client",), _safe_path),
+    "borgfleet_lock_wait": (("client",), lambda v, w: _plain_int(v, w, 1, 86400)),
+    "ansible_python_interpreter": (("client", "backup_server"), _safe_path),
+    "ansible_ssh_private_key_file": (("client", "backup_server"), _safe_path),
+    "ansible_ssh_common_args": (("client", "backup_server"), _ssh_common_args),
+}
+
+
+def _var_refused(name):
+    """Why a name outside SERVER_VARS is refused (None: it is allowed)."""
+    if name in SERVER_VARS:
+        return None
+    if name in SERVICE_VARS:
+        return f"vars cannot set {name}: the service sets it from the server's {SERVICE_VARS[name]}"
+    if SECRET_VAR_RE.fullmatch(name):
+        return (f"vars cannot hold secrets ({name}): they are stored in clear;"
+                " use an SSH key (ansible_ssh_private_key_file) instead of a password")
+    if CONNECTION_VAR_RE.fullmatch(name):
+        return f"vars cannot set {name}: it changes how Ansible connects to or runs on the host"
+    return f"vars cannot set {name}: accepted names are {', '.join(sorted(SERVER_VARS))}"
+
+
+def check_vars(vars_, role, connection):
+    """The validated extra vars of a server (SERVER_VARS), or Invalid naming the first bad one."""
+    if not isinstance(vars_, dict):
+        raise Invalid("vars must be an object of host variables")
+    for name in sorted(vars_, key=str):
+        why = _var_refused(name) if isinstance(name, str) else f"vars: invalid name {name!r}"
+        if why:
+            raise Invalid(why)
+        roles, check = SERVER_VARS[name]
+        if role not in roles:
+            raise Invalid(f"vars: {name} applies to {' and '.join(r.replace('_', ' ') + 's' for r in roles)} only")
+        if name == "ansible_python_interpreter" and connection == "local":
+            raise Invalid("vars: ansible_python_interpreter cannot be set for a local connection"
+                          " (the service runs it with its own Python)")
+        check(vars_[name], f"vars: {name}")
+    return vars_
+
+
+def _server_fields(db, data, current=None, admin=False):
     cur = current or {}
     out = {}
     out["name"] = _match(NAME_RE, _get(data, "name", cur.get("name"), required=True), "name")
@@ -137,19 +236,44 @@ def _server_fields(db, data, current=None):
     else:
         bsid, lpp = None, None
     out["backup_server_id"], out["local_pool_path"] = bsid, lpp
-    vars_ = _get(data, "vars", cur.get("vars") or {})
-    if not isinstance(vars_, dict) or not all(isinstance(k, str) and VAR_RE.fullmatch(k) for k in vars_):
-        raise Invalid("vars must map ansible_*/borgfleet_* names to values")
-    secret = sorted(k for k in vars_ if SECRET_VAR_RE.fullmatch(k))
-    if secret:
-        raise Invalid(f"vars cannot hold secrets ({', '.join(secret)}): they are stored in clear;"
-                      " use an SSH key (ansible_ssh_private_key_file) instead of a password")
-    out["vars_json"] = json.dumps(vars_)
+    old_vars = cur.get("vars") or {}
+    vars_ = _get(data, "vars", old_vars)
+    # Extra vars reach ssh and Ansible on the worker host: only admins set or change them.
+    if vars_ != old_vars and not admin:
+        raise Forbidden("only an admin can set or change a server's extra vars")
+    out["vars_json"] = json.dumps(check_vars(vars_, out["role"], out["connection"]))
     return out
 
 
-def create_server(db, data):
-    f = _server_fields(db, data)
+def _check_move(db, cur, f):
+    """A server's repositories live at <pool>/<client name>/<backup> on its backup server (or under
+    its local pool path): renaming or moving a client that has some would strand its archives."""
+    if cur["role"] == "client":
+        n = query(db, "SELECT COUNT(*) AS n FROM backup_jobs WHERE client_id=%s", (cur["id"],), one=True)["n"]
+        if n:
+            for col, what in (("name", "renamed"), ("role", "turned into a backup server"),
+                              ("backup_server_id", "moved to another backup server"),
+                              ("local_pool_path", "moved to another place")):
+                if f[col] != cur[col]:
+                    raise Invalid(f"client {cur['name']} has {n} backup job(s) whose repositories are named after"
+                                  f" it and live on its current backup server: it cannot be {what}"
+                                  " (its archives would become unreachable); delete its backup jobs first,"
+                                  " or add a new client")
+    elif f["role"] != cur["role"] and query(db, "SELECT id FROM servers WHERE backup_server_id=%s LIMIT 1",
+                                            (cur["id"],), one=True):
+        raise Invalid(f"backup server {cur['name']} has clients: it cannot become a client;"
+                      " move or delete them first")
+    elif query(db, "SELECT id FROM repositories WHERE server_id=%s LIMIT 1", (cur["id"],), one=True):
+        # The repositories belong to the account running borg serve; another account cannot open them.
+        # (Its name, address and port may change: repositories are found by pool, client and backup.)
+        old_user = cur["vars"].get("borgfleet_server_user", "borg")
+        if json.loads(f["vars_json"]).get("borgfleet_server_user", "borg") != old_user:
+            raise Invalid(f"backup server {cur['name']} holds repositories owned by {old_user}:"
+                          " borgfleet_server_user cannot change while clients have backup jobs there")
+
+
+def create_server(db, data, admin=False):
+    f = _server_fields(db, data, admin=admin)
     if query(db, "SELECT id FROM servers WHERE name=%s", (f["name"],), one=True):
         raise Invalid(f"a server named {f['name']} exists")
     sid = execute(db, "INSERT INTO servers (name, role, address, port, ssh_user, connection,"
@@ -161,15 +285,23 @@ def create_server(db, data):
     return get_server(db, sid)
 
 
-def update_server(db, server_id, data):
+def update_server(db, server_id, data, admin=False):
     cur = get_server(db, server_id)
-    f = _server_fields(db, data, cur)
+    f = _server_fields(db, data, cur, admin=admin)
     if f["name"] != cur["name"] and query(db, "SELECT id FROM servers WHERE name=%s", (f["name"],), one=True):
         raise Invalid(f"a server named {f['name']} exists")
+    _check_move(db, cur, f)
     execute(db, "UPDATE servers SET name=%s, role=%s, address=%s, port=%s, ssh_user=%s, connection=%s,"
                 " backup_server_id=%s, local_pool_path=%s, vars_json=%s WHERE id=%s",
             (f["name"], f["role"], f["address"], f["port"], f["ssh_user"], f["connection"],
              f["backup_server_id"], f["local_pool_path"], f["vars_json"], server_id))
+    if cur["role"] == "backup_server":
+        # Same repositories reached by a new address/port/user: keep the shown locations what clients use.
+        for repo in query(db, "SELECT r.id, b.name, b.pool_id, b.client_id FROM repositories r"
+                              " JOIN backup_jobs b ON b.id=r.backup_job_id WHERE r.server_id=%s", (server_id,)):
+            client = query(db, "SELECT * FROM servers WHERE id=%s", (repo["client_id"],), one=True)
+            _, location = repository_location(db, client, repo["name"], repo["pool_id"])
+            execute(db, "UPDATE repositories SET location=%s WHERE id=%s", (location, repo["id"]))
     return get_server(db, server_id)
 
 

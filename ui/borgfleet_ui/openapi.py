@@ -13,9 +13,11 @@ ROUTES = [
     ("get", "/api/openapi.json", "viewer", "This document", None, 200, None),
     ("get", "/api/me", "viewer", "The caller", None, 200, None),
     ("get", "/api/servers", "viewer", "List servers (paginated; ?role=client|backup_server)", None, 200, _LIST),
-    ("post", "/api/servers", "operator", "Add a server (optionally with pools)", "Server", 201, None),
+    ("post", "/api/servers", "operator", "Add a server (optionally with pools; vars: admins only)", "Server", 201,
+     None),
     ("get", "/api/servers/{id}", "viewer", "One server", None, 200, None),
-    ("put", "/api/servers/{id}", "operator", "Change a server", "Server", 200, None),
+    ("put", "/api/servers/{id}", "operator", "Change a server (vars: admins only; a client with backup jobs"
+     " keeps its name and backup server)", "Server", 200, None),
     ("delete", "/api/servers/{id}", "operator", "Remove a server", None, 204, None),
     ("post", "/api/servers/{id}/setup", "operator", "Queue setup.yml for the server (and its peer)", None, 202, _JOB),
     ("post", "/api/servers/{id}/collect-stats", "operator", "Queue collect_stats.yml", None, 202, _JOB),
@@ -70,7 +72,24 @@ SCHEMAS = {
         "connection": {"type": "string", "enum": ["ssh", "local"]},
         "backup_server_id": {"type": "integer", "nullable": True},
         "local_pool_path": {"type": "string", "nullable": True},
-        "vars": {"type": "object", "description": "extra ansible_*/borgfleet_* host variables"},
+        "vars": {"type": "object", "additionalProperties": False,
+                 "description": "extra host variables, set or changed by admins only (403 otherwise);"
+                                " only these names, each checked (400 naming the variable)",
+                 "properties": {
+                     "borgfleet_server_user": {"type": "string", "description": "backup servers"},
+                     "borgfleet_server_user_home": {"type": "string", "description": "backup servers; absolute"},
+                     "borgfleet_server_ssh_host": {"type": "string", "description": "backup servers; host name or IP"},
+                     "borgfleet_server_ssh_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                     "borgfleet_ssh_key": {"type": "string", "description": "clients; absolute path"},
+                     "borgfleet_known_hosts": {"type": "string", "description": "clients; absolute path"},
+                     "borgfleet_borg_base_dir": {"type": "string", "description": "clients; absolute path"},
+                     "borgfleet_lock_wait": {"type": "integer", "minimum": 1, "maximum": 86400},
+                     "ansible_python_interpreter": {"type": "string", "description": "absolute path; ssh only"},
+                     "ansible_ssh_private_key_file": {"type": "string", "description": "absolute path"},
+                     "ansible_ssh_common_args": {"type": "string", "description":
+                                                 "only -o UserKnownHostsFile=, StrictHostKeyChecking=yes,"
+                                                 " IdentitiesOnly=, ConnectTimeout=, ServerAliveInterval=,"
+                                                 " ServerAliveCountMax="}}},
         "pools": {"type": "array", "items": {"$ref": "#/components/schemas/Pool"}}}},
     "Pool": {"type": "object", "required": ["path"], "properties": {
         "server_id": {"type": "integer"}, "name": {"type": "string"}, "path": {"type": "string"}}},

@@ -52,7 +52,7 @@ def dashboard():
 @role("viewer")
 def servers():
     db = get_db()
-    error = None
+    error, code = None, 200
     if request.method == "POST":
         if not has_role(g.user, "operator"):
             abort(403)
@@ -63,14 +63,18 @@ def servers():
             data["vars"] = _form_json("vars", {})
             if request.form.get("pool_path"):
                 data["pools"] = [{"name": request.form.get("pool_name") or "main", "path": request.form["pool_path"]}]
-            fleet.create_server(db, {k: v for k, v in data.items() if v is not None})
+            fleet.create_server(db, {k: v for k, v in data.items() if v is not None},
+                                admin=has_role(g.user, "admin"))
             return redirect(url_for("pages.servers"))
         except fleet.Invalid as e:
-            error = str(e)
+            error, code = str(e), 400
+        except fleet.Forbidden as e:
+            error, code = str(e), 403
     rows = fleet.list_servers(db, limit=200)
     pools = fleet.list_pools(db)
     return render_template("servers.html", servers=rows, pools=pools, error=error,
-                           backup_servers=[s for s in rows if s["role"] == "backup_server"]), (400 if error else 200)
+                           server_vars=sorted(fleet.SERVER_VARS),
+                           backup_servers=[s for s in rows if s["role"] == "backup_server"]), code
 
 
 @bp.post("/servers/<int:sid>/setup")
