@@ -12,6 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -19,6 +21,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
@@ -605,8 +608,12 @@ class Borg:
                             kind='check_failed', cmd=argv, rc=result.rc, stderr=result.stderr[-4000:])
         return result
 
-    def extract(self, name, target, paths=(), strip_components=0, exclude=(), dry_run=False):
-        """Extract into ``target`` (borg extracts into its working directory)."""
+    def extract(self, name, target, paths=(), strip_components=0, exclude=(), skip_paths=(), dry_run=False):
+        """Extract into ``target`` (borg extracts into its working directory).
+
+        ``skip_paths``: archive paths of items to leave out, matched literally and whole (``pf:``), in any
+        number: they go to a private ``--exclude-from`` file, never one argv word each (a large tree
+        overflowed the kernel's argument limit)."""
         opts = ['--list']
         if dry_run:
             opts.append('--dry-run')
@@ -614,12 +621,63 @@ class Borg:
             opts += ['--strip-components', str(int(strip_components))]
         for pattern in exclude:
             opts += ['--exclude', pattern]
-        argv = self.command(['extract'], opts, [self.settings.location(name)] + [p.lstrip('/') for p in paths])
-        result = self.run(argv, cwd=target)
+        with skip_file(skip_paths) as skip_opts:
+            argv = self.command(['extract'], opts + skip_opts,
+                                [self.settings.location(name)] + [p.lstrip('/') for p in paths])
+            result = self.run(argv, cwd=target)
         records, plain = parse_log_lines(result.stderr)
         files = [r.get('message') for r in records if r.get('type') == 'log_message'
                  and r.get('name') == 'borg.output.list']
         return files, result
+
+
+# At most this many bytes of skipped names that cannot go in a file stay in argv (the kernel allows
+# 2 MiB for argv and environment together; such names - newlines, trailing blanks - are rare).
+MAX_ARGV_SKIP_BYTES = 256 * 1024
+
+
+def _fits_exclude_file(path):
+    """Whether ``pf:<path>`` survives borg's reading of an --exclude-from file unchanged.
+
+    borg splits it on newlines (\\n, \\r: universal newlines), strips blanks at both ends of each line
+    (the ``pf:`` prefix protects the start) and decodes it as UTF-8 (undecodable names are surrogates here)."""
+    if '\n' in path or '\r' in path or path != path.rstrip():
+        return False
+    try:
+        path.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def skip_file(paths):
+    """Yield borg options excluding exactly ``paths``: one ``--exclude-from`` file in a private temporary
+    directory (0700, file 0600, removed afterwards), plus ``--exclude`` words for the few names a
+    line-based file cannot carry. ``pf:`` is a literal full-path match (glob and regex characters are
+    plain) that borg looks up in a dict, so 50,000 of them cost no more than one."""
+    in_file, in_argv = [], []
+    for path in paths:
+        (in_file if _fits_exclude_file(path) else in_argv).append('pf:' + path)
+    if sum(len(p.encode('utf-8', 'surrogateescape')) + 11 for p in in_argv) > MAX_ARGV_SKIP_BYTES:
+        raise BorgError('%d names to leave alone hold newlines or trailing blanks, too many to pass to borg '
+                        'one by one; restore into another directory instead' % len(in_argv), kind='invalid_input')
+    opts = []
+    for pattern in in_argv:
+        opts += ['--exclude', pattern]
+    if not in_file:
+        yield opts
+        return
+    tmpdir = tempfile.mkdtemp(prefix='borgfleet-skip-')  # 0700, owned by whoever runs borg
+    try:
+        list_path = os.path.join(tmpdir, 'exclude')
+        fd = os.open(list_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with io.open(fd, 'w', encoding='utf-8', newline='\n') as f:
+            for pattern in in_file:
+                f.write(pattern + '\n')
+        yield opts + ['--exclude-from', list_path]
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def children_pattern(path):
