@@ -189,6 +189,13 @@ _TEXT_KINDS = [
     (re.compile(r'Connection closed by remote host', re.I), 'connection_closed'),
 ]
 
+_NO_SPACE_RE = re.compile(r'No space left on device|InsufficientFreeSpace|Insufficient free space', re.I)
+# Where a full file system stopped borg: in the repository (a frame of borg's repository code, or the
+# server's `borg serve`: the storage pool) - otherwise on this host (borg's cache under BORG_BASE_DIR,
+# or the files being restored). Both read from borg's traceback, measured with borg 1.2 on full tmpfs.
+_REPOSITORY_SIDE_RE = re.compile(r'/repository\.py"|, in serve$|^Remote:.*No space left|Insufficient ?free ?space',
+                                 re.I | re.M)
+
 _HINTS = {
     'wrong_passphrase': 'wrong passphrase for repository {repo}: borg refused the key; nothing was changed',
     'passphrase_missing': 'repository {repo} is encrypted and no passphrase (or a failing passcommand) was given',
@@ -199,7 +206,9 @@ _HINTS = {
     'auth_refused': 'the backup server refused this client\'s SSH key for {repo}: {detail}',
     'host_key': 'host key of the backup server for {repo} does not match the pinned known_hosts entry: {detail}',
     'permission_denied': 'the backup server\'s forced command does not allow {repo}: {detail}',
-    'no_space': 'no space left while writing to {repo} (or the local cache): {detail}',
+    'no_space': 'no space left on the storage pool holding repository {place}: {detail}',
+    'no_space_local': 'no space left on this host while borg worked on {repo}: borg\'s cache (BORG_BASE_DIR) '
+                      'or the files being restored are on a full file system: {detail}',
     'exists': '{detail}',
     'archive_missing': '{detail}',
     'relocated': 'repository {repo} looks moved or replaced since this client last used it; '
@@ -252,6 +261,13 @@ def classify(rc, stderr, settings=None):
                     kind = text_kind
                 break
     kind = kind or 'unknown'
+    if kind == 'no_space':
+        if not _REPOSITORY_SIDE_RE.search(text):
+            kind = 'no_space_local'
+        # The exception's own line ("OSError: [Errno 28] No space left on device", "Insufficient free space
+        # to complete transaction (required: ..., available: ...)"), not the traceback or system details.
+        lines = [line.strip() for line in text.splitlines() if _NO_SPACE_RE.search(line)]
+        return kind, lines[-1][:300] if lines else ''
     detail_lines = [m for m in _messages(errors, []) if 'Traceback' not in m]
     remote = [m for m in _messages(records, plain) if m.startswith('Remote:') or 'ssh:' in m]
     detail = '; '.join((remote + detail_lines)[:4])
@@ -266,7 +282,16 @@ def error_message(kind, detail, settings):
     lock_wait = settings.lock_wait if settings else '?'
     if not template:
         return 'borg failed for %s: %s' % (repo, detail or 'no error text')
-    return template.format(repo=repo, detail=detail, lock_wait=lock_wait)
+    return template.format(repo=repo, place=repository_place(repo), detail=detail, lock_wait=lock_wait)
+
+
+def repository_place(repository):
+    """'/srv/borg/web1/etc on backup server backup1' for ssh://borg@backup1:22/srv/borg/web1/etc (the path
+    starts with the pool's); a local path is returned as it is."""
+    match = _SSH_URL_RE.match(repository)
+    if not match:
+        return repository
+    return '%s on backup server %s' % (repository[match.end() - 1:], match.group('host'))
 
 
 def mask(text, secrets):
@@ -458,7 +483,7 @@ class Borg:
         if timestamp:
             opts += ['--timestamp', timestamp]
         argv = self.command(['create'], opts, [self.settings.location(name)] + list(paths))
-        result = self.run(argv)
+        result = self._writing(argv)
         if dry_run:
             return {'archive': {'name': name, 'dry_run': True}, 'warnings': result.warnings}
         parsed = result.json(argv)
@@ -479,10 +504,29 @@ class Borg:
         if compression:
             opts += ['--compression', compression]
         argv = self.command(['create'], opts, [self.settings.location(name)] + list(command))
-        result = self.run(argv)
+        result = self._writing(argv)
         parsed = result.json(argv)
         parsed['warnings'] = result.warnings
         return parsed
+
+    def _writing(self, argv):
+        """Run a command that adds to the repository; when its storage pool fills up, leave the pool as it was.
+
+        borg keeps the segments of the aborted transaction on the full pool until the next write, so the pool
+        stays full and even `borg check` fails (it rewrites the repository config). `borg compact` drops
+        them first thing (borg's own cleanup of uncommitted data, not a repair), then compacts as usual."""
+        try:
+            return self.run(argv)
+        except BorgError as e:
+            if e.kind != 'no_space':
+                raise
+            try:
+                self.compact()
+                after = 'the partial data of this run was removed from the pool'
+            except BorgError as c:
+                after = 'removing the partial data of this run failed too (%s)' % c.msg
+            raise BorgError('%s - %s; free space on that pool (or move the backup to another pool), then run the '
+                            'backup again' % (e.msg, after), kind=e.kind, cmd=e.cmd, rc=e.rc, stderr=e.stderr)
 
     def export_tar(self, name, tarfile, paths=(), strip_components=0):
         """Write an archive (or some paths of it) as a tar file; ``-`` streams it to stdout."""
