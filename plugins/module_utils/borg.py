@@ -12,6 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -19,6 +21,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
@@ -186,6 +189,13 @@ _TEXT_KINDS = [
     (re.compile(r'Connection closed by remote host', re.I), 'connection_closed'),
 ]
 
+_NO_SPACE_RE = re.compile(r'No space left on device|InsufficientFreeSpace|Insufficient free space', re.I)
+# Where a full file system stopped borg: in the repository (a frame of borg's repository code, or the
+# server's `borg serve`: the storage pool) - otherwise on this host (borg's cache under BORG_BASE_DIR,
+# or the files being restored). Both read from borg's traceback, measured with borg 1.2 on full tmpfs.
+_REPOSITORY_SIDE_RE = re.compile(r'/repository\.py"|, in serve$|^Remote:.*No space left|Insufficient ?free ?space',
+                                 re.I | re.M)
+
 _HINTS = {
     'wrong_passphrase': 'wrong passphrase for repository {repo}: borg refused the key; nothing was changed',
     'passphrase_missing': 'repository {repo} is encrypted and no passphrase (or a failing passcommand) was given',
@@ -196,7 +206,9 @@ _HINTS = {
     'auth_refused': 'the backup server refused this client\'s SSH key for {repo}: {detail}',
     'host_key': 'host key of the backup server for {repo} does not match the pinned known_hosts entry: {detail}',
     'permission_denied': 'the backup server\'s forced command does not allow {repo}: {detail}',
-    'no_space': 'no space left while writing to {repo} (or the local cache): {detail}',
+    'no_space': 'no space left on the storage pool holding repository {place}: {detail}',
+    'no_space_local': 'no space left on this host while borg worked on {repo}: borg\'s cache (BORG_BASE_DIR) '
+                      'or the files being restored are on a full file system: {detail}',
     'exists': '{detail}',
     'archive_missing': '{detail}',
     'relocated': 'repository {repo} looks moved or replaced since this client last used it; '
@@ -249,6 +261,13 @@ def classify(rc, stderr, settings=None):
                     kind = text_kind
                 break
     kind = kind or 'unknown'
+    if kind == 'no_space':
+        if not _REPOSITORY_SIDE_RE.search(text):
+            kind = 'no_space_local'
+        # The exception's own line ("OSError: [Errno 28] No space left on device", "Insufficient free space
+        # to complete transaction (required: ..., available: ...)"), not the traceback or system details.
+        lines = [line.strip() for line in text.splitlines() if _NO_SPACE_RE.search(line)]
+        return kind, lines[-1][:300] if lines else ''
     detail_lines = [m for m in _messages(errors, []) if 'Traceback' not in m]
     remote = [m for m in _messages(records, plain) if m.startswith('Remote:') or 'ssh:' in m]
     detail = '; '.join((remote + detail_lines)[:4])
@@ -263,7 +282,16 @@ def error_message(kind, detail, settings):
     lock_wait = settings.lock_wait if settings else '?'
     if not template:
         return 'borg failed for %s: %s' % (repo, detail or 'no error text')
-    return template.format(repo=repo, detail=detail, lock_wait=lock_wait)
+    return template.format(repo=repo, place=repository_place(repo), detail=detail, lock_wait=lock_wait)
+
+
+def repository_place(repository):
+    """'/srv/borg/web1/etc on backup server backup1' for ssh://borg@backup1:22/srv/borg/web1/etc (the path
+    starts with the pool's); a local path is returned as it is."""
+    match = _SSH_URL_RE.match(repository)
+    if not match:
+        return repository
+    return '%s on backup server %s' % (repository[match.end() - 1:], match.group('host'))
 
 
 def mask(text, secrets):
@@ -455,7 +483,7 @@ class Borg:
         if timestamp:
             opts += ['--timestamp', timestamp]
         argv = self.command(['create'], opts, [self.settings.location(name)] + list(paths))
-        result = self.run(argv)
+        result = self._writing(argv)
         if dry_run:
             return {'archive': {'name': name, 'dry_run': True}, 'warnings': result.warnings}
         parsed = result.json(argv)
@@ -476,10 +504,29 @@ class Borg:
         if compression:
             opts += ['--compression', compression]
         argv = self.command(['create'], opts, [self.settings.location(name)] + list(command))
-        result = self.run(argv)
+        result = self._writing(argv)
         parsed = result.json(argv)
         parsed['warnings'] = result.warnings
         return parsed
+
+    def _writing(self, argv):
+        """Run a command that adds to the repository; when its storage pool fills up, leave the pool as it was.
+
+        borg keeps the segments of the aborted transaction on the full pool until the next write, so the pool
+        stays full and even `borg check` fails (it rewrites the repository config). `borg compact` drops
+        them first thing (borg's own cleanup of uncommitted data, not a repair), then compacts as usual."""
+        try:
+            return self.run(argv)
+        except BorgError as e:
+            if e.kind != 'no_space':
+                raise
+            try:
+                self.compact()
+                after = 'the partial data of this run was removed from the pool'
+            except BorgError as c:
+                after = 'removing the partial data of this run failed too (%s)' % c.msg
+            raise BorgError('%s - %s; free space on that pool (or move the backup to another pool), then run the '
+                            'backup again' % (e.msg, after), kind=e.kind, cmd=e.cmd, rc=e.rc, stderr=e.stderr)
 
     def export_tar(self, name, tarfile, paths=(), strip_components=0):
         """Write an archive (or some paths of it) as a tar file; ``-`` streams it to stdout."""
@@ -605,8 +652,12 @@ class Borg:
                             kind='check_failed', cmd=argv, rc=result.rc, stderr=result.stderr[-4000:])
         return result
 
-    def extract(self, name, target, paths=(), strip_components=0, exclude=(), dry_run=False):
-        """Extract into ``target`` (borg extracts into its working directory)."""
+    def extract(self, name, target, paths=(), strip_components=0, exclude=(), skip_paths=(), dry_run=False):
+        """Extract into ``target`` (borg extracts into its working directory).
+
+        ``skip_paths``: archive paths of items to leave out, matched literally and whole (``pf:``), in any
+        number: they go to a private ``--exclude-from`` file, never one argv word each (a large tree
+        overflowed the kernel's argument limit)."""
         opts = ['--list']
         if dry_run:
             opts.append('--dry-run')
@@ -614,12 +665,63 @@ class Borg:
             opts += ['--strip-components', str(int(strip_components))]
         for pattern in exclude:
             opts += ['--exclude', pattern]
-        argv = self.command(['extract'], opts, [self.settings.location(name)] + [p.lstrip('/') for p in paths])
-        result = self.run(argv, cwd=target)
+        with skip_file(skip_paths) as skip_opts:
+            argv = self.command(['extract'], opts + skip_opts,
+                                [self.settings.location(name)] + [p.lstrip('/') for p in paths])
+            result = self.run(argv, cwd=target)
         records, plain = parse_log_lines(result.stderr)
         files = [r.get('message') for r in records if r.get('type') == 'log_message'
                  and r.get('name') == 'borg.output.list']
         return files, result
+
+
+# At most this many bytes of skipped names that cannot go in a file stay in argv (the kernel allows
+# 2 MiB for argv and environment together; such names - newlines, trailing blanks - are rare).
+MAX_ARGV_SKIP_BYTES = 256 * 1024
+
+
+def _fits_exclude_file(path):
+    """Whether ``pf:<path>`` survives borg's reading of an --exclude-from file unchanged.
+
+    borg splits it on newlines (\\n, \\r: universal newlines), strips blanks at both ends of each line
+    (the ``pf:`` prefix protects the start) and decodes it as UTF-8 (undecodable names are surrogates here)."""
+    if '\n' in path or '\r' in path or path != path.rstrip():
+        return False
+    try:
+        path.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def skip_file(paths):
+    """Yield borg options excluding exactly ``paths``: one ``--exclude-from`` file in a private temporary
+    directory (0700, file 0600, removed afterwards), plus ``--exclude`` words for the few names a
+    line-based file cannot carry. ``pf:`` is a literal full-path match (glob and regex characters are
+    plain) that borg looks up in a dict, so 50,000 of them cost no more than one."""
+    in_file, in_argv = [], []
+    for path in paths:
+        (in_file if _fits_exclude_file(path) else in_argv).append('pf:' + path)
+    if sum(len(p.encode('utf-8', 'surrogateescape')) + 11 for p in in_argv) > MAX_ARGV_SKIP_BYTES:
+        raise BorgError('%d names to leave alone hold newlines or trailing blanks, too many to pass to borg '
+                        'one by one; restore into another directory instead' % len(in_argv), kind='invalid_input')
+    opts = []
+    for pattern in in_argv:
+        opts += ['--exclude', pattern]
+    if not in_file:
+        yield opts
+        return
+    tmpdir = tempfile.mkdtemp(prefix='borgfleet-skip-')  # 0700, owned by whoever runs borg
+    try:
+        list_path = os.path.join(tmpdir, 'exclude')
+        fd = os.open(list_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with io.open(fd, 'w', encoding='utf-8', newline='\n') as f:
+            for pattern in in_file:
+                f.write(pattern + '\n')
+        yield opts + ['--exclude-from', list_path]
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def children_pattern(path):

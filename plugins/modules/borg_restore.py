@@ -274,9 +274,9 @@ def main():
             result.update(backup_dir=backup_dir, replaced=conflicts[:p['list_limit']])
         if not os.path.isdir(target):
             os.makedirs(target, 0o700)
-        # Identical files are left alone: excluded by exact path (pp: = path prefix, whole components).
-        exclude = ['pp:%s' % i['path'] for i in same if i['type'] != 'd']
-        borg.extract(p['archive'], target, paths=paths, strip_components=p['strip_components'], exclude=exclude)
+        # Identical files are left alone: skipped by their exact path (through a private file, in any number).
+        skip = [i['path'] for i in same if i['type'] != 'd']
+        borg.extract(p['archive'], target, paths=paths, strip_components=p['strip_components'], skip_paths=skip)
     except BorgError as e:
         module.fail_json(**e.to_fail_kwargs())
     module.exit_json(changed=True, duration=round(time.time() - started, 3), **result)

@@ -158,7 +158,10 @@ def log(msg, msgid=None, level='ERROR'):
     (log('/srv/borg/web2/etc is not inside of an allowed path', 'PathNotAllowed'), 'permission_denied'),
     (log('d/big: read: [Errno 28] No space left on device', level='WARNING') + '\n' + log('Local Exception',
                                                                                          'Exception'),
-     'no_space'),
+     'no_space_local'),  # nothing of the repository's code in the error: this host's disk
+    (log('Traceback (most recent call last):\n  File "/usr/lib/python3/dist-packages/borg/remote.py", line 240, '
+         'in serve\n    res = f(**args)\n  File "/usr/lib/python3/dist-packages/borg/repository.py", line 1230, in '
+         'put\nOSError: [Errno 28] No space left on device\n', 'OSError'), 'no_space'),  # the server's pool
     ('Host key verification failed.\n' + log('Connection closed by remote host.', 'ConnectionClosedWithHint'),
      'host_key'),
 ])
@@ -274,9 +277,12 @@ def test_real_no_space_left(tmp_path):
         with pytest.raises(b.BorgError) as e:
             borg.create('big-1', [str(data)], compression='none')
         assert e.value.kind == 'no_space'
-        assert 'no space left' in e.value.msg
-        # The repository survives the failed transaction.
+        assert e.value.msg.startswith('no space left on the storage pool holding repository %s' % (small / 'repo'))
+        assert 'the partial data of this run was removed from the pool' in e.value.msg
+        # The repository survives the failed transaction, and the aborted data is off the pool.
         assert borg.list_archives() == []
+        assert os.statvfs(str(small)).f_bavail * os.statvfs(str(small)).f_frsize > 2 * 1024 * 1024
+        borg.check()
     finally:
         subprocess.run(['umount', '-l', str(small)])
 
