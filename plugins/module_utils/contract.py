@@ -322,6 +322,17 @@ def check_exclude(value, client, name):
     return patterns
 
 
+def _count(value):
+    """A whole number given as a number or as digits (YAML, JSON and module options differ), else -1."""
+    if isinstance(value, bool):
+        return -1
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit() and len(value) < 10:
+        return int(value)
+    return -1
+
+
 def _field_problem(key, value):
     """Why one `databases` setting is not valid ('' when it is)."""
     if key == "database":
@@ -338,11 +349,9 @@ def _field_problem(key, value):
     if key in ("login_unix_socket", "defaults_file", "datadir"):
         return "" if is_absolute_path(value) else "use an absolute path without control characters"
     if key == "login_port":
-        ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
-        return "" if ok else "use a port number (1-65535)"
+        return "" if 0 < _count(value) < 65536 else "use a port number (1-65535)"
     if key == "freeze_timeout":
-        ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 3600
-        return "" if ok else "use a number of seconds (1-3600)"
+        return "" if 0 < _count(value) <= 3600 else "use a number of seconds (1-3600)"
     if key == "postgresql_mode":
         return "" if value in POSTGRESQL_MODES else "use one of %s" % ", ".join(POSTGRESQL_MODES)
     if key == "lvm_snapshot_size":
