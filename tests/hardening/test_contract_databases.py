@@ -54,3 +54,16 @@ def test_modules_refuse_bad_connection_settings_before_running_anything(tmp_path
     assert "cmd" not in result or not result["cmd"], "a command ran: %s" % result.get("cmd")
     for leftover in Path("/tmp").glob("borgfleet-contract-*"):
         pytest.fail("a tool took a setting for an option and wrote %s" % leftover)
+
+
+def test_dump_argv_never_takes_a_value_for_an_option():
+    """Pure logic, a second line behind the contract: an engine built directly (no contract check)
+    still refuses an option-like database name, and mongodump gets name=value options."""
+    from plugins.module_utils.databases import DatabaseError, MariaDB as MariaDBEngine, MongoDB, engine_for
+    with pytest.raises(DatabaseError, match="is not valid"):
+        MariaDBEngine(database="--result-file=/tmp/x").dump_command()
+    with pytest.raises(DatabaseError, match=r"^database '--result-file=/tmp/x' is not valid"):
+        engine_for("mariadb", database="--result-file=/tmp/x")
+    argv = MongoDB(login_host="db1", login_port=27017, database="app").dump_command()
+    assert argv[-3:] == ["--host=db1", "--port=27017", "--db=app"]
+    assert MariaDBEngine(database="shop").dump_command()[-2:] == ["--databases", "shop"]
