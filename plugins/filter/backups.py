@@ -9,6 +9,7 @@ the rules are unit-tested in tests/unit/test_filter_backups.py.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 
@@ -17,17 +18,12 @@ try:
 except ImportError:  # pragma: no cover - the unit tests always have ansible-core
     AnsibleFilterError = ValueError
 
-# Backup names end up in paths, archive names and URLs: keep them boring.
-BACKUP_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
-# Client names become a path component on the server (<pool>/<client>).
-CLIENT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,252}\Z")
-# Pool paths go inside the forced command="..." of authorized_keys, so no quotes,
-# spaces or shell syntax can be allowed in them.
-POOL_PATH_RE = re.compile(r"/[A-Za-z0-9/._-]*\Z")
-POOL_NAME_RE = BACKUP_NAME_RE
-SERVER_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
+from ansible_collections.borgfleet.backup.plugins.module_utils import contract
+from ansible_collections.borgfleet.backup.plugins.module_utils.contract import (  # noqa: F401 (re-exported)
+    BACKUP_KEYS, BACKUP_NAME_RE, CLIENT_NAME_RE, DATABASE_ENGINES, DATABASE_KEYS, DATABASE_METHODS,
+    DEFAULT_LOCAL_POOL_PATH, DEFAULT_SERVER_USER, LOCAL, PASSED_ON_KEYS, POOL_NAME_RE, POOL_PATH_RE,
+    RETENTION_KEYS, SERVER_USER_RE, ContractError)
 
-RETENTION_KEYS = ("within", "secondly", "minutely", "hourly", "daily", "weekly", "monthly", "yearly")
 SSH_KEY_TYPES = (
     "ssh-ed25519",
     "ssh-rsa",
@@ -43,211 +39,30 @@ _KEY_COMMENT_RE = re.compile(r"[A-Za-z0-9@._:+-]*\Z")
 # The marker the server role writes above each client's authorized_keys line.
 AUTHORIZED_KEYS_MARKER = "# borgfleet client: "
 
-# Keys a backup may carry; others draw an error so that a typo such as `exlude`
-# cannot silently back up what it was meant to skip.
-BACKUP_KEYS = frozenset((
-    "name", "paths", "exclude", "exclude_caches", "one_file_system", "compression",
-    "files_cache", "passphrase", "passcommand", "encryption", "append_only", "pool",
-    "retention", "schedule", "timezone", "enabled", "description", "databases",
-    "snapshot",
-))
-
-PASSED_ON_KEYS = ("timezone", "enabled", "description", "databases", "snapshot")
 # Never shown in logs: secrets, and database settings (they may hold credentials).
 PRIVATE_KEYS = ("passphrase", "passcommand", "databases")
-
-# `databases:` of a backup (issue 4): one database per backup, refused keys as for backups.
-DATABASE_ENGINES = ("mariadb", "mysql", "postgresql", "mongodb")
-DATABASE_METHODS = ("auto", "snapshot", "dump")
-DATABASE_KEYS = frozenset((
-    "engine", "method", "datadir", "extra_paths", "database", "login_user", "login_password",
-    "login_host", "login_port", "login_unix_socket", "defaults_file", "os_user", "freeze_timeout",
-    "postgresql_mode", "lvm_snapshot_size",
-))
-
-DEFAULT_LOCAL_POOL_PATH = "/var/lib/borgfleet/repos"
-DEFAULT_SERVER_USER = "borg"
-LOCAL = "local"
 
 
 def _fail(msg):
     raise AnsibleFilterError(msg)
 
 
-def _as_list(value, what):
-    if value is None:
-        return []
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        _fail("%s must be a list, got %r" % (what, value))
-    return list(value)
+def _filter(rule):
+    """A contract function as a filter: its ContractError becomes Ansible's filter error, same text."""
+    @functools.wraps(rule)
+    def wrapper(*args, **kwargs):
+        try:
+            return rule(*args, **kwargs)
+        except ContractError as err:
+            raise AnsibleFilterError(str(err)) from err
+    return wrapper
 
 
-def _bool(value, what):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-        return value.lower() in ("true", "yes", "1")
-    _fail("%s must be a boolean, got %r" % (what, value))
-
-
-def _server_name(client_vars, backup_servers):
-    """The backup server of a client: its own setting, else the first backup server."""
-    server = client_vars.get("borgfleet_backup_server")
-    if server:
-        return str(server)
-    if backup_servers:
-        return str(list(backup_servers)[0])
-    _fail("no backup server: set borgfleet_backup_server (a host of group backup_servers, "
-          "or 'local') or add a host to group backup_servers")
-
-
-def server_settings(server, server_vars):
-    """How clients reach a backup server and where its pools are (contract defaults applied)."""
-    if server_vars is None:
-        _fail("backup server %r is not in the inventory" % (server,))
-    pools = _as_list(server_vars.get("borgfleet_storage_pools"),
-                     "borgfleet_storage_pools of backup server %r" % server)
-    if not pools:
-        _fail("backup server %r has no borgfleet_storage_pools (a list of {name, path})" % server)
-    seen = set()
-    checked = []
-    for pool in pools:
-        if not isinstance(pool, Mapping) or "name" not in pool or "path" not in pool:
-            _fail("backup server %r: each storage pool needs a name and a path, got %r" % (server, pool))
-        name, path = str(pool["name"]), str(pool["path"]).rstrip("/") or "/"
-        if not POOL_NAME_RE.match(name):
-            _fail("backup server %r: invalid pool name %r" % (server, name))
-        if not POOL_PATH_RE.match(path) or path == "/" or "/../" in path + "/":
-            _fail("backup server %r, pool %r: path %r must be absolute and made of letters, "
-                  "digits, '/', '.', '_' or '-' only" % (server, name, path))
-        if name in seen:
-            _fail("backup server %r: duplicate pool name %r" % (server, name))
-        seen.add(name)
-        checked.append({"name": name, "path": path})
-    user = str(server_vars.get("borgfleet_server_user") or DEFAULT_SERVER_USER)
-    if not SERVER_USER_RE.match(user):
-        _fail("backup server %r: invalid borgfleet_server_user %r" % (server, user))
-    host = server_vars.get("borgfleet_server_ssh_host") or server_vars.get("ansible_host") or server
-    port = server_vars.get("borgfleet_server_ssh_port") or server_vars.get("ansible_port") or 22
-    try:
-        port = int(port)
-    except (TypeError, ValueError):
-        _fail("backup server %r: invalid ssh port %r" % (server, port))
-    return {
-        "name": server,
-        "pools": checked,
-        "user": user,
-        "home": str(server_vars.get("borgfleet_server_user_home") or "/var/lib/%s" % user),
-        "ssh_host": str(host),
-        "ssh_port": port,
-    }
-
-
-def _ssh_url(settings, path):
-    host = settings["ssh_host"]
-    if ":" in host and not host.startswith("["):
-        host = "[%s]" % host  # IPv6 literal
-    return "ssh://%s@%s:%d%s" % (settings["user"], host, settings["ssh_port"], path)
-
-
-def known_hosts_name(host, port):
-    """The name under which ssh looks a server up in known_hosts."""
-    port = int(port)
-    return str(host) if port == 22 else "[%s]:%d" % (host, port)
-
-
-def _check_backup(backup, client):
-    if not isinstance(backup, Mapping):
-        _fail("client %r: each entry of borgfleet_backups must be a mapping, got %r" % (client, backup))
-    name = backup.get("name")
-    if not isinstance(name, str) or not BACKUP_NAME_RE.match(name):
-        _fail("client %r: invalid backup name %r: use 1-64 letters, digits, '.', '_' or '-', "
-              "starting with a letter or digit" % (client, name))
-    unknown = sorted(set(backup) - BACKUP_KEYS)
-    if unknown:
-        _fail("client %r, backup %r: unknown key(s) %s (known: %s)"
-              % (client, name, ", ".join(unknown), ", ".join(sorted(BACKUP_KEYS))))
-    return name
-
-
-def _retention(value, client, name):
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        _fail("client %r, backup %r: retention must be a mapping of %s"
-              % (client, name, ", ".join(RETENTION_KEYS)))
-    unknown = sorted(set(value) - set(RETENTION_KEYS))
-    if unknown:
-        _fail("client %r, backup %r: unknown retention key(s) %s (known: %s)"
-              % (client, name, ", ".join(unknown), ", ".join(RETENTION_KEYS)))
-    out = {}
-    for key in RETENTION_KEYS[1:]:
-        if value.get(key) is not None:
-            try:
-                count = int(value[key])
-            except (TypeError, ValueError):
-                count = -1
-            if count < 0:
-                _fail("client %r, backup %r: retention.%s must be a non-negative integer, got %r"
-                      % (client, name, key, value[key]))
-            if count:
-                out[key] = count
-    within = value.get("within")
-    if within:
-        if not re.match(r"[0-9]+[Hdwmy]\Z", str(within)):
-            _fail("client %r, backup %r: retention.within must look like 2d, 12H, 1w, 6m or 1y, got %r"
-                  % (client, name, within))
-        out["within"] = str(within)
-    if not out:
-        _fail("client %r, backup %r: retention keeps nothing; omit retention to never prune"
-              % (client, name))
-    return out
-
-
-def resolve_backups(backups, client, hostvars=None, backup_servers=None, limit=None,
-                    local_pool_path=DEFAULT_LOCAL_POOL_PATH, server=None, limit_missing="fail"):
-    """Resolve a client's `borgfleet_backups` into complete, validated backups.
-
-    `hostvars` maps inventory names to their variables (Ansible's hostvars); the
-    client's `borgfleet_backup_server` and the server's pools/user/ssh address are
-    read from it unless `server` is given. `limit` is the `borgfleet_backup` extra var;
-    a client without that backup fails, or with limit_missing="skip" has nothing to do
-    (the roles then check with limit_problem() that some host of the run has it).
-    """
-    hostvars = hostvars if hostvars is not None else {}
-    client = str(client)
-    if not CLIENT_NAME_RE.match(client):
-        _fail("client inventory name %r cannot be used as a directory name" % (client,))
-    client_vars = hostvars.get(client) or {}
-    server = str(server) if server else _server_name(client_vars, backup_servers)
-    local = server == LOCAL
-    settings = None
-    if not local:
-        if backup_servers is not None and server not in list(backup_servers):
-            _fail("client %r: borgfleet_backup_server %r is not a host of group backup_servers "
-                  "(nor 'local')" % (client, server))
-        settings = server_settings(server, hostvars.get(server))
-    else:
-        local_pool_path = str(local_pool_path or DEFAULT_LOCAL_POOL_PATH).rstrip("/")
-        if not local_pool_path.startswith("/"):
-            _fail("client %r: borgfleet_local_pool_path must be absolute, got %r" % (client, local_pool_path))
-
-    resolved = []
-    seen = set()
-    for backup in _as_list(backups, "borgfleet_backups of client %r" % client):
-        name = _check_backup(backup, client)
-        if name in seen:
-            _fail("client %r: duplicate backup name %r" % (client, name))
-        seen.add(name)
-        resolved.append(_resolve_one(backup, name, client, server, settings, local_pool_path))
-
-    if limit:
-        chosen = [b for b in resolved if b["name"] == limit]
-        if not chosen and limit_missing != "skip":
-            _fail("client %r has no backup named %r (borgfleet_backup); its backups: %s"
-                  % (client, limit, ", ".join(sorted(seen)) or "none"))
-        return chosen
-    return resolved
+# The rules live in module_utils/contract.py (shared with the modules and the service).
+_server_name = _filter(contract.server_name)
+server_settings = _filter(contract.server_settings)
+resolve_backups = _filter(contract.resolve_backups)
+known_hosts_name = contract.known_hosts_name
 
 
 def limit_problem(limit, hostvars, hosts):
@@ -270,112 +85,10 @@ def backups_problem(*args, **kwargs):
     Lets a role stop with the plain message instead of Ansible's templating traceback.
     """
     try:
-        resolve_backups(*args, **kwargs)
-    except AnsibleFilterError as err:
-        return getattr(err, "message", None) or str(err)
+        contract.resolve_backups(*args, **kwargs)
+    except ContractError as err:
+        return str(err)
     return ""
-
-
-def _databases(value, client, name):
-    """Validated `databases` of a backup: at most one entry, method defaulting to auto."""
-    where = "client %r, backup %r" % (client, name)
-    entries = _as_list(value, "%s: databases" % where)
-    if len(entries) > 1:
-        # One archive series per repository keeps retention (prune by name) and verification
-        # per database.
-        _fail("%s: databases lists %d entries; give each database its own backup"
-              % (where, len(entries)))
-    out = []
-    for db in entries:
-        if not isinstance(db, Mapping):
-            _fail("%s: each entry of databases must be a mapping with an engine, got %r" % (where, db))
-        unknown = sorted(set(db) - DATABASE_KEYS)
-        if unknown:
-            _fail("%s: unknown key(s) in databases: %s (known: %s)"
-                  % (where, ", ".join(unknown), ", ".join(sorted(DATABASE_KEYS))))
-        if db.get("engine") not in DATABASE_ENGINES:
-            _fail("%s: databases engine must be one of %s, got %r"
-                  % (where, ", ".join(DATABASE_ENGINES), db.get("engine")))
-        method = db.get("method") or "auto"
-        if method not in DATABASE_METHODS:
-            _fail("%s: databases method must be one of %s, got %r"
-                  % (where, ", ".join(DATABASE_METHODS), method))
-        entry = {k: v for k, v in db.items() if v is not None}
-        entry["method"] = method
-        out.append(entry)
-    return out
-
-
-def _resolve_one(backup, name, client, server, settings, local_pool_path):
-    paths = [str(p) for p in _as_list(backup.get("paths"), "client %r, backup %r: paths" % (client, name))]
-    databases = _databases(backup.get("databases"), client, name)
-    if databases and paths:
-        _fail("client %r, backup %r: a database backup takes no paths (its archives hold the database "
-              "alone); put the paths in another backup" % (client, name))
-    if not databases and (not paths or not all(paths)):
-        _fail("client %r, backup %r: paths must list at least one path" % (client, name))
-    exclude = [str(p) for p in _as_list(backup.get("exclude"), "client %r, backup %r: exclude" % (client, name))]
-    encryption = str(backup.get("encryption") or "repokey-blake2")
-    has_secret = bool(backup.get("passphrase")) or bool(backup.get("passcommand"))
-    if encryption != "none" and not has_secret:
-        _fail("client %r, backup %r: set passphrase or passcommand (encryption %s)"
-              % (client, name, encryption))
-    if backup.get("passphrase") and backup.get("passcommand"):
-        _fail("client %r, backup %r: set passphrase or passcommand, not both" % (client, name))
-
-    if settings is None:
-        pool = None
-        repository_path = "%s/%s/%s" % (local_pool_path, client, name)
-        repository = repository_path
-        client_dir = "%s/%s" % (local_pool_path, client)
-    else:
-        pools = {p["name"]: p for p in settings["pools"]}
-        pool_name = backup.get("pool") or settings["pools"][0]["name"]
-        if pool_name not in pools:
-            _fail("client %r, backup %r: unknown pool %r on backup server %r (pools: %s)"
-                  % (client, name, pool_name, server, ", ".join(pools)))
-        pool = pools[pool_name]
-        client_dir = "%s/%s" % (pool["path"], client)
-        repository_path = "%s/%s" % (client_dir, name)
-        repository = _ssh_url(settings, repository_path)
-
-    out = {
-        "name": name,
-        "client": client,
-        "server": server,
-        "local": settings is None,
-        "pool": pool,
-        "client_dir": client_dir,
-        "repository_path": repository_path,
-        "repository": repository,
-        "archive_name": "%s-{now:%%Y-%%m-%%dT%%H:%%M:%%S}" % name,
-        "match_archives": "%s-*" % name,
-        "paths": paths,
-        "exclude": exclude,
-        "exclude_caches": _bool(backup.get("exclude_caches", True), "exclude_caches"),
-        "one_file_system": _bool(backup.get("one_file_system", True), "one_file_system"),
-        "compression": str(backup.get("compression") or "lz4"),
-        "files_cache": backup.get("files_cache") or None,
-        "encryption": encryption,
-        "append_only": _bool(backup.get("append_only", False), "append_only"),
-        "retention": _retention(backup.get("retention"), client, name),
-        "schedule": backup.get("schedule"),
-        "passphrase": backup.get("passphrase") or None,
-        "passcommand": backup.get("passcommand") or None,
-    }
-    # Keys other parts read (service, database-aware backups): passed on as they are,
-    # validated by their readers (databases: by _databases() above).
-    for key in PASSED_ON_KEYS:
-        out[key] = backup.get(key)
-    out["databases"] = databases  # validated above, [] for a backup of files
-    if settings is not None:
-        # How this client reaches its server; the client role pins that host key.
-        out["server_endpoint"] = {
-            "host": settings["ssh_host"],
-            "port": settings["ssh_port"],
-            "known_hosts_name": known_hosts_name(settings["ssh_host"], settings["ssh_port"]),
-        }
-    return out
 
 
 def public_backups(resolved):

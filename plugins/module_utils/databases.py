@@ -11,7 +11,8 @@ Three jobs, one class per engine:
 - ``datadir()`` and friends: where the engine keeps its files.
 - ``dump_command()``: the argv of a consistent logical dump, streamed by borg itself.
 
-Secrets never reach argv: MariaDB reads a 0600 ``--defaults-extra-file``; libpq a 0600
+Names, users, hosts and sockets are checked by the collection's contract before any tool runs,
+so none can be taken for an option (``database: --result-file=/tmp/x``). Secrets never reach argv: MariaDB reads a 0600 ``--defaults-extra-file``; libpq a 0600
 passfile named in the connection string. Every client runs with a timeout.
 """
 
@@ -28,6 +29,7 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.borgfleet.backup.plugins.module_utils.contract import ContractError, check_database_settings
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
 
 ENGINES = ('mariadb', 'mysql', 'postgresql', 'mongodb')
@@ -283,7 +285,14 @@ class MariaDB(Engine):
         # --single-transaction: a consistent InnoDB view without locking writers.
         argv += ['--single-transaction', '--routines', '--events', '--triggers', '--hex-blob',
                  '--default-character-set=utf8mb4']
-        argv += ['--databases', self.database] if self.database else ['--all-databases']
+        if self.database:
+            # A positional argument: borg 1.2 drops a '--' inside a --content-from-command argv, so
+            # the name itself must never look like an option (the contract refuses a leading '-').
+            if self.database.startswith('-'):
+                raise DatabaseError('database %r is not valid: it starts with "-"' % self.database)
+            argv += ['--databases', self.database]
+        else:
+            argv.append('--all-databases')
         return argv
 
 
@@ -491,9 +500,9 @@ class MongoDB(Engine):
     def _argv(self, script):
         argv = [self.binary('mongosh', 'mongo'), '--quiet']
         if self.login_host:
-            argv += ['--host', self.login_host]
+            argv.append('--host=%s' % self.login_host)
         if self.login_port:
-            argv += ['--port', str(int(self.login_port))]
+            argv.append('--port=%d' % int(self.login_port))
         return argv + ['--eval', script]
 
     def query(self, script, timeout=QUERY_TIMEOUT):
@@ -514,12 +523,13 @@ class MongoDB(Engine):
 
     def dump_command(self):
         argv = [self.binary('mongodump'), '--archive', '--gzip']
+        # name=value: a value can never be read as an option of its own
         if self.login_host:
-            argv += ['--host', self.login_host]
+            argv.append('--host=%s' % self.login_host)
         if self.login_port:
-            argv += ['--port', str(int(self.login_port))]
+            argv.append('--port=%d' % int(self.login_port))
         if self.database:
-            argv += ['--db', self.database]
+            argv.append('--db=%s' % self.database)
         return argv
 
 
@@ -548,10 +558,19 @@ class _MongoFreeze(Freeze):
         return False
 
 
+def check_settings(settings):
+    """The contract's verdict on connection settings, as a DatabaseError (nothing has run yet)."""
+    try:
+        check_database_settings(settings)
+    except ContractError as err:
+        raise DatabaseError(str(err))
+
+
 def engine_for(name, **params):
     classes = {'mariadb': MariaDB, 'mysql': MariaDB, 'postgresql': PostgreSQL, 'mongodb': MongoDB}
     if name not in classes:
         raise DatabaseError('unknown database engine %r (known: %s)' % (name, ', '.join(ENGINES)))
+    check_settings(params)
     engine = classes[name](**params)
     engine.name = name
     return engine
@@ -573,6 +592,7 @@ def connection_argument_spec():
 
 
 def engine_from_params(params):
+    check_settings(params)  # the module's own options too (datadir, lvm_snapshot_size ...)
     sweep_stale_secrets()
     keys = ('login_user', 'login_password', 'login_host', 'login_port', 'login_unix_socket', 'defaults_file',
             'os_user', 'database')

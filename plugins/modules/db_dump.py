@@ -132,7 +132,11 @@ def main():
                            mutually_exclusive=BORG_COMMON_MUTUALLY_EXCLUSIVE)
     p = module.params
     borg = Borg.from_module(module)
-    engine = engine_from_params(p)
+    try:
+        # Checks every connection setting with the contract before anything runs.
+        engine = engine_from_params(p)
+    except DatabaseError as e:
+        module.fail_json(**e.to_fail_kwargs())
     try:
         validate_archive_name(p['archive_name'])
         borg.version()

@@ -337,7 +337,11 @@ def main():
                            required_if=[('state', 'present', ['archive_name'])])
     p = module.params
     borg = Borg.from_module(module)
-    engine = engine_from_params(p)
+    try:
+        # Checks every connection setting with the contract before anything runs.
+        engine = engine_from_params(p)
+    except DatabaseError as e:
+        module.fail_json(**e.to_fail_kwargs())
     out = dict(changed=False, cleaned=[], snapshot={})
     try:
         with RunLock(p['name'], p['mount_root']):

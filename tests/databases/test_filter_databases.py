@@ -44,3 +44,33 @@ def test_bad_database_entries_are_refused(databases, message):
 def test_database_backup_takes_no_paths():
     with pytest.raises(AnsibleFilterError, match="no paths"):
         resolve({"name": "db", "passphrase": "p", "paths": ["/etc"], "databases": [{"engine": "mariadb"}]})
+
+
+@pytest.mark.parametrize("key, value", [
+    ("database", "--result-file=/tmp/x"), ("database", "a/b"), ("database", "app\n"), ("database", "-"),
+    ("login_user", "-uroot"), ("login_user", "root\x00"), ("login_host", "-oProxyCommand=x"),
+    ("login_host", "db host"), ("login_unix_socket", "run/mysqld.sock"), ("login_unix_socket", "/run/\n"),
+    ("defaults_file", "--no-defaults"), ("os_user", "--help"), ("os_user", "post gres"), ("login_port", 0),
+    ("login_port", "5432; id"), ("datadir", "var/lib/mysql"), ("freeze_timeout", -1),
+    ("postgresql_mode", "fast"), ("lvm_snapshot_size", "-L1G"), ("extra_paths", ["rel"]),
+])
+def test_database_settings_that_could_become_options_are_refused(key, value):
+    """Each reaches a client's argv: never as an option, never on two lines (issue 10)."""
+    with pytest.raises(AnsibleFilterError, match=r"client 'db1', backup 'db': databases %s .*is not valid" % key):
+        resolve({"name": "db", "passphrase": "p", "databases": [{"engine": "mariadb", key: value}]})
+
+
+def test_database_password_with_a_newline_is_refused_without_echoing_it():
+    with pytest.raises(AnsibleFilterError, match="login_password must be text on one line") as err:
+        resolve({"name": "db", "passphrase": "p",
+                 "databases": [{"engine": "mariadb", "login_password": "pw\nplugin-dir=/tmp"}]})
+    assert "plugin-dir" not in str(err.value)
+
+
+def test_database_settings_accepted():
+    [b] = resolve({"name": "db", "passphrase": "p", "databases": [{
+        "engine": "postgresql", "database": "app_2$x", "login_user": "backup@azure", "login_host": "2001:db8::1",
+        "login_port": "5432", "login_unix_socket": "/var/run/postgresql", "os_user": "postgres",
+        "datadir": "/var/lib/postgresql/15/main", "extra_paths": ["/srv/wal"], "freeze_timeout": 10,
+        "postgresql_mode": "backup", "lvm_snapshot_size": "20%ORIGIN", "login_password": "p w'\"$"}]})
+    assert b["databases"][0]["database"] == "app_2$x"

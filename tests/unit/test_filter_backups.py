@@ -312,3 +312,91 @@ def test_keys_for_other_parts_are_passed_on_but_databases_kept_private():
     (public,) = f.public_backups([db])
     assert "databases" not in public and "dbsecret" not in repr(public)
     assert public["snapshot"] == {"type": "btrfs"}
+
+
+# --- rules added with module_utils/contract.py (issue 10): the filter is a thin adapter over it ---
+
+@pytest.mark.parametrize("retention", [{"within": "30S"}, {}, {"daily": 0, "weekly": "0"}])
+def test_retention_that_would_break_every_prune_is_refused(retention):
+    hv = inventory(borgfleet_backups=[{"name": "etc", "paths": ["/etc"], "passphrase": "p", "retention": retention}])
+    with pytest.raises(AnsibleFilterError, match=r"retention\.within must look like|retention keeps nothing"):
+        resolve(hv)
+
+
+@pytest.mark.parametrize("pools, inner, outer", [
+    ([{"name": "main", "path": "/srv/borg"}, {"name": "web1", "path": "/srv/borg/web1"}], "web1", "main"),
+    ([{"name": "main", "path": "/srv/borg"}, {"name": "all", "path": "/srv"}], "main", "all"),
+    ([{"name": "main", "path": "/srv/borg/"}, {"name": "again", "path": "/srv/borg"}], "again", "main"),
+])
+def test_nested_pools_are_refused(pools, inner, outer):
+    """A pool inside another (or inside a client's directory of it): the forced command
+    --restrict-to-path <pool>/<client> of one client would cover another client's repositories."""
+    hv = inventory()
+    hv["bk1"]["borgfleet_storage_pools"] = pools
+    with pytest.raises(AnsibleFilterError, match=r"backup server 'bk1': pool '%s' \(.*\) is inside pool '%s'"
+                       % (inner, outer)):
+        resolve(hv)
+    with pytest.raises(AnsibleFilterError, match="is inside pool"):
+        f.server_settings("bk1", hv["bk1"])
+
+
+def test_sibling_pools_with_a_common_prefix_are_not_nested():
+    hv = inventory()
+    hv["bk1"]["borgfleet_storage_pools"] = [{"name": "main", "path": "/srv/borg"}, {"name": "two", "path": "/srv/borg2"}]
+    assert [p["path"] for p in f.server_settings("bk1", hv["bk1"])["pools"]] == ["/srv/borg", "/srv/borg2"]
+
+
+def test_pool_holding_the_borg_users_home_is_refused():
+    hv = inventory()
+    hv["bk1"]["borgfleet_storage_pools"] = [{"name": "main", "path": "/var/lib"}]
+    with pytest.raises(AnsibleFilterError, match="holds the home of the borg user"):
+        f.server_settings("bk1", hv["bk1"])
+
+
+@pytest.mark.parametrize("host", ["-f/etc/shadow", "-oProxyCommand=id", "a b", "host;id", "999.1.1.1", "fe80::1%eth0",
+                                  "::g", ""])
+def test_ssh_hosts_that_are_not_hosts_are_refused(host):
+    """borgfleet_server_ssh_host reaches ssh-keyscan and ssh: never an option, never two words."""
+    hv = inventory()
+    hv["bk2"]["borgfleet_server_ssh_host"] = host
+    if host == "":
+        hv["bk2"]["ansible_host"] = "-x"   # an empty setting falls back to ansible_host: checked too
+    with pytest.raises(AnsibleFilterError, match=r"backup server .bk2.: ssh host .* (is not|has an IPv6 zone)"):
+        f.server_settings("bk2", hv["bk2"])
+
+
+@pytest.mark.parametrize("host, url_host, known", [
+    ("backup_2.example.org", "backup_2.example.org", "backup_2.example.org"),
+    ("192.0.2.10", "192.0.2.10", "192.0.2.10"),
+    ("2001:db8::10", "[2001:db8::10]", "2001:db8::10"),
+    ("[2001:db8::10]", "[2001:db8::10]", "2001:db8::10"),   # brackets typed: ssh and known_hosts get none
+])
+def test_ssh_hosts_accepted_and_how_they_are_written(host, url_host, known):
+    hv = inventory()
+    hv["bk2"]["borgfleet_server_ssh_host"] = host
+    (etc,) = resolve(hv, client="web2")
+    assert etc["repository"] == "ssh://borg2@%s:22/data/borg/web2/etc" % url_host
+    assert etc["server_endpoint"]["host"] == known and etc["server_endpoint"]["known_hosts_name"] == known
+
+
+@pytest.mark.parametrize("compression, ok", [("lz4", True), ("zstd,22", True), ("auto,zlib,9", True), ("none", True),
+                                             ("zstd,0", False), ("lz4 --x", False), ("auto", False), ("", True)])
+def test_compression_specs(compression, ok):
+    hv = inventory(borgfleet_backups=[{"name": "etc", "paths": ["/etc"], "passphrase": "p", "compression": compression}])
+    if ok:
+        assert resolve(hv)[0]["compression"] == (compression or "lz4")
+    else:
+        with pytest.raises(AnsibleFilterError, match="is not a borg compression spec"):
+            resolve(hv)
+
+
+@pytest.mark.parametrize("paths, exclude, msg", [
+    (["etc"], [], "paths must be absolute"),
+    (["/etc\n/root"], [], "paths must be absolute"),
+    (["/etc"], ["re:[unclosed"], "not a valid regular expression"),
+    (["/etc"], ["x\ny"], "exclude must list borg patterns"),
+])
+def test_paths_and_excludes(paths, exclude, msg):
+    hv = inventory(borgfleet_backups=[{"name": "etc", "paths": paths, "exclude": exclude, "passphrase": "p"}])
+    with pytest.raises(AnsibleFilterError, match=msg):
+        resolve(hv)

@@ -12,6 +12,7 @@ from flask import current_app
 
 from . import queue as q
 from . import secret_store
+from .contract import ContractError, contract
 from .db import execute, query
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")          # contract: backup/host names
@@ -35,14 +36,9 @@ SERVICE_VARS = {"ansible_host": "address", "ansible_port": "port", "ansible_user
 # ssh options an admin may pass in ansible_ssh_common_args: host-key pinning and timeouts.
 SSH_OPTIONS = {"userknownhostsfile": "path", "stricthostkeychecking": ("yes",), "identitiesonly": ("yes", "no"),
                "connecttimeout": "seconds", "serveraliveinterval": "seconds", "serveralivecountmax": "seconds"}
-RETENTION_KEYS = {"within", "hourly", "daily", "weekly", "monthly", "yearly"}
-# `databases` of a backup (docs/contract.md): the collection's filter validates them in full;
-# here their shape, and no password (the service would keep it in clear).
-DATABASE_ENGINES = ("mariadb", "mysql", "postgresql", "mongodb")
-DATABASE_METHODS = ("auto", "snapshot", "dump")
-DATABASE_KEYS = {"engine", "method", "datadir", "extra_paths", "database", "login_user", "login_host",
-                 "login_port", "login_unix_socket", "defaults_file", "os_user", "freeze_timeout",
-                 "postgresql_mode", "lvm_snapshot_size"}
+# What a backup, pool, retention or database is: the collection's contract (contract.py), never
+# re-stated here. Only what is the service's own lives below: no database password (the service
+# would keep it in clear), one database per job, schedules, time zones.
 MAX_LIMIT = 200
 
 
@@ -336,16 +332,34 @@ def list_pools(db, server_id=None):
     return query(db, "SELECT * FROM storage_pools ORDER BY id LIMIT 1000")
 
 
+def _backup_server_vars(db, server, new_pool=None):
+    """A backup server's variables as the inventory plugin hands them to Ansible (saved vars win)."""
+    pools = [{"name": p["name"], "path": p["path"]} for p in
+             query(db, "SELECT name, path FROM storage_pools WHERE server_id=%s ORDER BY id", (server["id"],))]
+    hv = {"ansible_host": server["address"], "ansible_port": server["port"],
+          "borgfleet_storage_pools": pools + ([new_pool] if new_pool else [])}
+    hv.update(json.loads(server["vars_json"] or "{}"))
+    return hv
+
+
+def _contract(rule, *args, **kwargs):
+    try:
+        return rule(*args, **kwargs)
+    except ContractError as err:
+        raise Invalid(str(err)) from None
+
+
 def create_pool(db, data):
     sid = _get(data, "server_id", required=True)
-    s = query(db, "SELECT role FROM servers WHERE id=%s", (sid,), one=True)
+    s = query(db, "SELECT * FROM servers WHERE id=%s", (sid,), one=True)
     if not s or s["role"] != "backup_server":
         raise Invalid("storage pools belong to backup servers")
-    name = _match(NAME_RE, _get(data, "name", "main"), "pool name")
-    path = _abs_path(_get(data, "path", required=True), "pool path")
-    if query(db, "SELECT id FROM storage_pools WHERE server_id=%s AND name=%s", (sid, name), one=True):
-        raise Invalid(f"pool {name} exists on this server")
-    pid = execute(db, "INSERT INTO storage_pools (server_id, name, path) VALUES (%s,%s,%s)", (sid, name, path))
+    pool = {"name": _get(data, "name", "main"), "path": _get(data, "path", required=True)}
+    # The server's pools with this one, as the playbooks will see them: names, paths, no nesting.
+    settings = _contract(contract.server_settings, s["name"], _backup_server_vars(db, s, pool))
+    path = next(p["path"] for p in settings["pools"] if p["name"] == pool["name"])
+    pid = execute(db, "INSERT INTO storage_pools (server_id, name, path) VALUES (%s,%s,%s)",
+                  (sid, pool["name"], path))
     return query(db, "SELECT * FROM storage_pools WHERE id=%s", (pid,), one=True)
 
 
@@ -407,38 +421,14 @@ def next_run(schedule, tz, after=None):
 
 
 def _bj_fields(db, data, cur=None):
+    """Validated columns of a backup job, its client row and the backup as the collection resolves it."""
     cur = cur or {}
     out = {}
     out["client_id"] = _get(data, "client_id", cur.get("client_id"), required=True)
     client = query(db, "SELECT * FROM servers WHERE id=%s", (out["client_id"],), one=True)
     if not client or client["role"] != "client":
         raise Invalid("client_id must name a client")
-    out["name"] = _match(NAME_RE, _get(data, "name", cur.get("name"), required=True), "backup name")
-    databases = _databases(_get(data, "databases", cur.get("databases", [])))
-    out["databases_json"] = json.dumps(databases) if databases else None
-    paths = _get(data, "paths", cur.get("paths", []))
-    if not isinstance(paths, list):
-        raise Invalid("paths must be a list")
-    if databases and paths:
-        raise Invalid("a database backup takes no paths (its archives hold the database)")
-    if not databases and not paths:
-        raise Invalid("paths must be a non-empty list (or give databases)")
-    out["paths_json"] = json.dumps([_abs_path(p, "each path") for p in paths])
-    exclude = _get(data, "exclude", cur.get("exclude", []))
-    if not isinstance(exclude, list) or not all(isinstance(e, str) and e and "\n" not in e for e in exclude):
-        raise Invalid("exclude must be a list of borg patterns")
-    out["exclude_json"] = json.dumps(exclude)
-    out["compression"] = _match(re.compile(r"[a-z0-9,]{1,32}"), _get(data, "compression", cur.get("compression", "lz4")), "compression")
-    retention = _get(data, "retention", cur.get("retention"))
-    if retention is not None:
-        if not isinstance(retention, dict) or set(retention) - RETENTION_KEYS:
-            raise Invalid(f"retention keys are {sorted(RETENTION_KEYS)}")
-        for k, v in retention.items():
-            if k == "within":
-                _match(re.compile(r"\d+[HdwmyS]"), v, "retention.within")
-            else:
-                _int(v, f"retention.{k}", 0, 100000)
-    out["retention_json"] = json.dumps(retention) if retention is not None else None
+    name = _get(data, "name", cur.get("name"), required=True)
     passphrase = data.get("passphrase")
     if passphrase is None and cur.get("passphrase"):
         out["passphrase"] = cur["passphrase"]   # unchanged: the stored (encrypted) value stays
@@ -447,11 +437,30 @@ def _bj_fields(db, data, cur=None):
             raise Invalid("passphrase is required (8 to 1024 characters)")
         out["passphrase"] = secret_store.encrypt(current_app.config, passphrase)
     pool_id = _get(data, "pool_id", cur.get("pool_id"))
+    pool_name = None
     if pool_id is not None:
-        pool = query(db, "SELECT server_id FROM storage_pools WHERE id=%s", (pool_id,), one=True)
+        pool = query(db, "SELECT server_id, name FROM storage_pools WHERE id=%s", (pool_id,), one=True)
         if not pool or pool["server_id"] != client["backup_server_id"]:
             raise Invalid("pool_id must be a pool of the client's backup server")
+        pool_name = pool["name"]
     out["pool_id"] = pool_id
+    databases = _get(data, "databases", cur.get("databases", []))
+    retention = _get(data, "retention", cur.get("retention"))
+    # The backup exactly as the inventory plugin will hand it to the playbooks: the collection's
+    # own rules decide (same message as a playbook run would print).
+    backup = {"name": name, "paths": _get(data, "paths", cur.get("paths", [])),
+              "exclude": _get(data, "exclude", cur.get("exclude", [])),
+              "compression": _get(data, "compression", cur.get("compression", "lz4")),
+              "passphrase": passphrase or "(stored)", "retention": retention,
+              "databases": databases or None, "pool": pool_name}
+    resolved = _resolve_backup(db, client, backup)
+    _databases(databases)
+    out["name"] = resolved["name"]
+    out["databases_json"] = json.dumps(databases) if databases else None
+    out["paths_json"] = json.dumps(resolved["paths"])
+    out["exclude_json"] = json.dumps(resolved["exclude"])
+    out["compression"] = resolved["compression"]
+    out["retention_json"] = json.dumps(retention) if retention is not None else None
     schedule = _get(data, "schedule", cur.get("schedule"))
     tz = _get(data, "timezone", cur.get("timezone", "UTC"))
     try:
@@ -472,23 +481,15 @@ def _bj_fields(db, data, cur=None):
                       "auto): a dump holds SQL, there is no data directory to start")
     out["verify_schedule"] = verify or None
     out["verify_next_run_at"] = next_run(verify, tz) if verify and out["enabled"] else None
-    return out, client
+    return out, client, resolved
 
 
 def _databases(value):
-    if not isinstance(value, list) or len(value) > 1:
-        raise Invalid("databases must be a list of at most one database (give each database its own backup)")
-    for d in value:
-        if not isinstance(d, dict) or d.get("engine") not in DATABASE_ENGINES:
-            raise Invalid(f"each database needs an engine, one of {', '.join(DATABASE_ENGINES)}")
-        if d.get("method", "auto") not in DATABASE_METHODS:
-            raise Invalid(f"database method must be one of {', '.join(DATABASE_METHODS)}")
+    """What only the service refuses in `databases` (the contract checked the rest)."""
+    for d in value or []:
         if "login_password" in d:
             raise Invalid("the service keeps no database password: use socket/peer authentication or a "
                           "defaults_file on the client")
-        unknown = sorted(set(d) - DATABASE_KEYS)
-        if unknown:
-            raise Invalid(f"unknown database key(s): {', '.join(unknown)}")
     return value
 
 
@@ -497,33 +498,28 @@ def _verifiable(databases):
     return bool(databases) and databases[0].get("method", "auto") != "dump"
 
 
-def repository_location(db, client, name, pool_id):
+def _resolve_backup(db, client, backup):
+    """One backup of a client resolved by the collection's contract, from the variables the
+    inventory plugin would give Ansible (client, its backup server and that server's pools)."""
     if client["backup_server_id"] is None:
-        return None, f"{client['local_pool_path']}/{client['name']}/{name}"
+        hostvars = {client["name"]: {"borgfleet_backup_server": "local"}}
+        return _contract(contract.resolve_backups, [backup], client["name"], hostvars, [],
+                         local_pool_path=client["local_pool_path"], server="local")[0]
     server = query(db, "SELECT * FROM servers WHERE id=%s", (client["backup_server_id"],), one=True)
-    if pool_id:
-        pool = query(db, "SELECT * FROM storage_pools WHERE id=%s", (pool_id,), one=True)
-    else:
-        pool = query(db, "SELECT * FROM storage_pools WHERE server_id=%s ORDER BY id LIMIT 1", (server["id"],), one=True)
-    if not pool:
-        raise Invalid(f"backup server {server['name']} has no storage pool")
-    svars = json.loads(server["vars_json"] or "{}")
-    user = svars.get("borgfleet_server_user", "borg")
-    host = svars.get("borgfleet_server_ssh_host", server["address"])
-    port = svars.get("borgfleet_server_ssh_port", server["port"])
-    return server["id"], f"ssh://{user}@{host}:{port}{pool['path']}/{client['name']}/{name}"
+    hostvars = {client["name"]: {"borgfleet_backup_server": server["name"]},
+                server["name"]: _backup_server_vars(db, server)}
+    return _contract(contract.resolve_backups, [backup], client["name"], hostvars, [server["name"]])[0]
 
 
 def create_backup_job(db, r, data):
-    f, client = _bj_fields(db, data)
+    f, client, resolved = _bj_fields(db, data)
     if query(db, "SELECT id FROM backup_jobs WHERE client_id=%s AND name=%s", (f["client_id"], f["name"]), one=True):
         raise Invalid(f"{client['name']} already has a backup named {f['name']}")
-    server_id, location = repository_location(db, client, f["name"], f["pool_id"])
     cols = list(f)
     bj_id = execute(db, f"INSERT INTO backup_jobs ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
                     [f[c] for c in cols])
     execute(db, "INSERT INTO repositories (backup_job_id, client_id, server_id, location) VALUES (%s,%s,%s,%s)",
-            (bj_id, f["client_id"], server_id, location))
+            (bj_id, f["client_id"], client["backup_server_id"], resolved["repository"]))
     # The repository is initialised by setup.yml: until it runs again the backup cannot run.
     execute(db, "UPDATE servers SET setup_status='needs setup' WHERE id=%s", (f["client_id"],))
     q.wake_scheduler(r)
@@ -536,7 +532,7 @@ def update_backup_job(db, r, bj_id, data):
     for fixed in ("client_id", "name", "pool_id"):
         if fixed in data and data[fixed] != cur[fixed]:
             raise Invalid(f"{fixed} cannot change (it names the repository); create a new backup job")
-    f, _ = _bj_fields(db, data, cur)
+    f, _, _ = _bj_fields(db, data, cur)
     cols = [c for c in f if c not in ("client_id", "name", "pool_id")]
     execute(db, f"UPDATE backup_jobs SET {', '.join(c + '=%s' for c in cols)} WHERE id=%s",
             [f[c] for c in cols] + [bj_id])

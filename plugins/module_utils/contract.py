@@ -1,0 +1,552 @@
+# -*- coding: utf-8 -*-
+# Copyright: BorgFleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private to borgfleet.backup: the inventory contract, stated once (docs/contract.md).
+
+What a valid backup, pool, retention, name, host and database entry is, and how a client's
+backups resolve into repositories. Pure Python with no Ansible import: the filter plugin, the
+modules and the service (ui/borgfleet_ui/contract.py loads this very file) all call it, so a
+definition is refused everywhere with the same plain message (one ContractError).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import re
+
+try:
+    from collections.abc import Mapping
+except ImportError:  # pragma: no cover - Python 2 controllers are not supported, sanity compiles
+    Mapping = dict
+
+
+class ContractError(ValueError):
+    """A definition breaks the contract; str() is the plain message for the operator."""
+
+
+def _fail(msg):
+    raise ContractError(msg)
+
+
+# Backup names end up in paths, archive names and URLs: keep them boring.
+BACKUP_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+# Client names become a path component on the server (<pool>/<client>).
+CLIENT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,252}\Z")
+# Pool paths go inside the forced command="..." of authorized_keys, so no quotes,
+# spaces or shell syntax can be allowed in them.
+POOL_PATH_RE = re.compile(r"/[A-Za-z0-9/._-]*\Z")
+POOL_NAME_RE = BACKUP_NAME_RE
+SERVER_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
+# One DNS label; '_' is accepted because /etc/hosts and inventories use it.
+_HOST_LABEL_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
+# Anything typed that reaches a tool: no NUL, newline or other control character.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+MAX_PATH = 4096
+
+RETENTION_KEYS = ("within", "secondly", "minutely", "hourly", "daily", "weekly", "monthly", "yearly")
+# borg's --keep-within units (hours, days, weeks, months, years).
+RETENTION_WITHIN_RE = re.compile(r"[0-9]+[Hdwmy]\Z")
+# borg compression specs: none, lz4, zstd[,1-22], zlib[,0-9], lzma[,0-9], optionally after auto,
+_COMPRESSION_RE = re.compile(r"(auto,)?(none|lz4|zstd(,([1-9]|1[0-9]|2[0-2]))?|zlib(,[0-9])?|lzma(,[0-9])?)\Z")
+
+# Keys a backup may carry; others draw an error so that a typo such as `exlude`
+# cannot silently back up what it was meant to skip.
+BACKUP_KEYS = frozenset((
+    "name", "paths", "exclude", "exclude_caches", "one_file_system", "compression",
+    "files_cache", "passphrase", "passcommand", "encryption", "append_only", "pool",
+    "retention", "schedule", "timezone", "enabled", "description", "databases",
+    "snapshot",
+))
+PASSED_ON_KEYS = ("timezone", "enabled", "description", "databases", "snapshot")
+
+# `databases:` of a backup (issue 4): one database per backup, refused keys as for backups.
+DATABASE_ENGINES = ("mariadb", "mysql", "postgresql", "mongodb")
+DATABASE_METHODS = ("auto", "snapshot", "dump")
+DATABASE_KEYS = frozenset((
+    "engine", "method", "datadir", "extra_paths", "database", "login_user", "login_password",
+    "login_host", "login_port", "login_unix_socket", "defaults_file", "os_user", "freeze_timeout",
+    "postgresql_mode", "lvm_snapshot_size",
+))
+POSTGRESQL_MODES = ("auto", "checkpoint", "backup")
+# Database and user names reach dump tools' argv: never an option (no leading '-'), no '/'
+# (the dump's file name inside the archive), ASCII only.
+DATABASE_NAME_RE = re.compile(r"[A-Za-z0-9_$][A-Za-z0-9_$.-]{0,63}\Z")
+DATABASE_USER_RE = re.compile(r"[A-Za-z0-9_$][A-Za-z0-9_$.@-]{0,79}\Z")
+OS_USER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\Z")
+LVM_SIZE_RE = re.compile(r"[0-9]+(\.[0-9]+)?(%(ORIGIN|VG|FREE|PVS)|[bBsSkKmMgGtTpPeE]?)\Z")
+
+DEFAULT_LOCAL_POOL_PATH = "/var/lib/borgfleet/repos"
+DEFAULT_SERVER_USER = "borg"
+LOCAL = "local"
+
+
+def as_list(value, what):
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        _fail("%s must be a list, got %r" % (what, value))
+    return list(value)
+
+
+def _bool(value, what):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+        return value.lower() in ("true", "yes", "1")
+    _fail("%s must be a boolean, got %r" % (what, value))
+
+
+def _clean_text(value, max_len=MAX_PATH):
+    return isinstance(value, str) and 0 < len(value) <= max_len and not _CONTROL_RE.search(value)
+
+
+def is_absolute_path(value):
+    """An absolute path without control characters (so never an option, never two lines)."""
+    return _clean_text(value) and value.startswith("/")
+
+
+# --- names and hosts ---
+
+def check_backup_name(name, client):
+    if not isinstance(name, str) or not BACKUP_NAME_RE.match(name):
+        _fail("client %r: invalid backup name %r: use 1-64 letters, digits, '.', '_' or '-', "
+              "starting with a letter or digit" % (client, name))
+    return name
+
+
+def check_client_name(client):
+    client = str(client)
+    if not CLIENT_NAME_RE.match(client):
+        _fail("client inventory name %r cannot be used as a directory name" % (client,))
+    return client
+
+
+def host_problem(value):
+    """'' when `value` is a host name, IPv4 or IPv6 address ssh can take, else why not.
+
+    Host names reach argv (ssh, ssh-keyscan) and URLs: never a leading '-', no spaces or
+    control characters, no IPv6 zone (it breaks ssh:// URLs)."""
+    if not isinstance(value, str) or not value:
+        return "is empty or not a string"
+    host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    if ":" in host or host != value:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "is not a valid IPv6 address"
+        return "" if "%" not in host else "has an IPv6 zone, which ssh:// URLs cannot carry"
+    labels = host.split(".")
+    if len(host) > 253 or not all(_HOST_LABEL_RE.match(label) for label in labels):
+        return "is not a host name, IPv4 or IPv6 address"
+    if all(label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return "is not a valid IPv4 address"
+    return ""
+
+
+def normalize_host(value):
+    """The host as ssh and known_hosts want it: an IPv6 literal without brackets."""
+    return value[1:-1] if value.startswith("[") and value.endswith("]") else value
+
+
+def check_host(value, what):
+    problem = host_problem(value)
+    if problem:
+        _fail("%s %r %s" % (what, value, problem))
+    return normalize_host(value)
+
+
+def ssh_url(user, host, port, path):
+    """ssh://user@host:port/path, an IPv6 literal in brackets."""
+    host = normalize_host(host)
+    if ":" in host:
+        host = "[%s]" % host
+    return "ssh://%s@%s:%d%s" % (user, host, int(port), path)
+
+
+def known_hosts_name(host, port):
+    """The name under which ssh looks a server up in known_hosts."""
+    port = int(port)
+    host = normalize_host(str(host))
+    return host if port == 22 else "[%s]:%d" % (host, port)
+
+
+# --- backup servers and pools ---
+
+def pool_path_problem(path):
+    if (not isinstance(path, str) or not POOL_PATH_RE.match(path) or path == "/" or len(path) > MAX_PATH
+            or any(part in ("", ".", "..") for part in path.split("/")[1:])):
+        return "must be absolute and made of letters, digits, '/', '.', '_' or '-' only (no '.' or '..' part)"
+    return ""
+
+
+def _inside(inner, outer):
+    return inner == outer or inner.startswith(outer + "/")
+
+
+def check_pools(server, pools, home=None):
+    """Validated [{name, path}] of a backup server; no pool inside another (nor holding the
+    borg user's home): `--restrict-to-path <pool>/<client>` must never cover another client's
+    repositories or the account's authorized_keys."""
+    pools = as_list(pools, "borgfleet_storage_pools of backup server %r" % server)
+    if not pools:
+        _fail("backup server %r has no borgfleet_storage_pools (a list of {name, path})" % server)
+    checked = []
+    for pool in pools:
+        if not isinstance(pool, Mapping) or "name" not in pool or "path" not in pool:
+            _fail("backup server %r: each storage pool needs a name and a path, got %r" % (server, pool))
+        name, path = pool["name"], pool["path"]
+        if isinstance(path, str) and len(path) > 1:
+            path = path.rstrip("/") or "/"
+        if not isinstance(name, str) or not POOL_NAME_RE.match(name):
+            _fail("backup server %r: invalid pool name %r" % (server, name))
+        problem = pool_path_problem(path)
+        if problem:
+            _fail("backup server %r, pool %r: path %r %s" % (server, name, path, problem))
+        for other in checked:
+            if other["name"] == name:
+                _fail("backup server %r: duplicate pool name %r" % (server, name))
+            if _inside(path, other["path"]) or _inside(other["path"], path):
+                outer, inner = (other, {"name": name, "path": path}) if _inside(path, other["path"]) \
+                    else ({"name": name, "path": path}, other)
+                _fail("backup server %r: pool %r (%s) is inside pool %r (%s): a client's "
+                      "--restrict-to-path <pool>/<client> would reach other clients' repositories; "
+                      "give each pool a directory of its own"
+                      % (server, inner["name"], inner["path"], outer["name"], outer["path"]))
+        if home and isinstance(home, str) and home.startswith(path + "/"):
+            _fail("backup server %r, pool %r: path %r holds the home of the borg user (%s): a client's "
+                  "--restrict-to-path could reach its authorized_keys; put the pool elsewhere"
+                  % (server, name, path, home))
+        checked.append({"name": name, "path": path})
+    return checked
+
+
+def server_settings(server, server_vars):
+    """How clients reach a backup server and where its pools are (contract defaults applied)."""
+    if server_vars is None:
+        _fail("backup server %r is not in the inventory" % (server,))
+    user = str(server_vars.get("borgfleet_server_user") or DEFAULT_SERVER_USER)
+    if not SERVER_USER_RE.match(user):
+        _fail("backup server %r: invalid borgfleet_server_user %r" % (server, user))
+    home = str(server_vars.get("borgfleet_server_user_home") or "/var/lib/%s" % user).rstrip("/")
+    if not is_absolute_path(home) or home == "":
+        _fail("backup server %r: borgfleet_server_user_home %r must be an absolute path" % (server, home))
+    pools = check_pools(server, server_vars.get("borgfleet_storage_pools"), home)
+    host = server_vars.get("borgfleet_server_ssh_host") or server_vars.get("ansible_host") or server
+    host = check_host(str(host), "backup server %r: ssh host (borgfleet_server_ssh_host, else ansible_host, "
+                                 "else its inventory name)" % (server,))
+    port = server_vars.get("borgfleet_server_ssh_port") or server_vars.get("ansible_port") or 22
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        port = -1
+    if not 0 < port < 65536:
+        _fail("backup server %r: invalid ssh port %r" % (server, server_vars.get("borgfleet_server_ssh_port")
+                                                         or server_vars.get("ansible_port")))
+    return {"name": server, "pools": pools, "user": user, "home": home, "ssh_host": host, "ssh_port": port}
+
+
+# --- one backup ---
+
+def check_retention(value, client, name):
+    """The effective retention ({key: count}, 'within'), or None to never prune."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        _fail("client %r, backup %r: retention must be a mapping of %s"
+              % (client, name, ", ".join(RETENTION_KEYS)))
+    unknown = sorted(str(k) for k in set(value) - set(RETENTION_KEYS))
+    if unknown:
+        _fail("client %r, backup %r: unknown retention key(s) %s (known: %s)"
+              % (client, name, ", ".join(unknown), ", ".join(RETENTION_KEYS)))
+    out = {}
+    for key in RETENTION_KEYS[1:]:
+        if value.get(key) is not None:
+            try:
+                count = int(value[key])
+            except (TypeError, ValueError):
+                count = -1
+            if count < 0:
+                _fail("client %r, backup %r: retention.%s must be a non-negative integer, got %r"
+                      % (client, name, key, value[key]))
+            if count:
+                out[key] = count
+    within = value.get("within")
+    if within:
+        if not RETENTION_WITHIN_RE.match(str(within)):
+            _fail("client %r, backup %r: retention.within must look like 2d, 12H, 1w, 6m or 1y, got %r"
+                  % (client, name, within))
+        out["within"] = str(within)
+    if not out:
+        # daily: 0 or {} would make every prune refuse to run: say so now.
+        _fail("client %r, backup %r: retention keeps nothing; omit retention to never prune"
+              % (client, name))
+    return out
+
+
+def check_compression(value, client, name):
+    if value is None or value == "":
+        return "lz4"
+    if not isinstance(value, str) or not _COMPRESSION_RE.match(value):
+        _fail("client %r, backup %r: compression %r is not a borg compression spec: none, lz4, zstd[,1-22], "
+              "zlib[,0-9] or lzma[,0-9], optionally after 'auto,'" % (client, name, value))
+    return value
+
+
+def check_paths(value, client, name, required):
+    where = "client %r, backup %r" % (client, name)
+    paths = as_list(value, "%s: paths" % where)
+    if required and not paths:
+        _fail("%s: paths must be a non-empty list of absolute paths (or give databases)" % where)
+    for path in paths:
+        if not is_absolute_path(path):
+            _fail("%s: paths must be absolute paths without control characters, got %r" % (where, path))
+    return paths
+
+
+def check_exclude(value, client, name):
+    where = "client %r, backup %r" % (client, name)
+    patterns = as_list(value, "%s: exclude" % where)
+    for pattern in patterns:
+        if not _clean_text(pattern):
+            _fail("%s: exclude must list borg patterns (non-empty text, one line each), got %r" % (where, pattern))
+        if pattern.startswith("re:"):
+            try:
+                re.compile(pattern[3:])
+            except re.error as err:
+                _fail("%s: exclude pattern %r is not a valid regular expression (%s)" % (where, pattern, err))
+    return patterns
+
+
+def _count(value):
+    """A whole number given as a number or as digits (YAML, JSON and module options differ), else -1."""
+    if isinstance(value, bool):
+        return -1
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit() and len(value) < 10:
+        return int(value)
+    return -1
+
+
+def _field_problem(key, value):
+    """Why one `databases` setting is not valid ('' when it is)."""
+    if key == "database":
+        ok = isinstance(value, str) and DATABASE_NAME_RE.match(value)
+        return "" if ok else "use 1-64 letters, digits, '_', '$', '.' or '-', not starting with '.' or '-'"
+    if key == "login_user":
+        ok = isinstance(value, str) and DATABASE_USER_RE.match(value)
+        return "" if ok else "use 1-80 letters, digits, '_', '$', '.', '@' or '-', not starting with '.', '@' or '-'"
+    if key == "os_user":
+        ok = isinstance(value, str) and OS_USER_RE.match(value)
+        return "" if ok else "use a system user name (letters, digits, '_', '.', '-'; not starting with '-')"
+    if key == "login_host":
+        return host_problem(value) and "use a host name, IPv4 or IPv6 address"
+    if key in ("login_unix_socket", "defaults_file", "datadir"):
+        return "" if is_absolute_path(value) else "use an absolute path without control characters"
+    if key == "login_port":
+        return "" if 0 < _count(value) < 65536 else "use a port number (1-65535)"
+    if key == "freeze_timeout":
+        return "" if 0 < _count(value) <= 3600 else "use a number of seconds (1-3600)"
+    if key == "postgresql_mode":
+        return "" if value in POSTGRESQL_MODES else "use one of %s" % ", ".join(POSTGRESQL_MODES)
+    if key == "lvm_snapshot_size":
+        ok = isinstance(value, str) and LVM_SIZE_RE.match(value)
+        return "" if ok else "use a size such as 2G or 20%ORIGIN"
+    return ""
+
+
+def check_database_settings(settings, where=None):
+    """Validate the connection settings of one database (a `databases` entry, or a module's
+    parameters): values that reach a dump tool's argv can never be taken for an option."""
+    prefix = "%s: databases " % where if where else ""
+    for key in ("database", "login_user", "login_host", "login_port", "login_unix_socket", "defaults_file",
+                "os_user", "datadir", "freeze_timeout", "postgresql_mode", "lvm_snapshot_size"):
+        value = settings.get(key)
+        if value is None:
+            continue
+        problem = _field_problem(key, value)
+        if problem:
+            _fail("%s%s %r is not valid: %s" % (prefix, key, value, problem))
+    extra = settings.get("extra_paths")
+    if extra is not None:
+        for path in as_list(extra, "%sextra_paths" % prefix):
+            if not is_absolute_path(path):
+                _fail("%sextra_paths %r is not valid: use absolute paths without control characters"
+                      % (prefix, path))
+    password = settings.get("login_password")
+    if password is not None and (not isinstance(password, str) or _CONTROL_RE.search(password)):
+        # Never echo a password: it would land in logs.
+        _fail("%slogin_password must be text on one line, without control characters" % prefix)
+
+
+def check_databases(value, client, name):
+    """Validated `databases` of a backup: at most one entry, method defaulting to auto."""
+    where = "client %r, backup %r" % (client, name)
+    entries = as_list(value, "%s: databases" % where)
+    if len(entries) > 1:
+        # One archive series per repository keeps retention (prune by name) and verification
+        # per database.
+        _fail("%s: databases must list at most one database, got %d; give each database its own backup"
+              % (where, len(entries)))
+    out = []
+    for db in entries:
+        if not isinstance(db, Mapping):
+            _fail("%s: each entry of databases must be a mapping with an engine, got %r" % (where, db))
+        unknown = sorted(str(k) for k in set(db) - DATABASE_KEYS)
+        if unknown:
+            _fail("%s: unknown key(s) in databases: %s (known: %s)"
+                  % (where, ", ".join(unknown), ", ".join(sorted(DATABASE_KEYS))))
+        if db.get("engine") not in DATABASE_ENGINES:
+            _fail("%s: databases engine must be one of %s, got %r"
+                  % (where, ", ".join(DATABASE_ENGINES), db.get("engine")))
+        method = db.get("method") or "auto"
+        if method not in DATABASE_METHODS:
+            _fail("%s: databases method must be one of %s, got %r"
+                  % (where, ", ".join(DATABASE_METHODS), method))
+        check_database_settings(db, where)
+        entry = dict((k, v) for k, v in db.items() if v is not None)
+        entry["method"] = method
+        out.append(entry)
+    return out
+
+
+def check_backup_keys(backup, client):
+    if not isinstance(backup, Mapping):
+        _fail("client %r: each entry of borgfleet_backups must be a mapping, got %r" % (client, backup))
+    name = check_backup_name(backup.get("name"), client)
+    unknown = sorted(str(k) for k in set(backup) - BACKUP_KEYS)
+    if unknown:
+        _fail("client %r, backup %r: unknown key(s) %s (known: %s)"
+              % (client, name, ", ".join(unknown), ", ".join(sorted(BACKUP_KEYS))))
+    return name
+
+
+# --- a client's backups ---
+
+def server_name(client_vars, backup_servers):
+    """The backup server of a client: its own setting, else the first backup server."""
+    server = client_vars.get("borgfleet_backup_server")
+    if server:
+        return str(server)
+    if backup_servers:
+        return str(list(backup_servers)[0])
+    _fail("no backup server: set borgfleet_backup_server (a host of group backup_servers, "
+          "or 'local') or add a host to group backup_servers")
+
+
+def resolve_backups(backups, client, hostvars=None, backup_servers=None, limit=None,
+                    local_pool_path=DEFAULT_LOCAL_POOL_PATH, server=None, limit_missing="fail"):
+    """Resolve a client's `borgfleet_backups` into complete, validated backups.
+
+    `hostvars` maps inventory names to their variables (Ansible's hostvars); the
+    client's `borgfleet_backup_server` and the server's pools/user/ssh address are
+    read from it unless `server` is given. `limit` is the `borgfleet_backup` extra var;
+    a client without that backup fails, or with limit_missing="skip" has nothing to do.
+    """
+    hostvars = hostvars if hostvars is not None else {}
+    client = check_client_name(client)
+    client_vars = hostvars.get(client) or {}
+    server = str(server) if server else server_name(client_vars, backup_servers)
+    settings = None
+    if server != LOCAL:
+        if backup_servers is not None and server not in [str(s) for s in backup_servers]:
+            _fail("client %r: borgfleet_backup_server %r is not a host of group backup_servers "
+                  "(nor 'local')" % (client, server))
+        settings = server_settings(server, hostvars.get(server))
+    else:
+        local_pool_path = str(local_pool_path or DEFAULT_LOCAL_POOL_PATH).rstrip("/")
+        if not is_absolute_path(local_pool_path):
+            _fail("client %r: borgfleet_local_pool_path must be absolute, got %r" % (client, local_pool_path))
+
+    resolved = []
+    seen = set()
+    for backup in as_list(backups, "borgfleet_backups of client %r" % client):
+        name = check_backup_keys(backup, client)
+        if name in seen:
+            _fail("client %r: duplicate backup name %r" % (client, name))
+        seen.add(name)
+        resolved.append(resolve_one(backup, name, client, server, settings, local_pool_path))
+
+    if limit:
+        chosen = [b for b in resolved if b["name"] == limit]
+        if not chosen and limit_missing != "skip":
+            _fail("client %r has no backup named %r (borgfleet_backup); its backups: %s"
+                  % (client, limit, ", ".join(sorted(seen)) or "none"))
+        return chosen
+    return resolved
+
+
+def resolve_one(backup, name, client, server, settings, local_pool_path):
+    databases = check_databases(backup.get("databases"), client, name)
+    paths = check_paths(backup.get("paths"), client, name, required=not databases)
+    if databases and paths:
+        _fail("client %r, backup %r: a database backup takes no paths (its archives hold the database "
+              "alone); put the paths in another backup" % (client, name))
+    exclude = check_exclude(backup.get("exclude"), client, name)
+    encryption = str(backup.get("encryption") or "repokey-blake2")
+    has_secret = bool(backup.get("passphrase")) or bool(backup.get("passcommand"))
+    if encryption != "none" and not has_secret:
+        _fail("client %r, backup %r: set passphrase or passcommand (encryption %s)"
+              % (client, name, encryption))
+    if backup.get("passphrase") and backup.get("passcommand"):
+        _fail("client %r, backup %r: set passphrase or passcommand, not both" % (client, name))
+    compression = check_compression(backup.get("compression"), client, name)
+    retention = check_retention(backup.get("retention"), client, name)
+
+    if settings is None:
+        pool = None
+        repository_path = "%s/%s/%s" % (local_pool_path, client, name)
+        repository = repository_path
+        client_dir = "%s/%s" % (local_pool_path, client)
+    else:
+        pools = dict((p["name"], p) for p in settings["pools"])
+        pool_name = backup.get("pool") or settings["pools"][0]["name"]
+        if pool_name not in pools:
+            _fail("client %r, backup %r: unknown pool %r on backup server %r (pools: %s)"
+                  % (client, name, pool_name, server, ", ".join(pools)))
+        pool = pools[pool_name]
+        client_dir = "%s/%s" % (pool["path"], client)
+        repository_path = "%s/%s" % (client_dir, name)
+        repository = ssh_url(settings["user"], settings["ssh_host"], settings["ssh_port"], repository_path)
+
+    out = {
+        "name": name,
+        "client": client,
+        "server": server,
+        "local": settings is None,
+        "pool": pool,
+        "client_dir": client_dir,
+        "repository_path": repository_path,
+        "repository": repository,
+        "archive_name": "%s-{now:%%Y-%%m-%%dT%%H:%%M:%%S}" % name,
+        "match_archives": "%s-*" % name,
+        "paths": paths,
+        "exclude": exclude,
+        "exclude_caches": _bool(backup.get("exclude_caches", True), "exclude_caches"),
+        "one_file_system": _bool(backup.get("one_file_system", True), "one_file_system"),
+        "compression": compression,
+        "files_cache": backup.get("files_cache") or None,
+        "encryption": encryption,
+        "append_only": _bool(backup.get("append_only", False), "append_only"),
+        "retention": retention,
+        "schedule": backup.get("schedule"),
+        "passphrase": backup.get("passphrase") or None,
+        "passcommand": backup.get("passcommand") or None,
+    }
+    # Keys other parts read (service, database-aware backups): passed on as they are.
+    for key in PASSED_ON_KEYS:
+        out[key] = backup.get(key)
+    out["databases"] = databases  # validated above, [] for a backup of files
+    if settings is not None:
+        # How this client reaches its server; the client role pins that host key.
+        out["server_endpoint"] = {
+            "host": settings["ssh_host"],
+            "port": settings["ssh_port"],
+            "known_hosts_name": known_hosts_name(settings["ssh_host"], settings["ssh_port"]),
+        }
+    return out
