@@ -93,23 +93,32 @@ class Scheduler:
                               f" (b.{sched.next_col} IS NULL OR b.{sched.next_col} <= %s)", (now,))
         for b in rows:
             # A tick slower than the lock's TTL (slow database, many jobs) stops as soon as another
-            # scheduler has taken over; the compare-and-set below is what makes a double fire impossible.
+            # scheduler has taken over; the compare-and-set in fire_row makes a double fire impossible.
             if not self.hold_lock():
                 log.warning("lost the scheduler lock during a tick; leaving the rest to the active scheduler")
                 return
-            due = b["next_run_at"]
-            try:
-                nxt = fleet.next_run(b["schedule"], b["timezone"], now.replace(tzinfo=timezone.utc))
-            except Exception as e:  # one bad schedule must not stop the others (nor keep the row due)
-                log.error("%s of backup job %s: schedule %r in %s cannot be evaluated: %s",
-                          sched.kind, b["id"], b["schedule"], b["timezone"], e)
-                nxt = None
-            # Compare-and-set on the due time BEFORE enqueueing: only the scheduler whose update
-            # moved this due time fires it; a stale or second one (rowcount 0) enqueues nothing.
-            won = execute(self.db, f"UPDATE backup_jobs SET {sched.next_col}=%s WHERE id=%s AND {sched.next_col} <=> %s",
-                          (nxt, b["id"], due))
-            if won == 1 and due is not None:
-                self.fire(sched, b, due, now)
+            self.fire_row(sched, b, now)
+
+    def fire_row(self, sched, b, now):
+        """Claim the due time read in b, then queue it; False when another scheduler claimed it first."""
+        due = b["next_run_at"]
+        try:
+            nxt = fleet.next_run(b["schedule"], b["timezone"], now.replace(tzinfo=timezone.utc))
+        except Exception as e:  # one bad schedule must not stop the others (nor keep the row due)
+            log.error("%s of backup job %s: schedule %r in %s cannot be evaluated: %s",
+                      sched.kind, b["id"], b["schedule"], b["timezone"], e)
+            nxt = None
+        # Compare-and-set on the due time BEFORE enqueueing: only the scheduler whose update moved
+        # this due time fires it; a stale or second one (rowcount 0) enqueues nothing.
+        won = execute(self.db, f"UPDATE backup_jobs SET {sched.next_col}=%s WHERE id=%s AND {sched.next_col} <=> %s",
+                      (nxt, b["id"], due))
+        if won != 1:
+            log.info("%s of backup job %s due %s was claimed by another scheduler", sched.kind, b["id"], due)
+            return False
+        if due is None:   # a new schedule: its first due time is now set
+            return False
+        self.fire(sched, b, due, now)
+        return True
 
     def fire(self, sched, b, due, now):
         """Queue one run of a due time already claimed (at most once: a failed enqueue is not retried)."""
