@@ -34,6 +34,12 @@ def connection_lost(e):
     return isinstance(e, pymysql.err.OperationalError) and bool(e.args) and e.args[0] in CONNECTION_ERRORS
 
 
+def timed_out(e):
+    """The read timeout (DB_READ_TIMEOUT) cut a statement: it is not run again."""
+    return isinstance(e, pymysql.err.OperationalError) and len(e.args) > 1 and e.args[0] == 2013 \
+        and "timed out" in str(e.args[1])
+
+
 def connect(cfg, database=True):
     params = db_params(cfg)
     if not database:
@@ -65,7 +71,7 @@ def _retry(conn, budget, fn):
         try:
             return fn()
         except pymysql.err.Error as e:
-            if not connection_lost(e) or time.monotonic() + delay > deadline:
+            if not connection_lost(e) or timed_out(e) or time.monotonic() + delay > deadline:
                 raise
             log.warning("MariaDB connection lost (%s); retrying", e)
         time.sleep(delay)

@@ -53,7 +53,8 @@ def utcnow():
 class Scheduler:
     def __init__(self, cfg):
         self.cfg = cfg
-        self.r = q.redis_conn(cfg)
+        # Its BLPOP waits up to RENEW s: a read timeout configured shorter must not cut that wait.
+        self.r = q.redis_conn(dict(cfg, REDIS_SOCKET_TIMEOUT=max(float(cfg.get("REDIS_SOCKET_TIMEOUT", 30)), RENEW + 5)))
         self.db = connect(cfg)
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self.next_sweep = 0.0
