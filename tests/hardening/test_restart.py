@@ -192,3 +192,25 @@ def test_backup_survives_a_restart(private, service, tmp_path):
         sched.wait(timeout=30)
         worker.stop()
         drop_local_backup(private.api, cl, bj)
+
+
+def test_no_job_is_judged_abandoned_right_after_a_redis_restart(private):
+    """A restarted Redis has lost every heartbeat: the sweep waits one heartbeat TTL (running jobs
+    write theirs again meanwhile) before it judges; a job whose worker is really gone still ends
+    abandoned after that."""
+    cfg = private.cfg
+    conn, r = dbm.connect(cfg), q.redis_conn(cfg)
+    try:
+        job_id = q.create_job_row(conn, "backup")
+        dbm.execute(conn, "UPDATE jobs SET status='running', started_at=UTC_TIMESTAMP(3) - INTERVAL 60 SECOND"
+                          " WHERE id=%s", (job_id,))
+        r.set(q.heartbeat_key(job_id), "1", ex=q.HEARTBEAT_TTL)
+        private.redis.restart(down=0.5)   # between two beats: the key is gone
+        assert not r.exists(q.heartbeat_key(job_id))
+        assert q.sweep_abandoned(conn, r) == []
+        assert dbm.query(conn, "SELECT status FROM jobs WHERE id=%s", (job_id,), one=True)["status"] == "running"
+        # No beat comes back (there is no worker): once Redis has been up a TTL, the job is abandoned.
+        assert wait_for(lambda: q.sweep_abandoned(conn, r), timeout=3 * q.HEARTBEAT_TTL,
+                        what="the sweep to judge the job") == [job_id]
+    finally:
+        conn.close()
