@@ -42,10 +42,10 @@ def queue_name(kind):
 def redis_conn(cfg):
     """A Redis client with connect/read timeouts that reconnects while Redis restarts.
 
-    Only connection errors (and refused connects) are retried, for about REDIS_RETRY_SECONDS: a read timeout means a
-    command hung, and running it again could pop a job twice. RQ's worker raises the read timeout
-    of its own connection above its blocking dequeue; the scheduler's BLPOP waits at most
-    scheduler.RENEW seconds, well under the default.
+    Only connection errors (and refused connects) are retried, for about REDIS_RETRY_SECONDS:
+    a read timeout means a command hung, and running it again could pop a job twice. RQ's worker
+    raises the read timeout of its own connection above its blocking dequeue; the scheduler keeps
+    its own above its BLPOP wait (scheduler.RENEW).
     """
     budget = float(cfg.get("REDIS_RETRY_SECONDS", 30))
     return Redis.from_url(cfg["REDIS_URL"], socket_connect_timeout=cfg.get("REDIS_CONNECT_TIMEOUT", 5),
