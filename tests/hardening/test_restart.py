@@ -12,6 +12,7 @@ and in order, never marked abandoned, with no ansible-playbook or borg left behi
 and the scheduler stay up and the next backup succeeds.
 """
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -26,8 +27,6 @@ from borgfleet_ui.config import load_config
 from tests.lib.borgrepo import BorgRepo
 from tests.lib.private_services import PrivateMariaDB, PrivateRedis, processes_mentioning
 from uilib import REPO, WorkerProc, drop_local_backup, make_local_backup, wait_for, worker_env
-
-import subprocess
 
 
 @pytest.fixture(scope="module")

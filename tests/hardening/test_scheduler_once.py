@@ -5,7 +5,6 @@ runs is handled in a bounded number of cron evaluations.
 Real MariaDB and Redis, real Scheduler objects: the slow tick is made real by holding the job's
 row lock in another MariaDB transaction, as a slow or overloaded database would."""
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
