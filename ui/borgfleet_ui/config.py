@@ -21,12 +21,27 @@ def load_config():
         # Private data dirs of ansible-runner runs; each run's dir is removed when it ends.
         "RUN_DIR": env("BORGFLEET_RUN_DIR", os.path.join(_ROOT, "ui", "instance", "runs")),
         "SYSTEMD": env("BORGFLEET_SYSTEMD", "auto"),
+        # Client timeouts (seconds). A dead server or network must fail a call, never hang it.
+        "DB_CONNECT_TIMEOUT": float(env("BORGFLEET_DB_CONNECT_TIMEOUT", "5")),
+        # Our queries are small; a lock wait (innodb_lock_wait_timeout, 50 s) must still fit.
+        "DB_READ_TIMEOUT": float(env("BORGFLEET_DB_READ_TIMEOUT", "120")),
+        "DB_WRITE_TIMEOUT": float(env("BORGFLEET_DB_WRITE_TIMEOUT", "60")),
+        # How long a statement keeps reconnecting while MariaDB restarts before the error is raised.
+        "DB_RETRY_SECONDS": float(env("BORGFLEET_DB_RETRY_SECONDS", "60")),
+        "REDIS_CONNECT_TIMEOUT": float(env("BORGFLEET_REDIS_CONNECT_TIMEOUT", "5")),
+        # Above the scheduler's longest BLPOP (RENEW, 5 s); RQ's worker raises it for its own
+        # blocking dequeue (rq.Worker._set_connection: worker_ttl - 15 + 10 s).
+        "REDIS_SOCKET_TIMEOUT": float(env("BORGFLEET_REDIS_SOCKET_TIMEOUT", "30")),
+        # How long a command keeps reconnecting while Redis restarts before the error is raised.
+        "REDIS_RETRY_SECONDS": float(env("BORGFLEET_REDIS_RETRY_SECONDS", "30")),
     }
 
 
 def db_params(cfg):
     return dict(host=cfg["DB_HOST"], port=cfg["DB_PORT"], user=cfg["DB_USER"],
-                password=cfg["DB_PASSWORD"], database=cfg["DB_NAME"])
+                password=cfg["DB_PASSWORD"], database=cfg["DB_NAME"],
+                connect_timeout=cfg.get("DB_CONNECT_TIMEOUT", 5), read_timeout=cfg.get("DB_READ_TIMEOUT", 120),
+                write_timeout=cfg.get("DB_WRITE_TIMEOUT", 60))
 
 
 def web_config():

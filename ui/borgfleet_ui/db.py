@@ -1,9 +1,17 @@
 """MariaDB access (PyMySQL): one connection per request in `g`, versioned SQL migrations.
 
 Every query takes parameters (%s placeholders); no SQL is built from user data.
+
+A statement whose connection was lost (MariaDB restarted, network cut) reconnects and runs
+again for up to DB_RETRY_SECONDS; any other error is raised at once. Connections are in
+autocommit mode (no multi-statement transactions), so a statement retried on a new connection
+is whole. A write whose reply alone was lost can be applied twice: our writes are idempotent
+UPDATEs or appends to a job's log (where that costs at most a repeated line).
 """
+import logging
 import os
 import re
+import time
 
 import pymysql
 import pymysql.cursors
@@ -11,15 +19,36 @@ from flask import current_app, g
 
 from .config import db_params
 
+log = logging.getLogger("borgfleet.db")
+
 MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
+
+# Errors that say the connection failed, not the statement: server shutting down (1053), connection
+# killed (1927), cannot connect (2003), gone away (2006), lost during a query (2013), lost (2055).
+CONNECTION_ERRORS = {1053, 1927, 2003, 2006, 2013, 2055}
+
+
+def connection_lost(e):
+    if isinstance(e, pymysql.err.InterfaceError):   # a call on a connection already closed
+        return True
+    return isinstance(e, pymysql.err.OperationalError) and bool(e.args) and e.args[0] in CONNECTION_ERRORS
+
+
+def timed_out(e):
+    """The read timeout (DB_READ_TIMEOUT) cut a statement: it is not run again."""
+    return isinstance(e, pymysql.err.OperationalError) and len(e.args) > 1 and e.args[0] == 2013 \
+        and "timed out" in str(e.args[1])
 
 
 def connect(cfg, database=True):
     params = db_params(cfg)
     if not database:
         params.pop("database")
-    return pymysql.connect(cursorclass=pymysql.cursors.DictCursor, autocommit=True,
-                           charset="utf8mb4", **params)
+    budget = float(cfg.get("DB_RETRY_SECONDS", 0))
+    conn = _retry(None, budget, lambda: pymysql.connect(cursorclass=pymysql.cursors.DictCursor, autocommit=True,
+                                                        charset="utf8mb4", **params))
+    conn.retry_seconds = budget
+    return conn
 
 
 def get_db():
@@ -34,18 +63,47 @@ def close_db(_exc=None):
         db.close()
 
 
-def query(conn, sql, args=(), one=False):
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        rows = cur.fetchall()
+def _retry(conn, budget, fn):
+    """fn(), run again (after reconnecting conn) while the connection is lost, for up to budget seconds."""
+    deadline = time.monotonic() + budget
+    delay = 0.2
+    while True:
+        try:
+            return fn()
+        except pymysql.err.Error as e:
+            if not connection_lost(e) or timed_out(e) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("MariaDB connection lost (%s); retrying", e)
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+        if conn is not None:
+            try:
+                conn.ping(reconnect=True)
+            except pymysql.err.Error:
+                pass   # still down: the next attempt fails the same way and waits again
+
+
+def retrying(conn, fn, budget=None):
+    """fn() with conn's reconnect-and-retry budget (or the one given; 0 tries once)."""
+    return _retry(conn, getattr(conn, "retry_seconds", 0) if budget is None else budget, fn)
+
+
+def query(conn, sql, args=(), one=False, retry=None):
+    def run():
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    rows = retrying(conn, run, retry)
     return (rows[0] if rows else None) if one else list(rows)
 
 
-def execute(conn, sql, args=()):
+def execute(conn, sql, args=(), retry=None):
     """Run a write; returns lastrowid (inserts) or rowcount."""
-    with conn.cursor() as cur:
-        n = cur.execute(sql, args)
-        return cur.lastrowid or n
+    def run():
+        with conn.cursor() as cur:
+            n = cur.execute(sql, args)
+            return cur.lastrowid or n
+    return retrying(conn, run, retry)
 
 
 def create_database(cfg):

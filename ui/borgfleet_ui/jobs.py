@@ -13,13 +13,16 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 
 import ansible_runner
+import pymysql
+from redis.exceptions import RedisError
 from rq import get_current_job
 
 from . import queue as q
 from .config import load_config
-from .db import connect, execute, query
+from .db import connect, connection_lost, execute, query
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,12 @@ class JobError(Exception):
 
 
 class Heartbeat(threading.Thread):
-    """Refreshes the job's Redis heartbeat; when the worker dies the key expires."""
+    """Refreshes the job's Redis heartbeat; when the worker dies the key expires.
+
+    While Redis is down or restarting it keeps trying every second, so the job is never judged
+    abandoned for an outage its worker survived (a restarted Redis has lost the key)."""
+
+    RETRY = 1.0
 
     def __init__(self, r, job_id):
         super().__init__(daemon=True)
@@ -39,9 +47,17 @@ class Heartbeat(threading.Thread):
 
     def run(self):
         while True:
-            self.r.set(self.key, "1", ex=q.HEARTBEAT_TTL)
-            if self.stop.wait(q.HEARTBEAT_TTL / 3):
-                self.r.delete(self.key)
+            try:
+                self.r.set(self.key, "1", ex=q.HEARTBEAT_TTL)
+                wait = q.HEARTBEAT_TTL / 3
+            except RedisError as e:
+                log.warning("heartbeat %s not written (%s); retrying", self.key, e)
+                wait = self.RETRY
+            if self.stop.wait(wait):
+                try:
+                    self.r.delete(self.key)
+                except RedisError:
+                    pass   # it expires by itself
                 return
 
 
@@ -123,6 +139,9 @@ class PlaybookRun:
         self.status, self.rc = None, None
         self.last_cancel_check = 0.0
         self.cancel_seen = False
+        # Writes not yet in MariaDB (it was unreachable): the playbook's start time and log lines.
+        self.pending_start, self.pending_log = None, []
+        self.db_down_at = None   # monotonic time of the last failed write, None while MariaDB answers
 
     def run(self):
         root = self.cfg["COLLECTION_ROOT"]
@@ -156,10 +175,12 @@ class PlaybookRun:
 
     def on_event(self, event):
         if event.get("event") == "playbook_on_start":
-            execute(self.db, "UPDATE jobs SET playbook_started_at=UTC_TIMESTAMP(3) WHERE id=%s", (self.job_id,))
+            self.pending_start = datetime.now(timezone.utc).replace(tzinfo=None)
         stdout = event.get("stdout")
         if stdout:
-            q.append_log(self.db, self.job_id, stdout.splitlines())
+            self.pending_log.extend(stdout.splitlines())
+        self.save()
+        if stdout:
             if event.get("event") == "verbose":
                 self.verbose.append(stdout)
         data = event.get("event_data") or {}
@@ -185,6 +206,37 @@ class PlaybookRun:
 
     def on_finished(self, runner):
         self.status, self.rc = runner.status, runner.rc
+        self.save(final=True)
+
+    def save(self, final=False):
+        """Write the pending start time and log lines.
+
+        An event handler that raised would abort ansible-runner and leave the playbook running,
+        so while MariaDB is unreachable (restarting) the writes are kept and tried again at most
+        once a second; at the end of the run they wait for it (DB_RETRY_SECONDS) and then raise."""
+        if not (self.pending_start or self.pending_log):
+            return
+        if not final and self.db_down_at is not None and time.monotonic() - self.db_down_at < 1:
+            return
+        try:
+            if self.db_down_at is not None and not final:
+                self.db.ping(reconnect=True)
+            retry = None if final else 0
+            if self.pending_start:
+                execute(self.db, "UPDATE jobs SET playbook_started_at=%s WHERE id=%s",
+                        (self.pending_start, self.job_id), retry=retry)
+                self.pending_start = None
+            if self.pending_log:
+                q.append_log(self.db, self.job_id, self.pending_log, retry=retry)
+                self.pending_log = []
+        except pymysql.err.Error as e:
+            if final or not connection_lost(e):
+                raise
+            if self.db_down_at is None:
+                log.warning("job %s: MariaDB unreachable (%s); its log is kept until it answers", self.job_id, e)
+            self.db_down_at = time.monotonic()
+        else:
+            self.db_down_at = None
 
     def failure_message(self):
         if self.failures:

@@ -4,13 +4,19 @@ Jobs are enqueued by dotted path so this side never imports worker code. A job's
 `jobs` is keyed by its RQ job id and written before the RQ job exists.
 """
 import json
+import logging
 import os
 import uuid
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 
-from .db import execute, query
+from .db import execute, query, retrying
+
+log = logging.getLogger("borgfleet.queue")
 
 # playbook, RQ job_timeout (s) and whether a retry is safe (idempotent playbooks only).
 KINDS = {
@@ -34,7 +40,19 @@ def queue_name(kind):
 
 
 def redis_conn(cfg):
-    return Redis.from_url(cfg["REDIS_URL"])
+    """A Redis client with connect/read timeouts that reconnects while Redis restarts.
+
+    Only connection errors (and refused connects) are retried, for about REDIS_RETRY_SECONDS:
+    a read timeout means a command hung, and running it again could pop a job twice. RQ's worker
+    raises the read timeout of its own connection above its blocking dequeue; the scheduler keeps
+    its own above its BLPOP wait (scheduler.RENEW).
+    """
+    budget = float(cfg.get("REDIS_RETRY_SECONDS", 30))
+    return Redis.from_url(cfg["REDIS_URL"], socket_connect_timeout=cfg.get("REDIS_CONNECT_TIMEOUT", 5),
+                          socket_timeout=cfg.get("REDIS_SOCKET_TIMEOUT", 30), socket_keepalive=True,
+                          retry=RedisRetry(ExponentialBackoff(cap=1.0, base=0.1), int(budget) + 3,
+                                           supported_errors=(RedisConnectionError, OSError)),
+                          retry_on_error=[RedisConnectionError])
 
 
 def queues(r):
@@ -77,16 +95,19 @@ def finish(db, job_id, status, error=None, rc=None, result=None):
             (status, error, rc, json.dumps(result) if result is not None else None, job_id))
 
 
-def append_log(db, job_id, lines):
-    """Append lines to a job's log; returns how many the log now has."""
+def append_log(db, job_id, lines, retry=None):
+    """Append lines to a job's log; returns how many the log now has (retry: as db.query)."""
     if not lines:
         return None
-    row = query(db, "SELECT COALESCE(MAX(n), 0) AS n FROM job_log WHERE job_id=%s", (job_id,), one=True)
-    n = row["n"]
-    with db.cursor() as cur:
-        cur.executemany("INSERT INTO job_log (job_id, n, line) VALUES (%s, %s, %s)",
-                        [(job_id, n + i + 1, line) for i, line in enumerate(lines)])
-    return n + len(lines)
+
+    def append():
+        # Numbered from the log's end at each attempt, so a retry after a reconnect continues it.
+        n = query(db, "SELECT COALESCE(MAX(n), 0) AS n FROM job_log WHERE job_id=%s", (job_id,), one=True, retry=0)["n"]
+        with db.cursor() as cur:
+            cur.executemany("INSERT INTO job_log (job_id, n, line) VALUES (%s, %s, %s)",
+                            [(job_id, n + i + 1, line) for i, line in enumerate(lines)])
+        return n + len(lines)
+    return retrying(db, append, retry)
 
 
 # --- per-repository lock: SET NX with the holder's job id; released only by its holder ---
@@ -126,6 +147,11 @@ def sweep_abandoned(db, r, grace=HEARTBEAT_TTL):
     Called by workers on startup and by the scheduler periodically, so a killed worker never
     leaves a job "running" forever. Returns the ids marked.
     """
+    # A restarted Redis has lost every heartbeat; running jobs write theirs again within
+    # HEARTBEAT_TTL/3 s (Heartbeat retries while Redis is down). Judge none before then.
+    if int(r.info("server").get("uptime_in_seconds", grace)) < grace:
+        log.info("Redis restarted less than %s s ago: no job is judged abandoned yet", grace)
+        return []
     rows = query(db, "SELECT id, params_json FROM jobs WHERE status IN ('running','waiting')"
                      " AND started_at < UTC_TIMESTAMP(3) - INTERVAL %s SECOND", (grace,))
     marked = []

@@ -5,6 +5,9 @@ schedule and, for database backups, a verification schedule), sleeping until the
 Due times live in backup_jobs.next_run_at and verify_next_run_at (UTC). A due time more than
 MISSED_GRACE in the past means the scheduler was down: the run is recorded as a 'missed' job
 (visible on the dashboard) and one catch-up run is queued.
+
+A due time fires at most once: it is claimed by a compare-and-set on backup_jobs before anything
+is enqueued, so a second or stale scheduler (a tick that outlived the lock) enqueues nothing.
 """
 import logging
 import os
@@ -12,6 +15,9 @@ import socket
 import time
 from collections import namedtuple
 from datetime import datetime, timedelta, timezone
+
+import pymysql
+from redis.exceptions import RedisError
 
 from . import fleet
 from . import queue as q
@@ -25,6 +31,8 @@ LOCK_TTL = 15
 RENEW = 5            # seconds between lock renewals (and the longest single sleep)
 MISSED_GRACE = 60    # seconds late before a run counts as missed
 SWEEP_EVERY = q.HEARTBEAT_TTL
+MISSED_STEPS = 10    # cron evaluations spent counting missed runs (beyond them: an estimate)
+_EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
 
 
 class Schedule(namedtuple("Schedule", "kind cron_col next_col last_col run")):
@@ -45,21 +53,20 @@ def utcnow():
 class Scheduler:
     def __init__(self, cfg):
         self.cfg = cfg
-        self.r = q.redis_conn(cfg)
+        # Its BLPOP waits up to RENEW s: a read timeout configured shorter must not cut that wait.
+        self.r = q.redis_conn(dict(cfg, REDIS_SOCKET_TIMEOUT=max(float(cfg.get("REDIS_SOCKET_TIMEOUT", 30)), RENEW + 5)))
         self.db = connect(cfg)
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self.next_sweep = 0.0
         self.next_stats = None
 
     def hold_lock(self):
-        """True while this process is the active scheduler."""
+        """True while this process is the active scheduler (takes the lock or extends its own)."""
         if self.r.set(LOCK, self.me, nx=True, ex=LOCK_TTL):
             log.info("scheduler %s is active", self.me)
             return True
-        if self.r.get(LOCK) == self.me.encode():
-            self.r.expire(LOCK, LOCK_TTL)
-            return True
-        return False
+        # Extend only if still ours: a get then expire could extend a lock another process just took.
+        return bool(self.r.eval(_EXTEND, 1, LOCK, self.me, LOCK_TTL))
 
     def release(self):
         q.release_lock_raw(self.r, LOCK, self.me)
@@ -86,36 +93,64 @@ class Scheduler:
                               f" WHERE b.enabled=1 AND b.{sched.cron_col} IS NOT NULL AND"
                               f" (b.{sched.next_col} IS NULL OR b.{sched.next_col} <= %s)", (now,))
         for b in rows:
-            due = b["next_run_at"]
+            # A tick slower than the lock's TTL (slow database, many jobs) stops as soon as another
+            # scheduler has taken over; the compare-and-set in fire_row makes a double fire impossible.
+            if not self.hold_lock():
+                log.warning("lost the scheduler lock during a tick; leaving the rest to the active scheduler")
+                return
+            self.fire_row(sched, b, now)
+
+    def fire_row(self, sched, b, now):
+        """Claim the due time read in b, then queue it; False when another scheduler claimed it first."""
+        due = b["next_run_at"]
+        try:
             nxt = fleet.next_run(b["schedule"], b["timezone"], now.replace(tzinfo=timezone.utc))
-            if due is not None:
-                self.fire(sched, b, due, now)
-            # Compare-and-set on the due time: a stale second scheduler cannot fire the same run.
-            execute(self.db, f"UPDATE backup_jobs SET {sched.next_col}=%s WHERE id=%s AND {sched.next_col} <=> %s",
-                    (nxt, b["id"], due))
+        except Exception as e:  # one bad schedule must not stop the others (nor keep the row due)
+            log.error("%s of backup job %s: schedule %r in %s cannot be evaluated: %s",
+                      sched.kind, b["id"], b["schedule"], b["timezone"], e)
+            nxt = None
+        # Compare-and-set on the due time BEFORE enqueueing: only the scheduler whose update moved
+        # this due time fires it; a stale or second one (rowcount 0) enqueues nothing.
+        won = execute(self.db, f"UPDATE backup_jobs SET {sched.next_col}=%s WHERE id=%s AND {sched.next_col} <=> %s",
+                      (nxt, b["id"], due))
+        if won != 1:
+            log.info("%s of backup job %s due %s was claimed by another scheduler", sched.kind, b["id"], due)
+            return False
+        if due is None:   # a new schedule: its first due time is now set
+            return False
+        self.fire(sched, b, due, now)
+        return True
 
     def fire(self, sched, b, due, now):
+        """Queue one run of a due time already claimed (at most once: a failed enqueue is not retried)."""
         late = (now - due).total_seconds()
         if late > MISSED_GRACE:
-            missed = self.count_missed(b, due, now)
-            msg = (f"{missed} scheduled run(s) missed between {due:%Y-%m-%d %H:%M:%S} and "
-                   f"{now:%Y-%m-%d %H:%M:%S} UTC (scheduler not running); one catch-up run queued")
+            missed, exact = self.count_missed(b, due, now)
+            msg = (f"{'' if exact else 'about '}{missed} scheduled run(s) missed between {due:%Y-%m-%d %H:%M:%S}"
+                   f" and {now:%Y-%m-%d %H:%M:%S} UTC (scheduler not running); one catch-up run queued")
             jid = q.create_job_row(self.db, sched.kind, backup_job_id=b["id"], status="missed", error=msg)
             log.warning("%s of backup job %s: %s (%s)", sched.kind, b["id"], msg, jid)
         try:
             job_id = sched.run(self.db, self.r, b["id"], None)
-        except Exception as e:  # one bad job must not stop the others
+        except Exception as e:  # one bad job must not stop the others; create_job marked its row failed
             log.error("%s of backup job %s could not be queued: %s", sched.kind, b["id"], e)
             return
         execute(self.db, f"UPDATE backup_jobs SET {sched.last_col}=%s WHERE id=%s", (due, b["id"]))
         log.info("queued %s of backup job %s due %s (%.3f s late) as %s", sched.kind, b["id"], due, late, job_id)
 
     def count_missed(self, b, due, now):
+        """(runs due from `due` to `now`, exact?) in at most MISSED_STEPS cron evaluations.
+
+        Counted one by one up to MISSED_STEPS; beyond that estimated from the mean interval of
+        those steps, so a job down for years costs the same as one down for an hour."""
         n, t = 0, due
-        while t <= now and n < 10000:
+        while t <= now and n < MISSED_STEPS:
             n += 1
             t = fleet.next_run(b["schedule"], b["timezone"], t.replace(tzinfo=timezone.utc))
-        return n
+        if t > now:
+            return n, True
+        step = (t - due).total_seconds() / n
+        return n + int((now - t).total_seconds() // step) + 1, False
 
     def maybe_collect_stats(self, now):
         """Periodic stats of every server (settings.stats_interval_minutes), when the playbook exists."""
@@ -133,21 +168,31 @@ class Scheduler:
             fleet.collect_stats(self.db, self.r, s["id"], None)
 
     def run_forever(self):
-        """Runs until interrupted (SIGTERM/SIGINT raise in the caller); the lock is then handed back."""
+        """Runs until interrupted (SIGTERM/SIGINT raise in the caller); the lock is then handed back.
+
+        Redis or MariaDB down (restarting) is waited out: the clients retry for a while, then the
+        error is logged and the loop starts again after RENEW seconds."""
         active = False
         try:
             while True:
-                if not self.hold_lock():
-                    if active:
-                        log.warning("lost the scheduler lock; idling")
-                    active = False
+                try:
+                    if not self.hold_lock():
+                        if active:
+                            log.warning("lost the scheduler lock; idling")
+                        active = False
+                        time.sleep(RENEW)
+                        continue
+                    active = True
+                    wait = self.tick()
+                    if wait > 0:
+                        # BLPOP returns at once when a schedule changes (queue.wake_scheduler).
+                        self.r.blpop([WAKE], timeout=wait)
+                except (RedisError, pymysql.err.Error) as e:
+                    log.error("scheduler tick failed (%s); trying again in %s s", e, RENEW)
                     time.sleep(RENEW)
-                    continue
-                active = True
-                wait = self.tick()
-                if wait > 0:
-                    # BLPOP returns at once when a schedule changes (queue.wake_scheduler).
-                    self.r.blpop([WAKE], timeout=wait)
         finally:
             if active:
-                self.release()
+                try:
+                    self.release()
+                except RedisError:
+                    pass   # Redis is down: the lock expires after LOCK_TTL
