@@ -228,6 +228,16 @@ def test_pool_corpus_same_verdict_and_message_and_no_nesting(api, db, tmp_path):
         assert op.delete(f"/api/servers/{srv.json['id']}").status_code == 204
 
 
+def test_a_server_posted_with_a_refused_pool_is_not_stored(api):
+    op = api("operator")
+    name = "bs-nested-" + uuid.uuid4().hex[:6]
+    resp = op.post("/api/servers", json=dict(SERVER, name=name, pools=[
+        {"name": "main", "path": "/srv/borg"}, {"name": "inner", "path": "/srv/borg/inner"}]))
+    assert resp.status_code == 400 and "inside" in resp.json["error"], resp.json
+    names = [s["name"] for s in op.get("/api/servers", query_string={"limit": 200}).json["items"]]
+    assert name not in names
+
+
 def test_server_ssh_hosts_ipv6_urls_and_option_like_hosts(api, db):
     """IPv6 backup servers get bracketed URLs on both sides; a host that reads as an ssh option
     (stored before extra vars were restricted) makes both sides refuse with the same message."""

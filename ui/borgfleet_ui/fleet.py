@@ -272,11 +272,19 @@ def create_server(db, data, admin=False):
     f = _server_fields(db, data, admin=admin)
     if query(db, "SELECT id FROM servers WHERE name=%s", (f["name"],), one=True):
         raise Invalid(f"a server named {f['name']} exists")
+    pools = _get(data, "pools", []) or []
+    if pools:
+        if f["role"] != "backup_server":
+            raise Invalid("storage pools belong to backup servers")
+        # All of them checked before the server row exists: a refused pool leaves nothing behind.
+        server = {"id": None, "address": f["address"], "port": f["port"], "vars_json": f["vars_json"]}
+        hv = dict(_backup_server_vars(db, server), borgfleet_storage_pools=pools)
+        _contract(contract.server_settings, f["name"], hv)
     sid = execute(db, "INSERT INTO servers (name, role, address, port, ssh_user, connection,"
                       " backup_server_id, local_pool_path, vars_json) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                   (f["name"], f["role"], f["address"], f["port"], f["ssh_user"], f["connection"],
                    f["backup_server_id"], f["local_pool_path"], f["vars_json"]))
-    for pool in _get(data, "pools", []) or []:
+    for pool in pools:
         create_pool(db, {"server_id": sid, **pool})
     return get_server(db, sid)
 
