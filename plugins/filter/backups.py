@@ -398,6 +398,10 @@ def validate_public_key(key, owner="client"):
               % (owner, ", ".join(SSH_KEY_TYPES), fields[0][:40]))
     if len(fields) < 2 or not _KEY_BODY_RE.match(fields[1]):
         _fail("%s: public key has no valid base64 body" % owner)
+    # The body names its own type first (SSH wire format): a mangled copy fails here, for
+    # this client alone, instead of failing ssh-keygen on the server's whole file.
+    if not _key_blob(fields[1]).startswith(len(fields[0]).to_bytes(4, "big") + fields[0].encode()):
+        _fail("%s: public key body is not a %s key" % (owner, fields[0]))
     comment = fields[2:]
     if len(comment) > 1 or (comment and not _KEY_COMMENT_RE.match(comment[0])):
         # A comment with quotes or spaces could smuggle nothing into sshd, but the
@@ -440,12 +444,22 @@ def parse_authorized_keys(text):
     return {client: entry["public_key"] for client, entry in parse_authorized_entries(text).items()}
 
 
+def _key_blob(body):
+    """The bytes of a public key's base64 body (b'' if it does not decode)."""
+    import base64  # only the key functions need it
+    import binascii
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
 def key_fingerprint(key):
     """The SHA256 fingerprint `ssh-keygen -l` shows for a validated public key."""
-    import base64  # local: this file's top is being split into module_utils (issue 10)
+    import base64
     import hashlib
-    blob = base64.b64decode(key.split()[1])
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    digest = hashlib.sha256(_key_blob(key.split()[1])).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 def _key_id(key):

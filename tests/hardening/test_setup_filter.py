@@ -104,3 +104,16 @@ def test_fingerprint_is_the_one_ssh_keygen_shows(tmp_path):
     pub = path.with_suffix(".pub")
     shown = subprocess.run(["ssh-keygen", "-l", "-f", str(pub)], capture_output=True, text=True, check=True).stdout
     assert f.key_fingerprint(f.validate_public_key(pub.read_text())) == shown.split()[1]
+
+
+@pytest.mark.parametrize("key", [
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc0ZW1lYm9yZ2ZsZWV0dGVzdGtleWJvZHlBQUF",  # cut short: no decode
+    "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIHc0ZW1lYm9yZ2ZsZWV0dGVzdGtleWJvZHlBQUFB",  # an ed25519 body
+])
+def test_a_mangled_key_is_refused_for_its_client_alone(key):
+    with pytest.raises(AnsibleFilterError, match="not a ssh-"):
+        f.validate_public_key(key)
+    hv = hostvars(b1={"borgfleet_client_public_key": key}, a1={"borgfleet_client_public_key": key},
+                  n1={"borgfleet_client_public_key": KEY_B})
+    out = entries(hv)
+    assert "not a ssh-" in out["b1"]["problem"] and out["n1"]["public_key"] == KEY_B
