@@ -111,6 +111,10 @@ def validate_public_key(key, owner="client"):
               % (owner, ", ".join(SSH_KEY_TYPES), fields[0][:40]))
     if len(fields) < 2 or not _KEY_BODY_RE.match(fields[1]):
         _fail("%s: public key has no valid base64 body" % owner)
+    # The body names its own type first (SSH wire format): a mangled copy fails here, for
+    # this client alone, instead of failing ssh-keygen on the server's whole file.
+    if not _key_blob(fields[1]).startswith(len(fields[0]).to_bytes(4, "big") + fields[0].encode()):
+        _fail("%s: public key body is not a %s key" % (owner, fields[0]))
     comment = fields[2:]
     if len(comment) > 1 or (comment and not _KEY_COMMENT_RE.match(comment[0])):
         # A comment with quotes or spaces could smuggle nothing into sshd, but the
@@ -119,69 +123,196 @@ def validate_public_key(key, owner="client"):
     return " ".join(fields)
 
 
-def parse_authorized_keys(text):
-    """Client name -> key, from an authorized_keys file this role wrote before."""
-    keys = {}
+# A line exactly as authorized_keys_line() writes it: restricted borg serve, then the key.
+_AUTHORIZED_LINE_RE = re.compile(r'command="borg serve(?P<restrict>(?: --restrict-to-path [^ "]+)+)",restrict (?P<key>\S+ \S+(?: \S+)?)\Z')
+
+
+def parse_authorized_entries(text):
+    """Client name -> {public_key, client_dirs}, in file order, from a file this role wrote.
+
+    Only lines of the exact shape authorized_keys_line() writes count, each with a valid
+    key; a hand-edited line is never carried over.
+    """
+    entries = {}
     client = None
     for line in (text or "").splitlines():
         if line.startswith(AUTHORIZED_KEYS_MARKER):
             client = line[len(AUTHORIZED_KEYS_MARKER):].strip()
             continue
-        if client and line.strip() and not line.startswith("#"):
-            # command="...",restrict <key>: the key follows the last option.
-            match = re.search(r'",restrict (.*)\Z', line)
-            if match:
-                keys[client] = match.group(1).strip()
+        match = _AUTHORIZED_LINE_RE.match(line.strip()) if client else None
+        if match and client not in entries:
+            try:
+                key = validate_public_key(match.group("key"), "client %r" % client)
+            except AnsibleFilterError:
+                key = None
+            if key:
+                dirs = match.group("restrict").split(" --restrict-to-path ")[1:]
+                entries[client] = {"public_key": key, "client_dirs": dirs}
         client = None
-    return keys
+    return entries
+
+
+def parse_authorized_keys(text):
+    """Client name -> key, from an authorized_keys file this role wrote before."""
+    return {client: entry["public_key"] for client, entry in parse_authorized_entries(text).items()}
+
+
+def _key_blob(body):
+    """The bytes of a public key's base64 body (b'' if it does not decode)."""
+    import base64  # only the key functions need it
+    import binascii
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def key_fingerprint(key):
+    """The SHA256 fingerprint `ssh-keygen -l` shows for a validated public key."""
+    import base64
+    import hashlib
+    digest = hashlib.sha256(_key_blob(key.split()[1])).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _key_id(key):
+    """What sshd matches a login against: key type and blob, not the comment."""
+    return " ".join(key.split()[:2])
+
+
+def _message(err):
+    return getattr(err, "message", None) or str(err)
+
+
+def _client_entry(client, client_vars, settings, hostvars, backup_servers, previous, local_pool_path):
+    """One client's entry of server_clients() (None: nothing of it on this server)."""
+    server = settings["name"]
+    entry = {"client": client, "public_key": None, "client_dirs": [], "repositories": [], "problem": ""}
+    try:
+        backups = resolve_backups(client_vars.get("borgfleet_backups"), client, hostvars,
+                                  backup_servers, local_pool_path=local_pool_path)
+    except AnsibleFilterError as err:
+        backups, entry["problem"] = None, _message(err)
+    if backups == []:
+        return None  # no backup here (any more): its line goes
+    if backups:
+        for backup in backups:
+            if backup["client_dir"] not in entry["client_dirs"]:
+                entry["client_dirs"].append(backup["client_dir"])
+        entry["repositories"] = [{"name": b["name"], "path": b["repository_path"],
+                                  "append_only": b["append_only"]} for b in backups]
+        key = client_vars.get("borgfleet_client_public_key")
+        if key:
+            try:
+                entry["public_key"] = validate_public_key(key, "client %r" % client)
+            except AnsibleFilterError as err:
+                entry["problem"] = _message(err)
+        elif client in previous:
+            entry["public_key"] = previous[client]["public_key"]
+        else:
+            entry["problem"] = (
+                "backup server %r: no public key for client %r; run playbooks/setup.yml on that client "
+                "too (it publishes borgfleet_client_public_key; an unreachable client, or one that failed "
+                "before, publishes none), or set that variable in the inventory" % (server, client))
+    if entry["problem"]:
+        # A client that cannot be set up now keeps the access it had and nothing more: its
+        # current line (same key, only its own directories in this server's pools), and no
+        # repository to initialise.
+        own = ["%s/%s" % (pool["path"], client) for pool in settings["pools"]]
+        prev = previous.get(client) or {}
+        dirs = [d for d in prev.get("client_dirs", []) if d in own]
+        entry.update(public_key=prev.get("public_key") if dirs else None, client_dirs=dirs, repositories=[])
+    return entry
+
+
+def _refuse_shared_keys(entries, previous):
+    """Leave each public key on one line at most.
+
+    sshd applies the first line whose key matches, so a second client with the same key
+    (a VM cloned from another client's image keeps /root/.ssh/borgfleet_ed25519) would get
+    the first one's forced command, and with it that client's repositories. The key stays
+    with the client whose line holds it in the current file; the others are refused, naming
+    it. When no line holds it yet, nothing tells the original from the copy, so every client
+    presenting it is refused.
+
+    Setup does not hand the copy a new key by itself: the copy also holds the other client's
+    *private* key, which only the operator can deal with (rotate that key too, fix the
+    image), and replacing key files on a guess of which host is the copy could lock out the
+    genuine one. Refusing, with the fix in the message, keeps that decision with a human.
+    """
+    holders = {}
+    for client, prev in previous.items():  # file order: the line sshd applied so far
+        holders.setdefault(_key_id(prev["public_key"]), client)
+    sharing = {}
+    for entry in entries:
+        if entry["public_key"]:
+            sharing.setdefault(_key_id(entry["public_key"]), []).append(entry)
+    for key_id, group in sharing.items():
+        names = [e["client"] for e in group]
+        if len(names) < 2:
+            continue
+        holder = holders.get(key_id) if holders.get(key_id) in names else None
+        for entry in group:
+            if entry["client"] == holder:
+                continue
+            others = " and ".join(repr(n) for n in names if n != entry["client"])
+            entry["problem"] = (
+                "client %r presents the same SSH public key (%s) as client %s; sshd would give one "
+                "client's forced command to both, so %s. A cloned machine? On client %r delete "
+                "borgfleet_ssh_key (and its .pub) and run playbooks/setup.yml again: it makes a key "
+                "of its own. The copy holds the other client's private key: rotate that key too "
+                "unless the copy is trusted."
+                % (entry["client"], key_fingerprint(entry["public_key"]), others,
+                   "%r keeps its access and %r is not authorised" % (holder, entry["client"]) if holder
+                   else "none of them is authorised until each has a key of its own",
+                   entry["client"]))
+            entry.update(public_key=None, client_dirs=[], repositories=[])
 
 
 def server_clients(hostvars, clients, server, backup_servers=None, existing_authorized_keys="",
-                   local_pool_path=DEFAULT_LOCAL_POOL_PATH):
+                   local_pool_path=DEFAULT_LOCAL_POOL_PATH, strict=True):
     """What a backup server must hold for its clients.
 
     For every client whose backups live on `server`: its public key (the fact
     `borgfleet_client_public_key` published by the client role, else the key this
     server already had for it), the `<pool>/<client>` directories its forced command
     is restricted to, and its repositories with their append-only setting.
+
+    A client that cannot be authorised (invalid backups, no or an invalid key, a key
+    another client presents too) gets a `problem`. Strict, that fails; else its entry
+    keeps what the current file gave it (`public_key` None when nothing) and no
+    repository, so one broken client never blocks the others. Every key is on one entry
+    at most. A problem of the server itself always fails.
     """
-    previous = parse_authorized_keys(existing_authorized_keys)
+    settings = server_settings(server, hostvars.get(server))
+    previous = parse_authorized_entries(existing_authorized_keys)
     out = []
     for client in clients or []:
         client = str(client)
         client_vars = hostvars.get(client) or {}
-        if _server_name(client_vars, backup_servers) != server:
-            continue
-        backups = resolve_backups(client_vars.get("borgfleet_backups"), client, hostvars,
-                                  backup_servers, local_pool_path=local_pool_path)
-        if not backups:
-            continue
-        key = client_vars.get("borgfleet_client_public_key") or previous.get(client)
-        if not key:
-            _fail("backup server %r: no public key for client %r; run playbooks/setup.yml on that "
-                  "client too (it publishes borgfleet_client_public_key), or set that variable "
-                  "in the inventory" % (server, client))
-        dirs = []
-        for backup in backups:
-            if backup["client_dir"] not in dirs:
-                dirs.append(backup["client_dir"])
-        out.append({
-            "client": client,
-            "public_key": validate_public_key(key, "client %r" % client),
-            "client_dirs": dirs,
-            "repositories": [{"name": b["name"], "path": b["repository_path"],
-                              "append_only": b["append_only"]} for b in backups],
-        })
+        try:
+            if _server_name(client_vars, backup_servers) != server:
+                continue
+        except AnsibleFilterError:
+            continue  # no backup server at all, so not this one's client (its own run says why)
+        entry = _client_entry(client, client_vars, settings, hostvars, backup_servers, previous,
+                              local_pool_path)
+        if entry is not None:
+            out.append(entry)
+    _refuse_shared_keys(out, previous)
+    problems = [e["problem"] for e in out if e["problem"]]
+    if strict and problems:
+        _fail("; ".join(problems))
     return out
 
 
 def server_clients_problem(*args, **kwargs):
-    """server_clients' error message, or '' when every client of the server is in order."""
+    """Why some clients of the server cannot be authorised ('' when every one is in order)."""
     try:
-        server_clients(*args, **kwargs)
+        entries = server_clients(*args, **dict(kwargs, strict=False))
     except AnsibleFilterError as err:
-        return getattr(err, "message", None) or str(err)
-    return ""
+        return _message(err)
+    return "; ".join(e["problem"] for e in entries if e["problem"])
 
 
 def authorized_keys_line(entry):
