@@ -396,7 +396,8 @@ def check_databases(value, client, name):
     out = []
     for db in entries:
         if not isinstance(db, Mapping):
-            _fail("%s: each entry of databases must be a mapping with an engine, got %r" % (where, db))
+            # Its type only: a mistyped entry may hold a password.
+            _fail("%s: each entry of databases must be a mapping with an engine, got a %s" % (where, type(db).__name__))
         unknown = sorted(str(k) for k in set(db) - DATABASE_KEYS)
         if unknown:
             _fail("%s: unknown key(s) in databases: %s (known: %s)"
