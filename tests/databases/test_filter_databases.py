@@ -74,3 +74,10 @@ def test_database_settings_accepted():
         "datadir": "/var/lib/postgresql/15/main", "extra_paths": ["/srv/wal"], "freeze_timeout": 10,
         "postgresql_mode": "backup", "lvm_snapshot_size": "20%ORIGIN", "login_password": "p w'\"$"}]})
     assert b["databases"][0]["database"] == "app_2$x"
+
+
+@pytest.mark.parametrize("entry", ["s3cret-db-pw", ["s3cret-db-pw"], 12345])
+def test_a_mistyped_database_entry_is_never_echoed(entry):
+    with pytest.raises(AnsibleFilterError) as e:
+        resolve({"name": "maria", "passphrase": "p", "databases": [entry]})
+    assert "must be a mapping" in str(e.value) and "s3cret" not in str(e.value) and "12345" not in str(e.value)
