@@ -177,6 +177,27 @@ def test_only_admins_set_or_change_vars(api, db):
     assert op.delete(f"/api/servers/{sid}").status_code == 204
 
 
+def test_only_admins_add_a_local_server(api, db):
+    """connection local is the worker host itself: backing it up reads any file there (the
+    service's key file included), so only an admin adds one or turns a server into one."""
+    op, admin = api("operator"), api("admin")
+    name = _name()
+    local = {"name": name, "role": "client", "connection": "local", "local_pool_path": "/var/tmp/" + name}
+    resp = op.post("/api/servers", json=local)
+    assert resp.status_code == 403 and "only an admin can add a local server" in resp.json["error"]
+    assert _stored(db, name) is None
+    made = op.post("/api/servers", json=_body("client", name, vars={}))
+    assert made.status_code == 201, made.json
+    resp = op.put(f"/api/servers/{made.json['id']}", json={"connection": "local"})
+    assert resp.status_code == 403 and _stored(db, name)["connection"] == "ssh"
+    assert op.delete(f"/api/servers/{made.json['id']}").status_code == 204
+    made = admin.post("/api/servers", json=local)
+    assert made.status_code == 201, made.json
+    # Once added by an admin, an operator edits it as any other server.
+    assert op.put(f"/api/servers/{made.json['id']}", json={"port": 2200}).status_code == 200
+    assert op.delete(f"/api/servers/{made.json['id']}").status_code == 204
+
+
 def _page_login(app, user):
     c = app.test_client()
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").get_data(as_text=True)).group(1)
@@ -227,8 +248,8 @@ def test_a_client_with_repositories_is_never_renamed_or_moved(api, db):
     cname, lname = _name("cl"), _name("lo")
     cl = op.post("/api/servers", json={"name": cname, "role": "client", "address": "127.0.0.23",
                                        "backup_server_id": bs1["id"]}).json
-    lo = op.post("/api/servers", json={"name": lname, "role": "client", "connection": "local",
-                                       "local_pool_path": "/var/tmp/op-l1"}).json
+    lo = api("admin").post("/api/servers", json={"name": lname, "role": "client", "connection": "local",
+                                                 "local_pool_path": "/var/tmp/op-l1"}).json
     # No backup job yet: renaming and moving are free.
     for sid, change in ((cl["id"], {"name": cname + "-x"}), (cl["id"], {"backup_server_id": bs2["id"]}),
                         (cl["id"], {"backup_server_id": bs1["id"]}), (cl["id"], {"name": cname}),

@@ -139,8 +139,8 @@ def test_servers_backup_jobs_crud_and_validation(api, db):
 
 def test_database_backup_jobs_and_their_verification_schedule(api, db, redis):
     op = api("operator")
-    cl = op.post("/api/servers", json={"name": "cl-dbjob", "role": "client", "connection": "local",
-                                       "local_pool_path": "/var/tmp/cl-dbjob"}).json
+    cl = api("admin").post("/api/servers", json={"name": "cl-dbjob", "role": "client", "connection": "local",
+                                                 "local_pool_path": "/var/tmp/cl-dbjob"}).json
     base = {"client_id": cl["id"], "passphrase": "secret-pass-123"}
     pg = op.post("/api/backup-jobs", json={**base, "name": "pg", "verify_schedule": "0 6 * * 0",
                                            "databases": [{"engine": "postgresql", "method": "snapshot"}]})
@@ -185,8 +185,8 @@ def test_database_backup_jobs_and_their_verification_schedule(api, db, redis):
 
 def test_archives_list_is_paginated_with_names(api, db):
     op = api("operator")
-    cl = op.post("/api/servers", json={"name": "cl-page", "role": "client", "connection": "local",
-                                       "local_pool_path": "/var/tmp/none"}).json
+    cl = api("admin").post("/api/servers", json={"name": "cl-page", "role": "client", "connection": "local",
+                                                 "local_pool_path": "/var/tmp/none"}).json
     bj = op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": "pg", "paths": ["/etc"],
                                            "passphrase": "p" * 12}).json
     with db.cursor() as cur:
@@ -246,8 +246,8 @@ def test_run_now_queues_and_cancel_before_start(api, db, redis):
     from rq import Queue
     from borgfleet_ui import queue as q
     op = api("operator")
-    cl = op.post("/api/servers", json={"name": "cl-cancel", "role": "client", "connection": "local",
-                                       "local_pool_path": "/var/tmp/none"}).json
+    cl = api("admin").post("/api/servers", json={"name": "cl-cancel", "role": "client", "connection": "local",
+                                                 "local_pool_path": "/var/tmp/none"}).json
     bj = op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": "c", "paths": ["/etc"],
                                            "passphrase": "p" * 12}).json
     resp = op.post(f"/api/backup-jobs/{bj['id']}/run")
@@ -267,8 +267,8 @@ def test_queued_job_lost_from_redis_is_marked_failed(api, db, redis):
     """A queued row whose RQ job vanished (Redis restart) must not read 'queued' forever."""
     from borgfleet_ui import queue as q
     op = api("operator")
-    cl = op.post("/api/servers", json={"name": "cl-lost", "role": "client", "connection": "local",
-                                       "local_pool_path": "/var/tmp/none"}).json
+    cl = api("admin").post("/api/servers", json={"name": "cl-lost", "role": "client", "connection": "local",
+                                                 "local_pool_path": "/var/tmp/none"}).json
     job_id = op.post(f"/api/servers/{cl['id']}/setup").json["job_id"]
     redis.delete(f"rq:job:{job_id}")          # what a Redis restart without persistence does
     assert q.sweep_lost(db, redis) == []      # too young to judge

@@ -21,8 +21,8 @@ def test_ansible_inventory_reads_the_fleet(api, ui_env, tmp_path):
     op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": "etc", "paths": ["/etc"],
                                       "exclude": ["*.tmp"], "passphrase": pw, "pool_id": pools["big"],
                                       "retention": {"daily": 7}, "schedule": "0 2 * * *"})
-    loc = op.post("/api/servers", json={"name": "inv-local", "role": "client", "connection": "local",
-                                        "local_pool_path": "/var/tmp/x"}).json
+    loc = api("admin").post("/api/servers", json={"name": "inv-local", "role": "client", "connection": "local",
+                                                  "local_pool_path": "/var/tmp/x"}).json
     op.post("/api/backup-jobs", json={"client_id": loc["id"], "name": "pg", "passphrase": "pg-pass-123",
                                       "databases": [{"engine": "postgresql", "method": "snapshot"}],
                                       "verify_schedule": "0 6 * * 0"})

@@ -89,8 +89,8 @@ def test_missed_runs_are_reported(api, db, redis, schedulers, tmp_path):
 
 def test_due_verification_fires_and_backups_stay_on_their_own_schedule(api, db, redis, schedulers, tmp_path):
     op = api("operator")
-    cl = op.post("/api/servers", json={"name": "vsched-cl", "role": "client", "connection": "local",
-                                       "local_pool_path": str(tmp_path / "repos")}).json
+    cl = api("admin").post("/api/servers", json={"name": "vsched-cl", "role": "client", "connection": "local",
+                                                 "local_pool_path": str(tmp_path / "repos")}).json
     bj = op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": "pg", "passphrase": "pg-pass-123",
                                            "databases": [{"engine": "postgresql"}],
                                            "schedule": "0 3 * * *", "verify_schedule": "0 6 * * 0"}).json

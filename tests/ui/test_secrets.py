@@ -39,8 +39,8 @@ def inventory(ui_env, tmp_path, key_file):
 
 def test_stored_encrypted_migrated_and_decrypted_by_the_plugin(api, db, ui_env, tmp_path):
     op = api("operator")
-    cl = op.post("/api/servers", json={"name": "sec-cl", "role": "client", "connection": "local",
-                                       "local_pool_path": str(tmp_path / "repos")}).json
+    cl = api("admin").post("/api/servers", json={"name": "sec-cl", "role": "client", "connection": "local",
+                                                 "local_pool_path": str(tmp_path / "repos")}).json
     pw = "sec pass $HOME;'\"| x"
     a = op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": "a", "paths": ["/etc"], "passphrase": pw}).json
     b = op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": "b", "paths": ["/etc"],
@@ -184,19 +184,19 @@ def test_worker_with_a_wrong_key_fails_clearly(api, db, start_worker, tmp_path):
 def test_extra_vars_refuse_secrets(api):
     op = api("admin")  # extra vars are set by admins only
     for name in ("ansible_password", "ansible_become_pass", "ansible_ssh_pass", "borgfleet_db_password"):
-        resp = op.post("/api/servers", json={"name": "sec-vars", "role": "client", "connection": "local",
-                                             "local_pool_path": "/var/tmp/x", "vars": {name: "hunter22"}})
+        resp = api("admin").post("/api/servers", json={"name": "sec-vars", "role": "client", "connection": "local",
+                                                       "local_pool_path": "/var/tmp/x", "vars": {name: "hunter22"}})
         assert resp.status_code == 400 and f"vars cannot hold secrets ({name})" in resp.json["error"], resp.json
-    ok = op.post("/api/servers", json={"name": "sec-vars", "role": "client", "connection": "local",
-                                       "local_pool_path": "/var/tmp/x",
-                                       "vars": {"ansible_ssh_private_key_file": "/k/id"}})
+    ok = api("admin").post("/api/servers", json={"name": "sec-vars", "role": "client", "connection": "local",
+                                                 "local_pool_path": "/var/tmp/x",
+                                                 "vars": {"ansible_ssh_private_key_file": "/k/id"}})
     assert ok.status_code == 201, ok.json
     op.delete(f"/api/servers/{ok.json['id']}")
 
 
 def test_web_without_the_key_file_refuses_clearly(api, users, tmp_path):
     from borgfleet_ui import create_app
-    cl = api("operator").post("/api/servers", json={"name": "sec-nokey", "role": "client", "connection": "local",
+    cl = api("admin").post("/api/servers", json={"name": "sec-nokey", "role": "client", "connection": "local",
                                                     "local_pool_path": "/var/tmp/x"}).json
     app = create_app({"TESTING": True, "SECRET_KEY_FILE": str(tmp_path / "none.key")})
     resp = app.test_client().post("/api/backup-jobs", headers={"Authorization": f"Bearer {users['operator'][2]}"},

@@ -214,6 +214,10 @@ def _server_fields(db, data, current=None, admin=False):
     out["connection"] = _get(data, "connection", cur.get("connection", "ssh"))
     if out["connection"] not in ("ssh", "local"):
         raise Invalid("connection must be ssh or local")
+    # A local client is the worker host itself, backed up (and restored) as the service's user:
+    # whoever adds one can read any file there, the service's key file included.
+    if out["connection"] == "local" and cur.get("connection") != "local" and not admin:
+        raise Forbidden("only an admin can add a local server (connection local runs on the worker host itself)")
     out["address"] = _match(HOST_RE, _get(data, "address", cur.get("address", "127.0.0.1")), "address")
     out["port"] = _int(_get(data, "port", cur.get("port", 22)), "port", 1, 65535)
     out["ssh_user"] = _match(USER_RE, _get(data, "ssh_user", cur.get("ssh_user", "root")), "ssh_user")
@@ -301,10 +305,14 @@ def update_server(db, server_id, data, admin=False):
              f["backup_server_id"], f["local_pool_path"], f["vars_json"], server_id))
     if cur["role"] == "backup_server":
         # Same repositories reached by a new address/port/user: keep the shown locations what clients use.
-        for repo in query(db, "SELECT r.id, b.name, b.pool_id, b.client_id FROM repositories r"
-                              " JOIN backup_jobs b ON b.id=r.backup_job_id WHERE r.server_id=%s", (server_id,)):
-            client = query(db, "SELECT * FROM servers WHERE id=%s", (repo["client_id"],), one=True)
-            _, location = repository_location(db, client, repo["name"], repo["pool_id"])
+        settings = _contract(contract.server_settings, f["name"], _backup_server_vars(db, {**cur, **f}))
+        for repo in query(db, "SELECT r.id, c.name AS client, b.name, p.path AS pool_path"
+                              " FROM repositories r JOIN backup_jobs b ON b.id=r.backup_job_id"
+                              " JOIN servers c ON c.id=b.client_id LEFT JOIN storage_pools p ON p.id=b.pool_id"
+                              " WHERE r.server_id=%s", (server_id,)):
+            pool_path = repo["pool_path"] or settings["pools"][0]["path"]
+            location = contract.ssh_url(settings["user"], settings["ssh_host"], settings["ssh_port"],
+                                        f"{pool_path}/{repo['client']}/{repo['name']}")
             execute(db, "UPDATE repositories SET location=%s WHERE id=%s", (location, repo["id"]))
     return get_server(db, server_id)
 
