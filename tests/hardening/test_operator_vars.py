@@ -59,9 +59,9 @@ REFUSED = [
     ("client", "PATH", "/x", "accepted names are"),
     ("client", "borgfleet_backup", "etc", "accepted names are"),
     # Documented names with a bad value.
-    ("backup_server", "borgfleet_server_ssh_host", SHADOW_HOST, "is not valid"),
-    ("backup_server", "borgfleet_server_ssh_host", "host name", "is not valid"),
-    ("backup_server", "borgfleet_server_ssh_host", "{{ lookup('pipe','id') }}", "is not valid"),
+    ("backup_server", "borgfleet_server_ssh_host", SHADOW_HOST, "is not a host name"),
+    ("backup_server", "borgfleet_server_ssh_host", "host name", "is not a host name"),
+    ("backup_server", "borgfleet_server_ssh_host", "{{ lookup('pipe','id') }}", "is not a host name"),
     ("backup_server", "borgfleet_server_ssh_port", "22; id", "must be a number"),
     ("backup_server", "borgfleet_server_ssh_port", 0, "between 1 and 65535"),
     ("backup_server", "borgfleet_server_ssh_port", True, "must be a number"),
@@ -230,7 +230,7 @@ def test_option_like_host_names_are_refused(api, db):
     for role in ("client", "backup_server"):
         name = _name()
         resp = api("operator").post("/api/servers", json=_body(role, name, address=SHADOW_HOST))
-        assert resp.status_code == 400 and f"address {SHADOW_HOST!r} is not valid" in resp.json["error"], resp.json
+        assert resp.status_code == 400 and f"address {SHADOW_HOST!r} is not a host name" in resp.json["error"], resp.json
         assert _stored(db, name) is None
     name = _name()
     resp = api("admin").post("/api/servers", json=_body("backup_server", name,

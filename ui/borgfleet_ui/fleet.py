@@ -16,7 +16,6 @@ from .contract import ContractError, contract
 from .db import execute, query
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")          # contract: backup/host names
-HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,254}")          # DNS name, IPv4 or IPv6
 USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 # Extra vars are stored and shown in clear: no passwords in them (use SSH keys; backup passphrases
 # have their own encrypted field).
@@ -129,6 +128,14 @@ def _safe_path(value, what):
     return value
 
 
+def _host(value, what):
+    """A host name, IPv4 or IPv6 address, as the collection's contract accepts it (never an option)."""
+    problem = contract.host_problem(value)
+    if problem:
+        raise Invalid(f"{what} {value!r} {problem}")
+    return value
+
+
 def _plain_int(value, what, lo, hi):
     if isinstance(value, bool) or not isinstance(value, int):
         raise Invalid(f"{what} must be a number, got {value!r}")
@@ -160,7 +167,7 @@ def _ssh_common_args(value, what):
 SERVER_VARS = {
     "borgfleet_server_user": (("backup_server",), lambda v, w: _match(USER_RE, v, w)),
     "borgfleet_server_user_home": (("backup_server",), _safe_path),
-    "borgfleet_server_ssh_host": (("backup_server",), lambda v, w: _match(HOST_RE, v, w)),
+    "borgfleet_server_ssh_host": (("backup_server",), lambda v, w: _host(v, w)),
     "borgfleet_server_ssh_port": (("backup_server",), lambda v, w: _plain_int(v, w, 1, 65535)),
     "borgfleet_ssh_key": (("client",), _safe_path),
     "borgfleet_known_hosts": (("client",), _safe_path),
@@ -218,7 +225,7 @@ def _server_fields(db, data, current=None, admin=False):
     # whoever adds one can read any file there, the service's key file included.
     if out["connection"] == "local" and cur.get("connection") != "local" and not admin:
         raise Forbidden("only an admin can add a local server (connection local runs on the worker host itself)")
-    out["address"] = _match(HOST_RE, _get(data, "address", cur.get("address", "127.0.0.1")), "address")
+    out["address"] = _host(_get(data, "address", cur.get("address", "127.0.0.1")), "address")
     out["port"] = _int(_get(data, "port", cur.get("port", 22)), "port", 1, 65535)
     out["ssh_user"] = _match(USER_RE, _get(data, "ssh_user", cur.get("ssh_user", "root")), "ssh_user")
     bsid = _get(data, "backup_server_id", cur.get("backup_server_id"))
