@@ -9,6 +9,7 @@ import uuid
 
 from redis import Redis
 from rq import Queue, Retry
+from rq.serializers import JSONSerializer
 
 from .db import execute, query
 
@@ -29,6 +30,11 @@ FINAL = ("succeeded", "failed", "abandoned", "canceled", "missed")
 HEARTBEAT_TTL = int(os.environ.get("BORGFLEET_HEARTBEAT_TTL", "30"))
 
 
+# Jobs are stored in Redis as JSON, never pickle: whoever can write to Redis must not be able to run
+# code in a worker. Every Queue, Worker and Job.fetch of the service passes this serializer.
+SERIALIZER = JSONSerializer
+
+
 def queue_name(kind):
     return f"borgfleet-{kind}"
 
@@ -38,7 +44,7 @@ def redis_conn(cfg):
 
 
 def queues(r):
-    return [Queue(queue_name(k), connection=r) for k in QUEUE_ORDER]
+    return [Queue(queue_name(k), connection=r, serializer=SERIALIZER) for k in QUEUE_ORDER]
 
 
 def create_job(db, r, kind, params=None, server_id=None, backup_job_id=None, archive_id=None,
@@ -50,7 +56,7 @@ def create_job(db, r, kind, params=None, server_id=None, backup_job_id=None, arc
         params["lock"] = lock
     job_id = create_job_row(db, kind, server_id, backup_job_id, archive_id, params, user)
     try:
-        Queue(queue_name(kind), connection=r).enqueue(
+        Queue(queue_name(kind), connection=r, serializer=SERIALIZER).enqueue(
             "borgfleet_ui.jobs.run_job", job_id, job_id=job_id, job_timeout=spec["timeout"],
             retry=Retry(max=2, interval=[10, 60]) if spec["retry"] else None,
             result_ttl=86400, failure_ttl=7 * 86400)
@@ -156,7 +162,7 @@ def sweep_lost(db, r, grace=60):
     for row in query(db, "SELECT id FROM jobs WHERE status='queued'"
                          " AND created_at < UTC_TIMESTAMP(3) - INTERVAL %s SECOND", (grace,)):
         try:
-            status = Job.fetch(row["id"], connection=r).get_status()
+            status = Job.fetch(row["id"], connection=r, serializer=SERIALIZER).get_status()
         except NoSuchJobError:
             status, why = None, "the queue lost this job (Redis restarted or was flushed); run it again"
         else:
