@@ -59,6 +59,7 @@ class RunDirScan(threading.Thread):
         super().__init__(daemon=True)
         self.run_dir, self.needles = run_dir, {n: n.encode() for n in needles}
         self.hits, self.files, self.scans, self.halt = {}, set(), 0, threading.Event()
+        self.env_keys = set()   # of the environments runner wrote to artifacts/<id>/command
 
     def run(self):
         while not self.halt.is_set():
@@ -72,6 +73,11 @@ class RunDirScan(threading.Thread):
                     except OSError:
                         continue
                     self.files.add(fn)
+                    if fn == "command":
+                        try:
+                            self.env_keys |= set(json.loads(data)["env"])
+                        except ValueError:   # caught while runner writes it
+                            pass
                     for n, b in self.needles.items():
                         if b in data:
                             self.hits.setdefault(n, set()).add(path)
@@ -202,6 +208,8 @@ def test_passphrases_paths_and_archive_names_are_data(api, db, redis, ui_env, st
     # repository paths and runner's command file, which holds the run's environment) and no secret
     # nor the worker's Redis URL (the run's environment is not the worker's).
     assert "command" in scan.files and "borgfleet.fleet.yml" in scan.files and scan.scans > 10, scan.files
+    assert {"PATH", "ANSIBLE_CONFIG", "BORGFLEET_DB_PASSWORD_FILE"} <= scan.env_keys, scan.env_keys
+    assert not {"BORGFLEET_SECRET_KEY", "BORGFLEET_REDIS_URL", "BORGFLEET_DB_PASSWORD", "PYTHONPATH"} & scan.env_keys
     assert any(bj["location"] in scan.hits for bj in jobs), scan.hits
     assert {n: p for n, p in scan.hits.items() if n in secrets or n == ui_env["REDIS_URL"]} == {}
     assert [p for p in Path(ui_env["RUN_DIR"]).iterdir() if any(p.name.startswith(f"job-{j['id']}-") for j in run_jobs)] == []
