@@ -155,6 +155,8 @@ class PlaybookRun:
                 private_data_dir=pdd, project_dir=root, playbook=playbook, inventory=inv,
                 limit=",".join(limit) if limit else None,
                 ident=self.job_id, suppress_env_files=True, envvars=env, quiet=True,
+                # Runner's default caches the hosts' facts as files under artifacts/: keep them in memory.
+                fact_cache_type="memory",
                 timeout=max(60, self.spec["timeout"] - 60), rotate_artifacts=1,
                 event_handler=self.on_event, cancel_callback=self.cancelled,
                 finished_callback=self.on_finished)
