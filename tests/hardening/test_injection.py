@@ -1,5 +1,6 @@
 """Values from the service are data, never templates; nothing on disk or in Redis runs code or
 leaks a secret (issue 10). Real worker, real ansible-runner, real borg, on a local client."""
+import glob
 import json
 import os
 import threading
@@ -7,7 +8,6 @@ import uuid
 import zlib
 from pathlib import Path
 
-import pymysql
 import pytest
 from rq import Queue
 
@@ -146,6 +146,7 @@ def test_passphrases_paths_and_archive_names_are_data(api, db, redis, ui_env, st
     secrets = PASSPHRASES + [db_password, ui_env["SECRET_KEY"]]
     scan = RunDirScan(ui_env["RUN_DIR"], secrets + [ui_env["REDIS_URL"]] + [bj["location"] for bj in jobs])
     scan.start()
+    fifos_before = set(glob.glob("/tmp/borgfleet-secret-*"))
     start_worker(61, env=worker_env)   # a number of its own: RQ pubsub (worker commands) spans Redis dbs
     run_jobs = []
     try:
@@ -212,6 +213,8 @@ def test_passphrases_paths_and_archive_names_are_data(api, db, redis, ui_env, st
     assert not {"BORGFLEET_SECRET_KEY", "BORGFLEET_REDIS_URL", "BORGFLEET_DB_PASSWORD", "PYTHONPATH"} & scan.env_keys
     assert any(bj["location"] in scan.hits for bj in jobs), scan.hits
     assert {n: p for n, p in scan.hits.items() if n in secrets or n == ui_env["REDIS_URL"]} == {}
+    # The DB password's FIFO (outside the run dir) is gone with each run.
+    assert set(glob.glob("/tmp/borgfleet-secret-*")) - fifos_before == set()
     assert [p for p in Path(ui_env["RUN_DIR"]).iterdir() if any(p.name.startswith(f"job-{j['id']}-") for j in run_jobs)] == []
     op.delete(f"/api/servers/{cl['id']}")
 
