@@ -250,3 +250,19 @@ def test_a_pickled_job_planted_in_redis_never_runs(api, db, redis, start_worker,
     assert not m.exists()
     assert redis.hget(f"rq:job:{planted_id}", "status") != b"finished"
     op.delete(f"/api/servers/{cl['id']}")
+
+
+def test_db_password_fifo_serves_once_and_leaves_nothing():
+    from borgfleet_ui.jobs import SecretFifo
+    f = SecretFifo("pw é $'\"\\ x")
+    assert os.stat(f.path).st_mode & 0o777 == 0o600 and not os.path.isfile(f.path)   # a FIFO: no data on disk
+    with open(f.path, encoding="utf-8") as r:
+        assert r.read() == "pw é $'\"\\ x"
+    wait_for(lambda: not os.path.exists(f.path), timeout=5, what="the FIFO to be removed once read")
+    with pytest.raises(FileNotFoundError):   # a second reader fails at once instead of waiting
+        open(f.path)
+    f.close()
+    assert not os.path.exists(f.dir)
+    unread = SecretFifo("never read")   # a run that never read it (failed early) still ends at once
+    unread.close()
+    assert not os.path.exists(unread.dir)
