@@ -266,3 +266,32 @@ def test_db_password_fifo_serves_once_and_leaves_nothing():
     unread = SecretFifo("never read")   # a run that never read it (failed early) still ends at once
     unread.close()
     assert not os.path.exists(unread.dir)
+
+
+def test_worker_refuses_a_host_whose_key_is_not_the_pinned_one(api, db, start_worker, controller, sshd_factory, tmp_path):
+    """ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False by default: ssh then got
+    StrictHostKeyChecking=no ahead of the pinned known_hosts and talked to any host key (a man in
+    the middle would receive the modules' arguments, passphrases included)."""
+    from tests.lib.sshd import keygen
+    sshd = sshd_factory("inj-hostkey")
+    pinned = tmp_path / "known_hosts"
+    # What the worker would see from an impostor: a host key other than the pinned one.
+    pinned.write_text(f"[{sshd.address}]:{sshd.port} {keygen(tmp_path / 'impostor')}\n")
+    admin = api("admin")
+    cl = admin.post("/api/servers", json={
+        "name": "inj-hostkey", "role": "client", "address": sshd.address, "port": sshd.port, "ssh_user": "root",
+        "local_pool_path": str(tmp_path / "repos"),
+        "vars": {"ansible_python_interpreter": "/usr/bin/python3", "ansible_ssh_private_key_file": str(controller.key),
+                 "ansible_ssh_common_args": f"-o UserKnownHostsFile={pinned} -o StrictHostKeyChecking=yes"
+                                            " -o IdentitiesOnly=yes"}})
+    assert cl.status_code == 201, cl.json
+    start_worker(63)
+    job = wait_job(db, admin.post(f"/api/servers/{cl.json['id']}/collect-stats").json["job_id"])
+    log = "\n".join(r["line"] for r in dbm.query(db, "SELECT line FROM job_log WHERE job_id=%s ORDER BY n", (job["id"],)))
+    assert job["status"] == "failed" and "Host key verification failed" in log, (job["error"], log)
+    assert not dbm.query(db, "SELECT id FROM server_stats WHERE server_id=%s", (cl.json["id"],))
+    # The same run with the host's real key pinned reaches it.
+    pinned.write_text(sshd.known_hosts_line + "\n")
+    job = wait_job(db, admin.post(f"/api/servers/{cl.json['id']}/collect-stats").json["job_id"])
+    assert job["status"] == "succeeded", job["error"]
+    admin.delete(f"/api/servers/{cl.json['id']}")

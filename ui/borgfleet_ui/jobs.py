@@ -265,8 +265,14 @@ PASS_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPD
 def playbook_env(runner_env, ours):
     """Runner seeds a run's environment with the worker's whole os.environ (and writes it to the
     run's artifacts): keep only what a playbook needs."""
-    return {k: v for k, v in runner_env.items()
-            if k in ours or k in PASS_ENV or k == "ORIGINAL_STDOUT_CALLBACK" or k.startswith(("ANSIBLE_", "AWX_", "RUNNER_"))}
+    env = {k: v for k, v in runner_env.items()
+           if k in ours or k in PASS_ENV or k == "ORIGINAL_STDOUT_CALLBACK" or k.startswith(("ANSIBLE_", "AWX_", "RUNNER_"))}
+    # Runner also sets ANSIBLE_HOST_KEY_CHECKING=False unless it is set: ssh then gets
+    # StrictHostKeyChecking=no ahead of a host's pinned known_hosts and connects to any host key.
+    # ansible.cfg (host_key_checking = True) decides, unless the worker's own environment says otherwise.
+    if "ANSIBLE_HOST_KEY_CHECKING" not in ours and "ANSIBLE_HOST_KEY_CHECKING" not in os.environ:
+        env.pop("ANSIBLE_HOST_KEY_CHECKING", None)
+    return env
 
 
 class SecretFifo:
