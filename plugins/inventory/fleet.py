@@ -13,6 +13,8 @@ description:
   - Groups C(backup_servers) and C(clients); hosts get C(borgfleet_storage_pools),
     C(borgfleet_backup_server), C(borgfleet_backups) and the
     per-server extra variables saved in the service.
+  - Every value read from the database is marked unsafe (Ansible never templates it), so a passphrase
+    or path that looks like a Jinja template reaches borg exactly as typed.
   - Passphrases are stored encrypted (C(bf1:) + a Fernet token); the plugin decrypts them with
     the service's key file and fails, naming the backup, when the key is missing or wrong or a
     value was never encrypted. It never returns ciphertext as a passphrase.
@@ -43,6 +45,12 @@ options:
     type: str
     default: ''
     env: [{name: BORGFLEET_DB_PASSWORD}]
+  db_password_file:
+    description:
+      - A file (or FIFO) holding the MariaDB password; wins over O(db_password). The service's
+        workers hand the password this way so that it is never written to a run's files.
+    type: path
+    env: [{name: BORGFLEET_DB_PASSWORD_FILE}]
   db_name:
     description: The service's database.
     type: str
@@ -70,6 +78,7 @@ import json
 
 from ansible.errors import AnsibleError
 from ansible.plugins.inventory import BaseInventoryPlugin
+from ansible.utils.unsafe_proxy import wrap_var
 
 try:
     import pymysql
@@ -84,6 +93,9 @@ except ImportError:  # reported when a passphrase is decrypted
 
 # The service's format (ui/borgfleet_ui/secret_store.py): "bf1:" + Fernet token.
 PREFIX = "bf1:"
+# A local connection runs modules with the controller's Python, as inventory/demo does. The only
+# template this plugin hands out: ours, not data from the database.
+LOCAL_INTERPRETER = "{{ ansible_playbook_python }}"
 
 
 class Decryptor:
@@ -121,14 +133,15 @@ class Decryptor:
 
 def build_fleet(servers, pools, backups, decrypt):
     """Rows of servers, storage_pools, backup_jobs (+ pool name) -> {group: {host: vars}};
-    decrypt(stored, what) turns a stored passphrase into the passphrase."""
+    decrypt(stored, what) turns a stored passphrase into the passphrase.
+
+    Every value is wrapped unsafe (recursively): data from the database is never a template."""
     by_id = {s["id"]: s for s in servers}
     out = {"backup_servers": {}, "clients": {}}
     for s in servers:
         hv = {"ansible_host": s["address"], "ansible_port": s["port"], "ansible_user": s["ssh_user"]}
         if s["connection"] == "local":
-            # The controller itself: run modules with the controller's Python, as inventory/demo does.
-            hv.update(ansible_connection="local", ansible_python_interpreter="{{ ansible_playbook_python }}")
+            hv["ansible_connection"] = "local"
         if s["role"] == "backup_server":
             hv["borgfleet_storage_pools"] = [{"name": p["name"], "path": p["path"]}
                                              for p in pools if p["server_id"] == s["id"]]
@@ -142,6 +155,9 @@ def build_fleet(servers, pools, backups, decrypt):
                                        for b in backups if b["client_id"] == s["id"]]
         # Saved extra vars (keys, known_hosts, server user ...) win over the derived ones.
         hv.update(json.loads(s["vars_json"] or "{}"))
+        hv = {k: wrap_var(v) for k, v in hv.items()}
+        if s["connection"] == "local":
+            hv.setdefault("ansible_python_interpreter", LOCAL_INTERPRETER)
         out["backup_servers" if s["role"] == "backup_server" else "clients"][s["name"]] = hv
     return out
 
@@ -173,9 +189,17 @@ class InventoryModule(BaseInventoryPlugin):
         self._read_config_data(path)
         if pymysql is None:
             raise AnsibleError("the borgfleet.backup.fleet inventory needs the PyMySQL Python package")
+        password = self.get_option("db_password")
+        if self.get_option("db_password_file"):
+            try:
+                with open(self.get_option("db_password_file")) as f:
+                    password = f.read().rstrip("\n")
+            except OSError as e:
+                raise AnsibleError(f"cannot read the BorgFleet database password file"
+                                   f" {self.get_option('db_password_file')} ({e.strerror})") from None
         try:
             conn = pymysql.connect(host=self.get_option("db_host"), port=int(self.get_option("db_port")),
-                                   user=self.get_option("db_user"), password=self.get_option("db_password"),
+                                   user=self.get_option("db_user"), password=password,
                                    database=self.get_option("db_name"), charset="utf8mb4",
                                    cursorclass=pymysql.cursors.DictCursor)
         except pymysql.MySQLError as e:

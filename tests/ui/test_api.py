@@ -253,12 +253,12 @@ def test_run_now_queues_and_cancel_before_start(api, db, redis):
     resp = op.post(f"/api/backup-jobs/{bj['id']}/run")
     assert resp.status_code == 202 and resp.json["status"] == "queued"
     job_id = resp.json["job_id"]
-    rq_job = Queue(q.queue_name("backup"), connection=redis).fetch_job(job_id)
+    rq_job = Queue(q.queue_name("backup"), connection=redis, serializer=q.SERIALIZER).fetch_job(job_id)
     assert rq_job is not None and rq_job.timeout == q.KINDS["backup"]["timeout"]
     assert api("viewer").post(f"/api/jobs/{job_id}/cancel").status_code == 403
     assert op.post(f"/api/jobs/{job_id}/cancel").json["status"] == "canceled"
     assert op.post(f"/api/jobs/{job_id}/cancel").status_code == 400   # already final
-    Queue(q.queue_name("backup"), connection=redis).remove(job_id)
+    Queue(q.queue_name("backup"), connection=redis, serializer=q.SERIALIZER).remove(job_id)
     op.delete(f"/api/backup-jobs/{bj['id']}")
     op.delete(f"/api/servers/{cl['id']}")
 

@@ -6,6 +6,28 @@ from pathlib import Path
 
 from uilib import REPO
 
+UNSAFE = "__ansible_unsafe"
+
+
+def unwrap(v):
+    """ansible-inventory --list prints a value marked unsafe as {"__ansible_unsafe": value}."""
+    if isinstance(v, dict):
+        return v[UNSAFE] if set(v) == {UNSAFE} else {k: unwrap(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [unwrap(x) for x in v]
+    return v
+
+
+def plain_strings(v, where=""):
+    """Where a string is NOT marked unsafe (ansible would template it)."""
+    if isinstance(v, dict):
+        if set(v) == {UNSAFE}:
+            return []
+        return [p for k, x in v.items() for p in plain_strings(x, f"{where}.{k}")]
+    if isinstance(v, list):
+        return [p for i, x in enumerate(v) for p in plain_strings(x, f"{where}[{i}]")]
+    return [where] if isinstance(v, str) else []
+
 
 def test_ansible_inventory_reads_the_fleet(api, ui_env, tmp_path):
     op, admin = api("operator"), api("admin")  # extra vars are set by admins only
@@ -34,7 +56,14 @@ def test_ansible_inventory_reads_the_fleet(api, ui_env, tmp_path):
                                                                         "BORGFLEET_SECRET_KEY_FILE": ui_env["SECRET_KEY_FILE"]})
     assert out.returncode == 0, out.stderr
     inv = json.loads(out.stdout)
-    hv = inv["_meta"]["hostvars"]
+    raw = inv["_meta"]["hostvars"]
+    # Every value from the database is marked unsafe (never templated); the only template is the
+    # plugin's own interpreter of a local connection.
+    for host in ("inv-bs", "inv-cl", "inv-local"):
+        assert plain_strings(raw[host], host) == (["inv-local.ansible_python_interpreter"] if host == "inv-local" else [])
+    assert raw["inv-local"]["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"
+    assert raw["inv-cl"]["borgfleet_backups"][0]["passphrase"] == {UNSAFE: pw}
+    hv = unwrap(raw)
     assert "inv-bs" in inv["backup_servers"]["hosts"]
     assert {"inv-cl", "inv-local"} <= set(inv["clients"]["hosts"])
     assert hv["inv-bs"]["borgfleet_storage_pools"] == [{"name": "main", "path": "/srv/a"},

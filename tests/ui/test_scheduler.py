@@ -58,7 +58,7 @@ def test_due_job_fires_within_a_second_once(api, db, redis, schedulers, tmp_path
     assert 0 <= late < 1.0, late
     after = dbm.query(db, "SELECT next_run_at, last_run_at FROM backup_jobs WHERE id=%s", (bj["id"],), one=True)
     assert after["last_run_at"] == due and after["next_run_at"] > utcnow()
-    assert rows[0]["id"] in Queue(q.queue_name("backup"), connection=redis).job_ids
+    assert rows[0]["id"] in Queue(q.queue_name("backup"), connection=redis, serializer=q.SERIALIZER).job_ids
     # Stop the active one (systemctl stop sends SIGTERM): it hands the lock back and the idle
     # one takes over within its next renewal (a crashed one's lock expires after LOCK_TTL).
     active = first if holder.endswith(str(first.pid)) else second
@@ -109,7 +109,7 @@ def test_due_verification_fires_and_backups_stay_on_their_own_schedule(api, db, 
                           " FROM backup_jobs WHERE id=%s", (bj["id"],), one=True)
     assert after["verify_last_run_at"] == due and after["verify_next_run_at"] > utcnow()
     assert after["last_run_at"] is None and after["next_run_at"] > utcnow()   # the backup did not fire
-    assert rows[0]["id"] in Queue(q.queue_name("verify"), connection=redis).job_ids
+    assert rows[0]["id"] in Queue(q.queue_name("verify"), connection=redis, serializer=q.SERIALIZER).job_ids
     cleanup(api, db, redis, cl, bj)
 
 
@@ -130,5 +130,5 @@ def cleanup(api, db, redis, cl, bj):
         if row["status"] == "queued":
             api("operator").post(f"/api/jobs/{row['id']}/cancel")
     for kind in ("backup", "verify"):
-        Queue(q.queue_name(kind), connection=redis).empty()
+        Queue(q.queue_name(kind), connection=redis, serializer=q.SERIALIZER).empty()
     drop_local_backup(api, cl, bj)

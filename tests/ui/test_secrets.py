@@ -15,6 +15,8 @@ from borgfleet_ui import db as dbm, secret_store
 from tests.lib.borgrepo import BorgRepo
 from uilib import REPO, UI, drop_local_backup, make_local_backup, wait_job, worker_env
 
+UNSAFE = "__ansible_unsafe"   # how ansible-inventory --list prints a value marked unsafe
+
 
 def stored(db, bj_id):
     return dbm.query(db, "SELECT passphrase FROM backup_jobs WHERE id=%s", (bj_id,), one=True)["passphrase"]
@@ -74,7 +76,8 @@ def test_stored_encrypted_migrated_and_decrypted_by_the_plugin(api, db, ui_env, 
     out = inventory(ui_env, tmp_path, ui_env["SECRET_KEY_FILE"])
     assert out.returncode == 0, out.stderr
     backups = json.loads(out.stdout)["_meta"]["hostvars"]["sec-cl"]["borgfleet_backups"]
-    assert {x["name"]: x["passphrase"] for x in backups} == {"a": pw, "b": "legacy-plain-pass"}
+    # Marked unsafe (ansible-inventory prints {"__ansible_unsafe": value}): never templated.
+    assert {x["name"][UNSAFE]: x["passphrase"][UNSAFE] for x in backups} == {"a": pw, "b": "legacy-plain-pass"}
     # ... and with another key or none it fails naming the problem, never passing ciphertext on.
     wrong = tmp_path / "wrong.key"
     wrong.write_text(Fernet.generate_key().decode() + "\n")

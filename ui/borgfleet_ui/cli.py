@@ -144,13 +144,13 @@ def worker(instance, burst):
     from . import jobs  # noqa: F401 -- imported once here so each forked job starts without the import cost
     name = worker_name(instance)
     # A previous process of the same instance killed hard leaves its name registered for a while.
-    Worker(q.queues(r), connection=r, name=f"{name}" if not _name_taken(r, name) else f"{name}-{os.getpid()}") \
-        .work(burst=burst, with_scheduler=True)
+    Worker(q.queues(r), connection=r, serializer=q.SERIALIZER,
+           name=f"{name}" if not _name_taken(r, name) else f"{name}-{os.getpid()}").work(burst=burst, with_scheduler=True)
 
 
 def _name_taken(r, name):
     from rq import Worker
-    return any(w.name == name for w in Worker.all(connection=r))
+    return any(w.name == name for w in Worker.all(connection=r, serializer=q.SERIALIZER))
 
 
 @cli.command()

@@ -16,7 +16,9 @@ import time
 from datetime import datetime, timezone
 
 import ansible_runner
+import ansible_runner.interface
 import pymysql
+import yaml
 from redis.exceptions import RedisError
 from rq import get_current_job
 
@@ -150,27 +152,38 @@ class PlaybookRun:
             raise JobError(f"playbook {self.spec['playbook']} is missing from {root}/playbooks")
         os.makedirs(self.cfg["RUN_DIR"], exist_ok=True)
         pdd = tempfile.mkdtemp(prefix=f"job-{self.job_id}-", dir=self.cfg["RUN_DIR"])
+        password = None
         try:
             inv = write_inventory(self.cfg, os.path.join(pdd, "inventory"))
+            write_extravars(pdd, self.params.get("extravars"))
             env = {
                 "ANSIBLE_CONFIG": os.path.join(root, "ansible.cfg"),
                 "ANSIBLE_NOCOLOR": "1",
-                # ansible-playbook of this interpreter's venv; the DB password only via the env.
+                # ansible-playbook of this interpreter's venv.
                 "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
-                "BORGFLEET_DB_PASSWORD": self.cfg["DB_PASSWORD"],
                 # A fleet the plugin cannot read (database, key file) fails the run, never runs no hosts.
                 "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1",
             }
+            if self.cfg["DB_PASSWORD"]:
+                # Runner writes the whole environment to artifacts/<id>/command: the DB password
+                # goes through a FIFO instead, which never holds it on disk.
+                password = SecretFifo(self.cfg["DB_PASSWORD"])
+                env["BORGFLEET_DB_PASSWORD_FILE"] = password.path
             limit = self.params.get("limit")
-            ansible_runner.run(
+            runner = ansible_runner.interface.init_runner(
                 private_data_dir=pdd, project_dir=root, playbook=playbook, inventory=inv,
                 limit=",".join(limit) if limit else None,
-                extravars=self.params.get("extravars") or None,
                 ident=self.job_id, suppress_env_files=True, envvars=env, quiet=True,
+                # Runner's default caches the hosts' facts as files under artifacts/: keep them in memory.
+                fact_cache_type="memory",
                 timeout=max(60, self.spec["timeout"] - 60), rotate_artifacts=1,
                 event_handler=self.on_event, cancel_callback=self.cancelled,
                 finished_callback=self.on_finished)
+            runner.config.env = playbook_env(runner.config.env, env)
+            runner.run()
         finally:
+            if password:
+                password.close()
             remove_tree(pdd)
 
     def on_event(self, event):
@@ -267,7 +280,7 @@ def write_inventory(cfg, directory):
     """An inventory source for the fleet plugin pointing at this service's database and key file.
 
     It holds no secret: the plugin decrypts the passphrases in ansible's memory, so they are
-    never written to the private data dir."""
+    never written to the private data dir; the DB password comes through SecretFifo."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "borgfleet.fleet.yml")
     with open(path, "w") as f:
@@ -275,6 +288,78 @@ def write_inventory(cfg, directory):
                    "db_port": cfg["DB_PORT"], "db_user": cfg["DB_USER"], "db_name": cfg["DB_NAME"],
                    "secret_key_file": cfg["SECRET_KEY_FILE"]}, f)
     return path
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    """YAML with every string value tagged !unsafe (names of variables stay plain)."""
+
+
+_UnsafeDumper.add_representer(str, lambda d, v: d.represent_scalar("!unsafe", v, style='"'))
+_UnsafeDumper.add_representer(dict, lambda d, m: yaml.MappingNode(
+    "tag:yaml.org,2002:map", [(d.represent_str(str(k)), d.represent_data(v)) for k, v in m.items()]))
+
+
+def write_extravars(pdd, extravars):
+    """The job's extra vars as runner's env/extravars file (passed as -e @file), each string marked
+    !unsafe: archive and backup names come from the database and borg, never templates."""
+    if not extravars:
+        return
+    os.makedirs(os.path.join(pdd, "env"), exist_ok=True)
+    with open(os.path.join(pdd, "env", "extravars"), "w") as f:
+        yaml.dump(extravars, f, Dumper=_UnsafeDumper, allow_unicode=True)
+
+
+# What a playbook inherits from the worker's environment besides our own variables and runner's
+# (ANSIBLE_*, AWX_*, RUNNER_*): never the Flask secret, the Redis URL or the DB password.
+PASS_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SSH_AUTH_SOCK")
+
+
+def playbook_env(runner_env, ours):
+    """Runner seeds a run's environment with the worker's whole os.environ (and writes it to the
+    run's artifacts): keep only what a playbook needs."""
+    env = {k: v for k, v in runner_env.items()
+           if k in ours or k in PASS_ENV or k == "ORIGINAL_STDOUT_CALLBACK" or k.startswith(("ANSIBLE_", "AWX_", "RUNNER_"))}
+    # Runner also sets ANSIBLE_HOST_KEY_CHECKING=False unless it is set: ssh then gets
+    # StrictHostKeyChecking=no ahead of a host's pinned known_hosts and connects to any host key.
+    # ansible.cfg (host_key_checking = True) decides, unless the worker's own environment says otherwise.
+    if "ANSIBLE_HOST_KEY_CHECKING" not in ours and "ANSIBLE_HOST_KEY_CHECKING" not in os.environ:
+        env.pop("ANSIBLE_HOST_KEY_CHECKING", None)
+    return env
+
+
+class SecretFifo:
+    """Hands one secret to one reader through a FIFO in a private directory outside the run dir:
+    nothing holds it on disk. Served once, then removed, so a second reader fails instead of waiting."""
+
+    def __init__(self, secret):
+        self.dir = tempfile.mkdtemp(prefix="borgfleet-secret-")
+        self.path = os.path.join(self.dir, "db_password")
+        os.mkfifo(self.path, 0o600)
+        self.data, self.done = secret.encode(), threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        # Non-blocking open polled: close() never has to race a writer blocked in open().
+        while not self.done.wait(0.05):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:   # ENXIO: no reader yet
+                continue
+            try:
+                os.set_blocking(fd, True)
+                os.write(fd, self.data)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+                os.unlink(self.path)
+                self.done.set()
+
+    def close(self):
+        self.done.set()
+        self.thread.join()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # --- results from the playbooks' "borgfleet ... result" tasks ---

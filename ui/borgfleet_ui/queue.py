@@ -13,6 +13,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
+from rq.serializers import JSONSerializer
 
 from .db import execute, query, retrying
 
@@ -33,6 +34,11 @@ QUEUE_ORDER = ["delete_archive", "setup", "list_archives", "collect_stats", "ver
 FINAL = ("succeeded", "failed", "abandoned", "canceled", "missed")
 # A running job refreshes its heartbeat every TTL/3 s; without one for TTL s it is abandoned.
 HEARTBEAT_TTL = int(os.environ.get("BORGFLEET_HEARTBEAT_TTL", "30"))
+
+
+# Jobs are stored in Redis as JSON, never pickle: whoever can write to Redis must not be able to run
+# code in a worker. Every Queue, Worker and Job.fetch of the service passes this serializer.
+SERIALIZER = JSONSerializer
 
 
 def queue_name(kind):
@@ -56,7 +62,7 @@ def redis_conn(cfg):
 
 
 def queues(r):
-    return [Queue(queue_name(k), connection=r) for k in QUEUE_ORDER]
+    return [Queue(queue_name(k), connection=r, serializer=SERIALIZER) for k in QUEUE_ORDER]
 
 
 def create_job(db, r, kind, params=None, server_id=None, backup_job_id=None, archive_id=None,
@@ -68,7 +74,7 @@ def create_job(db, r, kind, params=None, server_id=None, backup_job_id=None, arc
         params["lock"] = lock
     job_id = create_job_row(db, kind, server_id, backup_job_id, archive_id, params, user)
     try:
-        Queue(queue_name(kind), connection=r).enqueue(
+        Queue(queue_name(kind), connection=r, serializer=SERIALIZER).enqueue(
             "borgfleet_ui.jobs.run_job", job_id, job_id=job_id, job_timeout=spec["timeout"],
             retry=Retry(max=2, interval=[10, 60]) if spec["retry"] else None,
             result_ttl=86400, failure_ttl=7 * 86400)
@@ -182,7 +188,7 @@ def sweep_lost(db, r, grace=60):
     for row in query(db, "SELECT id FROM jobs WHERE status='queued'"
                          " AND created_at < UTC_TIMESTAMP(3) - INTERVAL %s SECOND", (grace,)):
         try:
-            status = Job.fetch(row["id"], connection=r).get_status()
+            status = Job.fetch(row["id"], connection=r, serializer=SERIALIZER).get_status()
         except NoSuchJobError:
             status, why = None, "the queue lost this job (Redis restarted or was flushed); run it again"
         else:

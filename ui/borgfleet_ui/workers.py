@@ -8,6 +8,8 @@ import subprocess
 from rq import Worker
 from rq.command import send_shutdown_command
 
+from .queue import SERIALIZER
+
 WORKER_NAME = "borgfleet-{host}-{instance}"
 LOG_DIR_ENV = "BORGFLEET_LOG_DIR"
 
@@ -26,7 +28,7 @@ def systemd_running():
 
 def list_workers(r):
     out = []
-    for w in Worker.all(connection=r):
+    for w in Worker.all(connection=r, serializer=SERIALIZER):
         job = w.get_current_job_id()
         out.append({
             "name": w.name, "state": w.get_state(), "pid": w.pid, "hostname": w.hostname,
