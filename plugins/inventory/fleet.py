@@ -80,6 +80,8 @@ from ansible.errors import AnsibleError
 from ansible.plugins.inventory import BaseInventoryPlugin
 from ansible.utils.unsafe_proxy import wrap_var
 
+from ansible_collections.borgfleet.backup.plugins.module_utils.contract import ContractError, check_host_vars
+
 try:
     import pymysql
     import pymysql.cursors
@@ -153,8 +155,16 @@ def build_fleet(servers, pools, backups, decrypt):
                 hv["borgfleet_local_pool_path"] = s["local_pool_path"]
             hv["borgfleet_backups"] = [_backup(b, s["name"], decrypt)
                                        for b in backups if b["client_id"] == s["id"]]
-        # Saved extra vars (keys, known_hosts, server user ...) win over the derived ones.
-        hv.update(json.loads(s["vars_json"] or "{}"))
+        # Saved extra vars (keys, known_hosts, server user ...) win over the derived ones. They are
+        # checked again here: a row saved before the allowlist, or written to the database by hand,
+        # must not reach ssh (ProxyCommand) or Ansible (become, interpreters) either.
+        saved = json.loads(s["vars_json"] or "{}")
+        try:
+            check_host_vars(saved, s["role"], s["connection"])
+        except ContractError as e:
+            raise AnsibleError(f"server {s['name']!r} in the BorgFleet database: {e}; an admin must correct"
+                               " its extra vars in the service") from None
+        hv.update(saved)
         hv = {k: wrap_var(v) for k, v in hv.items()}
         if s["connection"] == "local":
             hv.setdefault("ansible_python_interpreter", LOCAL_INTERPRETER)

@@ -551,3 +551,120 @@ def resolve_one(backup, name, client, server, settings, local_pool_path):
             "known_hosts_name": known_hosts_name(settings["ssh_host"], settings["ssh_port"]),
         }
     return out
+
+
+# --- a server's extra host variables (set by an admin in the service) ---
+
+# Paths given to ssh, borg or Ansible: absolute, plain characters (no spaces, quotes or '$'), no '..'.
+SAFE_PATH_RE = re.compile(r"/[A-Za-z0-9._/-]{0,1023}\Z")
+# Stored and shown in clear: no passwords (SSH keys instead; passphrases have their own field).
+SECRET_VAR_RE = re.compile(r".*(pass|secret|token).*\Z")
+# Variables that change how Ansible reaches or runs on a host: a free value here is a shell on the
+# controller (ssh's ProxyCommand/LocalCommand) or root elsewhere (become). Only the checked subset
+# of HOST_VARS is accepted.
+CONNECTION_VAR_RE = re.compile(r"ansible_(ssh|sftp|scp|become|connection|shell|pipelining|private_key|host_key"
+                               r"|.*_executable|.*_args|.*_interpreter).*\Z")
+# Set from the server's own fields, or by its backups and pools.
+SERVICE_VARS = {"ansible_host": "address", "ansible_port": "port", "ansible_user": "ssh_user",
+                "ansible_connection": "connection", "borgfleet_backup_server": "backup_server_id",
+                "borgfleet_local_pool_path": "local_pool_path", "borgfleet_backups": "backup jobs",
+                "borgfleet_storage_pools": "storage pools"}
+# ssh options that may be passed in ansible_ssh_common_args: host-key pinning and timeouts.
+SSH_OPTIONS = {"userknownhostsfile": "path", "stricthostkeychecking": ("yes",), "identitiesonly": ("yes", "no"),
+               "connecttimeout": "seconds", "serveraliveinterval": "seconds", "serveralivecountmax": "seconds"}
+
+
+def _safe_path(value, what):
+    if not isinstance(value, str) or not SAFE_PATH_RE.match(value) or "/../" in value + "/":
+        _fail("%s must be an absolute path of letters, digits and . _ / - (no '..'), got %r" % (what, value))
+    return value
+
+
+def _plain_int(value, what, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail("%s must be a number, got %r" % (what, value))
+    if not lo <= value <= hi:
+        _fail("%s must be between %d and %d" % (what, lo, hi))
+    return value
+
+
+def _host_var(value, what):
+    problem = host_problem(value)
+    if problem:
+        _fail("%s %r %s" % (what, value, problem))
+    return value
+
+
+def _server_user(value, what):
+    if not isinstance(value, str) or not SERVER_USER_RE.match(value):
+        _fail("%s %r is not valid" % (what, value))
+    return value
+
+
+def _ssh_common_args(value, what):
+    """Only `-o Name=value` pairs of SSH_OPTIONS: ProxyCommand, LocalCommand, Include ... never reach ssh."""
+    words = value.split(" ") if isinstance(value, str) else [""]
+    for flag, opt in zip(words[::2], words[1::2] + [""]):
+        if flag != "-o" or not opt:
+            _fail("%s must be '-o Name=value' pairs separated by single spaces, got %r" % (what, value))
+        name, _, val = opt.partition("=")
+        kind = SSH_OPTIONS.get(name.lower())
+        if kind is None:
+            _fail("%s: only -o %s are accepted, got %r" % (what, ", ".join(sorted(SSH_OPTIONS)), opt))
+        if kind == "path":
+            _safe_path(val, "%s %s" % (what, name))
+        elif kind == "seconds":
+            if not val.isdigit() or not 1 <= int(val) <= 3600:
+                _fail("%s %s must be 1-3600, got %r" % (what, name, val))
+        elif val not in kind:
+            _fail("%s %s must be %s, got %r" % (what, name, " or ".join(kind), val))
+    return value
+
+
+# The extra variables a server may carry (docs/contract.md, the roles' defaults):
+# name -> (roles, check). Anything else is refused; values are plain scalars of the checked shape.
+HOST_VARS = {
+    "borgfleet_server_user": (("backup_server",), _server_user),
+    "borgfleet_server_user_home": (("backup_server",), _safe_path),
+    "borgfleet_server_ssh_host": (("backup_server",), _host_var),
+    "borgfleet_server_ssh_port": (("backup_server",), lambda v, w: _plain_int(v, w, 1, 65535)),
+    "borgfleet_ssh_key": (("client",), _safe_path),
+    "borgfleet_known_hosts": (("client",), _safe_path),
+    "borgfleet_borg_base_dir": (("client",), _safe_path),
+    "borgfleet_lock_wait": (("client",), lambda v, w: _plain_int(v, w, 1, 86400)),
+    "ansible_python_interpreter": (("client", "backup_server"), _safe_path),
+    "ansible_ssh_private_key_file": (("client", "backup_server"), _safe_path),
+    "ansible_ssh_common_args": (("client", "backup_server"), _ssh_common_args),
+}
+
+
+def _host_var_refused(name):
+    """Why a name outside HOST_VARS is refused."""
+    if name in SERVICE_VARS:
+        return "vars cannot set %s: the service sets it from the server's %s" % (name, SERVICE_VARS[name])
+    if SECRET_VAR_RE.match(name):
+        return ("vars cannot hold secrets (%s): they are stored in clear;"
+                " use an SSH key (ansible_ssh_private_key_file) instead of a password" % name)
+    if CONNECTION_VAR_RE.match(name):
+        return "vars cannot set %s: it changes how Ansible connects to or runs on the host" % name
+    return "vars cannot set %s: accepted names are %s" % (name, ", ".join(sorted(HOST_VARS)))
+
+
+def check_host_vars(host_vars, role, connection):
+    """A server's extra variables, each name in HOST_VARS and each value of its checked shape;
+    `role` is client or backup_server, `connection` ssh or local."""
+    if not isinstance(host_vars, Mapping):
+        _fail("vars must be an object of host variables")
+    for name in sorted(host_vars, key=str):
+        if not isinstance(name, str):
+            _fail("vars: invalid name %r" % (name,))
+        if name not in HOST_VARS:
+            _fail(_host_var_refused(name))
+        roles, check = HOST_VARS[name]
+        if role not in roles:
+            _fail("vars: %s applies to %s only" % (name, " and ".join(r.replace("_", " ") + "s" for r in roles)))
+        if name == "ansible_python_interpreter" and connection == "local":
+            _fail("vars: ansible_python_interpreter cannot be set for a local connection"
+                  " (the service runs it with its own Python)")
+        check(host_vars[name], "vars: %s" % name)
+    return host_vars

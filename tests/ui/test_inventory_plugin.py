@@ -91,3 +91,28 @@ def test_ansible_inventory_reads_the_fleet(api, ui_env, tmp_path):
     assert bad.returncode != 0 and "cannot reach the BorgFleet database" in bad.stderr
     for sid in (loc["id"], cl["id"], bs["id"]):
         op.delete(f"/api/servers/{sid}")
+
+
+def test_stored_vars_outside_the_allowlist_never_reach_ansible(api, db, ui_env, tmp_path):
+    """A row saved before the allowlist (or written to the database by hand) holding ProxyCommand:
+    the plugin refuses the fleet with a message naming the server, and the command never runs."""
+    from borgfleet_ui.db import execute
+    marker = tmp_path / "proxycommand-ran"
+    cl = api("admin").post("/api/servers", json={"name": "inv-old", "role": "client", "address": "127.0.0.9",
+                                                 "local_pool_path": "/var/tmp/inv-old"}).json
+    execute(db, "UPDATE servers SET vars_json=%s WHERE id=%s",
+            (json.dumps({"ansible_ssh_common_args": f"-o ProxyCommand=touch {marker}"}), cl["id"]))
+    try:
+        src = tmp_path / "old.fleet.yml"
+        src.write_text(json.dumps({"plugin": "borgfleet.backup.fleet", "db_name": ui_env["DB_NAME"]}))
+        env = {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "PATH": "/usr/bin:/bin",
+               "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1", "BORGFLEET_SECRET_KEY_FILE": ui_env["SECRET_KEY_FILE"]}
+        out = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(src), "-l", "inv-old",
+                              str(REPO / "playbooks" / "collect_stats.yml")],
+                             capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+        assert out.returncode != 0
+        assert "server 'inv-old' in the BorgFleet database: vars: ansible_ssh_common_args: only -o" in \
+            " ".join((out.stdout + out.stderr).split()), out.stdout + out.stderr
+        assert not marker.exists()
+    finally:
+        api("admin").delete(f"/api/servers/{cl['id']}")

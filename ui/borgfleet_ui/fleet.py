@@ -17,24 +17,6 @@ from .db import execute, query
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")          # contract: backup/host names
 USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-# Extra vars are stored and shown in clear: no passwords in them (use SSH keys; backup passphrases
-# have their own encrypted field).
-SECRET_VAR_RE = re.compile(r".*(pass|secret|token).*")
-# Paths given to ssh, borg or Ansible: absolute, plain characters (no spaces, quotes or '$'), no '..'.
-SAFE_PATH_RE = re.compile(r"/[A-Za-z0-9._/-]{0,1023}")
-# Variables that change how Ansible reaches or runs on a host: a free value here is a shell on the
-# worker host (ssh's ProxyCommand/LocalCommand) or root elsewhere (become). Only the checked subset
-# of SERVER_VARS is accepted.
-CONNECTION_VAR_RE = re.compile(r"ansible_(ssh|sftp|scp|become|connection|shell|pipelining|private_key|host_key"
-                               r"|.*_executable|.*_args|.*_interpreter).*")
-# Set by the service from the server's own fields, or by its backup jobs and pools.
-SERVICE_VARS = {"ansible_host": "address", "ansible_port": "port", "ansible_user": "ssh_user",
-                "ansible_connection": "connection", "borgfleet_backup_server": "backup_server_id",
-                "borgfleet_local_pool_path": "local_pool_path", "borgfleet_backups": "backup jobs",
-                "borgfleet_storage_pools": "storage pools"}
-# ssh options an admin may pass in ansible_ssh_common_args: host-key pinning and timeouts.
-SSH_OPTIONS = {"userknownhostsfile": "path", "stricthostkeychecking": ("yes",), "identitiesonly": ("yes", "no"),
-               "connecttimeout": "seconds", "serveraliveinterval": "seconds", "serveralivecountmax": "seconds"}
 # What a backup, pool, retention or database is: the collection's contract (contract.py), never
 # re-stated here. Only what is the service's own lives below: no database password (the service
 # would keep it in clear), one database per job, schedules, time zones.
@@ -122,12 +104,6 @@ def get_server(db, server_id):
     return server_out(row)
 
 
-def _safe_path(value, what):
-    if not isinstance(value, str) or not SAFE_PATH_RE.fullmatch(value) or "/../" in value + "/":
-        raise Invalid(f"{what} must be an absolute path of letters, digits and . _ / - (no '..'), got {value!r}")
-    return value
-
-
 def _host(value, what):
     """A host name, IPv4 or IPv6 address, as the collection's contract accepts it (never an option)."""
     problem = contract.host_problem(value)
@@ -136,79 +112,9 @@ def _host(value, what):
     return value
 
 
-def _plain_int(value, what, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"{what} must be a number, got {value!r}")
-    return _int(value, what, lo, hi)
-
-
-def _ssh_common_args(value, what):
-    """Only `-o Name=value` pairs of SSH_OPTIONS: ProxyCommand, LocalCommand, Include ... never reach ssh."""
-    words = value.split(" ") if isinstance(value, str) else [""]
-    for flag, opt in zip(words[::2], words[1::2] + [""]):
-        if flag != "-o" or not opt:
-            raise Invalid(f"{what} must be '-o Name=value' pairs separated by single spaces, got {value!r}")
-        name, _, val = opt.partition("=")
-        kind = SSH_OPTIONS.get(name.lower())
-        if kind is None:
-            raise Invalid(f"{what}: only -o {', '.join(sorted(SSH_OPTIONS))} are accepted, got {opt!r}")
-        if kind == "path":
-            _safe_path(val, f"{what} {name}")
-        elif kind == "seconds":
-            if not val.isdigit() or not 1 <= int(val) <= 3600:
-                raise Invalid(f"{what} {name} must be 1-3600, got {val!r}")
-        elif val not in kind:
-            raise Invalid(f"{what} {name} must be {' or '.join(kind)}, got {val!r}")
-    return value
-
-
-# The extra vars a server may carry (docs/contract.md, roles' defaults): name -> (roles, validator).
-# Anything else is refused; values are plain scalars of the checked shape.
-SERVER_VARS = {
-    "borgfleet_server_user": (("backup_server",), lambda v, w: _match(USER_RE, v, w)),
-    "borgfleet_server_user_home": (("backup_server",), _safe_path),
-    "borgfleet_server_ssh_host": (("backup_server",), lambda v, w: _host(v, w)),
-    "borgfleet_server_ssh_port": (("backup_server",), lambda v, w: _plain_int(v, w, 1, 65535)),
-    "borgfleet_ssh_key": (("client",), _safe_path),
-    "borgfleet_known_hosts": (("client",), _safe_path),
-    "borgfleet_borg_base_dir": (("client",), _safe_path),
-    "borgfleet_lock_wait": (("client",), lambda v, w: _plain_int(v, w, 1, 86400)),
-    "ansible_python_interpreter": (("client", "backup_server"), _safe_path),
-    "ansible_ssh_private_key_file": (("client", "backup_server"), _safe_path),
-    "ansible_ssh_common_args": (("client", "backup_server"), _ssh_common_args),
-}
-
-
-def _var_refused(name):
-    """Why a name outside SERVER_VARS is refused (None: it is allowed)."""
-    if name in SERVER_VARS:
-        return None
-    if name in SERVICE_VARS:
-        return f"vars cannot set {name}: the service sets it from the server's {SERVICE_VARS[name]}"
-    if SECRET_VAR_RE.fullmatch(name):
-        return (f"vars cannot hold secrets ({name}): they are stored in clear;"
-                " use an SSH key (ansible_ssh_private_key_file) instead of a password")
-    if CONNECTION_VAR_RE.fullmatch(name):
-        return f"vars cannot set {name}: it changes how Ansible connects to or runs on the host"
-    return f"vars cannot set {name}: accepted names are {', '.join(sorted(SERVER_VARS))}"
-
-
 def check_vars(vars_, role, connection):
-    """The validated extra vars of a server (SERVER_VARS), or Invalid naming the first bad one."""
-    if not isinstance(vars_, dict):
-        raise Invalid("vars must be an object of host variables")
-    for name in sorted(vars_, key=str):
-        why = _var_refused(name) if isinstance(name, str) else f"vars: invalid name {name!r}"
-        if why:
-            raise Invalid(why)
-        roles, check = SERVER_VARS[name]
-        if role not in roles:
-            raise Invalid(f"vars: {name} applies to {' and '.join(r.replace('_', ' ') + 's' for r in roles)} only")
-        if name == "ansible_python_interpreter" and connection == "local":
-            raise Invalid("vars: ansible_python_interpreter cannot be set for a local connection"
-                          " (the service runs it with its own Python)")
-        check(vars_[name], f"vars: {name}")
-    return vars_
+    """The validated extra vars of a server: the contract's allowlist (HOST_VARS), each with its check."""
+    return _contract(contract.check_host_vars, vars_, role, connection)
 
 
 def _server_fields(db, data, current=None, admin=False):

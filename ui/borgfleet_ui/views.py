@@ -73,7 +73,7 @@ def servers():
     rows = fleet.list_servers(db, limit=200)
     pools = fleet.list_pools(db)
     return render_template("servers.html", servers=rows, pools=pools, error=error,
-                           server_vars=sorted(fleet.SERVER_VARS),
+                           server_vars=sorted(fleet.contract.HOST_VARS),
                            backup_servers=[s for s in rows if s["role"] == "backup_server"]), code
 
 
