@@ -117,8 +117,8 @@ def redis_dump(redis):
 def test_passphrases_paths_and_archive_names_are_data(api, db, redis, ui_env, start_worker, tmp_path, marker, db_user):
     op = api("operator")
     base, pool = tmp_path / "base", tmp_path / "repos"
-    cl = op.post("/api/servers", json={"name": "inj-cl", "role": "client", "connection": "local",
-                                       "local_pool_path": str(pool), "vars": {"borgfleet_borg_base_dir": str(base)}})
+    cl = api("admin").post("/api/servers", json={"name": "inj-cl", "role": "client", "connection": "local",
+                                                 "local_pool_path": str(pool), "vars": {"borgfleet_borg_base_dir": str(base)}})
     assert cl.status_code == 201, cl.json
     cl = cl.json
     data = tmp_path / "data"
@@ -237,9 +237,9 @@ def test_a_pickled_job_planted_in_redis_never_runs(api, db, redis, start_worker,
                                                                     job_id=planted_id)
     assert b"\x80" in zlib.decompress(redis.hget(f"rq:job:{planted_id}", "data"))   # a pickle, stored
     op = api("operator")
-    cl = op.post("/api/servers", json={"name": "inj-pickle", "role": "client", "connection": "local",
-                                       "local_pool_path": str(tmp_path / "repos"),
-                                       "vars": {"borgfleet_borg_base_dir": str(tmp_path / "base")}}).json
+    cl = api("admin").post("/api/servers", json={"name": "inj-pickle", "role": "client", "connection": "local",
+                                                 "local_pool_path": str(tmp_path / "repos"),
+                                                 "vars": {"borgfleet_borg_base_dir": str(tmp_path / "base")}}).json
     w = start_worker(62)
     wait_for(lambda: not redis.lrange(f"rq:queue:{q.queue_name(q.QUEUE_ORDER[0])}", 0, -1), timeout=60,
              what="the worker to take the planted job")

@@ -49,8 +49,9 @@ def private(tmp_path_factory):
         dbm.create_database(cfg)
         conn = dbm.connect(cfg)
         dbm.upgrade(conn)
-        create_user(conn, "r_operator", "operator")
-        uid = dbm.query(conn, "SELECT id FROM users WHERE username='r_operator'", one=True)["id"]
+        # An admin: the tests add local clients, which only admins may.
+        create_user(conn, "r_admin", "admin")
+        uid = dbm.query(conn, "SELECT id FROM users WHERE username='r_admin'", one=True)["id"]
         token = create_token(conn, uid, "restart tests")
         conn.close()
         app = create_app({"TESTING": True})
