@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 VENV_BIN := $(VENV)/bin
 # Every area pins its Python packages in its own requirements file; one venv holds them all.
-REQUIREMENTS := $(wildcard requirements.txt ui/requirements.txt)
+REQUIREMENTS := $(wildcard requirements.txt requirements-hygiene.txt ui/requirements.txt)
 REQ_STAMP := $(VENV)/.requirements.stamp
 APT_PACKAGES := borgbackup openssh-server openssh-client fuse3 borgmatic python3 python3-venv acl sudo \
   btrfs-progs lvm2 python3-pyfuse3 mariadb-client postgresql-client \
