@@ -341,7 +341,8 @@ def result_report(results, keys=()):
         }
         if res.get("failed"):
             entry["msg"] = res.get("msg")
-            for extra in ("rc", "kind", "stderr"):
+            # error_kind: the class of the failure (BorgError.kind, sent by fail_json).
+            for extra in ("rc", "error_kind", "stderr"):
                 if res.get(extra) not in (None, ""):
                     entry[extra] = res.get(extra)
         for key in keys:

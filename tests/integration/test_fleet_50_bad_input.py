@@ -33,6 +33,8 @@ def test_wrong_passphrase_fails_clearly_and_leaves_repository_unchanged(fleet, b
     assert result.rc != 0, result
     print(result.failures())
     assert re.search(r"wrong passphrase", result.failures(), re.I), result
+    # The class of the failure reaches the role's report (the module's error_kind), not only its text.
+    assert "error_kind: wrong_passphrase" in result.output, result
     assert wrong not in result.output
     assert _state(repo) == before
 

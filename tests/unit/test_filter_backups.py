@@ -257,14 +257,14 @@ def test_result_report_keeps_figures_and_drops_secrets():
     registered = {"results": [
         {"item": items[0], "changed": True, "archive": {"name": "etc-2026", "stats": {"nfiles": 3}},
          "passphrase": "leak?"},
-        {"item": items[1], "failed": True, "msg": "wrong passphrase", "rc": 2, "kind": "wrong_passphrase"},
+        {"item": items[1], "failed": True, "msg": "wrong passphrase", "rc": 2, "error_kind": "wrong_passphrase"},
     ]}
     report = f.result_report(registered, ["archive", "passphrase"])
     assert report[0] == {"backup": "etc", "client": "web1", "repository": items[0]["repository"],
                          "failed": False, "skipped": False, "changed": True,
                          "archive": {"name": "etc-2026", "stats": {"nfiles": 3}}}
     assert report[1]["failed"] is True and report[1]["msg"] == "wrong passphrase"
-    assert report[1]["kind"] == "wrong_passphrase"
+    assert report[1]["error_kind"] == "wrong_passphrase"
     assert "s3cret" not in repr(report) and "leak?" not in repr(report)
 
 
