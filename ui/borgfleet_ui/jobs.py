@@ -424,8 +424,14 @@ def record_results(db, row, params, run):
 
 def failed_results(row, run):
     """What a failed run still reported worth keeping: a verification's report says which backup
-    did not restore and why."""
-    return verify_report(run) if row["kind"] == "verify" else None
+    did not restore and why; other runs, which backups failed and the class of each failure
+    (error_kind: wrong_passphrase, locked, unreachable, no_space ... docs/contract.md)."""
+    if row["kind"] == "verify":
+        return verify_report(run)
+    failed = [{k: e.get(k) for k in ("backup", "client", "error_kind", "msg")}
+              for _, name, res in run.results if isinstance(res.get("msg"), list)
+              for e in res["msg"] if isinstance(e, dict) and e.get("failed")]
+    return {"failed": failed} if failed else None
 
 
 def verify_report(run):
