@@ -24,6 +24,11 @@ from ansible_collections.borgfleet.backup.plugins.module_utils import _process
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
 
 DEFAULT_LOCK_WAIT = 600  # borg's own default is 1 s: far too short for scheduled work.
+# borg retries a held lock every lock_wait/20 s (30 s for 600), also when the lock is a stale one it
+# removes at once: after a killed run (a repository and a cache lock) the next command slept a
+# minute or more. So every command first tries with this short wait, and waits long only when
+# a live borg holds the lock (a lock timeout happens before borg does anything).
+QUICK_LOCK_WAIT = 1
 
 # Archive and backup names become part of `repo::archive` and of glob patterns: keep them
 # to a conservative alphabet. Borg placeholders ({now:...}, {hostname}) are allowed in
@@ -331,6 +336,20 @@ def subprocess_runner(argv, environ_update, cwd=None, timeout=None):
     return _process.run(argv, env, cwd=cwd, timeout=timeout)
 
 
+def _succeeded(rc):
+    # Legacy exit codes: 1 = warning. Modern (borg >= 1.4): 100-127 = warning.
+    return rc == 0 or rc == 1 or 100 <= rc <= 127
+
+
+def _with_lock_wait(argv, seconds):
+    """argv with our --lock-wait value replaced (the first one, before any user data), or None."""
+    end = argv.index('--') if '--' in argv else len(argv)
+    if '--lock-wait' not in argv[:end]:
+        return None
+    i = argv.index('--lock-wait')
+    return argv[:i + 1] + [str(seconds)] + argv[i + 2:]
+
+
 class BorgResult:
     def __init__(self, rc, stdout, stderr, duration, warnings):
         self.rc = rc
@@ -373,18 +392,23 @@ class Borg:
             argv += ['--'] + list(positionals)
         return argv
 
-    def run(self, argv, cwd=None):
-        started = time.time()
+    def _execute(self, argv, cwd):
         secrets = self.settings.secrets()
         kwargs = {'timeout': self.settings.borg_timeout} if self.settings.borg_timeout else {}
         try:
             rc, out, err = self.runner(argv, self.settings.environment(), cwd=cwd, **kwargs)
         except _process.Stopped as e:
             raise self._stopped(argv, e, secrets)
+        return rc, mask(out, secrets), mask(err, secrets)
+
+    def run(self, argv, cwd=None):
+        started = time.time()
+        quick = _with_lock_wait(argv, QUICK_LOCK_WAIT) if self.settings.lock_wait > QUICK_LOCK_WAIT else None
+        rc, out, err = self._execute(quick or argv, cwd)
+        if quick and not _succeeded(rc) and classify(rc, err, self.settings)[0] == 'locked':
+            rc, out, err = self._execute(argv, cwd)
         duration = time.time() - started
-        out, err = mask(out, secrets), mask(err, secrets)
-        # Legacy exit codes: 1 = warning. Modern (borg >= 1.4): 100-127 = warning.
-        if rc == 0 or rc == 1 or 100 <= rc <= 127:
+        if _succeeded(rc):
             records, plain = parse_log_lines(err)
             warnings = [r.get('message') for r in records if r.get('levelname') == 'WARNING'
                         and r.get('message')] if rc else []
