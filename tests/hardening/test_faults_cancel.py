@@ -68,7 +68,18 @@ def assert_next_backup(api, db, bj, repo, data, within=None):
     """Run the backup again: it succeeds (within `within` s), and its archive reads back."""
     t0 = time.monotonic()
     job_id = api("operator").post(f"/api/backup-jobs/{bj['id']}/run").json["job_id"]
-    row = wait_job(db, job_id, timeout=within or 300)
+    try:
+        row = wait_job(db, job_id, timeout=within or 300)
+    except AssertionError:
+        locks = sorted(str(p.relative_to(repo.base_dir or "/")) for p in Path(repo.base_dir or "/").rglob("lock*")) \
+            if repo.base_dir else []
+        if not repo.url.startswith("ssh://"):
+            locks += sorted(str(p.relative_to(repo.url)) for d in Path(repo.url).glob("lock*") for p in [d, *d.glob("*")])
+            locks += [p.read_text() for p in Path(repo.url).glob("lock.roster")]
+        state = {p: (Path(f"/proc/{p}/wchan").read_text(), Path(f"/proc/{p}/io").read_text().split()[:4])
+                 for p in borgs(repo.url)}
+        raise AssertionError(f"the next backup did not end in {within or 300} s; locks {locks}, borgs {borgs(repo.url)} "
+                             f"{state}:\n{log_text(api, job_id)[-3000:]}")
     took = time.monotonic() - t0
     assert row["status"] == "succeeded", (row["error"], log_text(api, job_id)[-3000:])
     assert "break-lock" not in log_text(api, job_id)
@@ -82,12 +93,21 @@ def assert_next_backup(api, db, bj, repo, data, within=None):
     return took
 
 
-def cancel_mid_create(api, db, redis, bj, marker, lock_name):
-    """Start the backup, cancel it while borg create runs; returns the canceled row."""
+def start_create(api, bj, marker, repo_dir):
+    """Run the backup now; returns its job id once borg create is writing chunks to the repository."""
     job_id = api("operator").post(f"/api/backup-jobs/{bj['id']}/run").json["job_id"]
     wait_for(lambda: [a for a in borgs(marker).values() if " create " in a], timeout=180, interval=0.1,
              what="borg create to run")
-    time.sleep(2)  # mid-way: borg has written some chunks
+    data = Path(repo_dir) / "data"
+    written = sum(f.stat().st_size for f in data.rglob("*") if f.is_file())
+    wait_for(lambda: sum(f.stat().st_size for f in data.rglob("*") if f.is_file()) > written + (32 << 20),
+             timeout=120, interval=0.1, what="borg create to write chunks")
+    return job_id
+
+
+def cancel_mid_create(api, db, redis, bj, marker, lock_name, repo_dir):
+    """Start the backup, cancel it while borg create writes; returns the canceled row."""
+    job_id = start_create(api, bj, marker, repo_dir)
     assert [a for a in borgs(marker).values() if " create " in a], "the backup ended before it could be canceled"
     t0 = time.monotonic()
     assert api("operator").post(f"/api/jobs/{job_id}/cancel").status_code == 202
@@ -108,7 +128,8 @@ def test_cancel_mid_create_locally(api, db, redis, start_worker, tmp_path):
     start_worker(1)
     assert wait_job(db, api("operator").post(f"/api/servers/{cl['id']}/setup").json["job_id"])["status"] == "succeeded"
     repo = BorgRepo(bj["location"], "local-pass-cancel-cl", base_dir=tmp_path / "cancel-cl-base")
-    _, took = cancel_mid_create(api, db, redis, bj, str(tmp_path / "cancel-cl-repos"), "cancel-cl/data")
+    _, took = cancel_mid_create(api, db, redis, bj, str(tmp_path / "cancel-cl-repos"), "cancel-cl/data",
+                                bj["location"])
     print(f"cancel to final status: {took:.1f} s")
     assert checkpoints(repo), "borg create stopped with SIGINT writes a checkpoint archive"
     assert repo.archive_names() == []
@@ -160,7 +181,8 @@ def test_cancel_mid_create_over_ssh(api, db, redis, start_worker, controller, ss
     assert job["status"] == "succeeded", (job["error"], log_text(api, job["id"])[-3000:])
     repo = client.repo("data", controller)
     # The pool path is in the client's borg argv (the URL) and in borg serve's --restrict-to-path.
-    row, took = cancel_mid_create(api, db, redis, bj, server.pools[0]["path"], "cancel-client/data")
+    row, took = cancel_mid_create(api, db, redis, bj, server.pools[0]["path"], "cancel-client/data",
+                                client.repo_path("data"))
     print(f"cancel to final status: {took:.1f} s")
     assert checkpoints(repo), "borg create stopped with SIGINT over SSH writes a checkpoint archive"
     assert repo.archive_names() == []
@@ -188,11 +210,7 @@ def test_killed_worker_next_backup_without_break_lock(api, db, redis, start_work
     assert wait_job(db, api("operator").post(f"/api/servers/{cl['id']}/setup").json["job_id"])["status"] == "succeeded"
 
     def start_backup():
-        job_id = api("operator").post(f"/api/backup-jobs/{bj['id']}/run").json["job_id"]
-        wait_for(lambda: [a for a in borgs(marker).values() if " create " in a], timeout=180, interval=0.1,
-                 what="borg create to run")
-        time.sleep(1)
-        return job_id
+        return start_create(api, bj, marker, repo.url)
 
     def settle(job_id, instance):
         wait_for(lambda: not redis.exists(q.heartbeat_key(job_id)), timeout=q.HEARTBEAT_TTL + 5, what="heartbeat expiry")
@@ -218,6 +236,7 @@ def test_killed_worker_next_backup_without_break_lock(api, db, redis, start_work
 
     # 2. The whole tree dies with SIGKILL, borg included: its repository lock is left behind, under
     #    this host's stable BORG_HOST_ID, so the next borg removes it itself (no break-lock).
+    fill(data)  # new content: the archives so far hold every chunk of the old
     job_id = start_backup()
     w.kill()
     lock_dir = Path(repo.url) / "lock.exclusive"
@@ -225,6 +244,10 @@ def test_killed_worker_next_backup_without_break_lock(api, db, redis, start_work
     machine_id = Path("/etc/machine-id").read_text().strip()
     assert [n for n in os.listdir(lock_dir) if n.startswith(f"{socket.gethostname()}@{machine_id}.")], os.listdir(lock_dir)
     settle(job_id, 3)
+    # A small change, so the 60 s measure the locks, not the upload.
+    for f in data.glob("big-*.bin"):
+        f.unlink()
+    fill(data, files=2, mb=1)
     t0 = time.monotonic()
     assert_next_backup(api, db, bj, repo, data, within=60)
     print(f"next backup after a SIGKILLed worker: {time.monotonic() - t0:.1f} s")
@@ -313,3 +336,99 @@ def test_module_borg_timeout(tmp_path):
     one = sorted(data.iterdir())[0]
     out = repo.extract(name, tmp_path / "restore", str(one).lstrip("/"))
     assert (out / str(one).lstrip("/")).read_bytes() == one.read_bytes()
+
+
+# --- the borg runner itself (module_utils), with real processes ------------------------------
+
+from ansible_collections.borgfleet.backup.plugins.module_utils import _process, borg as b  # noqa: E402
+
+# Stands in for borg: on SIGINT it "writes a checkpoint" (a marker file) and exits 2, as borg does;
+# with IGNORE it ignores SIGINT, as a hung borg would.
+SIGINT_CHILD = r"""
+import signal, sys, time
+def stop(*_):
+    open(sys.argv[1], "w").write("sigint")
+    sys.exit(2)
+signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[2] == "IGNORE" else stop)
+print("started", flush=True)
+time.sleep(120)
+"""
+
+
+def test_runner_stops_the_command_when_its_output_reader_goes_away(tmp_path):
+    """Over SSH the module outlives a killed playbook: its stdout's reader (sshd) goes away."""
+    r, w = os.pipe()
+    result = {}
+
+    def run():
+        try:
+            _process.run([sys.executable, "-c", SIGINT_CHILD, str(tmp_path / "m"), "STOP"], dict(os.environ), watch_fd=w)
+        except _process.Stopped as e:
+            result["stopped"] = e
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(2)
+    os.close(r)  # the reader of "the module's stdout" goes away
+    t.join(15)
+    os.close(w)
+    e = result["stopped"]
+    assert e.reason == "orphaned" and e.rc == 2 and "started" in e.stdout
+    assert (tmp_path / "m").read_text() == "sigint"
+
+
+def test_runner_kills_a_command_that_ignores_sigint_after_the_grace(tmp_path):
+    t0 = time.monotonic()
+    with pytest.raises(_process.Stopped) as e:
+        _process.run([sys.executable, "-c", SIGINT_CHILD, str(tmp_path / "m"), "IGNORE"], dict(os.environ),
+                     timeout=1, grace=2, watch_fd=None)
+    assert e.value.reason == "timeout" and e.value.rc == -9 and 3 <= time.monotonic() - t0 < 10
+    assert procs(str(tmp_path / "m")) == {}
+
+
+def test_runner_stops_the_command_when_the_module_is_killed(tmp_path):
+    """On a local connection ansible-runner's cancel SIGKILLs the module with the playbook's group."""
+    module = subprocess.Popen([sys.executable, "-c",
+                               "import sys, os; from ansible_collections.borgfleet.backup.plugins.module_utils import _process;"
+                               f"_process.run([sys.executable, '-c', {SIGINT_CHILD!r}, {str(tmp_path / 'm')!r}, 'STOP'],"
+                               " dict(os.environ), watch_fd=None)"],
+                              cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO / "collections")))
+    wait_for(lambda: procs(str(tmp_path / "m"), "signal"), timeout=20, what="the command to start")
+    time.sleep(1)
+    module.kill()
+    module.wait()
+    wait_for(lambda: (tmp_path / "m").exists() and not procs(str(tmp_path / "m")), timeout=15,
+             what="the guard to stop the command with SIGINT")
+    assert (tmp_path / "m").read_text() == "sigint"
+
+
+class Replies:
+    """A fake runner (pure logic): answers each call with the next (rc, out, err)."""
+
+    def __init__(self, *replies):
+        self.replies, self.calls = list(replies), []
+
+    def __call__(self, argv, env, cwd=None):
+        self.calls.append(argv)
+        return self.replies.pop(0)
+
+
+LOCKED = json.dumps({"type": "log_message", "levelname": "ERROR", "msgid": "LockTimeout",
+                     "message": "Failed to create/acquire the lock /r/lock.exclusive (timeout)."})
+
+
+def test_a_held_lock_is_first_tried_quickly_then_waited_for():
+    """borg sleeps lock_wait/20 s between lock attempts, also before retrying a stale lock it just
+    removed: a quick first try makes a killed run's stale locks cost ~1 s, not minutes."""
+    def lock_wait(argv):
+        return argv[argv.index("--lock-wait") + 1]
+    rec = Replies((2, "", LOCKED), (0, '{"archives": []}', ""))
+    b.Borg(b.BorgSettings("/r", passphrase="a-passphrase-for-tests"), runner=rec).list_archives()
+    assert [lock_wait(a) for a in rec.calls] == [str(b.QUICK_LOCK_WAIT), str(b.DEFAULT_LOCK_WAIT)]
+    rec = Replies((2, "", json.dumps({"type": "log_message", "levelname": "ERROR", "msgid": "Repository.DoesNotExist",
+                                      "message": "no repo"})))
+    with pytest.raises(b.BorgError) as e:
+        b.Borg(b.BorgSettings("/r", passphrase="a-passphrase-for-tests"), runner=rec).list_archives()
+    assert e.value.kind == "repository_missing" and len(rec.calls) == 1  # only a lock is worth waiting for
+    # User data after -- is never touched, even when it looks like the option.
+    argv = b.Borg(b.BorgSettings("/r", passphrase="a-passphrase-for-tests")).command(["create"], [], ["/r::a", "--lock-wait", "9"])
+    assert b._with_lock_wait(argv, 1)[-3:] == ["/r::a", "--lock-wait", "9"]
