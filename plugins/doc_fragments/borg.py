@@ -56,6 +56,14 @@ options:
     description:
       - C(BORG_BASE_DIR) for borg's cache, config and security directories.
     type: path
+  borg_timeout:
+    description:
+      - Seconds each borg command may run. Past that, borg is stopped with SIGINT (C(borg create) then writes
+        a checkpoint archive C(<name>.checkpoint) that the next backup reuses, and borg releases its locks),
+        and with SIGKILL if it is still running 20 seconds later; the task fails with C(error_kind=timeout).
+      - Borg is stopped the same way when the playbook running the module goes away (canceled or killed).
+      - Unset or V(0) means no limit.
+    type: int
 requirements:
   - borg 1.2 or newer (1.x) on the managed host
 '''

@@ -24,9 +24,15 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.borgfleet.backup.plugins.module_utils import _process
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
 
 DEFAULT_LOCK_WAIT = 600  # borg's own default is 1 s: far too short for scheduled work.
+# borg retries a held lock every lock_wait/20 s (30 s for 600), also when the lock is a stale one it
+# removes at once: after a killed run (a repository and a cache lock) the next command slept a
+# minute or more. So every command first tries with this short wait, and waits long only when
+# a live borg holds the lock (a lock timeout happens before borg does anything).
+QUICK_LOCK_WAIT = 1
 
 # Archive and backup names become part of `repo::archive` and of glob patterns: keep them
 # to a conservative alphabet. Borg placeholders ({now:...}, {hostname}) are allowed in
@@ -61,6 +67,7 @@ def borg_common_argument_spec():
         lock_wait=dict(type='int', default=DEFAULT_LOCK_WAIT),
         borg_binary=dict(type='str', default='borg'),
         borg_base_dir=dict(type='path'),
+        borg_timeout=dict(type='int'),
     )
 
 
@@ -82,7 +89,7 @@ class BorgSettings:
 
     def __init__(self, repository, passphrase=None, passcommand=None, ssh_key=None, ssh_known_hosts=None,
                  ssh_strict_host_key_checking=True, remote_path=None, lock_wait=DEFAULT_LOCK_WAIT,
-                 borg_binary='borg', borg_base_dir=None):
+                 borg_binary='borg', borg_base_dir=None, borg_timeout=None):
         if not repository:
             raise BorgError('repository is required', kind='invalid_input')
         if repository.startswith('-'):
@@ -97,6 +104,10 @@ class BorgSettings:
         self.lock_wait = lock_wait
         self.borg_binary = borg_binary
         self.borg_base_dir = borg_base_dir
+        if borg_timeout is not None and borg_timeout < 0:
+            raise BorgError('borg_timeout must be 0 (none) or a number of seconds, not %s' % borg_timeout,
+                            kind='invalid_input')
+        self.borg_timeout = borg_timeout or None
 
     @classmethod
     def from_params(cls, params):
@@ -143,6 +154,10 @@ class BorgSettings:
             env['BORG_PASSPHRASE'] = ''
         if self.borg_base_dir:
             env['BORG_BASE_DIR'] = self.borg_base_dir
+        if not os.environ.get('BORG_HOST_ID'):  # an operator's own setting wins
+            hostid = host_id()
+            if hostid:
+                env['BORG_HOST_ID'] = hostid
         return env
 
     def secrets(self):
@@ -152,6 +167,27 @@ class BorgSettings:
         if archive is None:
             return self.repository
         return '%s::%s' % (self.repository, archive)
+
+
+_HOST_ID = []
+
+
+def host_id():
+    """A stable BORG_HOST_ID for this host: ``<hostname>@<machine-id>``, or None (borg's own default).
+
+    borg removes a stale lock (its process gone) only when the lock's host id is its own. Its
+    default, ``<fqdn>@<MAC>``, changes when DNS answers differently and is random where no MAC is
+    found (containers, OpenVZ), so a killed run's lock would need a manual break-lock. Both parts
+    here come from local files, never from the network."""
+    if not _HOST_ID:
+        try:
+            with open('/etc/machine-id') as f:
+                machine_id = f.read().strip()
+        except (IOError, OSError):
+            machine_id = ''
+        ok = re.match(r'^[0-9a-f]{32}$', machine_id)
+        _HOST_ID.append('%s@%s' % (socket.gethostname(), machine_id) if ok else None)
+    return _HOST_ID[0]
 
 
 # Classification of borg's failures ------------------------------------------------------------
@@ -319,19 +355,28 @@ def probe_ssh_port(repository, timeout=5):
 
 # Runners: how a command is executed --------------------------------------------------------
 
-def subprocess_runner(argv, environ_update, cwd=None):
-    """Run argv without a shell; returns (rc, stdout, stderr) like AnsibleModule.run_command."""
+def subprocess_runner(argv, environ_update, cwd=None, timeout=None):
+    """Run argv without a shell; returns (rc, stdout, stderr) like AnsibleModule.run_command.
+
+    Through module_utils/_process: borg is stopped with SIGINT, a bounded wait, then SIGKILL on a
+    timeout, when the playbook goes away, or when the module is killed (raises _process.Stopped)."""
     env = dict(os.environ)
     env.update(environ_update)
-    proc = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-    return proc.returncode, proc.stdout, proc.stderr
+    return _process.run(argv, env, cwd=cwd, timeout=timeout)
 
 
-def module_runner(module):
-    def run(argv, environ_update, cwd=None):
-        return module.run_command(argv, environ_update=environ_update, cwd=cwd, check_rc=False)
-    return run
+def _succeeded(rc):
+    # Legacy exit codes: 1 = warning. Modern (borg >= 1.4): 100-127 = warning.
+    return rc == 0 or rc == 1 or 100 <= rc <= 127
+
+
+def _with_lock_wait(argv, seconds):
+    """argv with our --lock-wait value replaced (the first one, before any user data), or None."""
+    end = argv.index('--') if '--' in argv else len(argv)
+    if '--lock-wait' not in argv[:end]:
+        return None
+    i = argv.index('--lock-wait')
+    return argv[:i + 1] + [str(seconds)] + argv[i + 2:]
 
 
 class BorgResult:
@@ -360,7 +405,7 @@ class Borg:
 
     @classmethod
     def from_module(cls, module):
-        return cls(BorgSettings.from_params(module.params), runner=module_runner(module))
+        return cls(BorgSettings.from_params(module.params))
 
     # -- execution --------------------------------------------------------------------------
     def _common(self):
@@ -376,14 +421,23 @@ class Borg:
             argv += ['--'] + list(positionals)
         return argv
 
+    def _execute(self, argv, cwd):
+        secrets = self.settings.secrets()
+        kwargs = {'timeout': self.settings.borg_timeout} if self.settings.borg_timeout else {}
+        try:
+            rc, out, err = self.runner(argv, self.settings.environment(), cwd=cwd, **kwargs)
+        except _process.Stopped as e:
+            raise self._stopped(argv, e, secrets)
+        return rc, mask(out, secrets), mask(err, secrets)
+
     def run(self, argv, cwd=None):
         started = time.time()
-        rc, out, err = self.runner(argv, self.settings.environment(), cwd=cwd)
+        quick = _with_lock_wait(argv, QUICK_LOCK_WAIT) if self.settings.lock_wait > QUICK_LOCK_WAIT else None
+        rc, out, err = self._execute(quick or argv, cwd)
+        if quick and not _succeeded(rc) and classify(rc, err, self.settings)[0] == 'locked':
+            rc, out, err = self._execute(argv, cwd)
         duration = time.time() - started
-        secrets = self.settings.secrets()
-        out, err = mask(out, secrets), mask(err, secrets)
-        # Legacy exit codes: 1 = warning. Modern (borg >= 1.4): 100-127 = warning.
-        if rc == 0 or rc == 1 or 100 <= rc <= 127:
+        if _succeeded(rc):
             records, plain = parse_log_lines(err)
             warnings = [r.get('message') for r in records if r.get('levelname') == 'WARNING'
                         and r.get('message')] if rc else []
@@ -400,6 +454,19 @@ class Borg:
             kind, detail = 'not_installed', '%s not found' % self.settings.borg_binary
         raise BorgError(error_message(kind, detail, self.settings), kind=kind, cmd=argv, rc=rc,
                         stderr=err[-4000:])
+
+    def _stopped(self, argv, stopped, secrets):
+        what = 'borg %s' % argv[1] if len(argv) > 1 else 'borg'
+        how = 'with SIGINT, then SIGKILL' if stopped.rc == -9 else 'with SIGINT'
+        if stopped.reason == 'timeout':
+            msg = ('%s on %s ran longer than borg_timeout (%s s) and was stopped %s; '
+                   % (what, self.settings.repository, self.settings.borg_timeout, how))
+        else:
+            msg = '%s on %s was stopped %s: the playbook running it went away; ' % (what, self.settings.repository, how)
+        msg += ('an interrupted borg create leaves a checkpoint archive (<name>.checkpoint) that the next '
+                'backup reuses' if argv[1:2] == ['create'] else 'borg rolls back what it had not committed')
+        return BorgError(msg, kind='timeout' if stopped.reason == 'timeout' else 'stopped', cmd=argv,
+                         rc=stopped.rc, stderr=mask(stopped.stderr, secrets)[-4000:])
 
     def check_installed(self):
         """Fail early and clearly when borg is missing, without starting it (borg takes ~0.3 s to start;

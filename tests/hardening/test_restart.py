@@ -151,6 +151,10 @@ def test_backup_survives_a_restart(private, service, tmp_path):
             # Redis restarts (every key lost: heartbeat, repository lock, the RQ job) while borg runs;
             # borg then goes on for three heartbeat TTLs, long enough for the scheduler's sweeps.
             private.redis.restart(down=3)
+            # The running job takes its repository lock again (a second job of it must keep waiting).
+            rr = q.redis_conn(cfg)
+            wait_for(lambda: rr.get(q.lock_key(f"rs-{service}/data")) == job_id.encode(),
+                     timeout=4 * q.HEARTBEAT_TTL, what="the repository lock to be held again")
             time.sleep(3 * q.HEARTBEAT_TTL)
             go.touch()
         else:

@@ -139,9 +139,11 @@ def worker(instance, burst):
         # A worker that died earlier may have left jobs "running": settle them first.
         for job_id in q.sweep_abandoned(conn, r):
             click.echo(f"marked abandoned: {job_id}")
+        from . import jobs  # imported once here so each forked job starts without the import cost
+        for path in jobs.sweep_run_dirs(cfg, conn):
+            click.echo(f"removed the run directory of a finished job: {path}")
     finally:
         conn.close()
-    from . import jobs  # noqa: F401 -- imported once here so each forked job starts without the import cost
     name = worker_name(instance)
     # A previous process of the same instance killed hard leaves its name registered for a while.
     Worker(q.queues(r), connection=r, serializer=q.SERIALIZER,

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -46,11 +47,15 @@ class Heartbeat(threading.Thread):
     def __init__(self, r, job_id):
         super().__init__(daemon=True)
         self.r, self.key, self.stop = r, q.heartbeat_key(job_id), threading.Event()
+        self.job_id = job_id
+        self.lock = None   # (name, ttl) of the repository lock this job holds, once it holds it
 
     def run(self):
         while True:
             try:
                 self.r.set(self.key, "1", ex=q.HEARTBEAT_TTL)
+                if self.lock:
+                    self.keep_lock(*self.lock)
                 wait = q.HEARTBEAT_TTL / 3
             except RedisError as e:
                 log.warning("heartbeat %s not written (%s); retrying", self.key, e)
@@ -61,6 +66,13 @@ class Heartbeat(threading.Thread):
                 except RedisError:
                     pass   # it expires by itself
                 return
+
+    def keep_lock(self, name, ttl):
+        """A Redis restarted without persistence has lost the repository lock: take it again, so a
+        second job of the same repository keeps waiting (borg's own lock is the last guard)."""
+        holder = q.try_lock(self.r, name, self.job_id, ttl)
+        if holder not in (None, self.job_id):
+            log.warning("repository lock %s is now held by job %s while job %s still runs", name, holder, self.job_id)
 
 
 def run_job(job_id):
@@ -75,16 +87,24 @@ def run_job(job_id):
             return "skipped"
         params = json.loads(row["params_json"] or "{}")
         spec = q.KINDS[row["kind"]]
+        # One budget for the whole job, the wait for the repository lock included; RQ's own
+        # timeout (q.rq_timeout) is longer, so RQ never kills a running playbook.
+        deadline = time.monotonic() + spec["timeout"]
         rq_job = get_current_job()
         execute(db, "UPDATE jobs SET status='waiting', started_at=UTC_TIMESTAMP(3), worker=%s,"
                     " error=NULL WHERE id=%s", (rq_job.worker_name if rq_job else None, job_id))
         hb.start()
-        if params.get("lock"):
-            _wait_for_lock(db, r, job_id, params["lock"], spec["timeout"])
-            lock = params["lock"]
-        execute(db, "UPDATE jobs SET status='running' WHERE id=%s", (job_id,))
         run = PlaybookRun(cfg, db, r, row, params, spec)
-        run.run()
+        if params.get("lock"):
+            if not _wait_for_lock(db, r, job_id, params["lock"], deadline, run.cancelled):
+                q.finish(db, job_id, "canceled", error="canceled by a user while waiting for the repository")
+                return "canceled"
+            lock = params["lock"]
+            hb.lock = (lock, int(deadline - time.monotonic()) + q.RQ_MARGIN + 60)
+        execute(db, "UPDATE jobs SET status='running' WHERE id=%s", (job_id,))
+        run.run(timeout=max(MIN_RUN, int(deadline - time.monotonic())))
+        if lock and run.status in ("canceled", "timeout"):
+            _let_borg_stop(db, job_id)
         if run.status == "canceled":
             q.finish(db, job_id, "canceled", error="canceled by a user", rc=run.rc)
             return "canceled"
@@ -113,20 +133,66 @@ def _failed(db, job_id, kind, msg, result=None):
         q.finish(db, job_id, "failed", error=msg, result=result)
 
 
-def _wait_for_lock(db, r, job_id, name, ttl):
-    """Wait (status 'waiting') until no other job holds this repository's lock."""
+# A playbook gets at least this many seconds; a lock wait leaving less fails the job instead.
+MIN_RUN = 60
+
+
+def _wait_for_lock(db, r, job_id, name, deadline, cancelled):
+    """Wait (status 'waiting') until no other job holds this repository's lock; False if the job
+    was canceled meanwhile. The wait counts in the job's budget (it ends at ``deadline``)."""
     said = None
-    deadline = time.monotonic() + ttl
     while True:
-        holder = q.try_lock(r, name, job_id, ttl + 300)
+        # The lock outlives anything this job can do: past RQ's timeout the job is dead.
+        holder = q.try_lock(r, name, job_id, int(deadline - time.monotonic()) + q.RQ_MARGIN + 60)
         if holder is None:
-            return
+            return True
+        if cancelled():
+            return False
         if holder != said:
             q.append_log(db, job_id, [f"waiting: repository {name} is in use by job {holder}"])
             said = holder
-        if time.monotonic() > deadline:
-            raise JobError(f"repository {name} stayed locked by job {holder}; try again later")
+        if deadline - time.monotonic() < MIN_RUN:
+            raise JobError(f"repository {name} stayed locked by job {holder} for this job's whole time budget; "
+                           "try again later")
         time.sleep(1)
+
+
+def _let_borg_stop(db, job_id):
+    """The playbook was stopped (canceled, timed out). On each host borg gets SIGINT, then SIGKILL
+    after q.BORG_STOP_GRACE s (plugins/module_utils/_process.py); over SSH the worker cannot see it
+    end, so the repository stays locked (heartbeat on) until that bound has passed."""
+    q.append_log(db, job_id, [f"*** playbook stopped: the repository stays locked {q.STOP_HOLD} s while borg "
+                              "stops on the hosts (SIGINT, then SIGKILL) ***"])
+    time.sleep(q.STOP_HOLD)
+
+
+# ansible-playbook runs as the child of this small program, which ansible-runner starts in a
+# session of its own: when the work horse dies (SIGKILL, OOM), the kernel sends the program
+# SIGTERM (PR_SET_PDEATHSIG) and it kills the playbook's whole process group, as a cancel does,
+# instead of leaving an orphaned playbook running on.
+PLAYBOOK_GUARD = """#!{python}
+import ctypes, os, signal, subprocess, sys
+
+def die(*_):
+    os.killpg(0, signal.SIGKILL)
+
+signal.signal(signal.SIGTERM, die)
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != {horse}:
+    die()
+proc = subprocess.Popen([{playbook!r}] + sys.argv[1:])
+rc = proc.wait()
+sys.exit(rc if rc >= 0 else 128 - rc)
+"""
+
+
+def write_playbook_guard(directory):
+    path = os.path.join(directory, "playbook-guard")
+    exe = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700), "w") as f:
+        f.write(PLAYBOOK_GUARD.format(python=sys.executable, horse=os.getpid(),
+                                      playbook=exe if os.path.exists(exe) else "ansible-playbook"))
+    return path
 
 
 class PlaybookRun:
@@ -144,8 +210,10 @@ class PlaybookRun:
         # Writes not yet in MariaDB (it was unreachable): the playbook's start time and log lines.
         self.pending_start, self.pending_log = None, []
         self.db_down_at = None   # monotonic time of the last failed write, None while MariaDB answers
+        self.timeout = spec["timeout"]
 
-    def run(self):
+    def run(self, timeout=None):
+        self.timeout = timeout or self.timeout
         root = self.cfg["COLLECTION_ROOT"]
         playbook = os.path.join(root, "playbooks", self.spec["playbook"])
         if not os.path.isfile(playbook):
@@ -171,12 +239,14 @@ class PlaybookRun:
                 env["BORGFLEET_DB_PASSWORD_FILE"] = password.path
             limit = self.params.get("limit")
             runner = ansible_runner.interface.init_runner(
-                private_data_dir=pdd, project_dir=root, playbook=playbook, inventory=inv,
+                private_data_dir=pdd, project_dir=root, inventory=inv,
+                # The playbook dies with this work horse (the guard), so it is named on the command line.
+                binary=write_playbook_guard(pdd), cmdline=shlex.quote(playbook),
                 limit=",".join(limit) if limit else None,
                 ident=self.job_id, suppress_env_files=True, envvars=env, quiet=True,
                 # Runner's default caches the hosts' facts as files under artifacts/: keep them in memory.
                 fact_cache_type="memory",
-                timeout=max(60, self.spec["timeout"] - 60), rotate_artifacts=1,
+                timeout=self.timeout, rotate_artifacts=1,
                 event_handler=self.on_event, cancel_callback=self.cancelled,
                 finished_callback=self.on_finished)
             runner.config.env = playbook_env(runner.config.env, env)
@@ -214,7 +284,12 @@ class PlaybookRun:
         now = time.monotonic()
         if not self.cancel_seen and now - self.last_cancel_check >= 1:
             self.last_cancel_check = now
-            self.cancel_seen = bool(self.r.exists(q.cancel_key(self.job_id)))
+            try:
+                self.cancel_seen = bool(self.r.exists(q.cancel_key(self.job_id)))
+            except RedisError as e:
+                # Redis away (restarting): not a cancel. Raising here would make runner abandon the
+                # playbook; the flag is read again in a second.
+                log.warning("cancel flag of job %s not readable (%s)", self.job_id, e)
         return self.cancel_seen
 
     def on_finished(self, runner):
@@ -261,7 +336,7 @@ class PlaybookRun:
         if m:
             return f"the fleet inventory failed: {m.group(1)}"
         if self.status == "timeout":
-            return f"the playbook ran longer than {self.spec['timeout'] - 60} s and was stopped"
+            return f"the playbook ran longer than its time budget ({self.timeout} s) and was stopped"
         return f"playbook {self.spec['playbook']} ended {self.status} (rc {self.rc})"
 
 
@@ -274,6 +349,29 @@ def remove_tree(path, attempts=10):
             return
         time.sleep(0.2)
     log.warning("could not remove the run directory %s", path)
+
+
+_RUN_DIR_RE = re.compile(r"^job-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-")
+
+
+def sweep_run_dirs(cfg, db):
+    """Remove the private data dirs of finished jobs: a killed work horse never reached its own
+    cleanup. Dirs of jobs still queued, waiting or running (on any worker) are left alone."""
+    removed = []
+    try:
+        names = os.listdir(cfg["RUN_DIR"])
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        m = _RUN_DIR_RE.match(name)
+        if not m:
+            continue
+        row = query(db, "SELECT status FROM jobs WHERE id=%s", (m.group(1),), one=True)
+        if row is None or row["status"] in q.FINAL:
+            path = os.path.join(cfg["RUN_DIR"], name)
+            remove_tree(path)
+            removed.append(path)
+    return removed
 
 
 def write_inventory(cfg, directory):

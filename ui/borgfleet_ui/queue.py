@@ -19,7 +19,8 @@ from .db import execute, query, retrying
 
 log = logging.getLogger("borgfleet.queue")
 
-# playbook, RQ job_timeout (s) and whether a retry is safe (idempotent playbooks only).
+# playbook, the job's time budget in seconds (the wait for its repository lock and the playbook
+# run both count) and whether a retry is safe (idempotent playbooks only).
 KINDS = {
     "setup": {"playbook": "setup.yml", "timeout": 3600, "retry": True},
     "backup": {"playbook": "backup.yml", "timeout": 6 * 3600, "retry": False},
@@ -32,6 +33,18 @@ KINDS = {
 # Workers take queues in this order: user-facing quick work first, long backups last.
 QUEUE_ORDER = ["delete_archive", "setup", "list_archives", "collect_stats", "verify", "backup"]
 FINAL = ("succeeded", "failed", "abandoned", "canceled", "missed")
+# After a playbook is stopped (cancel, timeout) borg on the hosts gets SIGINT, then SIGKILL after
+# this many seconds (plugins/module_utils/_process.py STOP_GRACE); the worker keeps the repository
+# locked until that is over, plus a margin for noticing the playbook gone.
+BORG_STOP_GRACE = 20
+STOP_HOLD = BORG_STOP_GRACE + 10
+# RQ kills a work horse past its job_timeout: that must never happen to a running playbook, so
+# RQ's timeout is the job's budget plus the stop hold plus time to record the outcome.
+RQ_MARGIN = STOP_HOLD + 120
+
+
+def rq_timeout(kind):
+    return KINDS[kind]["timeout"] + RQ_MARGIN
 # A running job refreshes its heartbeat every TTL/3 s; without one for TTL s it is abandoned.
 HEARTBEAT_TTL = int(os.environ.get("BORGFLEET_HEARTBEAT_TTL", "30"))
 
@@ -75,7 +88,7 @@ def create_job(db, r, kind, params=None, server_id=None, backup_job_id=None, arc
     job_id = create_job_row(db, kind, server_id, backup_job_id, archive_id, params, user)
     try:
         Queue(queue_name(kind), connection=r, serializer=SERIALIZER).enqueue(
-            "borgfleet_ui.jobs.run_job", job_id, job_id=job_id, job_timeout=spec["timeout"],
+            "borgfleet_ui.jobs.run_job", job_id, job_id=job_id, job_timeout=rq_timeout(kind),
             retry=Retry(max=2, interval=[10, 60]) if spec["retry"] else None,
             result_ttl=86400, failure_ttl=7 * 86400)
     except Exception as e:
