@@ -20,9 +20,10 @@ import pytest
 from rq.job import Job
 
 from borgfleet_ui import jobs, queue as q
-from uilib import descendants, drop_local_backup, job_row, make_local_backup, wait_for, wait_job
+from uilib import add_ssh_pair, descendants, drop_local_backup, job_row, make_local_backup, wait_for, wait_job
 from tests.lib import fleet as fl
 from tests.lib.borgrepo import BorgRepo
+from tests.lib.throttle import CpuThrottle
 from tests.lib.trees import make_tree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,16 +122,30 @@ def cancel_mid_create(api, db, redis, bj, marker, lock_name, repo_dir):
     return row, took
 
 
-def test_cancel_mid_create_locally(api, db, redis, start_worker, tmp_path):
+@pytest.fixture()
+def throttle():
+    """borg create held to a tenth of a CPU: interrupted mid-way whatever the machine's speed."""
+    t = CpuThrottle(10)
+    yield t
+    t.close()
+
+
+def worker_path(throttle, tmp_path):
+    """The worker's PATH with the throttling borg wrapper in front (local runs use the worker's PATH)."""
+    return {"PATH": f"{throttle.borg_wrapper(tmp_path / 'slow-bin')}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_cancel_mid_create_locally(api, db, redis, start_worker, tmp_path, throttle):
     cl, bj = make_local_backup(api, tmp_path, "cancel-cl")
     data = tmp_path / "cancel-cl-data"
     fill(data)
-    start_worker(1)
+    start_worker(1, worker_path(throttle, tmp_path))
     assert wait_job(db, api("operator").post(f"/api/servers/{cl['id']}/setup").json["job_id"])["status"] == "succeeded"
     repo = BorgRepo(bj["location"], "local-pass-cancel-cl", base_dir=tmp_path / "cancel-cl-base")
     _, took = cancel_mid_create(api, db, redis, bj, str(tmp_path / "cancel-cl-repos"), "cancel-cl/data",
                                 bj["location"])
     print(f"cancel to final status: {took:.1f} s")
+    throttle.close()
     assert checkpoints(repo), "borg create stopped with SIGINT writes a checkpoint archive"
     assert repo.archive_names() == []
     assert_next_backup(api, db, bj, repo, data)
@@ -153,43 +168,30 @@ def ssh_pair(test_root, controller, sshd_factory):
     server.remove_user()
 
 
-def test_cancel_mid_create_over_ssh(api, db, redis, start_worker, controller, ssh_pair):
+def test_cancel_mid_create_over_ssh(api, db, redis, start_worker, controller, ssh_pair, throttle):
     server, client = ssh_pair
-    common = fl.inventory(controller, [], [])["all"]["vars"]
     op = api("operator")
-
-    def hostvars(h):
-        hv = {k: v for k, v in h.hostvars().items()
-              if k not in ("ansible_host", "ansible_port", "borgfleet_storage_pools", "borgfleet_backups",
-                           "borgfleet_backup_server")}
-        hv.update({k: v for k, v in common.items() if k != "ansible_user"})
-        return hv
-
-    bs = op.post("/api/servers", json={"name": server.name, "role": "backup_server", "address": server.sshd.address,
-                                       "port": server.sshd.port, "ssh_user": "root", "vars": hostvars(server),
-                                       "pools": server.pools})
-    assert bs.status_code == 201, bs.json
-    cl = op.post("/api/servers", json={"name": client.name, "role": "client", "address": client.sshd.address,
-                                       "port": client.sshd.port, "ssh_user": "root",
-                                       "backup_server_id": bs.json["id"], "vars": hostvars(client)})
-    assert cl.status_code == 201, cl.json
+    bs, cl = add_ssh_pair(api, controller, server, client)
     b = client.backups[0]
-    bj = op.post("/api/backup-jobs", json={"client_id": cl.json["id"], "name": "data", "paths": b["paths"],
+    bj = op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": "data", "paths": b["paths"],
                                            "passphrase": b["passphrase"]}).json
     start_worker(1)
-    job = wait_job(db, op.post(f"/api/servers/{bs.json['id']}/setup").json["job_id"])
+    job = wait_job(db, op.post(f"/api/servers/{bs['id']}/setup").json["job_id"])
     assert job["status"] == "succeeded", (job["error"], log_text(api, job["id"])[-3000:])
     repo = client.repo("data", controller)
+    # Every new session of the client's sshd (the module, its borg) runs throttled.
+    throttle.add(client.sshd.proc.pid)
     # The pool path is in the client's borg argv (the URL) and in borg serve's --restrict-to-path.
     row, took = cancel_mid_create(api, db, redis, bj, server.pools[0]["path"], "cancel-client/data",
                                 client.repo_path("data"))
     print(f"cancel to final status: {took:.1f} s")
+    throttle.close()
     assert checkpoints(repo), "borg create stopped with SIGINT over SSH writes a checkpoint archive"
     assert repo.archive_names() == []
     assert_next_backup(api, db, bj, repo, client.dir / "data")
     op.delete(f"/api/backup-jobs/{bj['id']}")
-    op.delete(f"/api/servers/{cl.json['id']}")
-    op.delete(f"/api/servers/{bs.json['id']}")
+    op.delete(f"/api/servers/{cl['id']}")
+    op.delete(f"/api/servers/{bs['id']}")
 
 
 def kill_worker_only(w):
@@ -200,13 +202,14 @@ def kill_worker_only(w):
     w.p.wait(timeout=30)
 
 
-def test_killed_worker_next_backup_without_break_lock(api, db, redis, start_worker, tmp_path, ui_env):
+def test_killed_worker_next_backup_without_break_lock(api, db, redis, start_worker, tmp_path, ui_env, throttle):
     cl, bj = make_local_backup(api, tmp_path, "wkill-cl")
     data = tmp_path / "wkill-cl-data"
     fill(data)
     marker = str(tmp_path / "wkill-cl-repos")
     repo = BorgRepo(bj["location"], "local-pass-wkill-cl", base_dir=tmp_path / "wkill-cl-base")
-    w = start_worker(1)
+    slow = worker_path(throttle, tmp_path)
+    w = start_worker(1, slow)
     assert wait_job(db, api("operator").post(f"/api/servers/{cl['id']}/setup").json["job_id"])["status"] == "succeeded"
 
     def start_backup():
@@ -215,7 +218,7 @@ def test_killed_worker_next_backup_without_break_lock(api, db, redis, start_work
     def settle(job_id, instance):
         wait_for(lambda: not redis.exists(q.heartbeat_key(job_id)), timeout=q.HEARTBEAT_TTL + 5, what="heartbeat expiry")
         time.sleep(1)
-        w = start_worker(instance)
+        w = start_worker(instance, slow)
         row = wait_job(db, job_id, timeout=60)
         assert row["status"] == "abandoned", (row["status"], row["error"])
         assert not redis.exists(q.lock_key("wkill-cl/data"))
@@ -231,14 +234,17 @@ def test_killed_worker_next_backup_without_break_lock(api, db, redis, start_work
     wait_for(lambda: not procs(f"job-{job_id}-") and not borgs(marker), timeout=q.STOP_HOLD + 10,
              what="the orphaned playbook and its borg to end")
     assert checkpoints(repo)
+    throttle.limit(None)
     w = settle(job_id, 2)
     assert assert_next_backup(api, db, bj, repo, data, within=60) < 60
 
     # 2. The whole tree dies with SIGKILL, borg included: its repository lock is left behind, under
     #    this host's stable BORG_HOST_ID, so the next borg removes it itself (no break-lock).
     fill(data)  # new content: the archives so far hold every chunk of the old
+    throttle.limit(10)
     job_id = start_backup()
     w.kill()
+    throttle.limit(None)
     lock_dir = Path(repo.url) / "lock.exclusive"
     assert lock_dir.is_dir(), "a SIGKILLed borg leaves its repository lock"
     machine_id = Path("/etc/machine-id").read_text().strip()

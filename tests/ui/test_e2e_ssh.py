@@ -5,7 +5,7 @@ import secrets
 
 import pytest
 
-from uilib import wait_job
+from uilib import add_ssh_pair, wait_job
 from tests.lib import fleet as fl
 from tests.lib.trees import compare_trees, make_tree
 
@@ -28,42 +28,24 @@ def ssh_fleet(test_root, controller, sshd_factory):
 
 def test_ssh_fleet_setup_backup_delete(api, db, start_worker, controller, ssh_fleet, tmp_path):
     server, client = ssh_fleet
-    common = fl.inventory(controller, [], [])["all"]["vars"]
     op = api("operator")
-
-    def hostvars(h):
-        # Connection settings the API has columns for go there; the rest are saved host vars.
-        hv = {k: v for k, v in h.hostvars().items()
-              if k not in ("ansible_host", "ansible_port", "borgfleet_storage_pools", "borgfleet_backups",
-                           "borgfleet_backup_server")}
-        hv.update({k: v for k, v in common.items() if k != "ansible_user"})
-        return hv
-
-    admin = api("admin")  # extra vars are set by admins only
-    bs = admin.post("/api/servers", json={"name": server.name, "role": "backup_server", "address": server.sshd.address,
-                                       "port": server.sshd.port, "ssh_user": "root", "vars": hostvars(server),
-                                       "pools": server.pools})
-    assert bs.status_code == 201, bs.json
-    cl = admin.post("/api/servers", json={"name": client.name, "role": "client", "address": client.sshd.address,
-                                       "port": client.sshd.port, "ssh_user": "root",
-                                       "backup_server_id": bs.json["id"], "vars": hostvars(client)})
-    assert cl.status_code == 201, cl.json
+    bs, cl = add_ssh_pair(api, controller, server, client)
     b = client.backups[0]
-    bj = op.post("/api/backup-jobs", json={"client_id": cl.json["id"], **{k: b[k] for k in
+    bj = op.post("/api/backup-jobs", json={"client_id": cl["id"], **{k: b[k] for k in
                                                                           ("name", "paths", "exclude", "passphrase")}})
     assert bj.status_code == 201, bj.json
     assert bj.json["location"] == client.repo_url("data")
     start_worker(1)
 
-    job = wait_job(db, op.post(f"/api/servers/{bs.json['id']}/setup").json["job_id"])
+    job = wait_job(db, op.post(f"/api/servers/{bs['id']}/setup").json["job_id"])
     assert job["status"] == "succeeded", (job["error"], log(api, job["id"]))
     servers = {s["name"]: s for s in api("viewer").get("/api/servers").json["items"]}
     assert servers["ui-server"]["setup_status"] == servers["ui-client"]["setup_status"] == "ok"
 
     # Stats of the backup server over SSH, stored per server (server_facts' system dict).
-    job = wait_job(db, op.post(f"/api/servers/{bs.json['id']}/collect-stats").json["job_id"])
+    job = wait_job(db, op.post(f"/api/servers/{bs['id']}/collect-stats").json["job_id"])
     assert job["status"] == "succeeded", (job["error"], log(api, job["id"]))
-    stats = api("viewer").get(f"/api/servers/{bs.json['id']}/stats").json["items"]
+    stats = api("viewer").get(f"/api/servers/{bs['id']}/stats").json["items"]
     assert len(stats) == 1
     system = stats[0]["data"]
     assert system["memory"]["total_bytes"] > 0 and system["cpu"]["cores"] >= 1
@@ -106,8 +88,8 @@ def test_ssh_fleet_setup_backup_delete(api, db, start_worker, controller, ssh_fl
     assert api("viewer").get("/api/archives", query_string={"backup_job_id": bj.json["id"]}).json["items"] == []
 
     op.delete(f"/api/backup-jobs/{bj.json['id']}")
-    op.delete(f"/api/servers/{cl.json['id']}")
-    op.delete(f"/api/servers/{bs.json['id']}")
+    op.delete(f"/api/servers/{cl['id']}")
+    op.delete(f"/api/servers/{bs['id']}")
 
 
 def log(api, job_id):
