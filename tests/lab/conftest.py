@@ -63,6 +63,8 @@ class VM:
                 "ansible_ssh_private_key_file": str(self.key),
                 "ansible_ssh_common_args": "-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes"
                                            % self.known_hosts,
+                # sshd under TCG on a loaded host can take longer than the default 10 s to answer.
+                "ansible_ssh_timeout": 60,
                 "ansible_python_interpreter": "/usr/bin/python3"}
 
 
@@ -91,8 +93,9 @@ def lab_vm(tmp_path_factory, lab_timings):
     state = Path(tmp_path_factory.mktemp("labvm"))
     started = time.monotonic()
     try:
+        # lab/boot waits up to LAB_SSH_TIMEOUT (1200 s) for SSH and then fails with the console's tail.
         subprocess.run([str(LAB / "boot"), "start", str(state), image], stdout=subprocess.PIPE, check=True,
-                       timeout=900)
+                       timeout=1500)
         lab_timings["boot to SSH"] = time.monotonic() - started
         yield VM(state)
     finally:
