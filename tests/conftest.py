@@ -78,3 +78,7 @@ def ansible_control_dir(test_root):
     d = test_root / "ansible-cp"
     d.mkdir(mode=0o700)
     return d
+
+
+# The service's fixtures, registered here once so tests/ui and tests/hardening share one service.
+from tests.lib.ui_fixtures import api, app, client, db, redis, start_worker, ui_env, users  # noqa: E402,F401

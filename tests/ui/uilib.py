@@ -1,4 +1,4 @@
-"""Helpers for the service tests (imported by tests/ui/conftest.py and the tests).
+"""Helpers for the service tests (imported by tests/lib/ui_fixtures.py and the tests).
 
 A module of its own, not conftest, so `from uilib import ...` cannot pick up another
 directory's conftest module when the whole suite runs.
