@@ -7,7 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from uilib import drop_local_backup, make_local_backup, wait_for, wait_job
+from test_browser import browser, login, web  # noqa: F401  (fixtures: Chromium and the web process)
+from uilib import REPO, drop_local_backup, make_local_backup, wait_for, wait_job
 
 
 def _page(app, users, job_id):
@@ -18,7 +19,8 @@ def _page(app, users, job_id):
     return c.get(f"/jobs/{job_id}").get_data(as_text=True)
 
 
-def test_wrong_passphrase_and_locked_repository_are_named(api, app, users, db, start_worker, tmp_path):
+def test_wrong_passphrase_and_locked_repository_are_named(api, app, users, db, start_worker, tmp_path,
+                                                           browser, web):  # noqa: F811
     cl, bj = make_local_backup(api, tmp_path, "errkind")
     # A short lock wait, so a held repository fails the run at once (an admin sets extra vars).
     assert api("admin").put(f"/api/servers/{cl['id']}",
@@ -55,6 +57,13 @@ def test_wrong_passphrase_and_locked_repository_are_named(api, app, users, db, s
         page = _page(app, users, wrong["id"])
         assert re.search(r'<td class="error-kind">wrong passphrase</td>', page), page
         assert "not-the-passphrase" not in page and "not-the-passphrase" not in str(api_view)
+        # As a person sees it: the page in Chromium, kept for a reviewer under tests/output/.
+        shown = login(browser, web, users["viewer"])
+        shown.goto(f"{web}/jobs/{wrong['id']}")
+        assert shown.inner_text("#failures .error-kind") == "wrong passphrase"
+        out = Path(REPO) / "tests" / "output"
+        out.mkdir(exist_ok=True)
+        shown.screenshot(path=str(out / "job-failed-error-class.png"), full_page=True)
         # Nothing was lost: the first archive is still the only one, and it opens.
         listed = subprocess.run(["borg", "list", "--short", str(repo)], env=env, capture_output=True, text=True)
         assert listed.returncode == 0 and len(listed.stdout.split()) == 1 and listed.stdout.startswith("data-")
