@@ -1,4 +1,4 @@
-"""REST API, auth and roles against the real MariaDB/Redis (no worker needed)."""
+"""REST API, auth and roles against the real MariaDB/Redis (one test drains the queue with a worker)."""
 import json
 import re
 
@@ -6,6 +6,7 @@ import re
 from borgfleet_ui import db as dbm
 from borgfleet_ui import openapi
 from borgfleet_ui.auth import PUBLIC, ROLES, hash_token
+from uilib import wait_for
 
 ARGS = {"sid": 1, "pid": 1, "bid": 1, "aid": 1, "tid": 1, "uid": 1, "job_id": "x", "name": "w", "action": "stop"}
 
@@ -241,9 +242,11 @@ def test_settings_admin_only_write(api):
     assert api("viewer").get("/api/settings").json["app_name"] == "Fleet Test"
 
 
-def test_run_now_queues_and_cancel_before_start(api, db, redis):
-    """No worker runs here: the job stays queued in its kind's RQ queue until canceled."""
+def test_run_now_queues_and_cancel_before_start(api, db, redis, start_worker, tmp_path):
+    """The job waits queued in its kind's RQ queue; canceled before a worker takes it, it never runs:
+    a worker then drains the queue and the job stays canceled, with an empty log and no archive."""
     from rq import Queue
+    from rq.job import Job
     from borgfleet_ui import queue as q
     op = api("operator")
     cl = api("admin").post("/api/servers", json={"name": "cl-cancel", "role": "client", "connection": "local",
@@ -259,7 +262,16 @@ def test_run_now_queues_and_cancel_before_start(api, db, redis):
     assert api("viewer").post(f"/api/jobs/{job_id}/cancel").status_code == 403
     assert op.post(f"/api/jobs/{job_id}/cancel").json["status"] == "canceled"
     assert op.post(f"/api/jobs/{job_id}/cancel").status_code == 400   # already final
-    Queue(q.queue_name("backup"), connection=redis, serializer=q.SERIALIZER).remove(job_id)
+    queue = Queue(q.queue_name("backup"), connection=redis, serializer=q.SERIALIZER)
+    assert job_id in queue.job_ids   # still queued in RQ: the worker must skip it, not miss it
+    start_worker(1)
+    wait_for(lambda: job_id not in queue.job_ids and Job.fetch(job_id, connection=redis, serializer=q.SERIALIZER)
+             .get_status() == "finished" or None, timeout=120, what="a worker to take the canceled job")
+    assert Job.fetch(job_id, connection=redis, serializer=q.SERIALIZER).return_value() == "skipped"
+    row = api("viewer").get(f"/api/jobs/{job_id}").json
+    assert row["status"] == "canceled" and row["started_at"] is None
+    assert api("viewer").get(f"/api/jobs/{job_id}/log").json["lines"] == []
+    assert api("viewer").get("/api/archives", query_string={"backup_job_id": bj["id"]}).json["items"] == []
     op.delete(f"/api/backup-jobs/{bj['id']}")
     op.delete(f"/api/servers/{cl['id']}")
 
