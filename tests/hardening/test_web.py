@@ -19,6 +19,7 @@ import pytest
 from borgfleet_ui import auth, create_app, db as dbm, queue as q
 from borgfleet_ui.auth import create_token, create_user
 from tests.lib.sshd import free_port
+from test_browser import CHROMIUM, browser, web  # noqa: F401  (fixtures: Chromium and the web process)
 from uilib import REPO, UI, wait_for, worker_env
 
 SITE = "http://bf.example"
@@ -363,57 +364,25 @@ def test_redis_password_in_url_app_and_worker(password_redis, ui_env, db, tmp_pa
     assert "borgfleet:nope@" not in wrong.stdout + wrong.stderr   # the URL itself is not printed
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture()
-def web_server(ui_env, tmp_path):
-    """The real web server (`borgfleet-ui web`) in a subprocess on a free port."""
-    import urllib.request
-    port = free_port("127.0.0.1")
-    log = open(tmp_path / "web.log", "w")
-    p = subprocess.Popen([sys.executable, "-m", "borgfleet_ui", "web", "--port", str(port)], env=worker_env(),
-                         stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return urllib.request.urlopen(url + "/api/health", timeout=2).status == 200
-        except OSError:
-            return False
-    wait_for(up, timeout=30, what="the web server")
-    yield url
-    p.terminate()
-    p.wait(timeout=20)
-    log.close()
-
-
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-def test_pages_break_no_csp_rule_in_chromium(web_server, users):
+def test_pages_break_no_csp_rule_in_chromium(browser, web, users):  # noqa: F811
     """The real pages in Debian's chromium: no Content-Security-Policy violation on any page, and a
     page framed by another origin stays blank (frame-ancestors 'none')."""
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                               args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
-        try:
-            page = b.new_context().new_page()
-            violations = []
-            page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
-            page.goto(web_server + "/login")
-            page.fill("input[name=username]", users["admin"][0])
-            page.fill("input[name=password]", users["admin"][1])
-            page.click("#login")
-            page.wait_for_url(web_server + "/")
-            for path in ("/servers", "/backup-jobs", "/archives", "/jobs", "/workers"):
-                assert page.goto(web_server + path).status == 200
-            assert violations == []
-            page.set_content(f'<iframe id="f" src="{web_server}/login"></iframe>')
-            page.wait_for_timeout(1500)
-            assert page.frame_locator("#f").locator("#login").count() == 0
-            assert any("frame-ancestors" in v for v in violations)   # refused by the policy, not by chance
-        finally:
-            b.close()
+    page = browser.new_context().new_page()
+    violations = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(web + "/login")
+    page.fill("input[name=username]", users["admin"][0])
+    page.fill("input[name=password]", users["admin"][1])
+    page.click("#login")
+    page.wait_for_url(web + "/")
+    for path in ("/servers", "/backup-jobs", "/archives", "/jobs", "/workers"):
+        assert page.goto(web + path).status == 200
+    assert violations == []
+    page.set_content(f'<iframe id="f" src="{web}/login"></iframe>')
+    page.wait_for_timeout(1500)
+    assert page.frame_locator("#f").locator("#login").count() == 0
+    assert any("frame-ancestors" in v for v in violations)   # refused by the policy, not by chance
 
 
 def test_redis_requirepass_in_url(ui_env, db, tmp_path):
