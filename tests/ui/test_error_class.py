@@ -4,7 +4,6 @@ import json
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 from test_browser import browser, login, web  # noqa: F401  (fixtures: Chromium and the web process)

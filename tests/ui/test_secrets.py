@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 
 from borgfleet_ui import db as dbm, secret_store
 from tests.lib.borgrepo import BorgRepo
-from uilib import REPO, UI, drop_local_backup, make_local_backup, wait_job, worker_env
+from uilib import REPO, drop_local_backup, make_local_backup, wait_job, worker_env
 
 UNSAFE = "__ansible_unsafe"   # how ansible-inventory --list prints a value marked unsafe
 
