@@ -20,7 +20,6 @@ import re
 import shlex
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 
