@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from plugins.module_utils.borg import host_id
 from tests.lib.fleet import Controller
 from tests.lib.sshd import Sshd, keygen
+
+# Raw borg in the tests runs as docs/contract.md tells an operator to run it on a managed host: with
+# the host id the modules use, so each side recognises (and removes) the other's stale locks.
+os.environ.setdefault("BORG_HOST_ID", host_id())
 
 # sshd's StrictModes and the borg user's access to pools need every parent directory to be
 # root-owned and not world-writable, which rules out /tmp.
