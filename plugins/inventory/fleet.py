@@ -211,7 +211,9 @@ class InventoryModule(BaseInventoryPlugin):
             conn = pymysql.connect(host=self.get_option("db_host"), port=int(self.get_option("db_port")),
                                    user=self.get_option("db_user"), password=password,
                                    database=self.get_option("db_name"), charset="utf8mb4",
-                                   cursorclass=pymysql.cursors.DictCursor)
+                                   cursorclass=pymysql.cursors.DictCursor,
+                                   # A hung database fails the run with a message, never hangs it.
+                                   connect_timeout=10, read_timeout=120, write_timeout=60)
         except pymysql.MySQLError as e:
             raise AnsibleError(f"cannot reach the BorgFleet database: {e}") from e
         try:
