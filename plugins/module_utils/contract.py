@@ -416,6 +416,12 @@ def check_databases(value, client, name):
     return out
 
 
+def verifiable(databases):
+    """Whether a backup's archives can be verified by starting them (instant recovery): they hold
+    a database's data directory, i.e. it is a database backup not taken by dump (SQL files)."""
+    return bool(databases) and (databases[0].get("method") or "auto") != "dump"
+
+
 def check_backup_keys(backup, client):
     if not isinstance(backup, Mapping):
         _fail("client %r: each entry of borgfleet_backups must be a mapping, got %r" % (client, backup))
