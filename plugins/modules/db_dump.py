@@ -105,20 +105,10 @@ warnings_from_borg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.borgfleet.backup.plugins.module_utils.borg import (
-    BORG_COMMON_MUTUALLY_EXCLUSIVE, Borg, BorgError, borg_common_argument_spec, validate_archive_name)
+    BORG_COMMON_MUTUALLY_EXCLUSIVE, Borg, BorgError, borg_common_argument_spec)
 from ansible_collections.borgfleet.backup.plugins.module_utils.databases import (
     DatabaseError, connection_argument_spec, engine_from_params)
-
-
-def dump_plan(engine):
-    """(argv, file name inside the archive) for this engine and database."""
-    database = engine.database
-    if engine.name == 'postgresql':
-        if database:
-            return engine.dump_command(), 'postgresql-%s.pgdump' % database
-        return engine.dump_all_command(), 'postgresql-all.sql'
-    suffix = {'mongodb': 'archive.gz'}.get(engine.name, 'sql')
-    return engine.dump_command(), '%s-%s.%s' % (engine.name, database or 'all', suffix)
+from ansible_collections.borgfleet.backup.plugins.module_utils.db_backup import DUMP_COMPRESSION, dump_backup
 
 
 def main():
@@ -126,7 +116,7 @@ def main():
     argument_spec.update(connection_argument_spec())
     argument_spec.update(
         archive_name=dict(type='str', required=True),
-        compression=dict(type='str', default='auto,zstd,3'),
+        compression=dict(type='str', default=DUMP_COMPRESSION),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=BORG_COMMON_MUTUALLY_EXCLUSIVE)
@@ -138,20 +128,7 @@ def main():
     except DatabaseError as e:
         module.fail_json(**e.to_fail_kwargs())
     try:
-        validate_archive_name(p['archive_name'])
-        borg.version()
-        argv, filename = dump_plan(engine)
-        out = dict(changed=True, dump=dict(engine=p['engine'], database=p['database'], file=filename,
-                                           command=argv))
-        if module.check_mode:
-            engine.datadir()  # proves the database answers with these credentials
-        else:
-            created = borg.create_from_command(p['archive_name'], argv, filename, compression=p['compression'])
-            archive = created['archive']
-            out['archive'] = dict(name=archive.get('name'), id=archive.get('id'), start=archive.get('start'),
-                                  end=archive.get('end'), duration=archive.get('duration'),
-                                  stats=archive.get('stats', {}))
-            out['warnings_from_borg'] = created.get('warnings', [])
+        out = dump_backup(borg, engine, p['archive_name'], p['compression'], module.check_mode)
     except (BorgError, DatabaseError) as e:
         engine.close()
         module.fail_json(**e.to_fail_kwargs())

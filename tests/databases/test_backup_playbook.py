@@ -57,6 +57,14 @@ def test_backup_playbook_snapshots_or_dumps(mariadb, postgres, plain_mariadb, bt
     assert not any(e["failed"] for e in report.values()), report
     assert report["maria"]["method"] == "snapshot" and report["pg"]["method"] == "snapshot"
     assert report["shop"]["method"] == "dump"
+    # The module says why: auto chose by the storage of the data directory.
+    assert report["maria"]["method_reason"].startswith("auto: ") and "btrfs" in report["maria"]["method_reason"]
+    assert report["shop"]["method_reason"].startswith("auto: ") and "cannot be snapshotted (plain storage)" \
+        in report["shop"]["method_reason"], report["shop"]
+    assert report["shop"]["dump"]["file"] == "mariadb-shop.sql" and "freeze" not in report["shop"]
+    assert {report[b]["engine"] for b in ("maria", "shop")} == {"mariadb"} and report["pg"]["engine"] == "postgresql"
+    assert all(report[b]["client"] == "localhost" and report[b]["repository"] == str(pool / "localhost" / b)
+               for b in ("maria", "pg", "shop"))
     assert 0 < report["maria"]["freeze"]["window"] < 5
 
     def contents(backup):
