@@ -321,6 +321,11 @@ def authorized_keys_line(entry):
     return 'command="borg serve%s",restrict %s' % (restrict, entry["public_key"])
 
 
+def verifiable_backups(backups):
+    """The backups whose archives can be verified by starting them (contract.verifiable)."""
+    return [b for b in backups or [] if contract.verifiable(b.get("databases"))]
+
+
 def result_report(results, keys=()):
     """Non-secret summary of a looped module result (register of a no_log task).
 
@@ -366,4 +371,5 @@ class FilterModule(object):
             "validate_public_key": validate_public_key,
             "known_hosts_name": known_hosts_name,
             "result_report": result_report,
+            "verifiable_backups": verifiable_backups,
         }

@@ -29,6 +29,10 @@ description:
     V(absent) stops the engine and removes the mounts, the layer and the state file;
     V(query) returns the sessions (changes nothing); V(cleanup) tears down every session that is broken (engine died while
     running, a mount dead or gone) and unmounts our mounts no session owns.
+  - V(verified) proves that a backup restores - the verification of C(verify.yml): it starts O(archive) (default the
+    newest archive matching O(match_archives)) as a throwaway session, lists its databases, counts the rows of the
+    largest table, runs O(query) if given, and always tears the session down, whatever failed. It returns the
+    RV(report) and fails when the archive did not start or held no database.
   - Needs Debian's C(python3-pyfuse3) on the host (rowfs runs as its own process) and the engine's server
     binaries (C(postgresql-<version>) or C(mariadb-server)). The host can be another one than the one
     backed up (a recovery host), which pulls from the repository with its own key.
@@ -41,23 +45,35 @@ extends_documentation_fragment:
 options:
   repository:
     description:
-      - The borg repository. Required with O(state=started).
+      - The borg repository. Required with O(state=started) and O(state=verified).
     type: str
     required: false
   state:
     description:
       - What the session should be; see the description.
     type: str
-    choices: [started, stopped, absent, query, cleanup]
+    choices: [started, stopped, absent, query, cleanup, verified]
     default: started
   name:
     description:
-      - Session name (letters, digits, C(. _ -), at most 40). Default derived from O(archive).
+      - Session name (letters, digits, C(. _ -), at most 40). Default derived from O(archive); with
+        O(state=verified) C(verify-<backup>) when O(backup) is given. A session of that name left by an
+        interrupted verification is torn down first.
+    type: str
+  backup:
+    description:
+      - With O(state=verified), the name of the backup verified, reported in RV(report).
+    type: str
+  match_archives:
+    description:
+      - With O(state=verified) and no O(archive), a glob (the backup's C(<backup>-*)) whose newest archive is
+        verified.
     type: str
   archive:
     description:
       - Archive holding the data directory (a crash-consistent copy - a snapshot or a stopped server).
-      - Required with O(state=started) unless O(name) names an existing session.
+      - Required with O(state=started) unless O(name) names an existing session; with O(state=verified), unless
+        O(match_archives) is given.
     type: str
   engine:
     description:
@@ -118,6 +134,7 @@ options:
   keep_on_failure:
     description:
       - Leave a session that failed to start in place for inspection (V(cleanup) or V(absent) remove it).
+        Not with O(state=verified), which always tears its session down.
     type: bool
     default: false
 attributes:
@@ -153,6 +170,16 @@ EXAMPLES = r'''
     name: pg-yesterday
     state: absent
 
+- name: Prove that the newest archive of backup pgdata starts and holds its data, then remove it
+  borgfleet.backup.instant_recovery:
+    state: verified
+    backup: pgdata
+    repository: ssh://borg@backup1.example.com:22/srv/borg/db1/pgdata
+    passphrase: "{{ vault_pg_passphrase }}"
+    match_archives: pgdata-*
+  register: verification
+  no_log: true
+
 - name: Tear down whatever a failure left behind
   borgfleet.backup.instant_recovery:
     state: cleanup
@@ -160,8 +187,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 session:
-  description: The session (started/stopped); absent after V(absent).
-  returned: when state is started or stopped
+  description: The session (started/stopped; with V(verified), as it was before it was torn down); absent after
+    V(absent).
+  returned: when state is started, stopped or verified (once started)
   type: dict
   contains:
     name: {description: Session name., type: str}
@@ -204,6 +232,13 @@ query_rows:
   returned: when O(query) is given
   type: list
   elements: list
+report:
+  description: The verification (O(state=verified)), also when it failed - C(backup), C(archive), C(passed),
+    C(engine), C(ready_seconds) (from the start of the task to the first answered query), C(total_seconds)
+    (session torn down included), C(databases), C(largest_table), C(rows), C(query_rows), C(layer_bytes),
+    C(msg) (why it did not pass; empty when it passed).
+  returned: when state is verified
+  type: dict
 '''
 
 import datetime
@@ -305,6 +340,64 @@ def extras(p, engine):
     return out
 
 
+def newest_archive(module, p):
+    archives = Borg.from_module(module).list_archives(match_archives=p['match_archives'], last=1)
+    if not archives:
+        raise rc.RecoveryError('no archive of this backup (none matches %s)' % p['match_archives'])
+    return archives[-1]['name']
+
+
+def failure_of(e):
+    """fail_json keywords for an exception: borg's own message and kind, recovery's message and engine log."""
+    if isinstance(e, BorgError):
+        return e.to_fail_kwargs()
+    if isinstance(e, rc.RecoveryError):
+        return {'msg': e.msg, 'log': e.log}
+    return {'msg': 'instant recovery failed: %s: %s' % (type(e).__name__, e), 'exception': traceback.format_exc()}
+
+
+def verify(module, p, name, started):
+    """state=verified: start the archive as a throwaway session, check it, and tear it down whatever happened."""
+    report = dict(backup=p['backup'], archive=p['archive'], passed=False, engine=None, ready_seconds=None,
+                  total_seconds=None, databases=[], largest_table=None, rows=None, query_rows=None,
+                  layer_bytes=None, msg='')
+    result = dict(changed=not module.check_mode, removed=[], report=report)
+    fail = None
+    try:
+        if not report['archive']:
+            report['archive'] = p['archive'] = newest_archive(module, p)
+        if module.check_mode:
+            report.update(passed=None, msg='check mode: nothing started')
+            module.exit_json(**result)
+        leftover = rc.load_session(name)
+        if leftover:  # of a verification that was killed
+            result['removed'] = rc.teardown(leftover)
+        session = build(module, p, name, started)
+        engine = make_engine(p, session)
+        report.update(engine=session['engine'], ready_seconds=round(time.time() - started, 3))
+        checked = engine.verify()
+        report.update(databases=checked['databases'], largest_table=checked['largest_table'], rows=checked['rows'])
+        if p['query']:
+            report['query_rows'] = engine.query_rows(p['query'], p['query_database'])
+        if not report['databases']:
+            raise rc.RecoveryError('the recovered %s lists no database' % session['engine'])
+        report['passed'] = True
+    except Exception as e:  # reported below, after the teardown
+        fail = failure_of(e)
+        report['msg'] = fail['msg']
+    finally:
+        # Whatever failed (start, check, query), nothing of the session stays: mounts, engine, rowfs, layer.
+        session = rc.load_session(name)
+        if session:
+            result['session'] = rc.public(session)
+            report['layer_bytes'] = result['session']['layer_bytes']
+            result['removed'] = result['removed'] + rc.teardown(session)
+        report['total_seconds'] = round(time.time() - started, 3)
+    if fail:
+        module.fail_json(**dict(result, **fail))
+    module.exit_json(**result)
+
+
 def cleanup(check_mode):
     removed, kept = [], []
     for session in rc.list_sessions():
@@ -328,8 +421,11 @@ def main():
     argument_spec = borg_common_argument_spec()
     argument_spec['repository'] = dict(type='str')
     argument_spec.update(
-        state=dict(type='str', choices=['started', 'stopped', 'absent', 'query', 'cleanup'], default='started'),
+        state=dict(type='str', choices=['started', 'stopped', 'absent', 'query', 'cleanup', 'verified'],
+                   default='started'),
         name=dict(type='str'),
+        backup=dict(type='str'),
+        match_archives=dict(type='str'),
         archive=dict(type='str'),
         engine=dict(type='str', choices=['auto', 'postgresql', 'mariadb'], default='auto'),
         datadir=dict(type='str'),
@@ -360,10 +456,16 @@ def main():
             module.exit_json(changed=bool(removed), removed=removed, sessions=kept)
         if p['archive']:
             validate_archive_name(p['archive'])
+        if state == 'verified':
+            if not p['repository'] or not (p['archive'] or p['match_archives']):
+                module.fail_json(msg='state=verified needs repository, and archive or match_archives')
+            p['name'] = p['name'] or ('verify-' + p['backup'] if p['backup'] else None)
         if not p['name'] and not p['archive']:
             module.fail_json(msg='name or archive is required with state=%s' % state)
         name = rc.validate_name(p['name'] or rc.name_from_archive(p['archive']))
         p['address'] = rc.validate_address(p['address'])
+        if state == 'verified':
+            verify(module, p, name, started)
         session = rc.load_session(name)
         if session and p['archive'] and session['archive'] != p['archive'] and state != 'absent':
             module.fail_json(msg='session %s already recovers archive %s: remove it (state=absent) or choose '
@@ -419,13 +521,7 @@ def main():
         result.update(extras(p, engine))
         module.exit_json(session=rc.public(session), **result)
     except Exception as e:  # a half-built session is undone whatever went wrong
-        if isinstance(e, BorgError):
-            fail = e.to_fail_kwargs()
-        elif isinstance(e, rc.RecoveryError):
-            fail = {'msg': e.msg, 'log': e.log}
-        else:
-            fail = {'msg': 'instant recovery failed: %s: %s' % (type(e).__name__, e),
-                    'exception': traceback.format_exc()}
+        fail = failure_of(e)
         partial = rc.load_session(building) if building else None
         if partial and not p['keep_on_failure']:
             fail['removed'] = rc.teardown(partial)

@@ -81,3 +81,15 @@ def test_a_mistyped_database_entry_is_never_echoed(entry):
     with pytest.raises(AnsibleFilterError) as e:
         resolve({"name": "maria", "passphrase": "p", "databases": [entry]})
     assert "must be a mapping" in str(e.value) and "s3cret" not in str(e.value) and "12345" not in str(e.value)
+
+
+def test_verifiable_backups_are_database_backups_not_taken_by_dump():
+    backups = resolve({"name": "etc", "paths": ["/etc"], "passphrase": "p"},
+                      {"name": "auto", "passphrase": "p", "databases": [{"engine": "postgresql"}]},
+                      {"name": "snap", "passphrase": "p", "databases": [{"engine": "mariadb", "method": "snapshot"}]},
+                      {"name": "dump", "passphrase": "p", "databases": [{"engine": "mariadb", "method": "dump"}]})
+    assert [b["name"] for b in f.verifiable_backups(backups)] == ["auto", "snap"]
+    # Unresolved inventory entries too (a backup without `databases`, or with an empty list).
+    assert [b["name"] for b in f.verifiable_backups([{"name": "x"}, {"name": "y", "databases": []},
+                                                     {"name": "z", "databases": [{"engine": "mariadb"}]}])] == ["z"]
+    assert f.verifiable_backups(None) == []

@@ -125,6 +125,39 @@ def test_postgresql_from_archive_query_write_stop_resume_absent(tmp_path, pg_arc
     assert_repository_untouched(common, archive, before)
 
 
+def test_verified_reports_and_tears_down_even_when_the_check_fails(tmp_path, pg_archive):
+    """state=verified is the whole verification in one call: start, check, tear down, report."""
+    common, archive = pg_archive
+    before = archive_id(common, archive)
+    args = dict(common, state="verified", backup="pg", match_archives="pg-*")
+    planned = run_task(tmp_path, "instant_recovery", args, check=True)
+    assert planned["report"]["archive"] == archive and planned["report"]["passed"] is None
+    assert not (STATE_DIR / "ir-verify-pg.json").exists() and not planned.get("session")
+
+    r = run_task(tmp_path, "instant_recovery", dict(args, query="SELECT count(*) FROM accounts"))
+    report = r["report"]
+    assert report["passed"] is True and report["msg"] == "" and report["backup"] == "pg", report
+    assert report["archive"] == archive and report["engine"] == "postgresql"
+    assert report["rows"] == PG_ROWS + 1 and report["largest_table"] == "postgres:public.accounts"
+    assert "postgres" in report["databases"] and report["query_rows"] == [[str(PG_ROWS + 1)]]
+    assert 0 < report["ready_seconds"] <= report["total_seconds"] and report["layer_bytes"] > 0
+    assert r["session"]["name"] == "verify-pg" and "engine" in r["removed"] and "state file" in r["removed"]
+    assert_nothing_left("verify-pg", r["session"]["pid"])
+
+    # The engine started and answered, then the check failed (a query on a table that does not exist):
+    # the task fails with the reason, and the session is torn down all the same.
+    r = run_task(tmp_path, "instant_recovery", dict(args, query="SELECT * FROM no_such_table"),
+                 expect_failure=True)
+    report = r["report"]
+    assert r["failed"] and "no_such_table" in r["msg"] and report["msg"] == r["msg"], r
+    assert report["passed"] is False and report["engine"] == "postgresql" and report["rows"] == PG_ROWS + 1
+    pid = r["session"]["pid"]
+    assert pid and r["session"]["health"]["engine_running"], r["session"]  # it really was running
+    assert "engine" in r["removed"] and "layer mount" in r["removed"] and "archive mount" in r["removed"]
+    assert_nothing_left("verify-pg", pid)
+    assert_repository_untouched(common, archive, before)
+
+
 def test_postgresql_killed_engine_and_dead_mount_are_cleaned_up(tmp_path, pg_archive):
     common, archive = pg_archive
     before = archive_id(common, archive)
