@@ -7,10 +7,16 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # How the snapshot and db_dump modules log in to a database engine
+    # How the snapshot, db_dump and db_backup modules log in to a database engine
     # (module_utils/databases.py connection_argument_spec).
     DOCUMENTATION = r'''
 options:
+  engine:
+    description:
+      - Database engine.
+    type: str
+    required: true
+    choices: [mariadb, mysql, postgresql, mongodb]
   login_user:
     description:
       - Database user (default the engine client's default; root over the socket for MariaDB).

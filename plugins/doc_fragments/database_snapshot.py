@@ -51,7 +51,7 @@ options:
     default: /run/borgfleet/snapshots
   exclude:
     description:
-      - Exclude patterns (borg C(--exclude)).
+      - Exclude patterns (borg C(--exclude)); they match the paths as archived, under O(mount_root).
     type: list
     elements: str
     default: []

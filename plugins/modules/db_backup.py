@@ -33,15 +33,9 @@ options:
     default: auto
   archive_name:
     description:
-      - Archive name template.
+      - Archive name template, with borg placeholders (the roles use C(<backup>-{now:%Y-%m-%dT%H:%M:%S})).
     type: str
     required: true
-  engine:
-    description:
-      - Database engine.
-    type: str
-    required: true
-    choices: [mariadb, mysql, postgresql, mongodb]
   database:
     description:
       - One database to dump (all of them when omitted); for a snapshot, the database to connect to
@@ -110,6 +104,11 @@ archive:
   description: The archive created (name, id, start, end, duration, stats).
   returned: when a backup was made
   type: dict
+warnings_from_borg:
+  description: Warnings borg reported.
+  returned: when a backup was made
+  type: list
+  elements: str
 freeze:
   description: How long writers were blocked (window, method, requested_at, acquired_at, released_at).
   returned: when a snapshot backup was made
@@ -128,11 +127,6 @@ dump:
     never a password).
   returned: method dump
   type: dict
-warnings_from_borg:
-  description: Warnings borg reported.
-  returned: when a backup was made
-  type: list
-  elements: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -32,12 +32,6 @@ options:
       - Archive name template.
     type: str
     required: true
-  engine:
-    description:
-      - Database engine.
-    type: str
-    required: true
-    choices: [mariadb, mysql, postgresql, mongodb]
   database:
     description:
       - One database to dump; all of them when omitted.

@@ -42,12 +42,6 @@ options:
     description:
       - Archive name template; required with V(state=present).
     type: str
-  engine:
-    description:
-      - Database engine to quiesce.
-    type: str
-    required: true
-    choices: [mariadb, mysql, postgresql, mongodb]
   database:
     description:
       - Database to connect to (PostgreSQL, default C(postgres)).

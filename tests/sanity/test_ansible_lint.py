@@ -23,7 +23,7 @@ def test_ansible_lint_production_profile_passes():
     # It linted the collection, not an empty selection: every role task file and playbook counts.
     processed = int(re.search(r"in (\d+) files processed", out).group(1))
     shipped = len(list(REPO.glob("roles/*/tasks/*.yml"))) + len(list(REPO.glob("playbooks/*.yml")))
-    assert processed >= shipped > 50, (processed, shipped)
+    assert processed >= shipped >= 50, (processed, shipped)  # 50 shipped files when this was written
 
 
 def test_lint_config_relaxes_only_what_it_documents():
