@@ -29,7 +29,7 @@ description:
     V(absent) stops the engine and removes the mounts, the layer and the state file;
     V(query) returns the sessions (changes nothing); V(cleanup) tears down every session that is broken (engine died while
     running, a mount dead or gone) and unmounts our mounts no session owns.
-  - V(verified) proves that a backup restores - the verification of C(verify.yml): it starts O(archive) (default the
+  - V(verified) proves that a backup restores (the verification of C(verify.yml)). It starts O(archive) (default the
     newest archive matching O(match_archives)) as a throwaway session, lists its databases, counts the rows of the
     largest table, runs O(query) if given, and always tears the session down, whatever failed. It returns the
     RV(report) and fails when the archive did not start or held no database.
@@ -362,13 +362,17 @@ def verify(module, p, name, started):
                   total_seconds=None, databases=[], largest_table=None, rows=None, query_rows=None,
                   layer_bytes=None, msg='')
     result = dict(changed=not module.check_mode, removed=[], report=report)
+    if module.check_mode:  # which archive would be verified; nothing is started or removed
+        try:
+            report['archive'] = report['archive'] or newest_archive(module, p)
+        except (BorgError, rc.RecoveryError) as e:
+            module.fail_json(report=report, **failure_of(e))
+        report.update(passed=None, msg='check mode: nothing started')
+        module.exit_json(**result)
     fail = None
     try:
         if not report['archive']:
             report['archive'] = p['archive'] = newest_archive(module, p)
-        if module.check_mode:
-            report.update(passed=None, msg='check mode: nothing started')
-            module.exit_json(**result)
         leftover = rc.load_session(name)
         if leftover:  # of a verification that was killed
             result['removed'] = rc.teardown(leftover)
@@ -391,7 +395,13 @@ def verify(module, p, name, started):
         if session:
             result['session'] = rc.public(session)
             report['layer_bytes'] = result['session']['layer_bytes']
-            result['removed'] = result['removed'] + rc.teardown(session)
+            try:
+                result['removed'] = result['removed'] + rc.teardown(session)
+            except Exception as e:  # still a report: the verification failed, and says why
+                if not fail:
+                    fail = failure_of(e)
+                    fail['msg'] = report['msg'] = 'tearing the session down failed: %s' % fail['msg']
+                report['passed'] = False
         report['total_seconds'] = round(time.time() - started, 3)
     if fail:
         module.fail_json(**dict(result, **fail))
