@@ -356,7 +356,7 @@ def failure_of(e):
     return {'msg': 'instant recovery failed: %s: %s' % (type(e).__name__, e), 'exception': traceback.format_exc()}
 
 
-def verify(module, p, name, started):
+def run_verification(module, p, name, started):
     """state=verified: start the archive as a throwaway session, check it, and tear it down whatever happened."""
     report = dict(backup=p['backup'], archive=p['archive'], passed=False, engine=None, ready_seconds=None,
                   total_seconds=None, databases=[], largest_table=None, rows=None, query_rows=None,
@@ -475,7 +475,7 @@ def main():
         name = rc.validate_name(p['name'] or rc.name_from_archive(p['archive']))
         p['address'] = rc.validate_address(p['address'])
         if state == 'verified':
-            verify(module, p, name, started)
+            run_verification(module, p, name, started)
         session = rc.load_session(name)
         if session and p['archive'] and session['archive'] != p['archive'] and state != 'absent':
             module.fail_json(msg='session %s already recovers archive %s: remove it (state=absent) or choose '

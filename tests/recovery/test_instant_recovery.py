@@ -137,6 +137,9 @@ def test_verified_reports_and_tears_down_even_when_the_check_fails(tmp_path, pg_
     r = run_task(tmp_path, "instant_recovery", dict(args, query="SELECT count(*) FROM accounts"))
     report = r["report"]
     assert report["passed"] is True and report["msg"] == "" and report["backup"] == "pg", report
+    # The entry of "borgfleet verify result" (docs/contract.md), exactly.
+    assert set(report) == {"backup", "archive", "passed", "engine", "ready_seconds", "total_seconds", "databases",
+                           "largest_table", "rows", "query_rows", "layer_bytes", "msg"}
     assert report["archive"] == archive and report["engine"] == "postgresql"
     assert report["rows"] == PG_ROWS + 1 and report["largest_table"] == "postgres:public.accounts"
     assert "postgres" in report["databases"] and report["query_rows"] == [[str(PG_ROWS + 1)]]
