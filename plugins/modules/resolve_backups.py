@@ -19,11 +19,6 @@ description:
   - The role C(borgfleet.backup.borg_common) runs it once per play and registers the result; the other roles
     read C(_borgfleet_backups) from there.
   - Runs on the controller only; it reads the backup servers' settings from C(hostvars).
-version_added: 0.2.0
-author:
-  - BorgFleet developers (@borgfleet)
-extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
 options:
   backups:
     description:
@@ -45,6 +40,9 @@ options:
       - Where the repositories of a C(local) backup server live.
     type: str
     default: /var/lib/borgfleet/repos
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   action:
     support: full
@@ -52,19 +50,20 @@ attributes:
     support: none
   bypass_host_loop:
     support: none
-  platform:
-    platforms: all
   check_mode:
     support: full
     details: It only reads the inventory.
   diff_mode:
     support: none
-  idempotent:
-    description: Whether running the task again with the same options changes nothing.
-    support: full
+  platform:
+    platforms: all
 notes:
   - The result carries the passphrases, so the action hides it itself (as C(no_log) would); a failure shows
     its message, which never holds a secret.
+  - Idempotent - it only reads the inventory.
+version_added: 0.2.0
+author:
+  - BorgFleet developers (@borgfleet)
 '''
 
 EXAMPLES = r'''
