@@ -3,15 +3,16 @@
 """Pure inventory logic of the roles: which backups a client has, where their
 repositories live, and what a backup server's authorized_keys must say.
 
-Everything here is deterministic and side-effect free, so the roles stay thin and
-the rules are unit-tested in tests/unit/test_filter_backups.py.
+The backup rules are module_utils/contract.py's, wrapped here (a ContractError becomes an
+AnsibleFilterError with the same text); what is below is only the server's authorized_keys
+and the result summary. Deterministic and side-effect free, unit-tested in
+tests/unit/test_filter_backups.py.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
 
 try:
     from ansible.errors import AnsibleFilterError
@@ -19,10 +20,7 @@ except ImportError:  # pragma: no cover - the unit tests always have ansible-cor
     AnsibleFilterError = ValueError
 
 from ansible_collections.borgfleet.backup.plugins.module_utils import contract
-from ansible_collections.borgfleet.backup.plugins.module_utils.contract import (  # noqa: F401 (re-exported)
-    BACKUP_KEYS, BACKUP_NAME_RE, CLIENT_NAME_RE, DATABASE_ENGINES, DATABASE_KEYS, DATABASE_METHODS,
-    DEFAULT_LOCAL_POOL_PATH, DEFAULT_SERVER_USER, LOCAL, PASSED_ON_KEYS, POOL_NAME_RE, POOL_PATH_RE,
-    RETENTION_KEYS, SERVER_USER_RE, ContractError)
+from ansible_collections.borgfleet.backup.plugins.module_utils.contract import DEFAULT_LOCAL_POOL_PATH, PRIVATE_KEYS, ContractError
 
 SSH_KEY_TYPES = (
     "ssh-ed25519",
@@ -38,9 +36,6 @@ _KEY_BODY_RE = re.compile(r"[A-Za-z0-9+/]+={0,3}\Z")
 _KEY_COMMENT_RE = re.compile(r"[A-Za-z0-9@._:+-]*\Z")
 # The marker the server role writes above each client's authorized_keys line.
 AUTHORIZED_KEYS_MARKER = "# borgfleet client: "
-
-# Never shown in logs: secrets, and database settings (they may hold credentials).
-PRIVATE_KEYS = ("passphrase", "passcommand", "databases")
 
 
 def _fail(msg):
@@ -63,37 +58,7 @@ _server_name = _filter(contract.server_name)
 server_settings = _filter(contract.server_settings)
 resolve_backups = _filter(contract.resolve_backups)
 known_hosts_name = contract.known_hosts_name
-
-
-def limit_problem(limit, hostvars, hosts):
-    """'' when some host of the run has a backup named `limit`, else why not (listing names)."""
-    if not limit:
-        return ""
-    names = {}
-    for host in hosts or []:
-        backups = (hostvars.get(host) or {}).get("borgfleet_backups") or []
-        names[str(host)] = [b.get("name") for b in backups if isinstance(b, Mapping)]
-        if limit in names[str(host)]:
-            return ""
-    listing = "; ".join("%s: %s" % (h, ", ".join(str(n) for n in n_) or "none") for h, n_ in names.items())
-    return "no host of this run has a backup named %r (borgfleet_backup); backups: %s" % (limit, listing or "none")
-
-
-def backups_problem(*args, **kwargs):
-    """resolve_backups' error message, or '' when the backups are valid.
-
-    Lets a role stop with the plain message instead of Ansible's templating traceback.
-    """
-    try:
-        contract.resolve_backups(*args, **kwargs)
-    except ContractError as err:
-        return str(err)
-    return ""
-
-
-def public_backups(resolved):
-    """The resolved backups without their secrets, for loops whose items get logged."""
-    return [{k: v for k, v in b.items() if k not in PRIVATE_KEYS} for b in resolved]
+public_backups = contract.public_backups
 
 
 def validate_public_key(key, owner="client"):
@@ -306,15 +271,6 @@ def server_clients(hostvars, clients, server, backup_servers=None, existing_auth
     return out
 
 
-def server_clients_problem(*args, **kwargs):
-    """Why some clients of the server cannot be authorised ('' when every one is in order)."""
-    try:
-        entries = server_clients(*args, **dict(kwargs, strict=False))
-    except AnsibleFilterError as err:
-        return _message(err)
-    return "; ".join(e["problem"] for e in entries if e["problem"])
-
-
 def authorized_keys_line(entry):
     """The forced-command line for one client of server_clients()."""
     restrict = "".join(" --restrict-to-path %s" % d for d in entry["client_dirs"])
@@ -362,11 +318,8 @@ class FilterModule(object):
         return {
             "resolve_backups": resolve_backups,
             "server_settings": server_settings,
-            "backups_problem": backups_problem,
-            "limit_problem": limit_problem,
             "public_backups": public_backups,
             "server_clients": server_clients,
-            "server_clients_problem": server_clients_problem,
             "authorized_keys_line": authorized_keys_line,
             "validate_public_key": validate_public_key,
             "known_hosts_name": known_hosts_name,

@@ -559,6 +559,32 @@ def resolve_one(backup, name, client, server, settings, local_pool_path):
     return out
 
 
+# Never shown in logs: secrets, and database settings (they may hold credentials).
+PRIVATE_KEYS = ("passphrase", "passcommand", "databases")
+
+
+def public_backups(resolved):
+    """Resolved backups without their secrets, for loops and reports whose items get logged."""
+    return [dict((k, v) for k, v in b.items() if k not in PRIVATE_KEYS) for b in resolved]
+
+
+def check_limit(limit, backups_by_host):
+    """`borgfleet_backup` (limit) must name a backup of some host of the run.
+
+    `backups_by_host` maps each host of the run to its `borgfleet_backups` as written; the
+    message lists every host's backup names, so a typo is seen at once.
+    """
+    if not limit:
+        return
+    names = {}
+    for host, backups in backups_by_host.items():
+        names[str(host)] = [b.get("name") for b in backups or [] if isinstance(b, Mapping)]
+        if limit in names[str(host)]:
+            return
+    listing = "; ".join("%s: %s" % (host, ", ".join(str(n) for n in found) or "none") for host, found in names.items())
+    _fail("no host of this run has a backup named %r (borgfleet_backup); backups: %s" % (limit, listing or "none"))
+
+
 # --- a server's extra host variables (set by an admin in the service) ---
 
 # Paths given to ssh, borg or Ansible: absolute, plain characters (no spaces, quotes or '$'), no '..'.

@@ -14,7 +14,8 @@ from tests.lib.playbook import run_playbook
 
 def result_of(output, task="borgfleet backup result"):
     """The msg of a debug task, from ansible's YAML callback output."""
-    block = output.split("TASK [borgfleet.backup.backup : %s]" % task, 1)[1]
+    # The result tail is the role borg_common's (tasks/result.yml), imported by the role backup.
+    block = output.split("TASK [borgfleet.backup.borg_common : %s]" % task, 1)[1]
     body = block.split("\n\n", 1)[0]
     body = body.split("\n", 1)[1]  # drop the "ok: [localhost] =>" line
     return yaml.safe_load(re.sub(r"^ok: \[[^\]]+\] =>\s*", "", body))["msg"]

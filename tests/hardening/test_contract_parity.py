@@ -3,8 +3,8 @@ definition the same verdict and the same message.
 
 One corpus of valid and invalid definitions runs through POST /api/backup-jobs (and
 /api/storage-pools) with the operator's token, and through the collection: the filter called
-in-process, and `backups_problem` evaluated by a real ansible-playbook run exactly as
-roles/borg_common does. A definition the API accepted must also resolve to the same repository.
+in-process, and the role borg_common in a real ansible-playbook run (its typed argument spec,
+then the action resolve_backups), exactly as every client-side role runs it. A definition the API accepted must also resolve to the same repository.
 Before this, the API accepted `within: 30S`, `daily: 0`, `{}`, pools with spaces, nested pools and
 `database: --result-file=/tmp/x`, each of which then broke (or endangered) every run of that client.
 """
@@ -132,25 +132,51 @@ def filter_verdict(hv, client=CLIENT, server=SERVER["name"]):
         return err.message, None
 
 
-def ansible_verdicts(cases, tmp_path):
-    """backups_problem for every case, evaluated by one real ansible-playbook run."""
-    out = tmp_path / "verdicts.json"
-    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [
-        {"name": "verdict", "ansible.builtin.set_fact": {
-            "verdict": "{{ item.hostvars[item.client].borgfleet_backups | borgfleet.backup.backups_problem("
-                       "item.client, item.hostvars, item.servers) }}"},
-         "loop": "{{ corpus }}", "loop_control": {"label": "{{ item.client }}"}, "register": "r"},
-        {"name": "save", "ansible.builtin.copy": {
-            "dest": str(out), "content": "{{ r.results | map(attribute='ansible_facts.verdict') | list | to_json }}"}},
-    ]}]
-    (tmp_path / "play.yml").write_text(json.dumps(play))
-    (tmp_path / "corpus.json").write_text(json.dumps({"corpus": cases}))
-    proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-e", "@%s" % (tmp_path / "corpus.json"),
-                           str(tmp_path / "play.yml")], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=300, env={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-                                                       "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+RESOLVE_TASK = "Resolve this client's backups"
+SPEC_TASK = "Validating arguments against arg spec 'main'"
+
+
+def ansible_verdicts(backups, tmp_path):
+    """[(message or None, refused by the argument spec)] for every backup, from one real ansible-playbook
+    run of the role borg_common as every client-side role runs it: its typed argument spec, then the
+    action resolve_backups. One play per backup, errors ignored so each play reaches the resolution."""
+    inventory = {"all": {"children": {
+        "backup_servers": {"hosts": {SERVER["name"]: {
+            "ansible_host": SERVER["address"], "ansible_port": SERVER["port"], "borgfleet_storage_pools": POOLS}}},
+        "clients": {"hosts": {CLIENT: {"borgfleet_backup_server": SERVER["name"]}}}}}}
+    plays = [{"name": "case-%d" % i, "hosts": CLIENT, "connection": "local", "gather_facts": False,
+              "ignore_errors": True, "vars": {"borgfleet_backups": [backup]},
+              "roles": ["borgfleet.backup.borg_common"]} for i, backup in enumerate(backups)]
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    (tmp_path / "play.yml").write_text(json.dumps(plays))
+    proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(tmp_path / "inventory.json"), str(tmp_path / "play.yml")],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+                          env={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                               "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+                               "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stdout[-3000:]
-    return [v or None for v in json.loads(out.read_text())]
+    # The default callback, one JSON result per line: "PLAY [case-N]", "TASK [role : name]", then
+    # "ok: [host]" or "fatal: [host]: FAILED! => {...}" followed by "...ignoring".
+    verdicts, play, task = {}, None, None
+    for line in proc.stdout.splitlines():
+        if line.startswith("PLAY [case-"):
+            play = int(line.split("case-")[1].split("]")[0])
+            verdicts[play] = {"spec_refused": False}
+        elif line.startswith("TASK ["):
+            task = line.split(" : ", 1)[-1].split("]")[0]
+        elif play is not None and task == RESOLVE_TASK and line.startswith("ok: [%s]" % CLIENT):
+            verdicts[play]["message"] = None
+        elif play is not None and line.startswith("fatal: [%s]: FAILED! => " % CLIENT):
+            if task == RESOLVE_TASK:
+                verdicts[play]["message"] = json.loads(line.split("FAILED! => ", 1)[1])["msg"]
+            elif task.startswith(SPEC_TASK):
+                verdicts[play]["spec_refused"] = True
+            else:
+                raise AssertionError("unexpected failure of %r: %s" % (task, line))
+    assert sorted(verdicts) == list(range(len(backups))), proc.stdout[-3000:]
+    assert all("message" in v for v in verdicts.values()), verdicts   # every play reached the resolution
+    assert PASSPHRASE not in proc.stdout
+    return [(verdicts[i]["message"], verdicts[i]["spec_refused"]) for i in range(len(backups))]
 
 
 @pytest.fixture()
@@ -180,16 +206,17 @@ def test_backup_corpus_same_verdict_and_message_in_api_and_collection(parity_fle
         resp = op.post("/api/backup-jobs", json={"client_id": cl["id"], "passphrase": PASSPHRASE, **request})
         assert resp.status_code in (201, 400), (body, resp.status_code, resp.json)
         service.append(resp)
-        cases.append({"client": CLIENT, "servers": [SERVER["name"]],
-                      "hostvars": hostvars(SERVER, POOLS, [collection_backup(body)])})
-    through_ansible = ansible_verdicts(cases, tmp_path)
+        cases.append(hostvars(SERVER, POOLS, [collection_backup(body)]))
+    through_ansible = ansible_verdicts([collection_backup(body) for body, _ in BACKUPS], tmp_path)
 
-    for (body, expected), resp, case, played in zip(BACKUPS, service, cases, through_ansible):
-        message, resolved = filter_verdict(case["hostvars"])
+    for (body, expected), resp, hv, (played, spec_refused) in zip(BACKUPS, service, cases, through_ansible):
+        message, resolved = filter_verdict(hv)
         api_message = resp.json.get("error") if resp.status_code == 400 else None
         assert api_message == message == played, (body, api_message, message, played)
         if expected is OK:
             assert resp.status_code == 201 and message is None, (body, api_message)
+            # The role's typed argument spec refuses nothing the contract accepts.
+            assert not spec_refused, body
             # Accepted on both sides means the same repository on both sides.
             assert resp.json["location"] == resolved[0]["repository"], body
             assert resp.json["paths"] == resolved[0]["paths"] and resp.json["compression"] == resolved[0]["compression"]

@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.join(ROOT, "collections"))
 
 from ansible.errors import AnsibleFilterError  # noqa: E402
 from ansible_collections.borgfleet.backup.plugins.filter import backups as f  # noqa: E402
+from ansible_collections.borgfleet.backup.plugins.module_utils import contract  # noqa: E402
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc0ZW1lYm9yZ2ZsZWV0dGVzdGtleWJvZHlBQUFB borgfleet@web1"
 KEY2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtoZXJrZXlib3JnZmxlZXR0ZXN0a2V5Ym9keUJC borgfleet@web2"
@@ -273,11 +274,12 @@ def test_known_hosts_name():
     assert f.known_hosts_name("10.0.0.1", "2222") == "[10.0.0.1]:2222"
 
 
-def test_backups_problem_returns_the_message_or_nothing():
+def test_resolve_backups_fails_with_the_contracts_plain_message():
     hv = inventory()
-    assert f.backups_problem(hv["web1"]["borgfleet_backups"], "web1", hv, ["bk1"]) == ""
-    msg = f.backups_problem(hv["web1"]["borgfleet_backups"], "web1", hv, ["bk1"], limit="nope")
-    assert msg.startswith("client 'web1' has no backup named 'nope'")
+    assert [b["name"] for b in resolve(hv)] == ["etc", "www"]
+    with pytest.raises(AnsibleFilterError) as err:
+        resolve(hv, limit="nope")
+    assert err.value.message == "client 'web1' has no backup named 'nope' (borgfleet_backup); its backups: etc, www"
 
 
 def test_limit_missing_skip_gives_nothing_to_do():
@@ -285,19 +287,27 @@ def test_limit_missing_skip_gives_nothing_to_do():
     assert resolve(hv, limit="nope", limit_missing="skip") == []
 
 
-def test_limit_problem_across_the_hosts_of_a_run():
+def test_limit_across_the_hosts_of_a_run():
     hv = inventory()
-    assert f.limit_problem("", hv, ["web1"]) == ""
-    assert f.limit_problem("www", hv, ["web2", "web1"]) == ""
-    msg = f.limit_problem("www", hv, ["web2", "laptop"])
-    assert msg == ("no host of this run has a backup named 'www' (borgfleet_backup); "
-                   "backups: web2: etc; laptop: home")
+    backups = {host: hv[host]["borgfleet_backups"] for host in ("web1", "web2", "laptop")}
+    contract.check_limit("", {"web1": backups["web1"]})
+    contract.check_limit("www", {h: backups[h] for h in ("web2", "web1")})
+    with pytest.raises(contract.ContractError) as err:
+        contract.check_limit("www", {h: backups[h] for h in ("web2", "laptop")})
+    assert str(err.value) == ("no host of this run has a backup named 'www' (borgfleet_backup); "
+                              "backups: web2: etc; laptop: home")
+    with pytest.raises(contract.ContractError, match="backups: web2: none"):
+        contract.check_limit("www", {"web2": None})
 
 
-def test_server_clients_problem():
-    assert f.server_clients_problem(inventory(borgfleet_client_public_key=KEY), ["web1"], "bk1", ["bk1"]) == ""
-    msg = f.server_clients_problem(inventory(), ["web1"], "bk1", ["bk1"])
-    assert msg.startswith("backup server 'bk1': no public key for client 'web1'")
+def test_server_clients_names_a_client_it_cannot_authorise():
+    (entry,) = f.server_clients(inventory(borgfleet_client_public_key=KEY), ["web1"], "bk1", ["bk1"])
+    assert entry["problem"] == ""
+    (entry,) = f.server_clients(inventory(), ["web1"], "bk1", ["bk1"], strict=False)
+    assert entry["problem"].startswith("backup server 'bk1': no public key for client 'web1'")
+    with pytest.raises(AnsibleFilterError) as err:
+        f.server_clients(inventory(), ["web1"], "bk1", ["bk1"])
+    assert err.value.message == entry["problem"]
 
 
 def test_keys_for_other_parts_are_passed_on_but_databases_kept_private():
