@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from ansible_collections.borgfleet.backup.plugins.module_utils import facts
+from tests.lib.playbook import run_module
 
 pytestmark = pytest.mark.skipif(not shutil.which("mkfs.btrfs"), reason="btrfs-progs is not installed")
 
@@ -41,7 +42,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_datadir_inside_a_subvolume_through_the_module(run_module, btrfs, tmp_path):
+def test_datadir_inside_a_subvolume_through_the_module(btrfs, tmp_path):
     tools = tmp_path / "bin"
     tools.mkdir()
     for name in ("redis-server", "redis-cli", "du", "btrfs", "lvs"):
@@ -52,8 +53,8 @@ def test_datadir_inside_a_subvolume_through_the_module(run_module, btrfs, tmp_pa
     datadir = btrfs / "db" / "data"
     # A Redis whose configured dir is on the btrfs; nothing listens on its port.
     (root / "etc" / "redis" / "redis.conf").write_text(f"port {free_port()}\ndir {datadir}\n")
-    result, _ = run_module("server_facts", {"gather": ["capabilities"], "probe_path": str(tools),
-                                            "probe_root": str(root)})
+    result = run_module(tmp_path, "server_facts", {"gather": ["capabilities"], "probe_path": str(tools),
+                                                   "probe_root": str(root)})
     st = result["capabilities"]["redis"]["storage"]
     assert st["type"] == "btrfs" and st["fstype"] == "btrfs" and st["mountpoint"] == str(btrfs)
     assert st["snapshot_capable"] is True

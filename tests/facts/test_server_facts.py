@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.lib.playbook import run_module
 from tests.lib.sshd import free_port
 
 
@@ -26,8 +27,8 @@ def meminfo_bytes(key):
             return int(line.split()[1]) * 1024
 
 
-def test_system_stats_are_this_machines(run_module):
-    result, _ = run_module("server_facts", {"gather": ["system"], "cpu_sample": 0.3})
+def test_system_stats_are_this_machines(tmp_path):
+    result = run_module(tmp_path, "server_facts", {"gather": ["system"], "cpu_sample": 0.3})
     s = result["system"]
     assert result["changed"] is False and "capabilities" not in result
     assert result["ansible_facts"]["borgfleet_system"]["kernel"] == s["kernel"]
@@ -54,14 +55,14 @@ def test_system_stats_are_this_machines(run_module):
     assert s["uptime"]["human"].endswith("m") and s["uptime"]["boot_time"].endswith("Z")
 
 
-def test_check_mode_reads_the_same(run_module):
-    result, _ = run_module("server_facts", {"gather": ["system"], "cpu_sample": 0}, check=True)
+def test_check_mode_reads_the_same(tmp_path):
+    result = run_module(tmp_path, "server_facts", {"gather": ["system"], "cpu_sample": 0}, check=True)
     assert result["changed"] is False
     assert result["system"]["memory"]["total_bytes"] == meminfo_bytes("MemTotal")
 
 
-def test_capabilities_of_the_real_engines(run_module):
-    result, output = run_module("server_facts", {"gather": ["capabilities"]})
+def test_capabilities_of_the_real_engines(tmp_path):
+    result = run_module(tmp_path, "server_facts", {"gather": ["capabilities"]})
     caps = result["capabilities"]
     assert "system" not in result
 
@@ -143,29 +144,29 @@ def mariadb_tools(tmp_path):
     return str(tools)
 
 
-def test_debian_cnf_validated_and_password_never_returned(run_module, tmp_path, mysql_user):
+def test_debian_cnf_validated_and_password_never_returned(tmp_path, mysql_user):
     user, password = mysql_user
     root = tmp_path / "root"
     write_debian_cnf(root, user, password)
     args = {"gather": ["capabilities"], "probe_root": str(root), "probe_path": mariadb_tools(tmp_path)}
-    result, output = run_module("server_facts", args)
+    result = run_module(tmp_path, "server_facts", args)
     auth = result["capabilities"]["mysql"]["auth"]
     assert auth["debian_cnf"] is True and auth["socket"] is True
-    assert password not in json.dumps(result) and password not in output
+    assert password not in json.dumps(result) and password not in result.output
 
     write_debian_cnf(root, user, password + "-wrong")
-    result, output = run_module("server_facts", args)
+    result = run_module(tmp_path, "server_facts", args)
     auth = result["capabilities"]["mysql"]["auth"]
     assert auth["debian_cnf"] is False and "Access denied" in auth["debian_cnf_error"]
-    assert password not in json.dumps(result) and password not in output
+    assert password not in json.dumps(result) and password not in result.output
 
 
-def test_host_with_none_reports_every_engine_absent(run_module, tmp_path):
+def test_host_with_none_reports_every_engine_absent(tmp_path):
     nothing = tmp_path / "nothing"
     nothing.mkdir()
     started = time.monotonic()
-    result, _ = run_module("server_facts", {"gather": ["capabilities"], "probe_path": str(nothing),
-                                            "probe_root": str(nothing)})
+    result = run_module(tmp_path, "server_facts", {"gather": ["capabilities"], "probe_path": str(nothing),
+                                                   "probe_root": str(nothing)})
     elapsed = time.monotonic() - started
     caps = result["capabilities"]
     for engine in ("mysql", "postgresql", "mongodb", "redis", "docker", "lvm", "btrfs"):
@@ -199,7 +200,7 @@ def hung_redis(tmp_path):
         proc.wait(timeout=10)
 
 
-def test_a_hung_engine_costs_one_timeout(run_module, tmp_path):
+def test_a_hung_engine_costs_one_timeout(tmp_path):
     # The real redis tools, pointed by redis.conf at a server that never replies.
     tools = tmp_path / "bin"
     tools.mkdir()
@@ -217,8 +218,8 @@ def test_a_hung_engine_costs_one_timeout(run_module, tmp_path):
             with pytest.raises(socket.timeout):
                 probe.recv(16)
         started = time.monotonic()
-        result, _ = run_module("server_facts", {"gather": ["capabilities"], "timeout": 2,
-                                                "probe_path": str(tools), "probe_root": str(root)})
+        result = run_module(tmp_path, "server_facts", {"gather": ["capabilities"], "timeout": 2,
+                                                       "probe_path": str(tools), "probe_root": str(root)})
         elapsed = time.monotonic() - started
     rd = result["capabilities"]["redis"]
     assert rd["installed"] is True and rd["running"] is False and rd["auth_required"] is None

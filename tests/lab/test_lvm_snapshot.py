@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from tests.databases.dbs import check_restored
-from tests.databases.test_backup_playbook import result_of
 from tests.lib.playbook import run_playbook
 
 pytestmark = pytest.mark.lab
@@ -206,7 +205,7 @@ def test_backup_playbook_lvm_snapshots_restore(lvm_databases, lab_timings, tmp_p
     assert run.rc == 0, run
     assert SECRET not in run.output
 
-    report = {entry["backup"]: entry for entry in result_of(run.output)}
+    report = {entry["backup"]: entry for entry in run.results("borgfleet backup result")["lab"]["msg"]}
     assert set(report) == {"maria", "pg"}, report
     for name, entry in report.items():
         assert not entry["failed"], entry
