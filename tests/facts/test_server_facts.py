@@ -34,14 +34,21 @@ def test_system_stats_are_this_machines(tmp_path):
     assert result["ansible_facts"]["borgfleet_system"]["kernel"] == s["kernel"]
     assert s["memory"]["total_bytes"] == meminfo_bytes("MemTotal")
     assert s["memory"]["swap"]["total_bytes"] == meminfo_bytes("SwapTotal")
-    assert 0 < s["memory"]["available_bytes"] <= s["memory"]["total_bytes"]
+    # Available memory moves while other engineers' tests run: within a tenth of the total of now's.
+    assert abs(s["memory"]["available_bytes"] - meminfo_bytes("MemAvailable")) < meminfo_bytes("MemTotal") // 10
     assert s["kernel"] == os.uname().release and s["architecture"] == os.uname().machine
     assert s["hostname"] == socket.gethostname()
     release = dict(re.findall(r'^(\w+)="?([^"\n]*)"?$', open("/etc/os-release").read(), re.M))
     assert s["os"]["id"] == release["ID"] and s["os"]["version"] == release["VERSION_ID"]
-    assert s["cpu"]["cores"] == os.cpu_count()
+    # Counted by other tools than the module's os.cpu_count(): nproc and the kernel's cpuinfo.
+    processors = sum(1 for line in open("/proc/cpuinfo") if line.split(":")[0].strip() == "processor")
+    assert s["cpu"]["cores"] == int(sh("nproc", "--all")) == processors
+    lscpu_model = re.search(r"^Model name:\s*(.+)$", sh("lscpu"), re.M)
+    if lscpu_model:
+        assert s["cpu"]["model"] == lscpu_model.group(1).strip()
     assert s["cpu"]["model"] and 0.0 <= s["cpu"]["usage_percent"] <= 100.0
-    assert len(s["cpu"]["load"]) == 3
+    loadavg = [float(x) for x in open("/proc/loadavg").read().split()[:3]]
+    assert len(s["cpu"]["load"]) == 3 and all(abs(a - b) < 2.0 for a, b in zip(s["cpu"]["load"], loadavg))
     # The root filesystem with the figures df reports; no pseudo filesystem listed.
     root = next(f for f in s["filesystems"] if f["mountpoint"] == "/")
     df = sh("df", "-B1", "--output=size,avail", "/").split("\n")[1].split()
@@ -77,18 +84,22 @@ def test_capabilities_of_the_real_engines(tmp_path):
         assert isinstance(my["auth"]["debian_cnf"], bool)
     else:
         assert my["auth"]["debian_cnf"] is None
-    fstype = sh("findmnt", "-n", "-o", "FSTYPE", "-T", my["datadir"]).strip()
+    fstype, source = sh("findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", my["datadir"]).split()[:2]
     st = my["storage"]
     assert st["fstype"] == fstype and st["path"] == os.path.realpath(my["datadir"])
     du = int(sh("du", "-s", "-x", "-B1", my["datadir"]).split()[0])
     assert abs(st["snapshot_size"]["datadir_bytes"] - du) <= max(du // 10, 8 * 1024 * 1024)
-    if fstype not in ("btrfs",):
-        assert st["type"] in ("plain", "lvm")
-    if st["type"] == "plain":
-        assert st["snapshot_capable"] is False and st["reason"]
+    # The kind of storage, from util-linux rather than the module's own reading of lvs/mountinfo.
+    lsblk = subprocess.run(["lsblk", "-no", "TYPE", source], capture_output=True, text=True).stdout.split()
+    expected = "btrfs" if fstype == "btrfs" else "lvm" if lsblk[:1] == ["lvm"] else "plain"
+    assert st["type"] == expected, (st, fstype, source, lsblk)
+    if expected == "plain":
+        assert st["snapshot_capable"] is False and st["reason"] == "neither LVM nor btrfs under %s" % st["path"]
 
     pg = caps["postgresql"]
     listed = json.loads(sh("pg_lsclusters", "--json"))
+    # The machine's PostgreSQL service has a cluster (make setup): the loop below checks something.
+    assert listed and any(row["running"] for row in listed), listed
     assert pg["installed"] and len(pg["clusters"]) == len(listed)
     for cluster, row in zip(pg["clusters"], listed):
         assert cluster["version"] == str(row["version"]) and cluster["name"] == row["cluster"]
