@@ -30,6 +30,7 @@ CALLBACKS = Path(__file__).resolve().parent / "callback_plugins"
 HOST_PYTHON = "/usr/bin/python3"
 # Argument names whose values are secrets: a run must show none of them, in its output or its result.
 SECRET_KEYS = re.compile(r"passphrase|password|secret", re.I)
+RESULT_VAR = "borgfleet_test_result"
 
 _RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
 
@@ -162,7 +163,8 @@ def run_playbook(name, inventory, extra_vars=None, check=False, diff=False, limi
 
 
 class ModuleResult(dict):
-    """A module's result as the play registered it, plus the run's rc and output."""
+    """A module's result as the play registered it (the variable `register` sets), plus the run's rc
+    and output."""
     rc = None
     output = ""
 
@@ -185,8 +187,12 @@ def _secrets_in(value):
 def _module_play(tmp_path, module, args, check, diff, inventory, host):
     """The ad-hoc play and its argv: on `host` of `inventory`, or on this machine (local connection)."""
     stamp = time.monotonic_ns()
+    # The registered variable, shown by a second task: callbacks get results with `failed` and
+    # `skipped` taken out, and a module may return those keys itself (borg_restore counts `skipped`).
     play = {"hosts": host, "gather_facts": False,
-            "tasks": [{"name": "under test", f"borgfleet.backup.{module}": args or {}, "ignore_errors": True}]}
+            "tasks": [{"name": "under test", f"borgfleet.backup.{module}": args or {}, "register": RESULT_VAR,
+                       "ignore_errors": True},
+                      {"name": "the result", "ansible.builtin.debug": {"var": RESULT_VAR}}]}
     if inventory is None:
         play["connection"] = "local"
     path = Path(tmp_path) / f"play-{module}-{stamp}.yml"
@@ -207,7 +213,7 @@ def run_module(tmp_path, module, args=None, check=False, diff=False, expect_fail
     for secret in set(secrets) | set(_secrets_in(args)):
         assert secret not in run.output, f"a secret leaked into the output of {module}"
         assert secret not in json.dumps(run.events), f"a secret leaked into the result of {module}"
-    res = run.results("under test").get(host)
+    res = run.results("the result").get(host, {}).get(RESULT_VAR)
     assert res is not None, f"{module} gave no result on {host} (rc {run.rc}):\n{run.tail()}"
     result = ModuleResult(res)
     result.rc, result.output = run.rc, run.output
