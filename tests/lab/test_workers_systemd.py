@@ -48,11 +48,13 @@ def service_packages():
 
 
 def tarball():
-    """ui/ of this checkout (tracked files) under ui/, and the service's packages under site-packages/."""
+    """The service's part of this checkout (ui/, and plugins/ whose contract module it loads), and the
+    service's packages under site-packages/."""
     site, entries = service_packages()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tracked = subprocess.run(["git", "ls-files", "-z", "ui"], cwd=REPO, capture_output=True, check=True).stdout
+        tracked = subprocess.run(["git", "ls-files", "-z", "ui", "plugins"], cwd=REPO, capture_output=True,
+                                 check=True).stdout
         for rel in filter(None, tracked.decode().split("\0")):
             tar.add(REPO / rel, arcname=rel)
         for entry in entries:
@@ -115,7 +117,8 @@ def service(lab_vm):
         "CREATE USER IF NOT EXISTS '%s'@'%s' IDENTIFIED BY '%s'; GRANT ALL ON borgfleet.* TO '%s'@'%s';\n"
         % (USER, host, db_password, USER, host) for host in ("localhost", "127.0.0.1")))
     vm.run(["install", "-d", "-m", "0755", ROOT, ROOT + "/.venv"])
-    vm.run(["python3", "-m", "venv", "--without-pip", ROOT + "/.venv"])
+    # System site packages: python3-async-timeout of the image (see lab/packages); ours come first.
+    vm.run(["python3", "-m", "venv", "--without-pip", "--system-site-packages", ROOT + "/.venv"])
     vm.shell("base64 -d | tar -xz -C %s" % shlex.quote(ROOT), input=base64.b64encode(tarball()).decode(), timeout=600)
     vm.run(["sh", "-c", 'cp -a "$1"/site-packages/. "$2"/ && rm -rf "$1"/site-packages', "-", ROOT, SITE])
     vm.put(SCRIPT, (Path(__file__).parent / "vm_service.py").read_text(), mode="0755")
