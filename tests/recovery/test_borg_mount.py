@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.lib.playbook import run_module
+from tests.lib.playbook import four_ways, run_module
 from tests.modules.test_modules import SECRET, borg
 from tests.recovery.conftest import mounted
 
@@ -51,12 +51,9 @@ def borg_pid(mountpoint):
 def test_mount_archive_four_ways_allow_other_and_stale_cleanup(tmp_path, repo):
     mp = f"{MOUNTS}/t-one"
     args = dict(repo, archive="one", name="t-one")
-    r = run_module(tmp_path, "borg_mount", args, check=True)
-    assert r["changed"] and not mounted(mp)
-    r = run_module(tmp_path, "borg_mount", args)
-    assert r["changed"] and r["mountpoint"] == mp and mounted(mp)
-    assert not run_module(tmp_path, "borg_mount", args)["changed"]
-    assert not run_module(tmp_path, "borg_mount", args, check=True)["changed"]
+    assert not mounted(mp)
+    _, real, _, _ = four_ways(tmp_path, "borg_mount", args, lambda: mounted(mp))
+    assert real["mountpoint"] == mp and mounted(mp)
     # The file's owner, not root who mounted it, reads it: allow_other plus archived modes.
     proc = subprocess.run(["cat", f"{mp}/sub/file.txt"], user=NOBODY, group=NOBODY, extra_groups=[],
                           capture_output=True, text=True)

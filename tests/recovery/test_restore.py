@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.lib.playbook import run_module
+from tests.lib.playbook import four_ways, run_module
 from tests.modules.test_modules import SECRET, borg
 
 NOBODY = 65534
@@ -137,17 +137,18 @@ def test_restore_to_another_directory_byte_for_byte(tmp_path, site, scratch):
     rel = str(data).lstrip("/")
     target = scratch / "restored"
     args = dict(common, archive="site-3", target=str(target), paths=[f"{rel}/nginx"])
-    r = run_module(tmp_path, "borg_restore", args, check=True)
-    assert r["changed"] and r["nfiles"] == 6 and not target.exists()  # 2 dirs, 3 files, 1 symlink; nothing written
-    r = run_module(tmp_path, "borg_restore", args)
-    assert r["changed"] and r["conflicts"] == [] and r["bytes"] > 3000
+    def written():  # what is in the target, down to the inode: a rerun must not write a file again
+        return sorted((str(p.relative_to(target)), p.lstat().st_ino, p.lstat().st_mtime_ns)
+                      for p in target.rglob("*")) if target.exists() else None
+
+    in_check, real, again, _ = four_ways(tmp_path, "borg_restore", args, written)
+    assert in_check["nfiles"] == 6 and written() is not None  # 2 dirs, 3 files, 1 symlink
+    assert real["conflicts"] == [] and real["bytes"] > 3000
     assert_same_tree(data / "nginx", target / rel / "nginx")
     # deleted from the source after site-3, so compared here
     default = target / rel / "nginx" / "sites" / "default"
     assert default.read_text() == "server { listen 80; }\n" and default.stat().st_uid == NOBODY
-    r = run_module(tmp_path, "borg_restore", args)
-    assert not r["changed"] and r["skipped"] == 6
-    assert not run_module(tmp_path, "borg_restore", args, check=True)["changed"]
+    assert again["skipped"] == 6
 
 
 def test_restore_to_original_place_refuses_then_keeps_a_copy(tmp_path, site, scratch):
