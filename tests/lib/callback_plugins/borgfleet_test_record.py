@@ -27,6 +27,14 @@ class CallbackModule(CallbackBase):
     def __init__(self):
         super().__init__()
         self._path = os.environ.get("BORGFLEET_TEST_RECORD")
+        self._names = {}
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        # ansible templates a task's name ("{{ _borgfleet_result_task }}") for this event only;
+        # the results come with the raw name.
+        self._names[task._uuid] = task.name
+
+    v2_playbook_on_handler_task_start = v2_playbook_on_task_start
 
     def _write(self, entry):
         if self._path:
@@ -38,7 +46,8 @@ class CallbackModule(CallbackBase):
         res = dict(result._result)
         if status in ("failed", "skipped"):
             res[status] = True  # as the registered variable says; ansible strips it from callbacks' copy
-        self._write({"event": status, "host": result._host.get_name(), "task": result._task.name,
+        name = self._names.get(result._task._uuid, result._task.name)
+        self._write({"event": status, "host": result._host.get_name(), "task": name,
                      "ignore_errors": bool(ignore_errors), "res": res})
 
     def v2_runner_on_ok(self, result):
