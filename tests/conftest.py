@@ -87,3 +87,5 @@ def ansible_control_dir(test_root):
 
 # The service's fixtures, registered here once so tests/ui and tests/hardening share one service.
 from tests.lib.ui_fixtures import api, app, client, db, redis, start_worker, ui_env, users  # noqa: E402,F401
+# A database fixture shared by tests/databases and tests/hardening, registered once.
+from tests.lib.db_fixtures import plain_mariadb  # noqa: E402,F401

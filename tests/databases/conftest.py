@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from tests.databases.dbs import MOUNT_ROOT, SECRET, Btrfs, MariaDB, Postgres, our_mounts
+# plain_mariadb (a MariaDB off btrfs) is shared with tests/hardening: tests/lib/db_fixtures.py.
 
 pytestmark = pytest.mark.skipif(shutil.which("mkfs.btrfs") is None, reason="btrfs-progs not installed")
 
@@ -59,21 +60,6 @@ def postgres(btrfs, test_root):
         db.sql("CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 30) AS payload "
                "FROM generate_series(1, 20000) g")
         yield db
-
-
-@pytest.fixture(scope="session")
-def plain_mariadb(test_root):
-    """A MariaDB whose datadir is on the test tree's own filesystem (no snapshots possible)."""
-    base = test_root / "plain-mariadb"
-    base.mkdir()
-    db = MariaDB(base / "data", base / "run").install()
-    try:
-        db.start()
-        db.sql("CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(20));"
-               "INSERT INTO shop.items VALUES (1, 'one'), (2, 'two');")
-        yield db
-    finally:
-        db.stop()
 
 
 @pytest.fixture

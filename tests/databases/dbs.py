@@ -4,7 +4,6 @@ Nothing here touches the machine's own MariaDB / PostgreSQL services: every inst
 own datadir, socket and port under the test tree, runs as a subprocess, and is stopped at the end.
 """
 import glob
-import json
 import os
 import re
 import shutil
@@ -16,12 +15,8 @@ import time
 import zlib
 from pathlib import Path
 
-import yaml
-
 from plugins.module_utils.databases import Session  # the same pipe session the module uses
 
-REPO = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SECRET = "Db-Test-Passphrase-9"
 # Snapshot mounts of this test process only: suites running side by side (developers, CI) must
@@ -234,33 +229,3 @@ def check_restored(rows, writer, before, after):
     wrong = [i for i, p in rows.items() if p != payload(i)]
     assert not wrong, "rows with a wrong payload: %s" % wrong[:10]
     return len(committed), len(rows)
-
-
-def run_module(tmp_path, module, args, expect_failure=False, timeout=600, popen=False, check=False):
-    """Run one task of borgfleet.backup.<module> through ansible-playbook; return its result."""
-    out = tmp_path / ("result-%s.json" % time.monotonic_ns())
-    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
-             "tasks": [{"name": "under test", "borgfleet.backup.%s" % module: args, "register": "r",
-                        "ignore_errors": True},
-                       {"name": "save result", "check_mode": False, "ansible.builtin.copy": {"content": "{{ r | to_json }}",
-                                                                        "dest": str(out)}}]}]
-    path = tmp_path / ("play-%s.yml" % time.monotonic_ns())
-    path.write_text(yaml.safe_dump(play))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")
-    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", str(path)] + (["--check"] if check else [])
-    if popen:
-        return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    assert SECRET not in proc.stdout, "passphrase leaked into the output"
-    assert out.exists(), proc.stdout[-4000:]
-    text = out.read_text()
-    assert SECRET not in text, "passphrase leaked into the result"
-    result = json.loads(text)
-    if expect_failure:
-        assert result.get("failed"), result
-    else:
-        assert not result.get("failed"), (result.get("msg"), result.get("stderr", "")[-1500:])
-    return result

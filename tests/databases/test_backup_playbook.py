@@ -1,7 +1,6 @@
 """playbooks/backup.yml with `databases:` in the inventory: method auto snapshots a datadir on
 btrfs and falls back to a streamed dump on plain storage (ext4 here); nothing is left behind."""
 import json
-import re
 
 import pytest
 import yaml
@@ -10,15 +9,6 @@ from plugins.module_utils.borg import Borg, BorgSettings
 from tests.databases.dbs import MOUNT_ROOT, SECRET, our_mounts
 from tests.databases.test_snapshot import DB_PASSWORD
 from tests.lib.playbook import run_playbook
-
-
-def result_of(output, task="borgfleet backup result"):
-    """The msg of a debug task, from ansible's YAML callback output."""
-    # The result tail is the role borg_common's (tasks/result.yml), imported by the role backup.
-    block = output.split("TASK [borgfleet.backup.borg_common : %s]" % task, 1)[1]
-    body = block.split("\n\n", 1)[0]
-    body = body.split("\n", 1)[1]  # drop the "ok: [localhost] =>" line
-    return yaml.safe_load(re.sub(r"^ok: \[[^\]]+\] =>\s*", "", body))["msg"]
 
 
 @pytest.mark.slow  # setup.yml + backup.yml over four repositories: ~1.5-2.5 min
@@ -53,7 +43,7 @@ def test_backup_playbook_snapshots_or_dumps(mariadb, postgres, plain_mariadb, bt
     run = run_playbook("backup.yml", inv)
     assert run.rc == 0, run
     assert SECRET not in run.output and DB_PASSWORD not in run.output
-    report = {entry["backup"]: entry for entry in result_of(run.output)}
+    report = {entry["backup"]: entry for entry in run.results("borgfleet backup result")["localhost"]["msg"]}
     assert set(report) == {"files", "maria", "pg", "shop"}
     assert not any(e["failed"] for e in report.values()), report
     assert report["maria"]["method"] == "snapshot" and report["pg"]["method"] == "snapshot"

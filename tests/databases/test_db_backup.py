@@ -4,7 +4,8 @@ snapshots; check mode only plans; a forced snapshot on plain storage fails with 
 import subprocess
 
 from plugins.module_utils.borg import Borg, BorgSettings
-from tests.databases.dbs import MOUNT_ROOT, MariaDB, our_mounts, run_module, stale_secret_dirs
+from tests.databases.dbs import MOUNT_ROOT, MariaDB, our_mounts, stale_secret_dirs
+from tests.lib.playbook import run_module
 from tests.databases.test_snapshot import DB_PASSWORD
 
 

@@ -6,8 +6,9 @@ import subprocess
 from plugins.module_utils.borg import Borg, BorgSettings
 from plugins.module_utils.databases import MariaDB as MariaDBEngine
 from plugins.module_utils.databases import PostgreSQL as PgEngine
-from tests.databases.dbs import MariaDB, Postgres, run_module, stale_secret_dirs
+from tests.databases.dbs import MariaDB, Postgres, stale_secret_dirs
 from tests.databases.test_snapshot import DB_PASSWORD
+from tests.lib.playbook import run_module
 
 CHECKSUM_MARIADB = "SELECT COUNT(*), SUM(CRC32(payload)) FROM app.bulk"
 CHECKSUM_PG = "SELECT count(*), sum(hashtext(payload)) FROM bulk"

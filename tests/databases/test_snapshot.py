@@ -12,7 +12,8 @@ import pytest
 from plugins.module_utils.borg import Borg, BorgSettings
 from plugins.module_utils.snapshot import RunLock
 from tests.databases.dbs import (MOUNT_ROOT, SECRET, MariaDB, Postgres, Writer, check_restored, our_mounts,
-                                 run_module, stale_secret_dirs)
+                                 stale_secret_dirs)
+from tests.lib.playbook import run_module, start_module
 DB_PASSWORD = 'Sql-Pass-"quoted"-#1'
 
 
@@ -127,7 +128,7 @@ def test_killed_run_leaves_leftovers_that_cleanup_removes(mariadb, btrfs, repo, 
     # Hold the repository lock so the run is certainly inside `borg create` when it is killed.
     env = dict(os.environ, BORG_PASSPHRASE=SECRET, BORG_BASE_DIR=borg_args["borg_base_dir"])
     holder = subprocess.Popen(["borg", "with-lock", str(repo), "sleep", "120"], env=env)
-    run = run_module(tmp_path, "snapshot", mariadb_args(mariadb, borg_args), popen=True)
+    run = start_module(tmp_path, "snapshot", mariadb_args(mariadb, borg_args))
     try:
         deadline = time.monotonic() + 90
         while not our_mounts() and time.monotonic() < deadline:
@@ -149,7 +150,7 @@ def test_killed_run_leaves_leftovers_that_cleanup_removes(mariadb, btrfs, repo, 
     assert not our_mounts() and not btrfs.snapshots()
     again = run_module(tmp_path, "snapshot", dict(name="mariadb", engine="mariadb", state="absent",
                                                   repository=borg_args["repository"], mount_root=MOUNT_ROOT,
-                                                  login_unix_socket=str(mariadb.socket)))
+                                                  login_unix_socket=str(mariadb.socket)), secrets=[SECRET])
     assert not again["changed"], again
     # The killed run's credential file is swept too.
     assert not stale_secret_dirs()

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from ansible_collections.borgfleet.backup.plugins.module_utils import facts
+from tests.lib.playbook import run_module
 
 pytestmark = pytest.mark.skipif(not shutil.which("mkfs.btrfs"), reason="btrfs-progs is not installed")
 
@@ -41,7 +42,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_datadir_inside_a_subvolume_through_the_module(run_module, btrfs, tmp_path):
+def test_datadir_inside_a_subvolume_through_the_module(btrfs, tmp_path):
     tools = tmp_path / "bin"
     tools.mkdir()
     for name in ("redis-server", "redis-cli", "du", "btrfs", "lvs"):
@@ -52,8 +53,8 @@ def test_datadir_inside_a_subvolume_through_the_module(run_module, btrfs, tmp_pa
     datadir = btrfs / "db" / "data"
     # A Redis whose configured dir is on the btrfs; nothing listens on its port.
     (root / "etc" / "redis" / "redis.conf").write_text(f"port {free_port()}\ndir {datadir}\n")
-    result, _ = run_module("server_facts", {"gather": ["capabilities"], "probe_path": str(tools),
-                                            "probe_root": str(root)})
+    result = run_module(tmp_path, "server_facts", {"gather": ["capabilities"], "probe_path": str(tools),
+                                                   "probe_root": str(root)})
     st = result["capabilities"]["redis"]["storage"]
     assert st["type"] == "btrfs" and st["fstype"] == "btrfs" and st["mountpoint"] == str(btrfs)
     assert st["snapshot_capable"] is True
@@ -71,11 +72,13 @@ def test_prober_on_btrfs_and_elsewhere(btrfs, tmp_path):
     # A plain directory at the top of the filesystem lives in the top-level subvolume (id 5).
     top = prober.describe(str(btrfs / "plain"))
     assert top["btrfs"]["subvolume"] == str(btrfs) and top["btrfs"]["subvolume_id"] == "5"
-    # Not btrfs: the root filesystem of this machine.
-    fstype = sh("findmnt", "-n", "-o", "FSTYPE", "-T", "/var/lib").strip()
-    if fstype != "btrfs":
-        plain = prober.describe("/var/lib")
-        assert plain["fstype"] == fstype and plain["snapshot_capable"] is False and plain["type"] in ("plain", "lvm")
+    # Not btrfs: the root filesystem of this machine (its kind read by util-linux, not by the prober).
+    fstype, source = sh("findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", "/var/lib").split()[:2]
+    assert fstype != "btrfs", "this machine's /var/lib is on btrfs: the plain case needs another directory"
+    lsblk = subprocess.run(["lsblk", "-no", "TYPE", source], capture_output=True, text=True).stdout.split()
+    plain = prober.describe("/var/lib")
+    assert plain["fstype"] == fstype and plain["type"] == ("lvm" if lsblk[:1] == ["lvm"] else "plain"), plain
+    assert plain["snapshot_capable"] is False
     missing = prober.describe(str(tmp_path / "nope"))
     assert missing["exists"] is False and missing["snapshot_capable"] is False
     # Without btrfs-progs the same subvolume cannot be snapshotted from here.

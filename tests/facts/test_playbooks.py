@@ -1,16 +1,15 @@
-"""collect_stats / detect_capabilities / analyze_pools run as the service and an operator run them,
-their result tasks compared with what this machine and borg itself report."""
+"""collect_stats / detect_capabilities / analyze_pools run as an operator runs them, their result
+tasks compared with what this machine and borg itself report."""
 import json
 import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.lib.playbook import run_playbook
+
 PASSPHRASE = "pools pw $HOME;'\"|& 7"
 
 
@@ -18,10 +17,10 @@ def sh(*argv, env=None):
     return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120, env=env).stdout
 
 
-def test_collect_stats_result_task(run_playbook):
-    run = run_playbook("collect_stats.yml")
-    assert run.runner.rc == 0, run.stdout[-3000:]
-    stats = run.results("borgfleet stats result")["localhost"]
+def test_collect_stats_result_task(localhost_inventory):
+    run = run_playbook("collect_stats.yml", localhost_inventory)
+    assert run.rc == 0, run
+    stats = run.results("borgfleet stats result")["localhost"]["msg"]
     mem_total = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
     assert stats["memory"]["total_bytes"] == mem_total
     assert stats["kernel"] == os.uname().release
@@ -29,17 +28,15 @@ def test_collect_stats_result_task(run_playbook):
 
 
 def test_detect_capabilities_from_the_command_line_in_check_mode():
-    # As the brief's operator runs it: -i localhost, -c local; --check changes nothing and reads the same.
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-            "-e", "ansible_python_interpreter=/usr/bin/python3", "--check",
-            str(REPO / "playbooks" / "detect_capabilities.yml")]
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1"))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "TASK [borgfleet.backup.stats : borgfleet capabilities result]" in proc.stdout
-    assert re.search(r"changed=0\s", proc.stdout)
+    # As the brief's operator runs it: -i localhost, with the local connection (-c local is
+    # -e ansible_connection=local); --check changes nothing and reads the same.
+    run = run_playbook("detect_capabilities.yml", "localhost,", check=True, extra_vars={
+        "ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}, timeout=300)
+    assert run.rc == 0, run
+    assert "TASK [borgfleet.backup.stats : borgfleet capabilities result]" in run.output
+    assert run.recap["localhost"]["changed"] == 0 and re.search(r"changed=0\s", run.output)
     server_version = sh("mariadb", "-NBe", "SELECT VERSION()").strip()
-    assert f"server_version: {server_version}" in proc.stdout
+    assert f"server_version: {server_version}" in run.output
 
 
 def borg_env(base):
@@ -79,11 +76,11 @@ def local_pool(tmp_path_factory):
             "orphan": orphan, "hosts": inventory}
 
 
-def test_analyze_pools_reads_what_borg_and_du_say(run_playbook, local_pool):
-    run = run_playbook("analyze_pools.yml", inventory=str(local_pool["inventory"]))
-    assert run.runner.rc == 0, run.stdout[-4000:]
-    assert PASSPHRASE not in run.stdout and PASSPHRASE not in json.dumps(run.events)
-    result = run.results("borgfleet pools result")["localhost"]
+def test_analyze_pools_reads_what_borg_and_du_say(local_pool):
+    run = run_playbook("analyze_pools.yml", local_pool["inventory"])
+    assert run.rc == 0, run
+    assert PASSPHRASE not in run.output and PASSPHRASE not in json.dumps(run.events)
+    result = run.results("borgfleet pools result")["localhost"]["msg"]
     assert result["warn_percent"] == 80 and result["alerts"] == []
     (pool,) = result["pools"]
     st = os.statvfs(local_pool["pool"])
@@ -113,22 +110,22 @@ def test_analyze_pools_reads_what_borg_and_du_say(run_playbook, local_pool):
     assert pool["repositories_size_bytes"] == sum(r["size_on_disk_bytes"] for r in repos.values())
 
 
-def test_analyze_pools_warns_and_reports_unreadable_repositories(run_playbook, local_pool, tmp_path):
+def test_analyze_pools_warns_and_reports_unreadable_repositories(local_pool, tmp_path):
     hosts = local_pool["hosts"]
     client = hosts["all"]["children"]["clients"]["hosts"]["localhost"]
     client["borgfleet_backups"][1]["passphrase"] = "not the passphrase"
     path = tmp_path / "hosts-wrong.yml"
     path.write_text(yaml.safe_dump(hosts))
-    run = run_playbook("analyze_pools.yml", inventory=str(path), extravars={"borgfleet_pool_warn_percent": 1},
+    run = run_playbook("analyze_pools.yml", path, extra_vars={"borgfleet_pool_warn_percent": 1},
                        check=True)
     # The pool is still reported; the client then fails for the repository it could not read.
-    assert run.runner.rc != 0
+    assert run.rc != 0
     assert ("localhost", "Stop if a repository could not be read") in run.failed()
-    result = run.results("borgfleet pools result")["localhost"]
+    result = run.results("borgfleet pools result")["localhost"]["msg"]
     (pool,) = result["pools"]
     assert pool["warn"] is True and result["warn_percent"] == 1
     assert any(a.startswith("pool local (") and "full (threshold 1%)" in a for a in result["alerts"])
     etc = next(r for r in pool["repositories"] if r["backup"] == "etc")
     assert etc["borg"] is None and "wrong passphrase" in etc["borg_error"]
     assert next(r for r in pool["repositories"] if r["backup"] == "data")["borg"]["archive_count"] == 3
-    assert PASSPHRASE not in run.stdout and "not the passphrase" not in run.stdout
+    assert PASSPHRASE not in run.output and "not the passphrase" not in run.output

@@ -8,7 +8,7 @@ import secrets
 import pytest
 
 from tests.lib import fleet as fl
-from tests.lib.playbook import run_playbook as run_cli
+from tests.lib.playbook import run_playbook
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def ssh_fleet(test_root, controller, sshd_factory, ansible_control_dir):
                        backups=[{"name": "files", "paths": [str(client_dir / "data")],
                                  "passphrase": fl.passphrase()}])
     inventory = fl.write_inventory(base / "inventory.yml", fl.inventory(controller, [server], [client]))
-    setup = run_cli("setup.yml", inventory, control_dir=ansible_control_dir)
+    setup = run_playbook("setup.yml", inventory, control_dir=ansible_control_dir)
     if setup.rc != 0:
         server.remove_user()
         pytest.fail(f"setup.yml failed:\n{setup}")
@@ -38,15 +38,15 @@ def ssh_fleet(test_root, controller, sshd_factory, ansible_control_dir):
 
 # setup.yml over SSH is most of its ~85 s.
 @pytest.mark.slow
-def test_pool_of_a_backup_server_with_its_clients_figures(ssh_fleet, run_playbook):
+def test_pool_of_a_backup_server_with_its_clients_figures(ssh_fleet, ansible_control_dir):
     client, server = ssh_fleet["client"], ssh_fleet["server"]
     repo = client.repo("files", ssh_fleet["controller"])
     for name in ("files-2026-03-01T00:00:00", "files-2026-03-02T00:00:00"):
         repo.run("create", repo.archive(name), str(client.dir / "data"))
 
-    run = run_playbook("analyze_pools.yml", inventory=str(ssh_fleet["inventory"]))
-    assert run.runner.rc == 0, run.stdout[-4000:]
-    results = run.results("borgfleet pools result")
+    run = run_playbook("analyze_pools.yml", ssh_fleet["inventory"], control_dir=ansible_control_dir)
+    assert run.rc == 0, run
+    results = {host: res["msg"] for host, res in run.results("borgfleet pools result").items()}
     assert set(results) == {"poolserver"}  # the client holds no pool of its own
     (pool,) = results["poolserver"]["pools"]
     assert pool["name"] == "main" and pool["path"] == server.pools[0]["path"]
@@ -59,4 +59,4 @@ def test_pool_of_a_backup_server_with_its_clients_figures(ssh_fleet, run_playboo
     assert entry["borg"]["archive_count"] == 2
     assert entry["borg"]["last_archive"]["name"] == "files-2026-03-02T00:00:00"
     assert entry["size_on_disk_bytes"] >= info["unique_csize"]
-    assert client.backup("files")["passphrase"] not in run.stdout
+    assert client.backup("files")["passphrase"] not in run.output

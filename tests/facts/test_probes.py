@@ -94,33 +94,3 @@ def test_probe_reports_missing_and_timeout(tmp_path):
     result = real.run(["sleep", "30"])
     assert result.status == "timeout" and not result.ok
     assert real.run(["true"]).ok
-
-
-def lvm_prober(tmp_path, vg_free_bytes, vg_free_extents):
-    """A prober whose mount table and lvs answer are given (device-mapper is absent on this kernel;
-    the real lvs path runs in the lab VM): the decisions below are pure logic."""
-    prober = facts.StorageProber(facts.Probe(timeout=5), size_timeout=30)
-    prober.mounts = [{"device_number": "254:3", "root": "/", "mountpoint": str(tmp_path),
-                      "fstype": "ext4", "source": "/dev/mapper/vg0-db"}]
-    prober._lvs = ([{"lv": "db", "vg": "vg0", "path": "/dev/vg0/db", "dm_path": "/dev/mapper/vg0-db",
-                     "size_bytes": 10 * 1024 * MIB, "attr": "-wi-ao----", "vg_free_bytes": vg_free_bytes,
-                     "vg_extent_bytes": 4 * MIB, "vg_free_extents": vg_free_extents}], None)
-    return prober
-
-
-def test_lvm_datadir_with_room_for_a_snapshot(tmp_path):
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "ibdata1").write_bytes(b"x" * 1024 * 1024)
-    st = lvm_prober(tmp_path, 300 * MIB, 75).describe(str(tmp_path / "data"))
-    assert st["type"] == "lvm" and st["lvm"]["vg"] == "vg0" and st["lvm"]["lv"] == "db"
-    assert st["snapshot_fits"] == {"conservative": True, "aggressive": True}
-    assert st["snapshot_capable"] is bool(facts.Probe().which("lvcreate"))
-
-
-def test_lvm_datadir_without_room(tmp_path):
-    st = lvm_prober(tmp_path, 32 * MIB, 8).describe(str(tmp_path))
-    assert st["type"] == "lvm" and st["snapshot_capable"] is False
-    assert st["snapshot_fits"] == {"conservative": False, "aggressive": False}
-    assert "less than the aggressive snapshot size" in st["reason"]
-    st = lvm_prober(tmp_path, 0, 0).describe(str(tmp_path))
-    assert st["snapshot_capable"] is False

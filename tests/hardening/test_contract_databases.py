@@ -12,21 +12,7 @@ import pytest
 
 from plugins.module_utils.borg import Borg, BorgSettings
 from tests.databases.conftest import borg_args, repo  # noqa: F401 (fixtures)
-from tests.databases.dbs import MariaDB, run_module
-
-
-@pytest.fixture(scope="module")
-def plain_mariadb(test_root):
-    """A throwaway MariaDB of this module (root over its socket), with one database."""
-    base = test_root / "contract-mariadb"
-    base.mkdir()
-    db = MariaDB(base / "data", base / "run").install()
-    try:
-        db.start()
-        db.sql("CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY); INSERT INTO shop.items VALUES (1)")
-        yield db
-    finally:
-        db.stop()
+from tests.lib.playbook import run_module
 
 
 def _marker():

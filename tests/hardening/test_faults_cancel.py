@@ -23,6 +23,7 @@ from borgfleet_ui import jobs, queue as q
 from uilib import add_ssh_pair, descendants, drop_local_backup, job_row, make_local_backup, wait_for, wait_job
 from tests.lib import fleet as fl
 from tests.lib.borgrepo import BorgRepo
+from tests.lib.playbook import run_module
 from tests.lib.throttle import CpuThrottle
 from tests.lib.trees import make_tree
 
@@ -293,23 +294,6 @@ def test_lock_wait_counts_in_the_budget_and_stops_on_cancel(api, db, redis, tmp_
     drop_local_backup(api, cl, bj)
 
 
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: /usr/bin/python3
-  tasks:
-    - borgfleet.backup.borg_archive:
-        repository: "{repo}"
-        passphrase: "{passphrase}"
-        borg_base_dir: "{base}"
-        name: "t-{{{{ now(utc=true, fmt='%H%M%S%f') }}}}"
-        paths: ["{data}"]
-        borg_timeout: "{timeout}"
-"""
-
-
 def test_module_borg_timeout(tmp_path):
     """The CLI/AWX path: borg_timeout stops borg with SIGINT and fails the task with a clear error.
 
@@ -320,14 +304,11 @@ def test_module_borg_timeout(tmp_path):
     repo = BorgRepo(str(tmp_path / "repo"), "timeout-pass", base_dir=tmp_path / "base")
     repo.run("init", "--encryption", "repokey-blake2", repo.url)
 
-    def play(timeout):
-        pb = tmp_path / f"play-{timeout}.yml"
-        pb.write_text(PLAY.format(repo=repo.url, passphrase=repo.passphrase, base=repo.base_dir, data=data,
-                                  timeout=timeout))
-        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-        proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(pb)],
-                              cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
-        return proc, " ".join(proc.stdout.split())
+    def archive(timeout, **kwargs):
+        return run_module(tmp_path, "borg_archive", {
+            "repository": repo.url, "passphrase": repo.passphrase, "borg_base_dir": str(repo.base_dir),
+            "name": "t-{{ now(utc=true, fmt='%H%M%S%f') }}", "paths": [str(data)], "borg_timeout": timeout},
+            **kwargs)
 
     holder = subprocess.Popen(["borg", "with-lock", repo.url, "sleep", "300"], env=repo.env(),
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -335,18 +316,16 @@ def test_module_borg_timeout(tmp_path):
     try:
         wait_for(lambda: (Path(repo.url) / "lock.exclusive").is_dir(), timeout=30, what="the other borg's lock")
         t0 = time.monotonic()
-        proc, text = play(4)
+        r = archive(4, expect_failure=True)
         took = time.monotonic() - t0
-        assert proc.returncode != 0, text[-3000:]
-        assert "ran longer than borg_timeout (4 s) and was stopped with SIGINT" in text, text[-3000:]
-        assert "error_kind: timeout" in text, text[-3000:]
+        assert "ran longer than borg_timeout (4 s) and was stopped with SIGINT" in r["msg"], r
+        assert r["error_kind"] == "timeout", r
         assert took < 60, took
         assert [p for p in borgs(repo.url) if p != holder.pid] == []  # only the lock holder is left
     finally:
         os.killpg(holder.pid, signal.SIGTERM)  # its `sleep` too; borg releases the lock on SIGTERM
         holder.wait(30)
-    proc, text = play(0)  # 0: no limit
-    assert proc.returncode == 0, text[-3000:]
+    archive(0)  # 0: no limit
     name = repo.archive_names()[0]
     one = sorted(data.iterdir())[0]
     out = repo.extract(name, tmp_path / "restore", str(one).lstrip("/"))

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.borgfleet.backup.plugins.module_utils import borg as b
-from tests.modules.test_modules import SECRET, borg, run_task
+from tests.lib.playbook import run_module
+from tests.modules.test_modules import SECRET, borg
 
 N = 50_000
 PER_DIR = 1_000
@@ -85,7 +86,7 @@ def test_in_place_restore_of_50000_files(tmp_path, scratch):
     skip_dirs_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "borgfleet-skip-*")))
 
     args = dict(common, archive="big-1", paths=[rel])  # target / : where the files were
-    r = run_task(tmp_path, "borg_restore", args, expect_failure=True)
+    r = run_module(tmp_path, "borg_restore", args, expect_failure=True)
     assert r["failed"] and "overwrite=true" in r["msg"], r["msg"]
     assert sorted(r["conflicts"]) == conflicts
     assert files_under(data).keys() == before.keys()  # nothing written, nothing deleted
@@ -94,7 +95,7 @@ def test_in_place_restore_of_50000_files(tmp_path, scratch):
 
     backup_dir = scratch / "replaced"
     started = time.monotonic()
-    r = run_task(tmp_path, "borg_restore", dict(args, overwrite=True, backup_dir=str(backup_dir)))
+    r = run_module(tmp_path, "borg_restore", dict(args, overwrite=True, backup_dir=str(backup_dir)))
     took = time.monotonic() - started
     assert "Argument list too long" not in str(r)
     assert r["changed"] and sorted(r["replaced"]) == conflicts and r["backup_dir"] == str(backup_dir)
@@ -118,7 +119,7 @@ def test_in_place_restore_of_50000_files(tmp_path, scratch):
     # The private skip list is gone.
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "borgfleet-skip-*"))) == skip_dirs_before
 
-    r = run_task(tmp_path, "borg_restore", dict(args, overwrite=True))
+    r = run_module(tmp_path, "borg_restore", dict(args, overwrite=True))
     assert not r["changed"] and r["nfiles"] == 0 and r["replaced"] == []
     print(f"\nin-place restore of {total_files} files with {len(conflicts) + len(deleted)} to write: {took:.1f} s")
 

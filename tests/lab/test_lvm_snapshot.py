@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from tests.databases.dbs import check_restored
-from tests.databases.test_backup_playbook import result_of
-from tests.lib.playbook import run_playbook
+from tests.lib.playbook import run_module, run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -172,6 +171,37 @@ def postgres_rows(vm, datadir):
     return {int(i): p for i, p in (line.split("|") for line in rows.splitlines())}, bulk
 
 
+def lvm_report(vm, kind, fields):
+    """`lvs`/`vgs` of the lab VG as lvm itself reports it, in bytes."""
+    out = vm.run([kind, "--reportformat", "json", "--units", "b", "--nosuffix", "-o", fields, VG]).stdout
+    return json.loads(out)["report"][0][kind[:2]]
+
+
+def test_server_facts_reads_the_engines_logical_volumes(lvm_databases, tmp_path):
+    """server_facts' real lvs path (tests/unit/test_facts_given_lvs_report.py hands it a report):
+    each engine's datadir is found on its LV, with the figures lvm itself reports."""
+    vm = lvm_databases
+    inventory = tmp_path / "facts-hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"lab": vm.inventory_vars()}}}))
+    caps = run_module(tmp_path, "server_facts", {"gather": ["capabilities"]}, inventory=inventory, host="lab",
+                      timeout=900)["capabilities"]
+    [vg] = lvm_report(vm, "vgs", "vg_free,vg_extent_size,vg_free_count")
+    sizes = {lv["lv_name"]: int(lv["lv_size"]) for lv in lvm_report(vm, "lvs", "lv_name,lv_size")}
+    [cluster] = caps["postgresql"]["clusters"]
+    storages = {"mysql": caps["mysql"]["storage"], "postgresql": cluster["storage"]}
+    assert int(vg["vg_free_count"]) > 0  # room for a snapshot: the backup below takes one
+    for lv, st in storages.items():
+        mountpoint = vm.run(["findmnt", "-n", "-o", "TARGET", "-T", st["path"]]).stdout.strip()
+        assert mountpoint == VOLUMES[lv] and st["mountpoint"] == mountpoint and st["fstype"] == "ext4", st
+        assert st["type"] == "lvm", st
+        assert st["lvm"]["vg"] == VG and st["lvm"]["lv"] == lv and st["lvm"]["path"] == "/dev/%s/%s" % (VG, lv), st
+        assert st["lvm"]["size_bytes"] == sizes[lv] == 512 * 1024 * 1024, st
+        assert st["lvm"]["vg_free_bytes"] == int(vg["vg_free"]), st
+        assert st["lvm"]["vg_free_extents"] == int(vg["vg_free_count"]), st
+        assert st["lvm"]["vg_extent_bytes"] == int(vg["vg_extent_size"]), st
+        assert st["snapshot_capable"] is True and st["snapshot_fits"]["aggressive"] is True, st
+
+
 def test_backup_playbook_lvm_snapshots_restore(lvm_databases, lab_timings, tmp_path):
     vm = lvm_databases
     control_dir = tmp_path / "cp"
@@ -206,7 +236,7 @@ def test_backup_playbook_lvm_snapshots_restore(lvm_databases, lab_timings, tmp_p
     assert run.rc == 0, run
     assert SECRET not in run.output
 
-    report = {entry["backup"]: entry for entry in result_of(run.output)}
+    report = {entry["backup"]: entry for entry in run.results("borgfleet backup result")["lab"]["msg"]}
     assert set(report) == {"maria", "pg"}, report
     for name, entry in report.items():
         assert not entry["failed"], entry

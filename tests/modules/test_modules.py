@@ -8,40 +8,10 @@ import os
 import subprocess
 
 import pytest
-import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ANSIBLE_PLAYBOOK = os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')
+from tests.lib.playbook import four_ways, run_module
+
 SECRET = 'Module-Test-Passphrase-7'
-
-
-def run_task(tmp_path, module, args, check=False, expect_failure=False):
-    """Run one task of borgfleet.backup.<module>; return its result dict."""
-    out = tmp_path / 'result.json'
-    # ansible-core has no json stdout callback: the play writes the registered result itself.
-    play = [{'hosts': 'localhost', 'connection': 'local', 'gather_facts': False,
-             'tasks': [{'name': 'under test', 'borgfleet.backup.%s' % module: args, 'register': 'r',
-                        'ignore_errors': expect_failure},
-                       {'name': 'save result', 'check_mode': False,
-                        'ansible.builtin.copy': {'content': '{{ r | to_json }}', 'dest': str(out)}}]}]
-    path = tmp_path / 'play.yml'
-    path.write_text(yaml.safe_dump(play))
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_PYTHON_INTERPRETER='/usr/bin/python3')
-    argv = [ANSIBLE_PLAYBOOK, '-i', 'localhost,', str(path)]
-    if check:
-        argv.append('--check')
-    proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=300)
-    assert SECRET not in proc.stdout and SECRET not in proc.stderr, 'passphrase leaked into the output'
-    assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads(out.read_text())
-    out.unlink()
-    assert SECRET not in json.dumps(result)
-    if not expect_failure:
-        assert proc.returncode == 0, result.get('msg')
-        assert not result.get('failed'), result.get('msg')
-    return result
 
 
 def borg(repo, *args, base=None):
@@ -75,52 +45,42 @@ def data(tmp_path):
 
 
 def test_repository_four_ways(tmp_path, common):
-    r = run_task(tmp_path, 'borg_repository', common, check=True)
-    assert r['changed'] and r['created']
-    assert not os.path.exists(common['repository'])
-    r = run_task(tmp_path, 'borg_repository', common)
-    assert r['changed'] and r['created']
-    assert r['repository']['encryption'] == 'repokey-blake2'
+    def repository_id():  # as borg itself reads it; None while there is no repository
+        if not os.path.exists(common['repository']):
+            return None
+        return json.loads(borg(common['repository'], 'info', '--json', base=common['borg_base_dir']))['repository']['id']
+
+    in_check, real, _, again_in_check = four_ways(tmp_path, 'borg_repository', common, repository_id)
+    assert in_check['created'] and real['created']
+    assert real['repository']['encryption'] == 'repokey-blake2'
     assert os.path.isfile(os.path.join(common['repository'], 'config'))
-    r = run_task(tmp_path, 'borg_repository', common)
-    assert not r['changed']
-    r = run_task(tmp_path, 'borg_repository', common, check=True)
-    assert not r['changed']
-    info = json.loads(borg(common['repository'], 'info', '--json', base=common['borg_base_dir']))
-    assert info['repository']['id'] == r['repository']['id']
+    assert repository_id() == real['repository']['id'] == again_in_check['repository']['id']
 
 
 def test_repository_append_only_and_wrong_passphrase(tmp_path, common):
-    run_task(tmp_path, 'borg_repository', common)
-    args = dict(common, append_only=True)
-    r = run_task(tmp_path, 'borg_repository', args, check=True)
-    assert r['changed']
-    assert 'append_only = 0' in (tmp_path / 'repo' / 'config').read_text()
-    r = run_task(tmp_path, 'borg_repository', args)
-    assert r['changed'] and r['repository']['append_only'] is True
-    assert 'append_only = 1' in (tmp_path / 'repo' / 'config').read_text()
-    assert not run_task(tmp_path, 'borg_repository', args)['changed']
+    run_module(tmp_path, 'borg_repository', common)
+    config = tmp_path / 'repo' / 'config'
+    assert 'append_only = 0' in config.read_text()
+    _, real, _, _ = four_ways(tmp_path, 'borg_repository', dict(common, append_only=True), config.read_text)
+    assert real['repository']['append_only'] is True
+    assert 'append_only = 1' in config.read_text()
     before = (tmp_path / 'repo' / 'config').read_text()
-    r = run_task(tmp_path, 'borg_repository', dict(common, passphrase='Not-The-Right-One-42'), expect_failure=True)
+    r = run_module(tmp_path, 'borg_repository', dict(common, passphrase='Not-The-Right-One-42'), expect_failure=True)
     assert r['failed'] and r['error_kind'] == 'wrong_passphrase'
     assert 'wrong passphrase' in r['msg']
     assert (tmp_path / 'repo' / 'config').read_text() == before
 
 
 def test_archive_four_ways_with_excludes(tmp_path, common, data):
-    run_task(tmp_path, 'borg_repository', common)
+    run_module(tmp_path, 'borg_repository', common)
     args = dict(common, name='files-fixed', paths=[str(data)], exclude=['*.tmp'])
-    r = run_task(tmp_path, 'borg_archive', args, check=True)
-    assert r['changed']
-    assert archive_names(common['repository'], common['borg_base_dir']) == []
-    r = run_task(tmp_path, 'borg_archive', args)
-    assert r['changed']
+    names = lambda: archive_names(common['repository'], common['borg_base_dir'])  # noqa: E731
+    assert names() == []
+    # A fixed name that exists is left alone: idempotent.
+    _, r, _, _ = four_ways(tmp_path, 'borg_archive', args, names)
     stats = r['archive']['stats']
     assert stats['nfiles'] == 1  # only keep/a.txt: skip.tmp and the tagged cache dir are excluded
     assert stats['original_size'] > 0 and stats['deduplicated_size'] > 0 and r['archive']['duration'] >= 0
-    # A fixed name that exists is left alone: idempotent.
-    assert not run_task(tmp_path, 'borg_archive', args)['changed']
-    assert not run_task(tmp_path, 'borg_archive', args, check=True)['changed']
     assert archive_names(common['repository'], common['borg_base_dir']) == ['files-fixed']
     listing = borg(common['repository'] + '::files-fixed', 'list', '--short', base=common['borg_base_dir'])
     assert 'keep/a.txt' in listing
@@ -128,24 +88,20 @@ def test_archive_four_ways_with_excludes(tmp_path, common, data):
 
 
 def test_archive_template_and_delete_four_ways(tmp_path, common, data):
-    run_task(tmp_path, 'borg_repository', common)
-    r = run_task(tmp_path, 'borg_archive', dict(common, name='files-{now:%Y-%m-%dT%H:%M:%S}', paths=[str(data)]))
+    run_module(tmp_path, 'borg_repository', common)
+    r = run_module(tmp_path, 'borg_archive', dict(common, name='files-{now:%Y-%m-%dT%H:%M:%S}', paths=[str(data)]))
     name = r['archive']['name']
     assert name.startswith('files-20') and '{' not in name
     assert archive_names(common['repository'], common['borg_base_dir']) == [name]
     gone = dict(common, name=name, state='absent', compact=True)
-    assert run_task(tmp_path, 'borg_archive', gone, check=True)['changed']
-    assert archive_names(common['repository'], common['borg_base_dir']) == [name]
-    assert run_task(tmp_path, 'borg_archive', gone)['changed']
+    four_ways(tmp_path, 'borg_archive', gone, lambda: archive_names(common['repository'], common['borg_base_dir']))
     assert archive_names(common['repository'], common['borg_base_dir']) == []
-    assert not run_task(tmp_path, 'borg_archive', gone)['changed']
-    assert not run_task(tmp_path, 'borg_archive', gone, check=True)['changed']
 
 
 def test_archive_name_with_metacharacters_is_refused(tmp_path, common, data):
-    run_task(tmp_path, 'borg_repository', common)
+    run_module(tmp_path, 'borg_repository', common)
     marker = tmp_path / 'pwned'
-    r = run_task(tmp_path, 'borg_archive', dict(common, name='x;touch %s' % marker, paths=[str(data)]),
+    r = run_module(tmp_path, 'borg_archive', dict(common, name='x;touch %s' % marker, paths=[str(data)]),
                  expect_failure=True)
     assert r['failed'] and 'not allowed' in r['msg']
     assert not marker.exists()
@@ -161,52 +117,49 @@ def make_archives(common, data, names_times):
 
 
 def test_prune_four_ways_limited_to_one_backup(tmp_path, common, data):
-    run_task(tmp_path, 'borg_repository', common)
+    run_module(tmp_path, 'borg_repository', common)
     make_archives(common, data, [('etc-1', '2026-11-01T10:00:00'), ('etc-2', '2026-11-02T10:00:00'),
                                  ('etc-2b', '2026-11-02T11:00:00'), ('etc-3', '2026-11-03T10:00:00'),
                                  ('www-1', '2026-10-01T10:00:00')])
     args = dict(common, match_archives='etc-*', keep_daily=2)
-    r = run_task(tmp_path, 'borg_prune', args, check=True)
-    assert r['changed']
-    assert [k['name'] for k in r['kept']] == ['etc-3', 'etc-2b']
-    assert [k['rule'] for k in r['kept']] == ['daily #1', 'daily #2']
-    assert sorted(p['name'] for p in r['pruned']) == ['etc-1', 'etc-2']
-    assert len(archive_names(common['repository'], common['borg_base_dir'])) == 5
-    r = run_task(tmp_path, 'borg_prune', args)
-    assert r['changed'] and r['compacted']
-    assert archive_names(common['repository'], common['borg_base_dir']) == ['www-1', 'etc-2b', 'etc-3']
-    r = run_task(tmp_path, 'borg_prune', args)
-    assert not r['changed'] and r['pruned'] == []
-    assert not run_task(tmp_path, 'borg_prune', args, check=True)['changed']
+    names = lambda: archive_names(common['repository'], common['borg_base_dir'])  # noqa: E731
+    assert len(names()) == 5
+    in_check, real, again, _ = four_ways(tmp_path, 'borg_prune', args, names)
+    assert [k['name'] for k in in_check['kept']] == ['etc-3', 'etc-2b']
+    assert [k['rule'] for k in in_check['kept']] == ['daily #1', 'daily #2']
+    assert sorted(p['name'] for p in in_check['pruned']) == ['etc-1', 'etc-2']
+    assert real['compacted']
+    assert names() == ['www-1', 'etc-2b', 'etc-3']
+    assert again['pruned'] == []
 
 
 def test_archive_info_lists_and_browses(tmp_path, common, data):
-    run_task(tmp_path, 'borg_repository', common)
+    run_module(tmp_path, 'borg_repository', common)
     make_archives(common, data, [('etc-1', '2026-11-01T10:00:00'), ('www-1', '2026-11-02T10:00:00')])
-    r = run_task(tmp_path, 'borg_archive_info', dict(common, match_archives='etc-*', stats=True))
+    r = run_module(tmp_path, 'borg_archive_info', dict(common, match_archives='etc-*', stats=True))
     assert not r['changed']
     assert [a['name'] for a in r['archives']] == ['etc-1']
     assert r['archives'][0]['stats']['nfiles'] == 4
-    r = run_task(tmp_path, 'borg_archive_info', dict(common, archive='etc-1', limit=2))
+    r = run_module(tmp_path, 'borg_archive_info', dict(common, archive='etc-1', limit=2))
     assert len(r['contents']) == 2 and r['truncated'] is True
     path = str(data / 'keep').lstrip('/')
-    r = run_task(tmp_path, 'borg_archive_info', dict(common, archive='etc-1', path=[path]))
+    r = run_module(tmp_path, 'borg_archive_info', dict(common, archive='etc-1', path=[path]))
     assert {c['path'] for c in r['contents']} == {path, path + '/a.txt'}
     assert not r['truncated']
 
 
 def test_check_and_extract(tmp_path, common, data):
-    run_task(tmp_path, 'borg_repository', common)
+    run_module(tmp_path, 'borg_repository', common)
     make_archives(common, data, [('etc-1', '2026-11-01T10:00:00')])
-    r = run_task(tmp_path, 'borg_check', dict(common, verify_data=True))
+    r = run_module(tmp_path, 'borg_check', dict(common, verify_data=True))
     assert r['ok'] and not r['changed']
     target = tmp_path / 'restore'
     keep = str(data / 'keep').lstrip('/')
     args = dict(common, archive='etc-1', target=str(target), paths=['/' + keep])
-    r = run_task(tmp_path, 'borg_extract', args, check=True)
+    r = run_module(tmp_path, 'borg_extract', args, check=True)
     assert r['changed'] and keep + '/a.txt' in r['files']
     assert not target.exists()
-    r = run_task(tmp_path, 'borg_extract', args)
+    r = run_module(tmp_path, 'borg_extract', args)
     assert r['nfiles'] == 2
     restored = target / keep / 'a.txt'
     assert restored.read_text() == (data / 'keep' / 'a.txt').read_text()
@@ -216,5 +169,5 @@ def test_check_and_extract(tmp_path, common, data):
     raw = bytearray(segment.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     segment.write_bytes(bytes(raw))
-    r = run_task(tmp_path, 'borg_check', dict(common, scope='repository'), expect_failure=True)
+    r = run_module(tmp_path, 'borg_check', dict(common, scope='repository'), expect_failure=True)
     assert r['failed'] and 'problems' in r['msg']

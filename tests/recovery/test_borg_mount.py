@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.modules.test_modules import SECRET, borg, run_task
+from tests.lib.playbook import four_ways, run_module
+from tests.modules.test_modules import SECRET, borg
 from tests.recovery.conftest import mounted
 
 MOUNTS = "/run/borgfleet/mounts"
@@ -50,12 +51,9 @@ def borg_pid(mountpoint):
 def test_mount_archive_four_ways_allow_other_and_stale_cleanup(tmp_path, repo):
     mp = f"{MOUNTS}/t-one"
     args = dict(repo, archive="one", name="t-one")
-    r = run_task(tmp_path, "borg_mount", args, check=True)
-    assert r["changed"] and not mounted(mp)
-    r = run_task(tmp_path, "borg_mount", args)
-    assert r["changed"] and r["mountpoint"] == mp and mounted(mp)
-    assert not run_task(tmp_path, "borg_mount", args)["changed"]
-    assert not run_task(tmp_path, "borg_mount", args, check=True)["changed"]
+    assert not mounted(mp)
+    _, real, _, _ = four_ways(tmp_path, "borg_mount", args, lambda: mounted(mp))
+    assert real["mountpoint"] == mp and mounted(mp)
     # The file's owner, not root who mounted it, reads it: allow_other plus archived modes.
     proc = subprocess.run(["cat", f"{mp}/sub/file.txt"], user=NOBODY, group=NOBODY, extra_groups=[],
                           capture_output=True, text=True)
@@ -75,27 +73,27 @@ def test_mount_archive_four_ways_allow_other_and_stale_cleanup(tmp_path, repo):
             break
         assert time.time() < deadline
         time.sleep(0.1)
-    r = run_task(tmp_path, "borg_mount", args)
+    r = run_module(tmp_path, "borg_mount", args)
     assert r["changed"] and r["cleaned"] == [mp]
     assert open(f"{mp}/sub/file.txt").read() == "hello from the archive\n"
-    r = run_task(tmp_path, "borg_mount", {"name": "t-one", "state": "unmounted"}, check=True)
+    r = run_module(tmp_path, "borg_mount", {"name": "t-one", "state": "unmounted"}, check=True, secrets=[SECRET])
     assert r["changed"] and mounted(mp)
-    r = run_task(tmp_path, "borg_mount", {"name": "t-one", "state": "unmounted"})
+    r = run_module(tmp_path, "borg_mount", {"name": "t-one", "state": "unmounted"}, secrets=[SECRET])
     assert r["changed"] and not mounted(mp) and not os.path.exists(mp)
-    assert not run_task(tmp_path, "borg_mount", {"name": "t-one", "state": "unmounted"})["changed"]
+    assert not run_module(tmp_path, "borg_mount", {"name": "t-one", "state": "unmounted"}, secrets=[SECRET])["changed"]
     assert borg_pid(mp) is None
 
 
 def test_mount_whole_repository(tmp_path, repo):
     mp = f"{MOUNTS}/t-repo"
-    r = run_task(tmp_path, "borg_mount", dict(repo, name="t-repo"))
+    r = run_module(tmp_path, "borg_mount", dict(repo, name="t-repo"))
     assert r["changed"] and mounted(mp)
     assert sorted(os.listdir(mp)) == ["one", "two"]
     assert open(f"{mp}/two/sub/file.txt").read() == "hello from the archive\n"
-    r = run_task(tmp_path, "borg_mount", dict(repo, name="t-repo", passphrase="wrong-one-here"))
+    r = run_module(tmp_path, "borg_mount", dict(repo, name="t-repo", passphrase="wrong-one-here"))
     assert not r["changed"]  # a healthy mount is left alone, no borg call
-    run_task(tmp_path, "borg_mount", {"name": "t-repo", "state": "unmounted"})
+    run_module(tmp_path, "borg_mount", {"name": "t-repo", "state": "unmounted"}, secrets=[SECRET])
     assert not mounted(mp)
-    r = run_task(tmp_path, "borg_mount", dict(repo, name="t-repo", passphrase="wrong-one-here"),
+    r = run_module(tmp_path, "borg_mount", dict(repo, name="t-repo", passphrase="wrong-one-here"),
                  expect_failure=True)
     assert r["failed"] and r["error_kind"] == "wrong_passphrase" and not os.path.exists(mp)

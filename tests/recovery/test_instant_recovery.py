@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.modules.test_modules import SECRET, borg, run_task
+from tests.lib.playbook import run_module
+from tests.modules.test_modules import SECRET, borg
 from tests.recovery.conftest import mounted
 from tests.recovery.dbs import MariaDB, PG_BIN, PG_ROWS
 
@@ -83,9 +84,9 @@ def test_postgresql_from_archive_query_write_stop_resume_absent(tmp_path, pg_arc
     before = archive_id(common, archive)
     args = dict(common, archive=archive, name="t-pg", verify=True,
                 query="SELECT count(*), sum(balance), max(id) FROM accounts")
-    r = run_task(tmp_path, "instant_recovery", args, check=True)
+    r = run_module(tmp_path, "instant_recovery", args, check=True)
     assert r["changed"] and not (STATE_DIR / "ir-t-pg.json").exists()
-    r = run_task(tmp_path, "instant_recovery", args)
+    r = run_module(tmp_path, "instant_recovery", args)
     s = r["session"]
     assert r["changed"] and s["engine"] == "postgresql" and s["address"] == "127.0.0.1"
     assert r["query_rows"] == [[str(PG_ROWS + 1), str(7 * PG_ROWS * (PG_ROWS + 1) // 2 + 42), "100001"]]
@@ -103,13 +104,13 @@ def test_postgresql_from_archive_query_write_stop_resume_absent(tmp_path, pg_arc
     # Writable: the writes land in the layer, the archive stays as it was.
     assert psql(s, "INSERT INTO accounts VALUES (200000, 'written-in-recovery', 1)").returncode == 0
     assert psql(s, "SELECT count(*) FROM accounts").stdout.strip() == str(PG_ROWS + 2)
-    assert not run_task(tmp_path, "instant_recovery", dict(common, archive=archive, name="t-pg"))["changed"]
-    listed = run_task(tmp_path, "instant_recovery", {"state": "query"})["sessions"]
+    assert not run_module(tmp_path, "instant_recovery", dict(common, archive=archive, name="t-pg"))["changed"]
+    listed = run_module(tmp_path, "instant_recovery", {"state": "query"}, secrets=[SECRET])["sessions"]
     assert [x["name"] for x in listed if x["name"] == "t-pg"] == ["t-pg"]
     # stopped keeps the layer; started again resumes with the row written above.
-    r = run_task(tmp_path, "instant_recovery", {"name": "t-pg", "state": "stopped"})
+    r = run_module(tmp_path, "instant_recovery", {"name": "t-pg", "state": "stopped"}, secrets=[SECRET])
     assert r["changed"] and not r["session"]["health"]["engine_running"] and r["session"]["health"]["intact"]
-    r = run_task(tmp_path, "instant_recovery", dict(common, archive=archive, name="t-pg",
+    r = run_module(tmp_path, "instant_recovery", dict(common, archive=archive, name="t-pg",
                                                     query="SELECT owner FROM accounts WHERE id = 200000"))
     assert r["changed"] and r["query_rows"] == [["written-in-recovery"]]
     pid = r["session"]["pid"]
@@ -118,9 +119,9 @@ def test_postgresql_from_archive_query_write_stop_resume_absent(tmp_path, pg_arc
     # What the server wrote, not a copy: the pages it changed, and the WAL segment its new
     # timeline starts in after the promotion (a copy of the last one, 16 MiB).
     assert 0 < layer < db_size + WAL_SEGMENT, (layer, db_size)
-    r = run_task(tmp_path, "instant_recovery", {"name": "t-pg", "state": "absent"})
+    r = run_module(tmp_path, "instant_recovery", {"name": "t-pg", "state": "absent"}, secrets=[SECRET])
     assert r["changed"] and "engine" in r["removed"] and "state file" in r["removed"]
-    assert not run_task(tmp_path, "instant_recovery", {"name": "t-pg", "state": "absent"})["changed"]
+    assert not run_module(tmp_path, "instant_recovery", {"name": "t-pg", "state": "absent"}, secrets=[SECRET])["changed"]
     assert_nothing_left("t-pg", pid)
     assert_repository_untouched(common, archive, before)
 
@@ -130,11 +131,11 @@ def test_verified_reports_and_tears_down_even_when_the_check_fails(tmp_path, pg_
     common, archive = pg_archive
     before = archive_id(common, archive)
     args = dict(common, state="verified", backup="pg", match_archives="pg-*")
-    planned = run_task(tmp_path, "instant_recovery", args, check=True)
+    planned = run_module(tmp_path, "instant_recovery", args, check=True)
     assert planned["report"]["archive"] == archive and planned["report"]["passed"] is None
     assert not (STATE_DIR / "ir-verify-pg.json").exists() and not planned.get("session")
 
-    r = run_task(tmp_path, "instant_recovery", dict(args, query="SELECT count(*) FROM accounts"))
+    r = run_module(tmp_path, "instant_recovery", dict(args, query="SELECT count(*) FROM accounts"))
     report = r["report"]
     assert report["passed"] is True and report["msg"] == "" and report["backup"] == "pg", report
     # The entry of "borgfleet verify result" (docs/contract.md), exactly.
@@ -149,7 +150,7 @@ def test_verified_reports_and_tears_down_even_when_the_check_fails(tmp_path, pg_
 
     # The engine started and answered, then the check failed (a query on a table that does not exist):
     # the task fails with the reason, and the session is torn down all the same.
-    r = run_task(tmp_path, "instant_recovery", dict(args, query="SELECT * FROM no_such_table"),
+    r = run_module(tmp_path, "instant_recovery", dict(args, query="SELECT * FROM no_such_table"),
                  expect_failure=True)
     report = r["report"]
     assert r["failed"] and "no_such_table" in r["msg"] and report["msg"] == r["msg"], r
@@ -164,15 +165,15 @@ def test_verified_reports_and_tears_down_even_when_the_check_fails(tmp_path, pg_
 def test_postgresql_killed_engine_and_dead_mount_are_cleaned_up(tmp_path, pg_archive):
     common, archive = pg_archive
     before = archive_id(common, archive)
-    r = run_task(tmp_path, "instant_recovery", dict(common, archive=archive, name="t-pg-kill"))
+    r = run_module(tmp_path, "instant_recovery", dict(common, archive=archive, name="t-pg-kill"))
     pid = r["session"]["pid"]
     os.killpg(pid, signal.SIGKILL)  # the engine dies with its backends
     time.sleep(0.5)
-    r = run_task(tmp_path, "instant_recovery", {"state": "cleanup"})
+    r = run_module(tmp_path, "instant_recovery", {"state": "cleanup"}, secrets=[SECRET])
     assert r["changed"] and "session t-pg-kill" in r["removed"]
     assert_nothing_left("t-pg-kill", pid)
     # A dead borg mount under a running engine: cleanup still removes everything.
-    r = run_task(tmp_path, "instant_recovery", dict(common, archive=archive, name="t-pg-mount"))
+    r = run_module(tmp_path, "instant_recovery", dict(common, archive=archive, name="t-pg-mount"))
     pid = r["session"]["pid"]
     archive_mount = r["session"]["archive_mount"]
     for p in Path("/proc").iterdir():
@@ -183,10 +184,10 @@ def test_postgresql_killed_engine_and_dead_mount_are_cleaned_up(tmp_path, pg_arc
         if b"mount" in cmd and archive_mount.encode() in cmd and b"/usr/bin/borg" in cmd:
             os.kill(int(p.name), signal.SIGKILL)
     time.sleep(0.5)
-    r = run_task(tmp_path, "instant_recovery", {"state": "cleanup"})
+    r = run_module(tmp_path, "instant_recovery", {"state": "cleanup"}, secrets=[SECRET])
     assert r["changed"] and "session t-pg-mount" in r["removed"]
     assert_nothing_left("t-pg-mount", pid)
-    assert not run_task(tmp_path, "instant_recovery", {"state": "cleanup"})["changed"]
+    assert not run_module(tmp_path, "instant_recovery", {"state": "cleanup"}, secrets=[SECRET])["changed"]
     assert_repository_untouched(common, archive, before)
 
 
@@ -208,7 +209,7 @@ def test_mariadb_from_archive_query_write_absent(tmp_path, mariadb_archive):
     before = archive_id(common, archive)
     args = dict(common, archive=archive, name="t-my", verify=True,
                 query="SELECT COUNT(*), SUM(qty), MAX(item) FROM shop.orders")
-    r = run_task(tmp_path, "instant_recovery", args)
+    r = run_module(tmp_path, "instant_recovery", args)
     s = r["session"]
     assert r["changed"] and s["engine"] == "mariadb"
     expected_sum = sum(i % 13 for i in range(1, 3001))
@@ -227,7 +228,7 @@ def test_mariadb_from_archive_query_write_absent(tmp_path, mariadb_archive):
     assert subprocess.run(["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(s["port"]), "-u", "nobody",
                            "-e", "SELECT 1"], capture_output=True, text=True).stderr.find("Access denied") >= 0
     pid = s["pid"]
-    r = run_task(tmp_path, "instant_recovery", {"name": "t-my", "state": "absent"})
+    r = run_module(tmp_path, "instant_recovery", {"name": "t-my", "state": "absent"}, secrets=[SECRET])
     assert r["changed"]
     assert_nothing_left("t-my", pid)
     assert_repository_untouched(common, archive, before)

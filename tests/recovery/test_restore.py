@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.modules.test_modules import SECRET, borg, run_task
+from tests.lib.playbook import four_ways, run_module
+from tests.modules.test_modules import SECRET, borg
 
 NOBODY = 65534
 
@@ -74,7 +75,7 @@ def site(scratch):
 def test_browse_one_level_and_search_history(tmp_path, site):
     common, data = site
     rel = str(data).lstrip("/")
-    r = run_task(tmp_path, "borg_restore_browse", dict(common, archive="site-1", path=f"/{rel}/nginx"))
+    r = run_module(tmp_path, "borg_restore_browse", dict(common, archive="site-1", path=f"/{rel}/nginx"))
     assert [(e["name"], e["type"]) for e in r["entries"]] == [
         ("sites", "d"), ("enabled", "l"), ("nginx.conf", "-"), ("secret.key", "-")]
     key = [e for e in r["entries"] if e["name"] == "secret.key"][0]
@@ -82,15 +83,15 @@ def test_browse_one_level_and_search_history(tmp_path, site):
     assert key["size"] == 3000 and key["mode"] == "-rw-r-----" and key["path"] == f"{rel}/nginx/secret.key"
     assert [e for e in r["entries"] if e["name"] == "enabled"][0]["linktarget"] == "sites/default"
     assert not r["truncated"] and not r["changed"]
-    r = run_task(tmp_path, "borg_restore_browse", dict(common, archive="site-1", path=f"{rel}/nginx", limit=2))
+    r = run_module(tmp_path, "borg_restore_browse", dict(common, archive="site-1", path=f"{rel}/nginx", limit=2))
     assert len(r["entries"]) == 2 and r["truncated"]
 
-    r = run_task(tmp_path, "borg_restore_browse", dict(common, match_archives="site-*", path=f"/{rel}/nginx/nginx.conf"))
+    r = run_module(tmp_path, "borg_restore_browse", dict(common, match_archives="site-*", path=f"/{rel}/nginx/nginx.conf"))
     assert r["archives_searched"] == 4
     (conf,) = r["found"]
     assert [a["archive"] for a in conf["archives"]] == ["site-1", "site-2", "site-3", "site-4"]
     assert [(c["archive"], c["change"]) for c in conf["changes"]] == [("site-1", "added"), ("site-2", "modified")]
-    r = run_task(tmp_path, "borg_restore_browse", dict(common, path=f"{rel}/nginx/sites/*"))
+    r = run_module(tmp_path, "borg_restore_browse", dict(common, path=f"{rel}/nginx/sites/*"))
     (default,) = r["found"]
     assert [(c["archive"], c["change"]) for c in default["changes"]] == [("site-1", "added"), ("site-4", "removed")]
 
@@ -116,7 +117,7 @@ def test_browse_lists_only_direct_children_whatever_the_names(tmp_path, scratch)
     rel = "tree"
 
     def names(path, **kw):
-        r = run_task(tmp_path, "borg_restore_browse", dict(common, archive="tree-1", path=path, **kw))
+        r = run_module(tmp_path, "borg_restore_browse", dict(common, archive="tree-1", path=path, **kw))
         assert not r["changed"]
         for e in r["entries"]:
             assert e["path"] == (path.strip("/") + "/" if path.strip("/") else "") + e["name"]
@@ -136,17 +137,18 @@ def test_restore_to_another_directory_byte_for_byte(tmp_path, site, scratch):
     rel = str(data).lstrip("/")
     target = scratch / "restored"
     args = dict(common, archive="site-3", target=str(target), paths=[f"{rel}/nginx"])
-    r = run_task(tmp_path, "borg_restore", args, check=True)
-    assert r["changed"] and r["nfiles"] == 6 and not target.exists()  # 2 dirs, 3 files, 1 symlink; nothing written
-    r = run_task(tmp_path, "borg_restore", args)
-    assert r["changed"] and r["conflicts"] == [] and r["bytes"] > 3000
+    def written():  # what is in the target, down to the inode: a rerun must not write a file again
+        return sorted((str(p.relative_to(target)), p.lstat().st_ino, p.lstat().st_mtime_ns)
+                      for p in target.rglob("*")) if target.exists() else None
+
+    in_check, real, again, _ = four_ways(tmp_path, "borg_restore", args, written)
+    assert in_check["nfiles"] == 6 and written() is not None  # 2 dirs, 3 files, 1 symlink
+    assert real["conflicts"] == [] and real["bytes"] > 3000
     assert_same_tree(data / "nginx", target / rel / "nginx")
     # deleted from the source after site-3, so compared here
     default = target / rel / "nginx" / "sites" / "default"
     assert default.read_text() == "server { listen 80; }\n" and default.stat().st_uid == NOBODY
-    r = run_task(tmp_path, "borg_restore", args)
-    assert not r["changed"] and r["skipped"] == 6
-    assert not run_task(tmp_path, "borg_restore", args, check=True)["changed"]
+    assert again["skipped"] == 6
 
 
 def test_restore_to_original_place_refuses_then_keeps_a_copy(tmp_path, site, scratch):
@@ -155,18 +157,18 @@ def test_restore_to_original_place_refuses_then_keeps_a_copy(tmp_path, site, scr
     conf = data / "nginx" / "nginx.conf"
     conf.write_text("broken by an operator\n")
     args = dict(common, archive="site-2", paths=[f"{rel}/nginx"])  # target / = where it was
-    r = run_task(tmp_path, "borg_restore", args, expect_failure=True)
+    r = run_module(tmp_path, "borg_restore", args, expect_failure=True)
     assert r["failed"] and r["conflicts"] == [str(conf)] and "overwrite=true" in r["msg"]
     assert conf.read_text() == "broken by an operator\n"
-    r = run_task(tmp_path, "borg_restore", dict(args, overwrite=True), check=True)
+    r = run_module(tmp_path, "borg_restore", dict(args, overwrite=True), check=True)
     assert r["changed"] and r["conflicts"] == [str(conf)]
     assert conf.read_text() == "broken by an operator\n"
     backup_dir = scratch / "replaced"
-    r = run_task(tmp_path, "borg_restore", dict(args, overwrite=True, backup_dir=str(backup_dir)))
+    r = run_module(tmp_path, "borg_restore", dict(args, overwrite=True, backup_dir=str(backup_dir)))
     assert r["changed"] and r["replaced"] == [str(conf)] and r["backup_dir"] == str(backup_dir)
     assert conf.read_text() == "worker_processes 4;\n"
     assert (backup_dir / rel / "nginx" / "nginx.conf").read_text() == "broken by an operator\n"
     # sites/default was deleted after site-2: it is back, with its owner
     assert os.stat(data / "nginx" / "sites" / "default").st_uid == NOBODY
-    r = run_task(tmp_path, "borg_restore", dict(args, overwrite=True))
+    r = run_module(tmp_path, "borg_restore", dict(args, overwrite=True))
     assert not r["changed"] and r["replaced"] == []

@@ -1,4 +1,5 @@
-"""The workers API from RQ's registry, where systemd is not PID 1 (as on this machine)."""
+"""The workers API from RQ's registry, where systemd is not PID 1 (as on this machine); where it is,
+in the lab VM: tests/lab/test_workers_systemd.py."""
 
 import pytest
 
