@@ -1,7 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: BorgFleet developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to borgfleet.backup: how borg is started, watched and stopped.
+"""Private to borgfleet.backup: how every command of the collection is started and stopped.
+
+Every tool a module runs goes through this file, always as an argv list (never a shell):
+``run()`` for borg (below), ``run_command()`` for every other tool (a timeout kills its whole
+process group, secrets are masked in any error text), ``spawn()`` for the few long-lived
+processes (an engine, rowfs, a client session held open on a pipe).
+
+How borg is started, watched and stopped:
 
 borg must be stopped the way it expects: SIGINT first (``borg create`` then writes a
 checkpoint archive and every borg releases its locks), a bounded wait, then SIGKILL. Three
@@ -27,6 +34,8 @@ import select
 import signal
 import subprocess
 import time
+
+from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
 
 # Seconds borg gets between SIGINT and SIGKILL. The service keeps a repository's lock for this
 # long (plus a margin) after it stopped a playbook: keep ui/borgfleet_ui/queue.py BORG_STOP_GRACE equal.
@@ -185,3 +194,151 @@ def _reap(pid, seconds):
         except ChildProcessError:
             return
         time.sleep(0.1)
+
+
+# Every other command ----------------------------------------------------------------------------
+
+SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+DEFAULT_TIMEOUT = 120
+MASK = '********'
+# For callers of spawn(): where its pipes go, and what a wait on it raises.
+PIPE, STDOUT, TimeoutExpired = subprocess.PIPE, subprocess.STDOUT, subprocess.TimeoutExpired
+
+
+def c_locale_env(extra=None, inherit=True):
+    """The C locale (tools' messages and numbers as parsed here); ``inherit`` False starts from an
+    empty environment with a standard PATH (nothing of ours, above all no borg secret, leaks)."""
+    env = dict(os.environ) if inherit else {'PATH': SYSTEM_PATH}
+    env.update(LC_ALL='C.UTF-8', LANG='C.UTF-8')
+    env.update(extra or {})
+    return env
+
+
+def mask(text, secrets):
+    for secret in secrets or ():
+        if secret and isinstance(text, str):
+            text = text.replace(secret, MASK)
+    return text
+
+
+class Completed:
+    """How a command ended: status is ok (it ran; see rc), missing (not found), timeout or error."""
+
+    def __init__(self, argv, status, rc=None, out='', err=''):
+        self.argv = argv
+        self.status = status
+        self.rc = rc
+        self.out = out
+        self.err = err
+
+    @property
+    def ok(self):
+        return self.status == 'ok' and self.rc == 0
+
+    def first_error_line(self):
+        if self.status == 'missing':
+            return 'not installed'
+        if self.status == 'timeout':
+            return 'timed out'
+        lines = [line.strip() for line in (self.err or self.out).splitlines() if line.strip()]
+        return (lines[0] if lines else 'exit code %s' % self.rc)[:200]
+
+
+def run_command(argv, env=None, timeout=DEFAULT_TIMEOUT, input_text=None, cwd=None, user=None, group=None,
+                secrets=()):
+    """Run argv (no shell) in a session of its own; returns a Completed, never raises for the command.
+
+    ``env`` is the whole environment (default: ours in the C locale). On a timeout the command's
+    whole process group is killed (runuser -> psql, a tool's helpers). ``user``/``group`` (ids)
+    drop privileges for the command alone. Output is masked of ``secrets``."""
+    argv = list(argv)
+    kwargs = {}
+    if user is not None:
+        kwargs = dict(user=user, group=group, extra_groups=[])
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=c_locale_env() if env is None else env, cwd=cwd, start_new_session=True,
+                                **kwargs)
+    except FileNotFoundError:
+        return Completed(argv, 'missing', rc=127)
+    except OSError as e:
+        return Completed(argv, 'error', rc=126, err=mask(str(e), secrets))
+    data = input_text.encode('utf-8') if input_text is not None else None
+    try:
+        out, err = proc.communicate(data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return Completed(argv, 'timeout')
+    except BaseException:
+        _kill_group(proc)
+        raise
+    return Completed(argv, 'ok', proc.returncode, mask(out.decode('utf-8', 'replace'), secrets),
+                     mask(err.decode('utf-8', 'replace'), secrets))
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        proc.communicate(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass  # a grandchild in another session keeps the pipe; we stop waiting anyway
+
+
+def check_command(argv, error=CommandError, what=None, secrets=(), **kwargs):
+    """run_command, raising ``error`` unless the command ran and exited 0; returns its stdout.
+
+    ``what`` names the command in the message (default: the program)."""
+    done = run_command(argv, secrets=secrets, **kwargs)
+    what = what or argv[0]
+    cmd = [mask(a, secrets) for a in argv]
+    if done.status == 'missing':
+        raise error('%s is not installed' % argv[0], cmd=cmd, rc=127)
+    if done.status == 'timeout':
+        raise error('%s did not finish within %s s' % (what, kwargs.get('timeout', DEFAULT_TIMEOUT)), cmd=cmd)
+    if done.status == 'error':
+        raise error('cannot run %s: %s' % (argv[0], done.err), cmd=cmd, rc=done.rc)
+    if done.rc != 0:
+        raise error('%s failed (rc %s): %s' % (what, done.rc, done.err.strip()[-500:]),
+                    cmd=cmd, rc=done.rc, stderr=done.err[-2000:])
+    return done.out
+
+
+class Tools:
+    """Runs tools found on ``path`` only (not the caller's PATH), in a minimal C-locale environment."""
+
+    def __init__(self, path=SYSTEM_PATH, timeout=5):
+        self.path = path
+        self.timeout = timeout
+
+    def which(self, name):
+        for directory in self.path.split(':'):
+            candidate = os.path.join(directory, name)
+            if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+        return None
+
+    def run(self, argv, timeout=None, env=None):
+        exe = self.which(argv[0])
+        if exe is None:
+            return Completed(list(argv), 'missing')
+        environ = {'PATH': self.path, 'LC_ALL': 'C', 'LANG': 'C', 'HOME': os.environ.get('HOME', '/root'),
+                   'LVM_SUPPRESS_FD_WARNINGS': '1'}
+        environ.update(env or {})
+        return run_command([exe] + list(argv[1:]), env=environ, timeout=timeout or self.timeout)
+
+
+def spawn(argv, env, stdin=None, stdout=None, stderr=None, cwd=None, user=None, group=None, own_session=True):
+    """Start a long-lived process (an engine, rowfs, a client session on a pipe) and return its Popen.
+
+    The caller owns it: it stops it, and waits for it. ``own_session`` puts it in a session of its
+    own, so a signal to it (or a kill of its group) never reaches the module and back."""
+    kwargs = {}
+    if user is not None:
+        kwargs = dict(user=user, group=group, extra_groups=[])
+    return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL if stdin is None else stdin,
+                            stdout=stdout, stderr=stderr, env=env, cwd=cwd, start_new_session=own_session,
+                            close_fds=True, **kwargs)

@@ -329,13 +329,6 @@ def repository_place(repository):
     return '%s on backup server %s' % (repository[match.end() - 1:], match.group('host'))
 
 
-def mask(text, secrets):
-    for s in secrets:
-        if s and isinstance(text, str):
-            text = text.replace(s, '********')
-    return text
-
-
 _SSH_URL_RE = re.compile(r'^ssh://(?:[^@/]+@)?(?P<host>\[[^\]]+\]|[^:/]+)(?::(?P<port>\d+))?/')
 
 
@@ -427,7 +420,7 @@ class Borg:
             rc, out, err = self.runner(argv, self.settings.environment(), cwd=cwd, **kwargs)
         except _process.Stopped as e:
             raise self._stopped(argv, e, secrets)
-        return rc, mask(out, secrets), mask(err, secrets)
+        return rc, _process.mask(out, secrets), _process.mask(err, secrets)
 
     def run(self, argv, cwd=None):
         started = time.time()
@@ -465,7 +458,7 @@ class Borg:
         msg += ('an interrupted borg create leaves a checkpoint archive (<name>.checkpoint) that the next '
                 'backup reuses' if argv[1:2] == ['create'] else 'borg rolls back what it had not committed')
         return BorgError(msg, kind='timeout' if stopped.reason == 'timeout' else 'stopped', cmd=argv,
-                         rc=stopped.rc, stderr=mask(stopped.stderr, secrets)[-4000:])
+                         rc=stopped.rc, stderr=_process.mask(stopped.stderr, secrets)[-4000:])
 
     def check_installed(self):
         """Fail early and clearly when borg is missing, without starting it (borg takes ~0.3 s to start;

@@ -25,10 +25,10 @@ import os
 import re
 import selectors
 import shutil
-import subprocess
 import tempfile
 import time
 
+from ansible_collections.borgfleet.backup.plugins.module_utils import _process
 from ansible_collections.borgfleet.backup.plugins.module_utils.contract import ContractError, check_database_settings
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
 
@@ -41,26 +41,10 @@ class DatabaseError(CommandError):
     pass
 
 
-def c_env(extra=None):
-    env = dict(os.environ, LC_ALL='C.UTF-8', LANG='C.UTF-8')
-    env.update(extra or {})
-    return env
-
-
 def run(argv, timeout=QUERY_TIMEOUT, env=None, input_text=None):
     """Run argv (no shell); return stdout or raise DatabaseError with stderr."""
-    try:
-        proc = subprocess.run(argv, input=input_text, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              stdin=None if input_text is not None else subprocess.DEVNULL,
-                              universal_newlines=True, timeout=timeout, env=c_env(env))
-    except FileNotFoundError:
-        raise DatabaseError('%s is not installed' % argv[0], cmd=argv, rc=127)
-    except subprocess.TimeoutExpired:
-        raise DatabaseError('%s did not answer within %s s' % (argv[0], timeout), cmd=argv)
-    if proc.returncode != 0:
-        raise DatabaseError('%s failed (rc %s): %s' % (argv[0], proc.returncode, proc.stderr.strip()[-500:]),
-                            cmd=argv, rc=proc.returncode, stderr=proc.stderr[-2000:])
-    return proc.stdout
+    return _process.check_command(argv, error=DatabaseError, timeout=timeout, env=_process.c_locale_env(env),
+                                  input_text=input_text)
 
 
 class Session:
@@ -73,8 +57,8 @@ class Session:
     def __init__(self, argv, env=None):
         self.argv = argv
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, env=c_env(env))
+            self.proc = _process.spawn(argv, _process.c_locale_env(env), stdin=_process.PIPE,
+                                       stdout=_process.PIPE, stderr=_process.PIPE, own_session=False)
         except FileNotFoundError:
             raise DatabaseError('%s is not installed' % argv[0], cmd=argv, rc=127)
         self._buf = b''
@@ -126,7 +110,7 @@ class Session:
             pass
         try:
             self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except _process.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
         for f in (self.proc.stdout, self.proc.stderr):

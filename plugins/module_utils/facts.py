@@ -18,14 +18,14 @@ import json
 import os
 import pwd
 import re
-import signal
 import socket
 import stat
-import subprocess
 import threading
 import time
 
-DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+from ansible_collections.borgfleet.backup.plugins.module_utils import _process
+
+DEFAULT_PATH = _process.SYSTEM_PATH
 MIB = 1024 * 1024
 # A btrfs subvolume's root directory always has this inode number (BTRFS_FIRST_FREE_OBJECTID).
 BTRFS_SUBVOLUME_INO = 256
@@ -42,42 +42,13 @@ NETWORK_FSTYPES = frozenset(('nfs', 'nfs4', 'cifs', 'smb3', 'ceph', 'glusterfs',
                              'fuse.sshfs', 'fuse.glusterfs', 'fuse.cephfs'))
 
 
-class ProbeResult:
-    """Outcome of one probe: status is ok, missing (tool not found), timeout or error."""
-
-    def __init__(self, status, rc=None, out='', err=''):
-        self.status = status
-        self.rc = rc
-        self.out = out
-        self.err = err
-
-    @property
-    def ok(self):
-        return self.status == 'ok' and self.rc == 0
-
-    def first_error_line(self):
-        if self.status == 'missing':
-            return 'not installed'
-        if self.status == 'timeout':
-            return 'timed out'
-        lines = [line.strip() for line in (self.err or self.out).splitlines() if line.strip()]
-        return (lines[0] if lines else 'exit code %s' % self.rc)[:200]
-
-
-class Probe:
-    """Runs tools found on ``path`` and reads config files under ``root``, each with a timeout."""
+class Probe(_process.Tools):
+    """Runs tools found on ``path`` (through the collection's runner) and reads config files under
+    ``root``, each with a timeout."""
 
     def __init__(self, path=DEFAULT_PATH, root='/', timeout=5):
-        self.path = path
+        super(Probe, self).__init__(path, timeout)
         self.root = root or '/'
-        self.timeout = timeout
-
-    def which(self, name):
-        for directory in self.path.split(':'):
-            candidate = os.path.join(directory, name)
-            if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                return candidate
-        return None
 
     def file(self, path):
         """A config file's path as seen under ``root``."""
@@ -89,33 +60,6 @@ class Probe:
                 return f.read()
         except (IOError, OSError, UnicodeDecodeError):
             return None
-
-    def run(self, argv, timeout=None, env=None):
-        exe = self.which(argv[0])
-        if exe is None:
-            return ProbeResult('missing')
-        environ = {'PATH': self.path, 'LC_ALL': 'C', 'LANG': 'C', 'HOME': os.environ.get('HOME', '/root'),
-                   'LVM_SUPPRESS_FD_WARNINGS': '1'}
-        environ.update(env or {})
-        try:
-            # Own session: on timeout the whole group (runuser -> psql, ...) is killed.
-            proc = subprocess.Popen([exe] + list(argv[1:]), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=environ, start_new_session=True)
-        except OSError as e:
-            return ProbeResult('error', err=str(e))
-        try:
-            out, err = proc.communicate(timeout=timeout or self.timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            try:
-                proc.communicate(timeout=2)
-            except subprocess.TimeoutExpired:
-                pass  # a grandchild in another session keeps the pipe; we stop waiting anyway
-            return ProbeResult('timeout')
-        return ProbeResult('ok', proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace'))
 
 
 def call_with_timeout(func, timeout, *args):

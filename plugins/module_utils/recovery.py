@@ -25,9 +25,10 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
+
+from ansible_collections.borgfleet.backup.plugins.module_utils import _process
 
 MOUNT_ROOT = '/run/borgfleet/mounts'
 STATE_DIR = '/var/lib/borgfleet/recovery'
@@ -96,17 +97,15 @@ def unmount(path, timeout=10):
         return False
     deadline = time.time() + timeout
     while True:
-        proc = subprocess.run(['fusermount3', '-u', '--', path], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, universal_newlines=True)
-        if proc.returncode == 0 or path not in mount_table():
+        proc = _process.run_command(['fusermount3', '-u', '--', path], env=clean_env(), timeout=timeout)
+        if proc.rc == 0 or path not in mount_table():
             return True
         if time.time() >= deadline or _is_dead(path):
             break
         time.sleep(0.2)
-    proc = subprocess.run(['fusermount3', '-uz', '--', path], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True)
-    if proc.returncode != 0 and path in mount_table():
-        raise RecoveryError('cannot unmount %s: %s' % (path, proc.stderr.strip()))
+    proc = _process.run_command(['fusermount3', '-uz', '--', path], env=clean_env(), timeout=timeout)
+    if proc.rc != 0 and path in mount_table():
+        raise RecoveryError('cannot unmount %s: %s' % (path, proc.first_error_line()))
     return True
 
 
@@ -207,10 +206,7 @@ def stop_process(p, first=signal.SIGTERM, timeout=60, group=False):
 
 def clean_env(extra=None):
     """Environment for processes we start: nothing inherited (no borg secrets reach an engine)."""
-    env = {'PATH': '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-           'LANG': 'C.UTF-8', 'LC_ALL': 'C.UTF-8'}
-    env.update(extra or {})
-    return env
+    return _process.c_locale_env(extra, inherit=False)
 
 
 def tail(path, lines=25):
@@ -249,9 +245,7 @@ def fuse_python():
     if importlib.util.find_spec('pyfuse3') and importlib.util.find_spec('trio'):
         return sys.executable  # known without starting a python
     system = '/usr/bin/python3'
-    proc = subprocess.run([system, '-c', 'import pyfuse3, trio'], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=clean_env())
-    if proc.returncode == 0:
+    if _process.run_command([system, '-c', 'import pyfuse3, trio'], env=clean_env(), timeout=60).ok:
         return system
     raise RecoveryError('neither %s nor %s can import pyfuse3: install Debian\'s python3-pyfuse3 on this '
                         'host' % (sys.executable, system))
@@ -263,9 +257,8 @@ def start_rowfs(source, delta_dir, mountpoint, log_path, timeout=30):
     prepare_mountpoint(mountpoint)
     os.makedirs(delta_dir, 0o700, exist_ok=True)
     with open(log_path, 'ab') as log:
-        proc = subprocess.Popen([python, rowfs_script(), source, delta_dir, mountpoint, '--allow-other'],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=clean_env(), close_fds=True)
+        proc = _process.spawn([python, rowfs_script(), source, delta_dir, mountpoint, '--allow-other'],
+                              clean_env(), stdout=log, stderr=_process.STDOUT)
     deadline = time.time() + timeout
     while mountpoint not in mount_table():
         if proc.poll() is not None:
@@ -392,9 +385,8 @@ class Engine(object):
     def start(self):
         self.prepare()
         with open(self.log_path, 'ab') as log:
-            proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=self.run_dir, user=self.uid, group=self.gid, extra_groups=[],
-                                    env=clean_env({'HOME': self.run_dir}), start_new_session=True)
+            proc = _process.spawn(self.argv(), clean_env({'HOME': self.run_dir}), stdout=log,
+                                  stderr=_process.STDOUT, cwd=self.run_dir, user=self.uid, group=self.gid)
         return proc_id(proc.pid)
 
     def wait_ready(self, p, timeout):
@@ -415,14 +407,12 @@ class Engine(object):
             time.sleep(0.05)
 
     def _run(self, argv, user=None, env=None):
-        kwargs = {}
-        if user is not None:
-            kwargs = dict(user=self.uid, group=self.gid, extra_groups=[])
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, env=clean_env(env),
-                              cwd=self.run_dir if os.path.isdir(self.run_dir) else '/', timeout=600,
-                              **kwargs)
-        return proc.returncode, proc.stdout, proc.stderr
+        done = _process.run_command(argv, env=clean_env(env), cwd=self.run_dir if os.path.isdir(self.run_dir) else '/',
+                                    timeout=600, user=self.uid if user else None, group=self.gid if user else None,
+                                    secrets=[self.db_password])
+        if done.status != 'ok':
+            return done.rc or 1, done.out, '%s: %s' % (argv[0], done.first_error_line())
+        return done.rc, done.out, done.err
 
     def query_rows(self, sql, database=None):
         rc, out, err = self.query(sql, database)

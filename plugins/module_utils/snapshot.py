@@ -24,8 +24,8 @@ import json
 import os
 import re
 import shutil
-import subprocess
 
+from ansible_collections.borgfleet.backup.plugins.module_utils import _process
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
 
 PREFIX = 'borgfleet-'
@@ -41,19 +41,14 @@ class SnapshotError(CommandError):
     pass
 
 
-def run(argv, timeout=CMD_TIMEOUT, check=True):
-    env = dict(os.environ, LC_ALL='C.UTF-8', LANG='C.UTF-8')
-    try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=timeout, env=env)
-    except FileNotFoundError:
-        raise SnapshotError('%s is not installed' % argv[0], cmd=argv, rc=127)
-    except subprocess.TimeoutExpired:
-        raise SnapshotError('%s did not finish within %s s' % (argv[0], timeout), cmd=argv)
-    if check and proc.returncode != 0:
-        msg = '%s failed (rc %s): %s' % (' '.join(argv[:3]), proc.returncode, proc.stderr.strip()[-500:])
-        raise SnapshotError(msg, cmd=argv, rc=proc.returncode, stderr=proc.stderr[-2000:])
-    return proc
+def run(argv, timeout=CMD_TIMEOUT):
+    """stdout of argv, or SnapshotError."""
+    return _process.check_command(argv, error=SnapshotError, what=' '.join(argv[:3]), timeout=timeout)
+
+
+def try_run(argv, timeout=CMD_TIMEOUT):
+    """How argv ended (a _process.Completed: rc, out, err), for commands allowed to fail."""
+    return _process.run_command(argv, timeout=timeout)
 
 
 def check_name(name):
@@ -65,7 +60,7 @@ def check_name(name):
 def find_mount(path):
     """The mount holding ``path``: dict(target, source, fstype, options)."""
     out = run(['findmnt', '--json', '--nofsroot', '--target', path,
-               '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS']).stdout
+               '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS'])
     fs = json.loads(out)['filesystems'][0]
     return dict(target=fs['target'], source=fs['source'], fstype=fs['fstype'], options=fs.get('options') or '')
 
@@ -102,11 +97,11 @@ def lvm_volume(source):
     """(vg, lv) of a device if it is an LVM logical volume, else None."""
     if not shutil.which('lvs') or not source.startswith('/dev/'):
         return None
-    proc = run(['lvs', '--noheadings', '--reportformat', 'json', '-o', 'vg_name,lv_name,lv_attr', source],
-               check=False, timeout=30)
-    if proc.returncode != 0:
+    proc = try_run(['lvs', '--noheadings', '--reportformat', 'json', '-o', 'vg_name,lv_name,lv_attr', source],
+                   timeout=30)
+    if proc.rc != 0:
         return None
-    lvs = json.loads(proc.stdout)['report'][0]['lv']
+    lvs = json.loads(proc.out)['report'][0]['lv']
     if not lvs:
         return None
     return lvs[0]['vg_name'], lvs[0]['lv_name']
@@ -270,21 +265,21 @@ class SnapshotSet:
         Tries every step even when one fails, then raises the first failure."""
         errors = []
         for target in mounts_under(self.base):
-            proc = run(['umount', target], check=False)
-            if proc.returncode != 0:
+            proc = try_run(['umount', target])
+            if proc.rc != 0:
                 # A reader (a shell in the directory) keeps it busy: detach it lazily so the
                 # snapshot underneath can still go; the kernel frees it when the reader leaves.
-                proc = run(['umount', '--lazy', target], check=False)
-                if proc.returncode != 0:
-                    errors.append('umount %s: %s' % (target, proc.stderr.strip()))
+                proc = try_run(['umount', '--lazy', target])
+                if proc.rc != 0:
+                    errors.append('umount %s: %s' % (target, proc.err.strip()))
         for item in reversed(self.created):
             try:
                 if item['kind'] == 'btrfs':
                     if os.path.exists(item['snapshot']):
                         run(['btrfs', 'subvolume', 'delete', '--commit-after', item['snapshot']])
                 elif item['kind'] == 'lvm':
-                    proc = run(['lvs', item['snapshot']], check=False, timeout=30)
-                    if proc.returncode == 0:
+                    proc = try_run(['lvs', item['snapshot']], timeout=30)
+                    if proc.rc == 0:
                         run(['lvremove', '--yes', item['snapshot']])
             except SnapshotError as e:
                 errors.append(e.msg)
@@ -316,8 +311,8 @@ class SnapshotSet:
                             found.created.append(dict(kind='btrfs', snapshot=path, volume_root=None,
                                                       mountpoint=None))
             elif volume['kind'] == 'lvm':
-                proc = run(['lvs', '--noheadings', '-o', 'lv_name', volume['vg']], check=False, timeout=30)
-                for name in proc.stdout.split():
+                proc = try_run(['lvs', '--noheadings', '-o', 'lv_name', volume['vg']], timeout=30)
+                for name in proc.out.split():
                     snap = '%s/%s' % (volume['vg'], name)
                     if name.startswith('%s%s-' % (PREFIX, backup)) and snap not in known:
                         found.created.append(dict(kind='lvm', snapshot=snap, volume_root=None, mountpoint=None))
