@@ -23,7 +23,7 @@ import stat
 import threading
 import time
 
-from ansible_collections.borgfleet.backup.plugins.module_utils import _process
+from ansible_collections.borgfleet.backup.plugins.module_utils import _process, mounts
 
 DEFAULT_PATH = _process.SYSTEM_PATH
 MIB = 1024 * 1024
@@ -157,26 +157,6 @@ def cpu_model(cpuinfo):
     return None
 
 
-def _unescape_mount(field):
-    # mountinfo escapes space, tab, newline and backslash as \ooo.
-    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
-
-
-def parse_mountinfo(text):
-    mounts = []
-    for line in (text or '').splitlines():
-        left, sep, right = line.partition(' - ')
-        if not sep:
-            continue
-        fields, tail = left.split(), right.split()
-        if len(fields) < 5 or len(tail) < 2:
-            continue
-        mounts.append({'device_number': fields[2], 'root': _unescape_mount(fields[3]),
-                       'mountpoint': _unescape_mount(fields[4]), 'fstype': tail[0],
-                       'source': _unescape_mount(tail[1])})
-    return mounts
-
-
 def nodev_fstypes(filesystems_text):
     out = set()
     for line in (filesystems_text or '').splitlines():
@@ -237,9 +217,8 @@ def human_duration(seconds):
 
 
 def filesystems_facts(timeout):
-    mounts = parse_mountinfo(_read('/proc/self/mountinfo'))
     out = []
-    for m in real_mounts(mounts, nodev_fstypes(_read('/proc/filesystems'))):
+    for m in real_mounts(mounts.read_mounts(), nodev_fstypes(_read('/proc/filesystems'))):
         usage, error = call_with_timeout(fs_usage, timeout, m['mountpoint'])
         entry = {'mountpoint': m['mountpoint'], 'device': m['source'], 'fstype': m['fstype']}
         if usage is None:
@@ -283,17 +262,6 @@ def system_facts(timeout=5, cpu_sample=0.5):
 
 
 # Storage under a data directory ----------------------------------------------------------------
-
-def mount_of(path, mounts):
-    """The mount holding path (longest mountpoint prefix; the last mounted wins on ties)."""
-    best = None
-    for m in mounts:
-        mp = m['mountpoint']
-        if path == mp or path.startswith(mp.rstrip('/') + '/'):
-            if best is None or len(mp) >= len(best['mountpoint']):
-                best = m
-    return best
-
 
 def recommended_snapshot_sizes(data_bytes, extent=LVM_DEFAULT_EXTENT):
     """Copy-on-write room for a snapshot kept while borg reads the datadir.
@@ -397,7 +365,7 @@ class StorageProber:
     def __init__(self, probe, size_timeout=60):
         self.probe = probe
         self.size_timeout = size_timeout
-        self.mounts = parse_mountinfo(_read('/proc/self/mountinfo'))
+        self.mounts = mounts.read_mounts()
         self._lvs = None
 
     def logical_volumes(self):
@@ -412,7 +380,7 @@ class StorageProber:
         if not os.path.isdir(path):
             return {'path': path, 'exists': False, 'type': None, 'snapshot_capable': False,
                     'reason': 'directory does not exist'}
-        mount = mount_of(path, self.mounts) or {}
+        mount = mounts.mount_of(path, self.mounts) or {}
         data_bytes, size_error = du_bytes(self.probe, path, self.size_timeout)
         out = {'path': path, 'exists': True, 'mountpoint': mount.get('mountpoint'), 'fstype': mount.get('fstype'),
                'device': mount.get('source'), 'type': 'plain', 'snapshot_capable': False}
@@ -829,7 +797,7 @@ def analyze_pool(probe, pool, entries, warn_percent, size_timeout):
         out['warn'] = False
         return out
     usage, error = call_with_timeout(fs_usage, probe.timeout, path)
-    mount = mount_of(os.path.realpath(path), parse_mountinfo(_read('/proc/self/mountinfo'))) or {}
+    mount = mounts.mount_of(os.path.realpath(path), mounts.read_mounts()) or {}
     out.update({'mountpoint': mount.get('mountpoint'), 'fstype': mount.get('fstype'), 'device': mount.get('source')})
     if usage:
         out.update(usage)

@@ -29,6 +29,7 @@ import sys
 import time
 
 from ansible_collections.borgfleet.backup.plugins.module_utils import _process
+from ansible_collections.borgfleet.backup.plugins.module_utils.mounts import mount_table
 
 MOUNT_ROOT = '/run/borgfleet/mounts'
 STATE_DIR = '/var/lib/borgfleet/recovery'
@@ -58,21 +59,6 @@ def name_from_archive(archive):
 
 
 # -- mounts ------------------------------------------------------------------------------------
-
-def _unescape(field):
-    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mount_table():
-    """{mountpoint: fstype} from mountinfo (stat-free: a dead FUSE mount fails every stat)."""
-    table = {}
-    with open('/proc/self/mountinfo') as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index('-')
-            table[_unescape(fields[4])] = fields[sep + 1]
-    return table
-
 
 def is_mounted(path):
     return os.path.abspath(path) in mount_table()

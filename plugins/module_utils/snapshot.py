@@ -26,6 +26,7 @@ import re
 import shutil
 
 from ansible_collections.borgfleet.backup.plugins.module_utils import _process
+from ansible_collections.borgfleet.backup.plugins.module_utils.mounts import mounts_under
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
 
 PREFIX = 'borgfleet-'
@@ -63,17 +64,6 @@ def find_mount(path):
                '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS'])
     fs = json.loads(out)['filesystems'][0]
     return dict(target=fs['target'], source=fs['source'], fstype=fs['fstype'], options=fs.get('options') or '')
-
-
-def mounts_under(root):
-    """Mount points at or below ``root``, deepest first (to unmount in order)."""
-    found = []
-    with open('/proc/self/mountinfo') as f:
-        for line in f:
-            target = line.split()[4].replace('\\040', ' ')
-            if target == root or target.startswith(root.rstrip('/') + '/'):
-                found.append(target)
-    return sorted(set(found), key=len, reverse=True)
 
 
 def btrfs_subvolume_root(path):

@@ -1,5 +1,5 @@
 """Pure parsing and decision logic of module_utils/facts.py (no tools needed)."""
-from ansible_collections.borgfleet.backup.plugins.module_utils import facts
+from ansible_collections.borgfleet.backup.plugins.module_utils import facts, mounts
 
 MIB = 1024 * 1024
 
@@ -17,16 +17,10 @@ MOUNTINFO = """\
 
 
 def test_mountinfo_keeps_real_filesystems_once():
-    mounts = facts.parse_mountinfo(MOUNTINFO)
-    assert mounts[4]["mountpoint"] == "/srv/my pool"  # \040 unescaped
-    real = facts.real_mounts(mounts, nodev={"proc", "tmpfs", "cgroup2", "overlay", "nfs4", "fuse"})
+    table = mounts.parse_mountinfo(MOUNTINFO)
+    assert table[4]["mountpoint"] == "/srv/my pool"  # \040 unescaped
+    real = facts.real_mounts(table, nodev={"proc", "tmpfs", "cgroup2", "overlay", "nfs4", "fuse"})
     assert [m["mountpoint"] for m in real] == ["/", "/srv/my pool", "/mnt/nfs"]
-
-
-def test_mount_of_takes_the_longest_prefix():
-    mounts = facts.parse_mountinfo(MOUNTINFO)
-    assert facts.mount_of("/srv/my pool/db", mounts)["source"] == "/dev/mapper/vg0-pool"
-    assert facts.mount_of("/srv/my poolX", mounts)["mountpoint"] == "/"
 
 
 def test_memory_as_free_counts_it():
