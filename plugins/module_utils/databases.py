@@ -29,6 +29,7 @@ import tempfile
 import time
 
 from ansible_collections.borgfleet.backup.plugins.module_utils import _process
+from ansible_collections.borgfleet.backup.plugins.module_utils.engines import postgresql
 from ansible_collections.borgfleet.backup.plugins.module_utils.contract import ContractError, check_database_settings
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
 
@@ -374,15 +375,9 @@ class PostgreSQL(Engine):
     def extra_dirs(self):
         """pg_wal and tablespaces living outside the data directory (symlink targets)."""
         datadir = self.datadir()
-        dirs = []
-        wal = os.path.join(datadir, 'pg_wal')
-        if os.path.islink(wal):
-            dirs.append(os.path.realpath(wal))
-        spc = os.path.join(datadir, 'pg_tblspc')
-        if os.path.isdir(spc):
-            for entry in sorted(os.listdir(spc)):
-                dirs.append(os.path.realpath(os.path.join(spc, entry)))
-        return dirs
+        found = postgresql.layout(datadir)
+        wal_outside = os.path.islink(os.path.join(datadir, 'pg_wal'))
+        return ([found['wal_directory']] if wal_outside else []) + found['tablespaces']
 
     def freeze(self, timeout=DEFAULT_FREEZE_TIMEOUT, mode='checkpoint'):
         if mode == 'backup':

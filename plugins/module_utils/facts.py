@@ -19,16 +19,14 @@ import os
 import pwd
 import re
 import socket
-import stat
 import threading
 import time
 
-from ansible_collections.borgfleet.backup.plugins.module_utils import _process, mounts
+from ansible_collections.borgfleet.backup.plugins.module_utils import _process, mounts, storage
+from ansible_collections.borgfleet.backup.plugins.module_utils.engines import postgresql
 
 DEFAULT_PATH = _process.SYSTEM_PATH
 MIB = 1024 * 1024
-# A btrfs subvolume's root directory always has this inode number (BTRFS_FIRST_FREE_OBJECTID).
-BTRFS_SUBVOLUME_INO = 256
 LVM_DEFAULT_EXTENT = 4 * MIB
 
 # Filesystems that hold no data of their own, even when the kernel gives them a device.
@@ -291,41 +289,6 @@ def du_bytes(probe, path, timeout):
     return None, result.first_error_line()
 
 
-def btrfs_subvolume_root(path, mountpoint):
-    """The nearest directory at or above path (inside the mount) that is a subvolume root."""
-    current = path
-    while True:
-        try:
-            st = os.lstat(current)
-        except OSError:
-            return None
-        if stat.S_ISDIR(st.st_mode) and st.st_ino == BTRFS_SUBVOLUME_INO:
-            return current
-        if current == mountpoint or current == '/':
-            return None
-        current = os.path.dirname(current)
-
-
-def lvm_logical_volumes(probe):
-    """[{lv, vg, path, dm_path, size_bytes, attr, vg_free_bytes, vg_extent_bytes, vg_free_extents}] or error."""
-    result = probe.run(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o',
-                        'lv_name,vg_name,lv_path,lv_dm_path,lv_size,lv_attr,vg_free,vg_extent_size,vg_free_count'])
-    if not result.ok:
-        return None, result.first_error_line()
-    try:
-        rows = json.loads(result.out)['report'][0]['lv']
-    except (ValueError, KeyError, IndexError):
-        return None, 'could not parse lvs output'
-    out = []
-    for row in rows:
-        out.append({'lv': row.get('lv_name'), 'vg': row.get('vg_name'), 'path': row.get('lv_path'),
-                    'dm_path': row.get('lv_dm_path'), 'size_bytes': _int(row.get('lv_size')),
-                    'attr': row.get('lv_attr'), 'vg_free_bytes': _int(row.get('vg_free')),
-                    'vg_extent_bytes': _int(row.get('vg_extent_size')),
-                    'vg_free_extents': _int(row.get('vg_free_count'))})
-    return out, None
-
-
 def lvm_volume_groups(probe):
     result = probe.run(['vgs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o',
                         'vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count'])
@@ -347,31 +310,14 @@ def _int(value):
         return None
 
 
-def match_logical_volume(source, volumes):
-    """The LV whose device is the mount source (/dev/mapper/vg-lv, /dev/vg/lv or /dev/dm-N)."""
-    if not source or not source.startswith('/dev/'):
-        return None
-    real = os.path.realpath(source)
-    for lv in volumes or []:
-        for candidate in (lv.get('dm_path'), lv.get('path')):
-            if candidate and (candidate == source or os.path.realpath(candidate) == real):
-                return lv
-    return None
-
-
 class StorageProber:
-    """Describes the storage under data directories; mounts and the LV list are read once."""
+    """Describes the storage under data directories (storage.Storage decides what it is) with the
+    figures an operator sizes a snapshot by: the data's size, free space, room in the volume group."""
 
     def __init__(self, probe, size_timeout=60):
         self.probe = probe
         self.size_timeout = size_timeout
-        self.mounts = mounts.read_mounts()
-        self._lvs = None
-
-    def logical_volumes(self):
-        if self._lvs is None:
-            self._lvs = lvm_logical_volumes(self.probe) if self.probe.which('lvs') else (None, 'lvs not installed')
-        return self._lvs
+        self.storage = storage.Storage(probe)
 
     def describe(self, datadir):
         if not datadir:
@@ -380,22 +326,30 @@ class StorageProber:
         if not os.path.isdir(path):
             return {'path': path, 'exists': False, 'type': None, 'snapshot_capable': False,
                     'reason': 'directory does not exist'}
-        mount = mounts.mount_of(path, self.mounts) or {}
+        found = self.storage.of(path)
+        mount = found['mount']
         data_bytes, size_error = du_bytes(self.probe, path, self.size_timeout)
         out = {'path': path, 'exists': True, 'mountpoint': mount.get('mountpoint'), 'fstype': mount.get('fstype'),
-               'device': mount.get('source'), 'type': 'plain', 'snapshot_capable': False}
+               'device': mount.get('source'), 'type': found['kind'], 'snapshot_capable': found['snapshot_capable']}
+        if found['reason']:
+            out['reason'] = found['reason']
+        if found.get('lvm_error'):
+            out['lvm_error'] = found['lvm_error']
         usage, _ = call_with_timeout(fs_usage, self.probe.timeout, path)
         if usage:
             out['filesystem_free_bytes'] = usage['free_bytes']
         if size_error:
             out['size_error'] = size_error
-        if mount.get('fstype') == 'btrfs':
-            self._btrfs(out, path, mount)
+        lv = found.get('lv')
+        if found['kind'] == 'btrfs':
+            out['btrfs'] = self._btrfs(found['volume_root'], path)
             sizes = recommended_snapshot_sizes(data_bytes)
         else:
-            lv = self._lvm(out, mount)
             sizes = recommended_snapshot_sizes(data_bytes, (lv or {}).get('vg_extent_bytes') or LVM_DEFAULT_EXTENT)
-            if lv and sizes:
+        if lv:
+            keys = ('vg', 'lv', 'path', 'size_bytes', 'vg_free_bytes', 'vg_extent_bytes', 'vg_free_extents')
+            out['lvm'] = dict((k, lv[k]) for k in keys)
+            if sizes:
                 out['snapshot_fits'] = {
                     'conservative': (lv['vg_free_bytes'] or 0) >= sizes['conservative_bytes'],
                     'aggressive': (lv['vg_free_bytes'] or 0) >= sizes['aggressive_bytes']}
@@ -404,45 +358,17 @@ class StorageProber:
                     out['reason'] = ('volume group %s has %s bytes free, less than the aggressive snapshot size'
                                      % (lv['vg'], lv['vg_free_bytes']))
         out['snapshot_size'] = sizes
-        if out['type'] == 'plain':
-            out['reason'] = 'neither LVM nor btrfs under %s' % path
         return out
 
-    def _btrfs(self, out, path, mount):
-        out['type'] = 'btrfs'
-        subvolume = btrfs_subvolume_root(path, mount['mountpoint'])
-        out['btrfs'] = {'subvolume': subvolume, 'datadir_is_subvolume': subvolume == path}
+    def _btrfs(self, subvolume, path):
+        out = {'subvolume': subvolume, 'datadir_is_subvolume': subvolume == path}
         show = self.probe.run(['btrfs', 'subvolume', 'show', subvolume or path])
         if show.ok:
             for line in show.out.splitlines()[1:]:
                 key, _, value = line.strip().partition(':')
                 if key in ('Name', 'UUID', 'Subvolume ID'):
-                    out['btrfs'][key.lower().replace(' ', '_')] = value.strip()
-        if subvolume is None:
-            out['reason'] = 'no btrfs subvolume holds %s' % path
-        elif not self.probe.which('btrfs'):
-            out['reason'] = 'btrfs-progs not installed'
-        else:
-            # A snapshot of the subvolume holding the datadir; it has to live on the same filesystem.
-            out['snapshot_capable'] = True
-
-    def _lvm(self, out, mount):
-        volumes, error = self.logical_volumes()
-        lv = match_logical_volume(mount.get('source'), volumes)
-        if lv is None:
-            if error and (mount.get('source') or '').startswith('/dev/mapper/'):
-                out['lvm_error'] = error
-            return None
-        out['type'] = 'lvm'
-        keys = ('vg', 'lv', 'path', 'size_bytes', 'vg_free_bytes', 'vg_extent_bytes', 'vg_free_extents')
-        out['lvm'] = dict((k, lv[k]) for k in keys)
-        if not self.probe.which('lvcreate'):
-            out['reason'] = 'lvcreate not found'
-        elif not lv['vg_free_extents']:
-            out['reason'] = 'volume group %s has no free extents for a snapshot' % lv['vg']
-        else:
-            out['snapshot_capable'] = True
-        return lv
+                    out[key.lower().replace(' ', '_')] = value.strip()
+        return out
 
 
 # Engines ---------------------------------------------------------------------------------------
@@ -613,25 +539,6 @@ def postgresql_clusters(probe):
     return out, 'scan'
 
 
-def postgresql_layout(datadir):
-    """Where WAL and tablespaces really live: a snapshot is crash-consistent only if one
-    snapshot holds them all."""
-    wal = os.path.realpath(os.path.join(datadir, 'pg_wal'))
-    tablespaces = []
-    tbl = os.path.join(datadir, 'pg_tblspc')
-    try:
-        for entry in sorted(os.listdir(tbl)):
-            tablespaces.append(os.path.realpath(os.path.join(tbl, entry)))
-    except OSError:
-        pass
-    try:
-        dev = os.stat(datadir).st_dev
-        same = all(os.stat(p).st_dev == dev for p in [wal] + tablespaces)
-    except OSError:
-        same = None
-    return {'wal_directory': wal, 'tablespaces': tablespaces, 'single_filesystem': same}
-
-
 def postgresql_facts(probe, storage):
     clusters, source = postgresql_clusters(probe)
     binaries = [p for p in [probe.which('psql'), probe.which('pg_lsclusters')] if p]
@@ -647,7 +554,7 @@ def postgresql_facts(probe, storage):
             if not c['peer_auth']:
                 c['peer_auth_error'] = result.first_error_line()
         if c['data_directory'] and os.path.isdir(c['data_directory']):
-            c.update(postgresql_layout(c['data_directory']))
+            c.update(postgresql.layout(c['data_directory']))
         c['storage'] = storage.describe(c['data_directory'])
     return {'installed': True, 'source': source, 'clusters': clusters}
 

@@ -23,9 +23,8 @@ import fcntl
 import json
 import os
 import re
-import shutil
 
-from ansible_collections.borgfleet.backup.plugins.module_utils import _process
+from ansible_collections.borgfleet.backup.plugins.module_utils import _process, storage
 from ansible_collections.borgfleet.backup.plugins.module_utils.mounts import mounts_under
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
 
@@ -33,7 +32,6 @@ PREFIX = 'borgfleet-'
 DEFAULT_MOUNT_ROOT = '/run/borgfleet/snapshots'
 BTRFS_SNAPSHOT_DIR = '.borgfleet-snapshots'
 DEFAULT_LVM_SIZE = '20%ORIGIN'
-BTRFS_SUBVOLUME_INODE = 256  # the root directory of every btrfs subvolume has this inode
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
 CMD_TIMEOUT = 120
 
@@ -58,71 +56,25 @@ def check_name(name):
     return name
 
 
-def find_mount(path):
-    """The mount holding ``path``: dict(target, source, fstype, options)."""
-    out = run(['findmnt', '--json', '--nofsroot', '--target', path,
-               '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS'])
-    fs = json.loads(out)['filesystems'][0]
-    return dict(target=fs['target'], source=fs['source'], fstype=fs['fstype'], options=fs.get('options') or '')
-
-
-def btrfs_subvolume_root(path):
-    """The nearest directory at or above ``path`` that is a btrfs subvolume root."""
-    path = os.path.realpath(path)
-    dev = os.stat(path).st_dev
-    while True:
-        st = os.stat(path)
-        if st.st_dev != dev:
-            break
-        if st.st_ino == BTRFS_SUBVOLUME_INODE:
-            return path
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    raise SnapshotError('no btrfs subvolume found above %s' % path)
-
-
-def lvm_volume(source):
-    """(vg, lv) of a device if it is an LVM logical volume, else None."""
-    if not shutil.which('lvs') or not source.startswith('/dev/'):
-        return None
-    proc = try_run(['lvs', '--noheadings', '--reportformat', 'json', '-o', 'vg_name,lv_name,lv_attr', source],
-                   timeout=30)
-    if proc.rc != 0:
-        return None
-    lvs = json.loads(proc.out)['report'][0]['lv']
-    if not lvs:
-        return None
-    return lvs[0]['vg_name'], lvs[0]['lv_name']
-
-
 def storage_of(path):
-    """How ``path`` can be snapshotted: dict(kind=btrfs|lvm|plain, volume_root, mount, ...)."""
-    path = os.path.realpath(path)
-    mount = find_mount(path)
-    if mount['fstype'] == 'btrfs':
-        return dict(kind='btrfs', volume_root=btrfs_subvolume_root(path), mount=mount, snapshot_capable=True)
-    lv = lvm_volume(mount['source'])
-    if lv:
-        return dict(kind='lvm', volume_root=mount['target'], mount=mount, vg=lv[0], lv=lv[1],
-                    snapshot_capable=True)
-    return dict(kind='plain', volume_root=mount['target'], mount=mount, snapshot_capable=False)
+    """How ``path`` can be snapshotted: storage.Storage().of(path)."""
+    return storage.Storage().of(path)
 
 
 def volumes_for(paths):
     """Distinct volumes holding ``paths`` (data dir, WAL, tablespaces), in a stable order."""
     volumes, seen = [], set()
+    probe = storage.Storage()
     for path in paths:
-        storage = storage_of(path)
-        if not storage['snapshot_capable']:
-            raise SnapshotError('%s is on %s storage (%s at %s): it cannot be snapshotted; use method dump'
-                                % (path, storage['mount']['fstype'], storage['mount']['source'],
-                                   storage['mount']['target']))
-        key = storage['volume_root']
+        found = probe.of(path)
+        if not found['snapshot_capable']:
+            raise SnapshotError('%s is on %s storage (%s at %s): it cannot be snapshotted (%s); use method dump'
+                                % (path, found['mount'].get('fstype'), found['mount'].get('source'),
+                                   found['mount'].get('mountpoint'), found['reason']))
+        key = found['volume_root']
         if key not in seen:
             seen.add(key)
-            volumes.append(storage)
+            volumes.append(found)
     return volumes
 
 
@@ -190,9 +142,9 @@ class SnapshotSet:
             item = dict(kind=volume['kind'], volume_root=volume['volume_root'],
                         mountpoint=self.mountpoint(volume['volume_root']))
             if volume['kind'] == 'btrfs':
-                snapdir = os.path.join(volume['mount']['target'], BTRFS_SNAPSHOT_DIR)
+                snapdir = os.path.join(volume['mount']['mountpoint'], BTRFS_SNAPSHOT_DIR)
                 item['snapshot'] = os.path.join(snapdir, '%s%s-%d' % (PREFIX, self.backup, n))
-                item['fs_mount'] = volume['mount']['target']
+                item['fs_mount'] = volume['mount']['mountpoint']
                 self.created.append(item)
                 self._save()
                 if not os.path.isdir(snapdir):
@@ -202,14 +154,15 @@ class SnapshotSet:
                     argv.append('-r')
                 run(argv + [volume['volume_root'], item['snapshot']])
             elif volume['kind'] == 'lvm':
-                item['snapshot'] = '%s/%s%s-%d' % (volume['vg'], PREFIX, self.backup, n)
+                vg, lv = volume['lv']['vg'], volume['lv']['lv']
+                item['snapshot'] = '%s/%s%s-%d' % (vg, PREFIX, self.backup, n)
                 item['fstype'] = volume['mount']['fstype']
                 self.created.append(item)
                 self._save()
                 size = self.lvm_size
                 size_opt = ['--extents', size] if '%' in size else ['--size', size]
                 run(['lvcreate', '--snapshot', '--name', item['snapshot'].split('/', 1)[1]] + size_opt
-                    + ['%s/%s' % (volume['vg'], volume['lv'])])
+                    + ['%s/%s' % (vg, lv)])
             else:
                 raise SnapshotError('cannot snapshot %s storage' % volume['kind'])
         return self.created
@@ -293,7 +246,7 @@ class SnapshotSet:
         known = set(i.get('snapshot') for i in found.created)
         for volume in volumes:
             if volume['kind'] == 'btrfs':
-                snapdir = os.path.join(volume['mount']['target'], BTRFS_SNAPSHOT_DIR)
+                snapdir = os.path.join(volume['mount']['mountpoint'], BTRFS_SNAPSHOT_DIR)
                 if os.path.isdir(snapdir):
                     for entry in sorted(os.listdir(snapdir)):
                         path = os.path.join(snapdir, entry)
@@ -301,9 +254,10 @@ class SnapshotSet:
                             found.created.append(dict(kind='btrfs', snapshot=path, volume_root=None,
                                                       mountpoint=None))
             elif volume['kind'] == 'lvm':
-                proc = try_run(['lvs', '--noheadings', '-o', 'lv_name', volume['vg']], timeout=30)
+                vg = volume['lv']['vg']
+                proc = try_run(['lvs', '--noheadings', '-o', 'lv_name', vg], timeout=30)
                 for name in proc.out.split():
-                    snap = '%s/%s' % (volume['vg'], name)
+                    snap = '%s/%s' % (vg, name)
                     if name.startswith('%s%s-' % (PREFIX, backup)) and snap not in known:
                         found.created.append(dict(kind='lvm', snapshot=snap, volume_root=None, mountpoint=None))
         return found

@@ -1,5 +1,5 @@
 """Pure parsing and decision logic of module_utils/facts.py (no tools needed)."""
-from ansible_collections.borgfleet.backup.plugins.module_utils import facts, mounts
+from ansible_collections.borgfleet.backup.plugins.module_utils import facts, mounts, storage
 
 MIB = 1024 * 1024
 
@@ -58,10 +58,10 @@ def test_snapshot_sizes_are_whole_extents_with_floors():
 def test_logical_volume_matched_by_mapper_or_vg_path():
     volumes = [{"lv": "data", "vg": "vg0", "path": "/dev/vg0/data", "dm_path": "/dev/mapper/vg0-data"},
                {"lv": "pool", "vg": "vg0", "path": "/dev/vg0/pool", "dm_path": "/dev/mapper/vg0-pool"}]
-    assert facts.match_logical_volume("/dev/mapper/vg0-pool", volumes)["lv"] == "pool"
-    assert facts.match_logical_volume("/dev/vg0/data", volumes)["lv"] == "data"
-    assert facts.match_logical_volume("/dev/vda", volumes) is None
-    assert facts.match_logical_volume("tmpfs", volumes) is None
+    assert storage.match_logical_volume("/dev/mapper/vg0-pool", volumes)["lv"] == "pool"
+    assert storage.match_logical_volume("/dev/vg0/data", volumes)["lv"] == "data"
+    assert storage.match_logical_volume("/dev/vda", volumes) is None
+    assert storage.match_logical_volume("tmpfs", volumes) is None
 
 
 def test_my_print_defaults_and_postgresql_conf():
@@ -94,11 +94,11 @@ def lvm_prober(tmp_path, vg_free_bytes, vg_free_extents):
     """A prober whose mount table and lvs answer are given (device-mapper is absent on this kernel;
     the real lvs path runs in the lab VM): the decisions below are pure logic."""
     prober = facts.StorageProber(facts.Probe(timeout=5), size_timeout=30)
-    prober.mounts = [{"device_number": "254:3", "root": "/", "mountpoint": str(tmp_path),
-                      "fstype": "ext4", "source": "/dev/mapper/vg0-db"}]
-    prober._lvs = ([{"lv": "db", "vg": "vg0", "path": "/dev/vg0/db", "dm_path": "/dev/mapper/vg0-db",
-                     "size_bytes": 10 * 1024 * MIB, "attr": "-wi-ao----", "vg_free_bytes": vg_free_bytes,
-                     "vg_extent_bytes": 4 * MIB, "vg_free_extents": vg_free_extents}], None)
+    prober.storage.mounts = [{"device_number": "254:3", "root": "/", "mountpoint": str(tmp_path),
+                              "fstype": "ext4", "source": "/dev/mapper/vg0-db"}]
+    prober.storage._lvs = ([{"lv": "db", "vg": "vg0", "path": "/dev/vg0/db", "dm_path": "/dev/mapper/vg0-db",
+                             "size_bytes": 10 * 1024 * MIB, "attr": "-wi-ao----", "vg_free_bytes": vg_free_bytes,
+                             "vg_extent_bytes": 4 * MIB, "vg_free_extents": vg_free_extents}], None)
     return prober
 
 
