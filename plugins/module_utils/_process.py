@@ -214,6 +214,12 @@ def c_locale_env(extra=None, inherit=True):
     return env
 
 
+def clean_env(extra=None):
+    """For processes we leave running or start for someone else (an engine, rowfs, fusermount):
+    nothing of ours inherited, above all no borg secret."""
+    return c_locale_env(extra, inherit=False)
+
+
 def mask(text, secrets):
     for secret in secrets or ():
         if secret and isinstance(text, str):
@@ -342,3 +348,69 @@ def spawn(argv, env, stdin=None, stdout=None, stderr=None, cwd=None, user=None, 
     return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL if stdin is None else stdin,
                             stdout=stdout, stderr=stderr, env=env, cwd=cwd, start_new_session=own_session,
                             close_fds=True, **kwargs)
+
+
+# Processes we started and left running (pid + start time identify one for good) ----------------
+
+def _start_time(pid):
+    """Start time of a live (not zombie) process, or None; pid + start time identify it for good."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except (OSError, IndexError, ValueError):
+        return None
+    if fields[0] in ('Z', 'X'):
+        return None
+    return int(fields[19])
+
+
+def proc_id(pid):
+    """What a state file stores for a process we started."""
+    return {'pid': pid, 'start': _start_time(pid)}
+
+
+def alive(p):
+    return bool(p) and p.get('pid') and _start_time(p['pid']) is not None and _start_time(p['pid']) == p.get('start')
+
+
+def wait_gone(p, timeout):
+    deadline = time.time() + timeout
+    while alive(p):
+        if time.time() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop_process(p, first=signal.SIGTERM, timeout=60, group=False):
+    """Signal, wait, then SIGKILL (the whole process group when ``group``). True if it was running."""
+    if not alive(p):
+        return False
+    try:
+        os.kill(p['pid'], first)
+    except ProcessLookupError:
+        return False
+    if not wait_gone(p, timeout):
+        try:
+            if group:
+                os.killpg(p['pid'], signal.SIGKILL)
+            else:
+                os.kill(p['pid'], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_gone(p, 10)
+    if group:  # children of a killed postmaster would keep files on the layer open
+        try:
+            os.killpg(p['pid'], signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return True
+
+
+def tail(path, lines=25):
+    """The last lines of a started process's log file (for an error message)."""
+    try:
+        with open(path, errors='replace') as f:
+            return '\n'.join(f.read().splitlines()[-lines:])
+    except OSError:
+        return ''

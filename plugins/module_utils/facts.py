@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: BorgFleet developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to borgfleet.backup: read-only probes behind server_facts and pool_info.
+"""Private to borgfleet.backup: what server_facts and pool_info report.
 
-Everything here reads /proc, calls os functions, or runs a tool with an argv list, a minimal
-C-locale environment and a timeout. A missing tool or a probe that times out is an answer
-("absent", "timed out"), never a hang or a traceback. No probe returns a secret: MySQL
-credentials reach the client only as a file (--defaults-file), never through this code.
-Managed hosts have no psutil, so nothing outside the standard library is used.
+System figures from /proc, the storage under each engine's data directory (what each engine
+module's detect() finds, described with storage.py), Redis and Docker, and storage pools. Every
+tool runs through probes.Probe (a PATH of its own, the C locale, a timeout): a missing tool or a
+probe that times out is an answer ("absent", "timed out"), never a hang or a traceback. No probe
+returns a secret: MySQL credentials reach the client only as a file (--defaults-file).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,16 +16,14 @@ __metaclass__ = type
 
 import json
 import os
-import pwd
 import re
 import socket
-import threading
 import time
 
-from ansible_collections.borgfleet.backup.plugins.module_utils import _process, mounts, storage
-from ansible_collections.borgfleet.backup.plugins.module_utils.engines import postgresql
+from ansible_collections.borgfleet.backup.plugins.module_utils import engines, mounts, storage
+from ansible_collections.borgfleet.backup.plugins.module_utils.probes import (
+    call_with_timeout, read_text, search, to_int)
 
-DEFAULT_PATH = _process.SYSTEM_PATH
 MIB = 1024 * 1024
 LVM_DEFAULT_EXTENT = 4 * MIB
 
@@ -38,55 +36,6 @@ PSEUDO_FSTYPES = frozenset((
 # "nodev" in /proc/filesystems, yet real data: network and shared filesystems.
 NETWORK_FSTYPES = frozenset(('nfs', 'nfs4', 'cifs', 'smb3', 'ceph', 'glusterfs', '9p', 'virtiofs',
                              'fuse.sshfs', 'fuse.glusterfs', 'fuse.cephfs'))
-
-
-class Probe(_process.Tools):
-    """Runs tools found on ``path`` (through the collection's runner) and reads config files under
-    ``root``, each with a timeout."""
-
-    def __init__(self, path=DEFAULT_PATH, root='/', timeout=5):
-        super(Probe, self).__init__(path, timeout)
-        self.root = root or '/'
-
-    def file(self, path):
-        """A config file's path as seen under ``root``."""
-        return os.path.join(self.root, path.lstrip('/'))
-
-    def read(self, path):
-        try:
-            with open(self.file(path)) as f:
-                return f.read()
-        except (IOError, OSError, UnicodeDecodeError):
-            return None
-
-
-def call_with_timeout(func, timeout, *args):
-    """func(*args) in a daemon thread: a hung NFS statvfs/stat must not hang the module.
-
-    Returns (value, None) or (None, reason)."""
-    box = {}
-
-    def target():
-        try:
-            box['value'] = func(*args)
-        except Exception as e:  # reported, not raised: one bad mount must not fail the module
-            box['error'] = str(e)
-
-    thread = threading.Thread(target=target)
-    thread.daemon = True
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        return None, 'timed out'
-    return box.get('value'), box.get('error')
-
-
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except (IOError, OSError):
-        return None
 
 
 # System -----------------------------------------------------------------------------------------
@@ -216,7 +165,7 @@ def human_duration(seconds):
 
 def filesystems_facts(timeout):
     out = []
-    for m in real_mounts(mounts.read_mounts(), nodev_fstypes(_read('/proc/filesystems'))):
+    for m in real_mounts(mounts.read_mounts(), nodev_fstypes(read_text('/proc/filesystems'))):
         usage, error = call_with_timeout(fs_usage, timeout, m['mountpoint'])
         entry = {'mountpoint': m['mountpoint'], 'device': m['source'], 'fstype': m['fstype']}
         if usage is None:
@@ -229,12 +178,12 @@ def filesystems_facts(timeout):
 
 def system_facts(timeout=5, cpu_sample=0.5):
     uname = os.uname()
-    release = parse_os_release(_read('/etc/os-release') or _read('/usr/lib/os-release'))
-    before = cpu_times(_read('/proc/stat'))
+    release = parse_os_release(read_text('/etc/os-release') or read_text('/usr/lib/os-release'))
+    before = cpu_times(read_text('/proc/stat'))
     if cpu_sample > 0:
         time.sleep(cpu_sample)
-    after = cpu_times(_read('/proc/stat'))
-    uptime_text = _read('/proc/uptime')
+    after = cpu_times(read_text('/proc/stat'))
+    uptime_text = read_text('/proc/uptime')
     uptime = float(uptime_text.split()[0]) if uptime_text else None
     boot = time.time() - uptime if uptime is not None else None
     try:
@@ -248,9 +197,9 @@ def system_facts(timeout=5, cpu_sample=0.5):
                'pretty_name': release.get('PRETTY_NAME'), 'codename': release.get('VERSION_CODENAME')},
         'kernel': uname.release,
         'architecture': uname.machine,
-        'cpu': {'cores': os.cpu_count(), 'model': cpu_model(_read('/proc/cpuinfo')), 'load': load,
+        'cpu': {'cores': os.cpu_count(), 'model': cpu_model(read_text('/proc/cpuinfo')), 'load': load,
                 'usage_percent': cpu_usage_percent(before, after), 'sample_seconds': cpu_sample},
-        'memory': memory_facts(parse_meminfo(_read('/proc/meminfo'))),
+        'memory': memory_facts(parse_meminfo(read_text('/proc/meminfo'))),
         'filesystems': filesystems_facts(timeout),
         'primary_ip': primary_ip(),
         'uptime': {'seconds': int(uptime) if uptime is not None else None,
@@ -298,16 +247,9 @@ def lvm_volume_groups(probe):
         rows = json.loads(result.out)['report'][0]['vg']
     except (ValueError, KeyError, IndexError):
         return None, 'could not parse vgs output'
-    return [{'vg': r.get('vg_name'), 'size_bytes': _int(r.get('vg_size')), 'free_bytes': _int(r.get('vg_free')),
-             'extent_bytes': _int(r.get('vg_extent_size')), 'extents': _int(r.get('vg_extent_count')),
-             'free_extents': _int(r.get('vg_free_count'))} for r in rows], None
-
-
-def _int(value):
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
+    return [{'vg': r.get('vg_name'), 'size_bytes': to_int(r.get('vg_size')), 'free_bytes': to_int(r.get('vg_free')),
+             'extent_bytes': to_int(r.get('vg_extent_size')), 'extents': to_int(r.get('vg_extent_count')),
+             'free_extents': to_int(r.get('vg_free_count'))} for r in rows], None
 
 
 class StorageProber:
@@ -373,216 +315,15 @@ class StorageProber:
 
 # Engines ---------------------------------------------------------------------------------------
 
-def _unix_socket_answers(path, timeout=2):
-    if not path or not os.path.exists(path):
-        return False
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        return True
-    except (OSError, socket.error):
-        return False
-    finally:
-        s.close()
-
-
-def _tcp_answers(host, port, timeout=2):
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-        return True
-    except (OSError, socket.error, ValueError):
-        return False
-
-
-def _search(text, pattern):
-    """First group of pattern in text, or None."""
-    match = re.search(pattern, text or '')
-    return match.group(1) if match else None
-
-
-def parse_my_print_defaults(text):
-    out = {}
-    for line in (text or '').splitlines():
-        match = re.match(r'^--([\w-]+)=(.*)$', line.strip())
-        if match:
-            out[match.group(1).replace('-', '_')] = match.group(2)
-    return out
-
-
-MYSQL_SOCKETS = ('/run/mysqld/mysqld.sock', '/var/run/mysqld/mysqld.sock', '/var/lib/mysql/mysql.sock',
-                 '/tmp/mysql.sock')
-
-
-def mysql_facts(probe, storage):
-    server = probe.which('mariadbd') or probe.which('mysqld')
-    client = probe.which('mariadb') or probe.which('mysql')
-    if not server and not client:
-        return {'installed': False}
-    out = {'installed': True, 'server_installed': bool(server), 'client_installed': bool(client)}
-    version_text = ''
-    if server:
-        version_text = probe.run([os.path.basename(server), '--version']).out
-    if not version_text and client:
-        version_text = probe.run([os.path.basename(client), '--version']).out
-    out['flavor'] = 'mariadb' if 'mariadb' in version_text.lower() else ('mysql' if version_text else None)
-    out['version'] = _search(version_text, r'(?:Distrib|Ver)\s+(\d+\.\d+\.\d+)')
-    defaults = parse_my_print_defaults(probe.run(['my_print_defaults', '--mysqld']).out)
-    sock = defaults.get('socket') or next((s for s in MYSQL_SOCKETS if os.path.exists(s)), MYSQL_SOCKETS[0])
-    out['socket'] = sock
-    out['running'] = _unix_socket_answers(sock)
-    out['port'] = _int(defaults.get('port')) or 3306
-
-    auth = {'socket': False, 'debian_cnf': None}
-    working = None
-    if client and out['running']:
-        # Socket authentication as root, without any option file that could hold a password.
-        base = [os.path.basename(client), '--no-defaults', '--protocol=socket', '--socket=' + sock, '--user=root']
-        auth['socket'], error = _mysql_select1(probe, base)
-        if auth['socket']:
-            working = base
-        else:
-            auth['socket_error'] = error
-    cnf = probe.file('/etc/mysql/debian.cnf')
-    if os.path.exists(cnf):
-        auth['debian_cnf'] = False
-        if client:
-            # --defaults-file must come first; the password stays in the file.
-            base = [os.path.basename(client), '--defaults-file=' + cnf]
-            auth['debian_cnf'], error = _mysql_select1(probe, base)
-            if auth['debian_cnf']:
-                working = working or base
-            else:
-                auth['debian_cnf_error'] = error
-    auth['method'] = 'socket' if auth['socket'] else ('debian_cnf' if auth['debian_cnf'] else None)
-    out['auth'] = auth
-
-    datadir = None
-    if working:
-        result = probe.run(working + ['--batch', '--skip-column-names', '-e', 'SELECT @@datadir, VERSION()'])
-        if result.ok and result.out.strip():
-            fields = result.out.strip().split('\t')
-            datadir = fields[0]
-            out['server_version'] = fields[1] if len(fields) > 1 else None
-    datadir = datadir or defaults.get('datadir') or ('/var/lib/mysql' if os.path.isdir('/var/lib/mysql') else None)
-    out['datadir'] = datadir.rstrip('/') if datadir else None
-    out['storage'] = storage.describe(out['datadir'])
-    return out
-
-
-def _mysql_select1(probe, base):
-    """(works, error line): a real query, not just a connection."""
-    result = probe.run(base + ['--batch', '--skip-column-names', '-e', 'SELECT 1'])
-    if result.ok and result.out.strip() == '1':
-        return True, None
-    return False, result.first_error_line()
-
-
-def _pg_conf_value(text, key):
-    match = re.search(r"^\s*%s\s*=\s*'?([^'#\n]*?)'?\s*(?:#.*)?$" % key, text or '', re.M)
-    return match.group(1).strip() if match else None
-
-
-def _owner(path):
-    try:
-        return pwd.getpwuid(os.stat(path).st_uid).pw_name
-    except (OSError, KeyError):
-        return None
-
-
-def _pid_alive(pidfile):
-    text = _read(pidfile)
-    try:
-        pid = int(text.split()[0])
-    except (AttributeError, IndexError, ValueError):
-        return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError as e:
-        return e.errno == 1  # EPERM: alive, not ours
-
-
-def postgresql_clusters(probe):
-    """Clusters from pg_lsclusters --json, else from a scan of /etc/postgresql."""
-    result = probe.run(['pg_lsclusters', '--json'])
-    if result.ok:
-        try:
-            rows = json.loads(result.out)
-        except ValueError:
-            rows = None
-        if isinstance(rows, list):
-            out = []
-            for r in rows:
-                owner = None
-                try:
-                    owner = pwd.getpwuid(int(r.get('owneruid'))).pw_name
-                except (TypeError, ValueError, KeyError):
-                    pass
-                out.append({'version': str(r.get('version')), 'name': r.get('cluster'),
-                            'port': _int(r.get('port')), 'status': 'online' if r.get('running') else 'down',
-                            'owner': owner, 'data_directory': r.get('pgdata'),
-                            'socket_directory': r.get('socketdir') or '/var/run/postgresql'})
-            return out, 'pg_lsclusters'
-    out = []
-    base = probe.file('/etc/postgresql')
-    for version in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        for name in sorted(os.listdir(os.path.join(base, version))):
-            conf = _read(os.path.join(base, version, name, 'postgresql.conf'))
-            if conf is None:
-                continue
-            datadir = _pg_conf_value(conf, 'data_directory') or '/var/lib/postgresql/%s/%s' % (version, name)
-            socketdir = (_pg_conf_value(conf, 'unix_socket_directories') or '/var/run/postgresql').split(',')[0]
-            out.append({'version': version, 'name': name, 'port': _int(_pg_conf_value(conf, 'port')) or 5432,
-                        'status': 'online' if _pid_alive(os.path.join(datadir, 'postmaster.pid')) else 'down',
-                        'owner': _owner(datadir), 'data_directory': datadir, 'socket_directory': socketdir.strip()})
-    return out, 'scan'
-
-
-def postgresql_facts(probe, storage):
-    clusters, source = postgresql_clusters(probe)
-    binaries = [p for p in [probe.which('psql'), probe.which('pg_lsclusters')] if p]
-    if not clusters and not binaries:
-        return {'installed': False, 'clusters': []}
-    for c in clusters:
-        c['peer_auth'] = None
-        if c['status'] == 'online' and c['owner']:
-            # Peer authentication: the OS user maps to the database role of the same name.
-            result = probe.run(['runuser', '-u', c['owner'], '--', 'psql', '-X', '-h', c['socket_directory'],
-                                '-p', str(c['port']), '-Atc', 'select 1'])
-            c['peer_auth'] = result.ok and result.out.strip() == '1'
-            if not c['peer_auth']:
-                c['peer_auth_error'] = result.first_error_line()
-        if c['data_directory'] and os.path.isdir(c['data_directory']):
-            c.update(postgresql.layout(c['data_directory']))
-        c['storage'] = storage.describe(c['data_directory'])
-    return {'installed': True, 'source': source, 'clusters': clusters}
-
-
-def mongodb_facts(probe, storage):
-    mongod = probe.which('mongod')
-    conf = probe.read('/etc/mongod.conf')
-    if not mongod and conf is None:
-        return {'installed': False}
-    out = {'installed': True, 'server_installed': bool(mongod),
-           'version': _search(probe.run(['mongod', '--version']).out, r'db version v?(\d+\.\d+\.\d+)')
-           if mongod else None}
-    dbpath = _search(conf, r'(?m)^\s*dbPath:\s*["\']?([^"\'\s#]+)') or '/var/lib/mongodb'
-    port = _int(_search(conf, r'(?m)^\s*port:\s*(\d+)')) or 27017
-    out.update({'datadir': dbpath, 'port': port, 'running': _tcp_answers('127.0.0.1', port)})
-    out['storage'] = storage.describe(dbpath)
-    return out
-
-
 def redis_facts(probe, storage):
     server = probe.which('redis-server')
     if not server:
         return {'installed': False}
     out = {'installed': True,
-           'version': _search(probe.run(['redis-server', '--version']).out, r'v=(\d+\.\d+\.\d+)')}
+           'version': search(probe.run(['redis-server', '--version']).out, r'v=(\d+\.\d+\.\d+)')}
     conf = probe.read('/etc/redis/redis.conf') or ''
-    port = _int(_search(conf, r'(?m)^\s*port\s+(\d+)')) or 6379
-    host = (_search(conf, r'(?m)^\s*bind\s+(\S+)') or '127.0.0.1').lstrip('-')
+    port = to_int(search(conf, r'(?m)^\s*port\s+(\d+)')) or 6379
+    host = (search(conf, r'(?m)^\s*bind\s+(\S+)') or '127.0.0.1').lstrip('-')
     out['port'] = port
     cli = ['redis-cli', '-h', host, '-p', str(port)]
     ping = probe.run(cli + ['PING'])
@@ -595,7 +336,7 @@ def redis_facts(probe, storage):
         datadir = got[1].strip() if len(got) > 1 and got[0].strip() == 'dir' else None
         aof = probe.run(cli + ['CONFIG', 'GET', 'appendonly']).out.split('\n')
         out['appendonly'] = aof[1].strip() == 'yes' if len(aof) > 1 else None
-    datadir = datadir or _search(conf, r'(?m)^\s*dir\s+(\S+)') or '/var/lib/redis'
+    datadir = datadir or search(conf, r'(?m)^\s*dir\s+(\S+)') or '/var/lib/redis'
     out['datadir'] = datadir
     out['storage'] = storage.describe(datadir)
     return out
@@ -646,15 +387,14 @@ def capabilities_facts(probe, size_timeout=60):
         lvm['volume_groups'], error = lvm_volume_groups(probe)
         if error:
             lvm['error'] = error
-    return {
-        'mysql': mysql_facts(probe, storage),
-        'postgresql': postgresql_facts(probe, storage),
-        'mongodb': mongodb_facts(probe, storage),
+    out = dict((key, detect(probe, storage)) for key, detect in engines.DETECT)
+    out.update({
         'redis': redis_facts(probe, storage),
         'docker': docker_facts(probe, storage),
         'lvm': lvm,
         'btrfs': {'installed': bool(probe.which('btrfs'))},
-    }
+    })
+    return out
 
 
 # Storage pools -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import os
 import stat
 
 from ansible_collections.borgfleet.backup.plugins.module_utils import _process, mounts
+from ansible_collections.borgfleet.backup.plugins.module_utils.probes import to_int
 
 # A btrfs subvolume's root directory always has this inode number (BTRFS_FIRST_FREE_OBJECTID).
 BTRFS_SUBVOLUME_INO = 256
@@ -40,13 +41,6 @@ def btrfs_subvolume_root(path, mountpoint):
         current = os.path.dirname(current)
 
 
-def _int(value):
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-
-
 def lvm_logical_volumes(tools):
     """[{lv, vg, path, dm_path, size_bytes, attr, vg_free_bytes, vg_extent_bytes, vg_free_extents}] or error."""
     result = tools.run(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o',
@@ -60,10 +54,10 @@ def lvm_logical_volumes(tools):
     out = []
     for row in rows:
         out.append({'lv': row.get('lv_name'), 'vg': row.get('vg_name'), 'path': row.get('lv_path'),
-                    'dm_path': row.get('lv_dm_path'), 'size_bytes': _int(row.get('lv_size')),
-                    'attr': row.get('lv_attr'), 'vg_free_bytes': _int(row.get('vg_free')),
-                    'vg_extent_bytes': _int(row.get('vg_extent_size')),
-                    'vg_free_extents': _int(row.get('vg_free_count'))})
+                    'dm_path': row.get('lv_dm_path'), 'size_bytes': to_int(row.get('lv_size')),
+                    'attr': row.get('lv_attr'), 'vg_free_bytes': to_int(row.get('vg_free')),
+                    'vg_extent_bytes': to_int(row.get('vg_extent_size')),
+                    'vg_free_extents': to_int(row.get('vg_free_count'))})
     return out, None
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from plugins.module_utils.databases import Session  # the same pipe session the module uses
+from plugins.module_utils.engines.base import Session  # the same pipe session the module uses
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"

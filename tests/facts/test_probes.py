@@ -1,5 +1,6 @@
 """Pure parsing and decision logic of module_utils/facts.py (no tools needed)."""
-from ansible_collections.borgfleet.backup.plugins.module_utils import facts, mounts, storage
+from ansible_collections.borgfleet.backup.plugins.module_utils import facts, mounts, probes, storage
+from ansible_collections.borgfleet.backup.plugins.module_utils.engines import mariadb, postgresql
 
 MIB = 1024 * 1024
 
@@ -65,11 +66,11 @@ def test_logical_volume_matched_by_mapper_or_vg_path():
 
 
 def test_my_print_defaults_and_postgresql_conf():
-    d = facts.parse_my_print_defaults("--socket=/run/mysqld/mysqld.sock\n--datadir=/srv/mysql\n--port=3307\n")
+    d = mariadb.parse_my_print_defaults("--socket=/run/mysqld/mysqld.sock\n--datadir=/srv/mysql\n--port=3307\n")
     assert d == {"socket": "/run/mysqld/mysqld.sock", "datadir": "/srv/mysql", "port": "3307"}
     conf = "port = 5433\t\t# (change requires restart)\ndata_directory = '/srv/pg/15/main'\t# use data\n"
-    assert facts._pg_conf_value(conf, "port") == "5433"
-    assert facts._pg_conf_value(conf, "data_directory") == "/srv/pg/15/main"
+    assert postgresql.conf_value(conf, "port") == "5433"
+    assert postgresql.conf_value(conf, "data_directory") == "/srv/pg/15/main"
 
 
 def test_pool_entries_of_this_host_only():
@@ -82,9 +83,9 @@ def test_pool_entries_of_this_host_only():
 
 
 def test_probe_reports_missing_and_timeout(tmp_path):
-    probe = facts.Probe(path=str(tmp_path), timeout=1)
+    probe = probes.Probe(path=str(tmp_path), timeout=1)
     assert probe.run(["mariadb", "--version"]).status == "missing"
-    real = facts.Probe(timeout=1)
+    real = probes.Probe(timeout=1)
     result = real.run(["sleep", "30"])
     assert result.status == "timeout" and not result.ok
     assert real.run(["true"]).ok
@@ -93,7 +94,7 @@ def test_probe_reports_missing_and_timeout(tmp_path):
 def lvm_prober(tmp_path, vg_free_bytes, vg_free_extents):
     """A prober whose mount table and lvs answer are given (device-mapper is absent on this kernel;
     the real lvs path runs in the lab VM): the decisions below are pure logic."""
-    prober = facts.StorageProber(facts.Probe(timeout=5), size_timeout=30)
+    prober = facts.StorageProber(probes.Probe(timeout=5), size_timeout=30)
     prober.storage.mounts = [{"device_number": "254:3", "root": "/", "mountpoint": str(tmp_path),
                               "fstype": "ext4", "source": "/dev/mapper/vg0-db"}]
     prober.storage._lvs = ([{"lv": "db", "vg": "vg0", "path": "/dev/vg0/db", "dm_path": "/dev/mapper/vg0-db",
@@ -108,7 +109,7 @@ def test_lvm_datadir_with_room_for_a_snapshot(tmp_path):
     st = lvm_prober(tmp_path, 300 * MIB, 75).describe(str(tmp_path / "data"))
     assert st["type"] == "lvm" and st["lvm"]["vg"] == "vg0" and st["lvm"]["lv"] == "db"
     assert st["snapshot_fits"] == {"conservative": True, "aggressive": True}
-    assert st["snapshot_capable"] is bool(facts.Probe().which("lvcreate"))
+    assert st["snapshot_capable"] is bool(probes.Probe().which("lvcreate"))
 
 
 def test_lvm_datadir_without_room(tmp_path):
