@@ -16,7 +16,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
-import inspect
 import ipaddress
 import json
 import os
@@ -34,6 +33,7 @@ from ansible_collections.borgfleet.backup.plugins.module_utils.mounts import mou
 
 MOUNT_ROOT = '/run/borgfleet/mounts'
 STATE_DIR = '/var/lib/borgfleet/recovery'
+ROWFS_PATH = os.path.join(STATE_DIR, 'rowfs.py')  # put there by plugins/action/instant_recovery.py
 RUN_DIR = '/run/borgfleet/recovery'   # engine sockets: short paths (unix sockets allow ~107 bytes)
 PREFIX = 'ir-'
 READ_AHEAD_KIB = 4096
@@ -130,22 +130,12 @@ def remove_mountpoint(path):
 # -- rowfs -------------------------------------------------------------------------------------
 
 def rowfs_script():
-    """Write rowfs.py to a stable file (the module's own copy vanishes when it exits)."""
-    from ansible_collections.borgfleet.backup.plugins.module_utils import rowfs
-    source = inspect.getsource(rowfs)
-    path = os.path.join(STATE_DIR, 'rowfs.py')
-    os.makedirs(STATE_DIR, 0o700, exist_ok=True)
-    try:
-        with open(path) as f:
-            if f.read() == source:
-                return path
-    except OSError:
-        pass
-    with open(path + '.tmp', 'w') as f:
-        f.write(source)
-    os.chmod(path + '.tmp', 0o644)
-    os.rename(path + '.tmp', path)
-    return path
+    """Where rowfs is on this host: the module's action plugin puts the collection's
+    plugins/module_utils/rowfs.py there before every started session."""
+    if not os.path.isfile(ROWFS_PATH):
+        raise RecoveryError('rowfs is not on this host (%s): run instant_recovery as an Ansible task of the '
+                            'borgfleet.backup collection, whose action plugin copies it there' % ROWFS_PATH)
+    return ROWFS_PATH
 
 
 def fuse_python():
