@@ -17,9 +17,9 @@ import os
 from ansible.plugins.action import ActionBase
 
 ROWFS_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'module_utils', 'rowfs.py')
-# Keep equal to module_utils/recovery.py STATE_DIR and ROWFS_PATH.
-STATE_DIR = '/var/lib/borgfleet/recovery'
-ROWFS_PATH = STATE_DIR + '/rowfs.py'
+# Keep equal to module_utils/recovery.py ROWFS_PATH: a program of the collection (root's, not writable by others).
+ROWFS_DIR = '/usr/local/lib/borgfleet'
+ROWFS_PATH = ROWFS_DIR + '/rowfs.py'
 
 
 class ActionModule(ActionBase):
@@ -42,7 +42,7 @@ class ActionModule(ActionBase):
 
     def _install_rowfs(self, task_vars):
         made = self._execute_module(module_name='ansible.legacy.file', task_vars=task_vars,
-                                    module_args=dict(path=STATE_DIR, state='directory', mode='0700'))
+                                    module_args=dict(path=ROWFS_DIR, state='directory', mode='0755'))
         if made.get('failed'):
             return made
         copy_task = self._task.copy()

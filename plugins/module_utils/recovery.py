@@ -33,7 +33,7 @@ from ansible_collections.borgfleet.backup.plugins.module_utils.mounts import mou
 
 MOUNT_ROOT = '/run/borgfleet/mounts'
 STATE_DIR = '/var/lib/borgfleet/recovery'
-ROWFS_PATH = os.path.join(STATE_DIR, 'rowfs.py')  # put there by plugins/action/instant_recovery.py
+ROWFS_PATH = '/usr/local/lib/borgfleet/rowfs.py'  # put there by plugins/action/instant_recovery.py
 RUN_DIR = '/run/borgfleet/recovery'   # engine sockets: short paths (unix sockets allow ~107 bytes)
 PREFIX = 'ir-'
 READ_AHEAD_KIB = 4096
