@@ -51,7 +51,7 @@ class Stopped(Exception):
         self.reason, self.rc, self.stdout, self.stderr, self.seconds = reason, rc, stdout, stderr, seconds
 
 
-def _guard(argv, env, cwd, grace):
+def _guard(argv, env, cwd, grace, daemon):
     """Body of the guard process (fd 0: control pipe, fds 1 and 2: the module's pipes)."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # only the control pipe tells the guard to stop
@@ -71,10 +71,11 @@ def _guard(argv, env, cwd, grace):
             _stop(proc, grace)
             break
     rc = proc.wait()
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever borg left in its group (its ssh, a hung filter)
-    except OSError:
-        pass
+    if not (daemon and rc == 0):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever borg left in its group (its ssh, a hung filter)
+        except OSError:
+            pass
     return rc if rc >= 0 else 128 - rc
 
 
@@ -94,7 +95,7 @@ def _stop(proc, grace):
             pass
 
 
-def _start(argv, env, cwd, grace):
+def _start(argv, env, cwd, grace, daemon):
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     ctl_r, ctl_w = os.pipe()
@@ -108,7 +109,7 @@ def _start(argv, env, cwd, grace):
             os.dup2(err_w, 2)
             # Nothing else of the module's: above all not its stdout, whose reader must see it close.
             os.closerange(3, _max_fd())
-            code = _guard(argv, env, cwd, grace)
+            code = _guard(argv, env, cwd, grace, daemon)
         except BaseException as e:
             os.write(2, ('borgfleet: cannot start %s: %r\n' % (argv[0], e)).encode('utf-8', 'replace'))
         finally:
@@ -131,14 +132,17 @@ def _hung_up(poller):
     return any(ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, ev in poller.poll(0))
 
 
-def run(argv, env, cwd=None, timeout=None, grace=STOP_GRACE, watch_fd=1):
+def run(argv, env, cwd=None, timeout=None, grace=STOP_GRACE, watch_fd=1, daemon=False):
     """Run argv (no shell) with exactly ``env``; returns (rc, stdout, stderr) as text.
+
+    ``daemon``: the command leaves a daemon behind when it succeeds (``borg mount``): then what
+    it left in its process group - the daemon's ssh to the repository - is not killed.
 
     Raises Stopped when the command was stopped for a timeout or because ``watch_fd`` (the
     module's stdout) lost its reader. On KeyboardInterrupt or SystemExit (Ctrl-C, a SIGTERM
     handler) the command is stopped the same way before the exception goes on."""
     started = time.monotonic()
-    pid, out_r, err_r, ctl_w = _start(argv, env, cwd, grace)
+    pid, out_r, err_r, ctl_w = _start(argv, env, cwd, grace, daemon)
     chunks = {out_r: [], err_r: []}
     poller = None
     if watch_fd is not None:
