@@ -1,8 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: BorgFleet developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to borgfleet.backup: mounts, processes, sessions and database engines for restore and
-instant recovery.
+"""Private to borgfleet.backup: mounts, rowfs and sessions for restore and instant recovery.
+
+What is specific to an engine (its data directory, how it starts, answers and stops) is in
+module_utils/engines/<engine>.py (``Recovered``); ``ENGINES`` names those instant recovery starts.
 
 One instant-recovery session = a borg mount of the archive (read-only, lazy) + a rowfs layer over
 it (writes go to a sparse delta) + a database engine started on the layer. Each session is a JSON
