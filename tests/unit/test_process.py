@@ -57,3 +57,31 @@ def test_missing_tool_and_failures_raise_with_secrets_masked():
 def test_tools_runs_only_what_is_on_its_path(tmp_path):
     assert _process.Tools(path=str(tmp_path)).run(["true"]).status == "missing"
     assert _process.Tools().run(["true"]).ok
+
+
+def _gone(pid, seconds=5):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # a killed child of the exited shell is reaped by init; until then it is a zombie
+        with open("/proc/%d/stat" % pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def test_borg_guard_kills_what_a_command_left_in_its_group_unless_it_is_a_daemon():
+    argv = ["sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!"]
+    rc, out, _ = _process.run(argv, dict(os.environ), watch_fd=None)
+    assert rc == 0 and _gone(int(out)), "a leftover of the command survived the guard"
+    # borg mount: its daemon's ssh stays in the group and must outlive the command
+    rc, out, _ = _process.run(argv, dict(os.environ), watch_fd=None, daemon=True)
+    left = int(out)
+    try:
+        assert rc == 0 and not _gone(left, 1)
+    finally:
+        os.kill(left, 9)
