@@ -4,7 +4,7 @@
 """Action plugin of borgfleet.backup.instant_recovery: puts rowfs on the managed host, then runs the module.
 
 rowfs (plugins/module_utils/rowfs.py, its one source) runs as a process of its own that outlives
-the module, so it needs a file on the host that stays: before a ``state: started`` task this
+the module, so it needs a file on the host that stays: before a task that may start a session this
 copies it to ROWFS_PATH (``copy``: only when it changed) where the module starts it.
 """
 
@@ -20,6 +20,8 @@ ROWFS_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 # Keep equal to module_utils/recovery.py ROWFS_PATH: a program of the collection (root's, not writable by others).
 ROWFS_DIR = '/usr/local/lib/borgfleet'
 ROWFS_PATH = ROWFS_DIR + '/rowfs.py'
+# Every other state may start a session (started, and verification), so rowfs is put in place.
+STATES_THAT_START_NOTHING = ('stopped', 'absent', 'query', 'cleanup')
 
 
 class ActionModule(ActionBase):
@@ -28,7 +30,7 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         try:
-            if self._task.args.get('state', 'started') == 'started' and not self._task.check_mode:
+            if self._task.args.get('state', 'started') not in STATES_THAT_START_NOTHING and not self._task.check_mode:
                 installed = self._install_rowfs(task_vars)
                 if installed.get('failed'):
                     result.update(failed=True, msg='cannot put rowfs on the host at %s: %s'
