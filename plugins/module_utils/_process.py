@@ -1,7 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: BorgFleet developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to borgfleet.backup: how borg is started, watched and stopped.
+"""Private to borgfleet.backup: how every command of the collection is started and stopped.
+
+Every tool a module runs goes through this file, always as an argv list (never a shell):
+``run()`` for borg (below), ``run_command()`` for every other tool (a timeout kills its whole
+process group, secrets are masked in any error text), ``spawn()`` for the few long-lived
+processes (an engine, rowfs, a client session held open on a pipe).
+
+How borg is started, watched and stopped:
 
 borg must be stopped the way it expects: SIGINT first (``borg create`` then writes a
 checkpoint archive and every borg releases its locks), a bounded wait, then SIGKILL. Three
@@ -28,6 +35,8 @@ import signal
 import subprocess
 import time
 
+from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
+
 # Seconds borg gets between SIGINT and SIGKILL. The service keeps a repository's lock for this
 # long (plus a margin) after it stopped a playbook: keep ui/borgfleet_ui/queue.py BORG_STOP_GRACE equal.
 STOP_GRACE = 20
@@ -42,7 +51,7 @@ class Stopped(Exception):
         self.reason, self.rc, self.stdout, self.stderr, self.seconds = reason, rc, stdout, stderr, seconds
 
 
-def _guard(argv, env, cwd, grace):
+def _guard(argv, env, cwd, grace, daemon):
     """Body of the guard process (fd 0: control pipe, fds 1 and 2: the module's pipes)."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # only the control pipe tells the guard to stop
@@ -62,10 +71,11 @@ def _guard(argv, env, cwd, grace):
             _stop(proc, grace)
             break
     rc = proc.wait()
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever borg left in its group (its ssh, a hung filter)
-    except OSError:
-        pass
+    if not (daemon and rc == 0):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever borg left in its group (its ssh, a hung filter)
+        except OSError:
+            pass
     return rc if rc >= 0 else 128 - rc
 
 
@@ -85,7 +95,7 @@ def _stop(proc, grace):
             pass
 
 
-def _start(argv, env, cwd, grace):
+def _start(argv, env, cwd, grace, daemon):
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     ctl_r, ctl_w = os.pipe()
@@ -99,7 +109,7 @@ def _start(argv, env, cwd, grace):
             os.dup2(err_w, 2)
             # Nothing else of the module's: above all not its stdout, whose reader must see it close.
             os.closerange(3, _max_fd())
-            code = _guard(argv, env, cwd, grace)
+            code = _guard(argv, env, cwd, grace, daemon)
         except BaseException as e:
             os.write(2, ('borgfleet: cannot start %s: %r\n' % (argv[0], e)).encode('utf-8', 'replace'))
         finally:
@@ -122,14 +132,17 @@ def _hung_up(poller):
     return any(ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, ev in poller.poll(0))
 
 
-def run(argv, env, cwd=None, timeout=None, grace=STOP_GRACE, watch_fd=1):
+def run(argv, env, cwd=None, timeout=None, grace=STOP_GRACE, watch_fd=1, daemon=False):
     """Run argv (no shell) with exactly ``env``; returns (rc, stdout, stderr) as text.
+
+    ``daemon``: the command leaves a daemon behind when it succeeds (``borg mount``): then what
+    it left in its process group - the daemon's ssh to the repository - is not killed.
 
     Raises Stopped when the command was stopped for a timeout or because ``watch_fd`` (the
     module's stdout) lost its reader. On KeyboardInterrupt or SystemExit (Ctrl-C, a SIGTERM
     handler) the command is stopped the same way before the exception goes on."""
     started = time.monotonic()
-    pid, out_r, err_r, ctl_w = _start(argv, env, cwd, grace)
+    pid, out_r, err_r, ctl_w = _start(argv, env, cwd, grace, daemon)
     chunks = {out_r: [], err_r: []}
     poller = None
     if watch_fd is not None:
@@ -185,3 +198,223 @@ def _reap(pid, seconds):
         except ChildProcessError:
             return
         time.sleep(0.1)
+
+
+# Every other command ----------------------------------------------------------------------------
+
+SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+DEFAULT_TIMEOUT = 120
+MASK = '********'
+# For callers of spawn(): where its pipes go, and what a wait on it raises.
+PIPE, STDOUT, TimeoutExpired = subprocess.PIPE, subprocess.STDOUT, subprocess.TimeoutExpired
+
+
+def c_locale_env(extra=None, inherit=True):
+    """The C locale (tools' messages and numbers as parsed here); ``inherit`` False starts from an
+    empty environment with a standard PATH (nothing of ours, above all no borg secret, leaks)."""
+    env = dict(os.environ) if inherit else {'PATH': SYSTEM_PATH}
+    env.update(LC_ALL='C.UTF-8', LANG='C.UTF-8')
+    env.update(extra or {})
+    return env
+
+
+def clean_env(extra=None):
+    """For processes we leave running or start for someone else (an engine, rowfs, fusermount):
+    nothing of ours inherited, above all no borg secret."""
+    return c_locale_env(extra, inherit=False)
+
+
+def mask(text, secrets):
+    for secret in secrets or ():
+        if secret and isinstance(text, str):
+            text = text.replace(secret, MASK)
+    return text
+
+
+class Completed:
+    """How a command ended: status is ok (it ran; see rc), missing (not found), timeout or error."""
+
+    def __init__(self, argv, status, rc=None, out='', err=''):
+        self.argv = argv
+        self.status = status
+        self.rc = rc
+        self.out = out
+        self.err = err
+
+    @property
+    def ok(self):
+        return self.status == 'ok' and self.rc == 0
+
+    def first_error_line(self):
+        if self.status == 'missing':
+            return 'not installed'
+        if self.status == 'timeout':
+            return 'timed out'
+        lines = [line.strip() for line in (self.err or self.out).splitlines() if line.strip()]
+        return (lines[0] if lines else 'exit code %s' % self.rc)[:200]
+
+
+def run_command(argv, env=None, timeout=DEFAULT_TIMEOUT, input_text=None, cwd=None, user=None, group=None,
+                secrets=()):
+    """Run argv (no shell) in a session of its own; returns a Completed, never raises for the command.
+
+    ``env`` is the whole environment (default: ours in the C locale). On a timeout the command's
+    whole process group is killed (runuser -> psql, a tool's helpers). ``user``/``group`` (ids)
+    drop privileges for the command alone. Output is masked of ``secrets``."""
+    argv = list(argv)
+    kwargs = {}
+    if user is not None:
+        kwargs = dict(user=user, group=group, extra_groups=[])
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=c_locale_env() if env is None else env, cwd=cwd, start_new_session=True,
+                                **kwargs)
+    except FileNotFoundError:
+        return Completed(argv, 'missing', rc=127)
+    except OSError as e:
+        return Completed(argv, 'error', rc=126, err=mask(str(e), secrets))
+    data = input_text.encode('utf-8') if input_text is not None else None
+    try:
+        out, err = proc.communicate(data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return Completed(argv, 'timeout')
+    except BaseException:
+        _kill_group(proc)
+        raise
+    return Completed(argv, 'ok', proc.returncode, mask(out.decode('utf-8', 'replace'), secrets),
+                     mask(err.decode('utf-8', 'replace'), secrets))
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        proc.communicate(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass  # a grandchild in another session keeps the pipe; we stop waiting anyway
+
+
+def check_command(argv, error=CommandError, what=None, secrets=(), **kwargs):
+    """run_command, raising ``error`` unless the command ran and exited 0; returns its stdout.
+
+    ``what`` names the command in the message (default: the program)."""
+    done = run_command(argv, secrets=secrets, **kwargs)
+    what = what or argv[0]
+    cmd = [mask(a, secrets) for a in argv]
+    if done.status == 'missing':
+        raise error('%s is not installed' % argv[0], cmd=cmd, rc=127)
+    if done.status == 'timeout':
+        raise error('%s did not finish within %s s' % (what, kwargs.get('timeout', DEFAULT_TIMEOUT)), cmd=cmd)
+    if done.status == 'error':
+        raise error('cannot run %s: %s' % (argv[0], done.err), cmd=cmd, rc=done.rc)
+    if done.rc != 0:
+        raise error('%s failed (rc %s): %s' % (what, done.rc, done.err.strip()[-500:]),
+                    cmd=cmd, rc=done.rc, stderr=done.err[-2000:])
+    return done.out
+
+
+class Tools:
+    """Runs tools found on ``path`` only (not the caller's PATH), in a minimal C-locale environment."""
+
+    def __init__(self, path=SYSTEM_PATH, timeout=5):
+        self.path = path
+        self.timeout = timeout
+
+    def which(self, name):
+        for directory in self.path.split(':'):
+            candidate = os.path.join(directory, name)
+            if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+        return None
+
+    def run(self, argv, timeout=None, env=None):
+        exe = self.which(argv[0])
+        if exe is None:
+            return Completed(list(argv), 'missing')
+        environ = {'PATH': self.path, 'LC_ALL': 'C', 'LANG': 'C', 'HOME': os.environ.get('HOME', '/root'),
+                   'LVM_SUPPRESS_FD_WARNINGS': '1'}
+        environ.update(env or {})
+        return run_command([exe] + list(argv[1:]), env=environ, timeout=timeout or self.timeout)
+
+
+def spawn(argv, env, stdin=None, stdout=None, stderr=None, cwd=None, user=None, group=None, own_session=True):
+    """Start a long-lived process (an engine, rowfs, a client session on a pipe) and return its Popen.
+
+    The caller owns it: it stops it, and waits for it. ``own_session`` puts it in a session of its
+    own, so a signal to it (or a kill of its group) never reaches the module and back."""
+    kwargs = {}
+    if user is not None:
+        kwargs = dict(user=user, group=group, extra_groups=[])
+    return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL if stdin is None else stdin,
+                            stdout=stdout, stderr=stderr, env=env, cwd=cwd, start_new_session=own_session,
+                            close_fds=True, **kwargs)
+
+
+# Processes we started and left running (pid + start time identify one for good) ----------------
+
+def _start_time(pid):
+    """Start time of a live (not zombie) process, or None; pid + start time identify it for good."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except (OSError, IndexError, ValueError):
+        return None
+    if fields[0] in ('Z', 'X'):
+        return None
+    return int(fields[19])
+
+
+def proc_id(pid):
+    """What a state file stores for a process we started."""
+    return {'pid': pid, 'start': _start_time(pid)}
+
+
+def alive(p):
+    return bool(p) and p.get('pid') and _start_time(p['pid']) is not None and _start_time(p['pid']) == p.get('start')
+
+
+def wait_gone(p, timeout):
+    deadline = time.time() + timeout
+    while alive(p):
+        if time.time() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop_process(p, first=signal.SIGTERM, timeout=60, group=False):
+    """Signal, wait, then SIGKILL (the whole process group when ``group``). True if it was running."""
+    if not alive(p):
+        return False
+    try:
+        os.kill(p['pid'], first)
+    except ProcessLookupError:
+        return False
+    if not wait_gone(p, timeout):
+        try:
+            if group:
+                os.killpg(p['pid'], signal.SIGKILL)
+            else:
+                os.kill(p['pid'], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_gone(p, 10)
+    if group:  # children of a killed postmaster would keep files on the layer open
+        try:
+            os.killpg(p['pid'], signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return True
+
+
+def tail(path, lines=25):
+    """The last lines of a started process's log file (for an error message)."""
+    try:
+        with open(path, errors='replace') as f:
+            return '\n'.join(f.read().splitlines()[-lines:])
+    except OSError:
+        return ''

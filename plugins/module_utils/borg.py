@@ -329,13 +329,6 @@ def repository_place(repository):
     return '%s on backup server %s' % (repository[match.end() - 1:], match.group('host'))
 
 
-def mask(text, secrets):
-    for s in secrets:
-        if s and isinstance(text, str):
-            text = text.replace(s, '********')
-    return text
-
-
 _SSH_URL_RE = re.compile(r'^ssh://(?:[^@/]+@)?(?P<host>\[[^\]]+\]|[^:/]+)(?::(?P<port>\d+))?/')
 
 
@@ -354,14 +347,14 @@ def probe_ssh_port(repository, timeout=5):
 
 # Runners: how a command is executed --------------------------------------------------------
 
-def subprocess_runner(argv, environ_update, cwd=None, timeout=None):
+def subprocess_runner(argv, environ_update, cwd=None, timeout=None, daemon=False):
     """Run argv without a shell; returns (rc, stdout, stderr) like AnsibleModule.run_command.
 
     Through module_utils/_process: borg is stopped with SIGINT, a bounded wait, then SIGKILL on a
     timeout, when the playbook goes away, or when the module is killed (raises _process.Stopped)."""
     env = dict(os.environ)
     env.update(environ_update)
-    return _process.run(argv, env, cwd=cwd, timeout=timeout)
+    return _process.run(argv, env, cwd=cwd, timeout=timeout, daemon=daemon)
 
 
 def _succeeded(rc):
@@ -420,21 +413,23 @@ class Borg:
             argv += ['--'] + list(positionals)
         return argv
 
-    def _execute(self, argv, cwd):
+    def _execute(self, argv, cwd, daemon=False):
         secrets = self.settings.secrets()
         kwargs = {'timeout': self.settings.borg_timeout} if self.settings.borg_timeout else {}
+        if daemon:
+            kwargs['daemon'] = True
         try:
             rc, out, err = self.runner(argv, self.settings.environment(), cwd=cwd, **kwargs)
         except _process.Stopped as e:
             raise self._stopped(argv, e, secrets)
-        return rc, mask(out, secrets), mask(err, secrets)
+        return rc, _process.mask(out, secrets), _process.mask(err, secrets)
 
-    def run(self, argv, cwd=None):
+    def run(self, argv, cwd=None, daemon=False):
         started = time.time()
         quick = _with_lock_wait(argv, QUICK_LOCK_WAIT) if self.settings.lock_wait > QUICK_LOCK_WAIT else None
-        rc, out, err = self._execute(quick or argv, cwd)
+        rc, out, err = self._execute(quick or argv, cwd, daemon)
         if quick and not _succeeded(rc) and classify(rc, err, self.settings)[0] == 'locked':
-            rc, out, err = self._execute(argv, cwd)
+            rc, out, err = self._execute(argv, cwd, daemon)
         duration = time.time() - started
         if _succeeded(rc):
             records, plain = parse_log_lines(err)
@@ -465,7 +460,7 @@ class Borg:
         msg += ('an interrupted borg create leaves a checkpoint archive (<name>.checkpoint) that the next '
                 'backup reuses' if argv[1:2] == ['create'] else 'borg rolls back what it had not committed')
         return BorgError(msg, kind='timeout' if stopped.reason == 'timeout' else 'stopped', cmd=argv,
-                         rc=stopped.rc, stderr=mask(stopped.stderr, secrets)[-4000:])
+                         rc=stopped.rc, stderr=_process.mask(stopped.stderr, secrets)[-4000:])
 
     def check_installed(self):
         """Fail early and clearly when borg is missing, without starting it (borg takes ~0.3 s to start;
@@ -613,7 +608,8 @@ class Borg:
         if match_archives and name is None:
             opts += ['--glob-archives', match_archives]
         location = self.settings.location(name) if name is not None else self.settings.location()
-        return self.run(self.command(['mount'], opts, [location, mountpoint]))
+        # borg mount leaves its FUSE daemon running, and with it the ssh to a remote repository.
+        return self.run(self.command(['mount'], opts, [location, mountpoint]), daemon=True)
 
     def umount(self, mountpoint):
         return self.run([self.settings.borg_binary, 'umount', '--', mountpoint])

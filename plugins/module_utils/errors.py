@@ -23,3 +23,11 @@ class CommandError(Exception):
 
     def to_fail_kwargs(self):
         return dict(msg=self.msg, rc=self.rc, cmd=' '.join(self.cmd), stderr=self.stderr)
+
+
+class RecoveryError(Exception):
+    """Instant recovery could not do what was asked; ``log`` is the tail of the process's log."""
+    def __init__(self, msg, log=''):
+        super(RecoveryError, self).__init__(msg)
+        self.msg = msg
+        self.log = log

@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: BorgFleet developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Private to borgfleet.backup: read-only probes behind server_facts and pool_info.
+"""Private to borgfleet.backup: what server_facts and pool_info report.
 
-Everything here reads /proc, calls os functions, or runs a tool with an argv list, a minimal
-C-locale environment and a timeout. A missing tool or a probe that times out is an answer
-("absent", "timed out"), never a hang or a traceback. No probe returns a secret: MySQL
-credentials reach the client only as a file (--defaults-file), never through this code.
-Managed hosts have no psutil, so nothing outside the standard library is used.
+System figures from /proc, the storage under each engine's data directory (what each engine
+module's detect() finds, described with storage.py), Redis and Docker, and storage pools. Every
+tool runs through probes.Probe (a PATH of its own, the C locale, a timeout): a missing tool or a
+probe that times out is an answer ("absent", "timed out"), never a hang or a traceback. No probe
+returns a secret: MySQL credentials reach the client only as a file (--defaults-file).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,19 +16,15 @@ __metaclass__ = type
 
 import json
 import os
-import pwd
 import re
-import signal
 import socket
-import stat
-import subprocess
-import threading
 import time
 
-DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+from ansible_collections.borgfleet.backup.plugins.module_utils import engines, mounts, storage
+from ansible_collections.borgfleet.backup.plugins.module_utils.probes import (
+    call_with_timeout, read_text, search, to_int)
+
 MIB = 1024 * 1024
-# A btrfs subvolume's root directory always has this inode number (BTRFS_FIRST_FREE_OBJECTID).
-BTRFS_SUBVOLUME_INO = 256
 LVM_DEFAULT_EXTENT = 4 * MIB
 
 # Filesystems that hold no data of their own, even when the kernel gives them a device.
@@ -40,111 +36,6 @@ PSEUDO_FSTYPES = frozenset((
 # "nodev" in /proc/filesystems, yet real data: network and shared filesystems.
 NETWORK_FSTYPES = frozenset(('nfs', 'nfs4', 'cifs', 'smb3', 'ceph', 'glusterfs', '9p', 'virtiofs',
                              'fuse.sshfs', 'fuse.glusterfs', 'fuse.cephfs'))
-
-
-class ProbeResult:
-    """Outcome of one probe: status is ok, missing (tool not found), timeout or error."""
-
-    def __init__(self, status, rc=None, out='', err=''):
-        self.status = status
-        self.rc = rc
-        self.out = out
-        self.err = err
-
-    @property
-    def ok(self):
-        return self.status == 'ok' and self.rc == 0
-
-    def first_error_line(self):
-        if self.status == 'missing':
-            return 'not installed'
-        if self.status == 'timeout':
-            return 'timed out'
-        lines = [line.strip() for line in (self.err or self.out).splitlines() if line.strip()]
-        return (lines[0] if lines else 'exit code %s' % self.rc)[:200]
-
-
-class Probe:
-    """Runs tools found on ``path`` and reads config files under ``root``, each with a timeout."""
-
-    def __init__(self, path=DEFAULT_PATH, root='/', timeout=5):
-        self.path = path
-        self.root = root or '/'
-        self.timeout = timeout
-
-    def which(self, name):
-        for directory in self.path.split(':'):
-            candidate = os.path.join(directory, name)
-            if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                return candidate
-        return None
-
-    def file(self, path):
-        """A config file's path as seen under ``root``."""
-        return os.path.join(self.root, path.lstrip('/'))
-
-    def read(self, path):
-        try:
-            with open(self.file(path)) as f:
-                return f.read()
-        except (IOError, OSError, UnicodeDecodeError):
-            return None
-
-    def run(self, argv, timeout=None, env=None):
-        exe = self.which(argv[0])
-        if exe is None:
-            return ProbeResult('missing')
-        environ = {'PATH': self.path, 'LC_ALL': 'C', 'LANG': 'C', 'HOME': os.environ.get('HOME', '/root'),
-                   'LVM_SUPPRESS_FD_WARNINGS': '1'}
-        environ.update(env or {})
-        try:
-            # Own session: on timeout the whole group (runuser -> psql, ...) is killed.
-            proc = subprocess.Popen([exe] + list(argv[1:]), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=environ, start_new_session=True)
-        except OSError as e:
-            return ProbeResult('error', err=str(e))
-        try:
-            out, err = proc.communicate(timeout=timeout or self.timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            try:
-                proc.communicate(timeout=2)
-            except subprocess.TimeoutExpired:
-                pass  # a grandchild in another session keeps the pipe; we stop waiting anyway
-            return ProbeResult('timeout')
-        return ProbeResult('ok', proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace'))
-
-
-def call_with_timeout(func, timeout, *args):
-    """func(*args) in a daemon thread: a hung NFS statvfs/stat must not hang the module.
-
-    Returns (value, None) or (None, reason)."""
-    box = {}
-
-    def target():
-        try:
-            box['value'] = func(*args)
-        except Exception as e:  # reported, not raised: one bad mount must not fail the module
-            box['error'] = str(e)
-
-    thread = threading.Thread(target=target)
-    thread.daemon = True
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        return None, 'timed out'
-    return box.get('value'), box.get('error')
-
-
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except (IOError, OSError):
-        return None
 
 
 # System -----------------------------------------------------------------------------------------
@@ -213,26 +104,6 @@ def cpu_model(cpuinfo):
     return None
 
 
-def _unescape_mount(field):
-    # mountinfo escapes space, tab, newline and backslash as \ooo.
-    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
-
-
-def parse_mountinfo(text):
-    mounts = []
-    for line in (text or '').splitlines():
-        left, sep, right = line.partition(' - ')
-        if not sep:
-            continue
-        fields, tail = left.split(), right.split()
-        if len(fields) < 5 or len(tail) < 2:
-            continue
-        mounts.append({'device_number': fields[2], 'root': _unescape_mount(fields[3]),
-                       'mountpoint': _unescape_mount(fields[4]), 'fstype': tail[0],
-                       'source': _unescape_mount(tail[1])})
-    return mounts
-
-
 def nodev_fstypes(filesystems_text):
     out = set()
     for line in (filesystems_text or '').splitlines():
@@ -293,9 +164,8 @@ def human_duration(seconds):
 
 
 def filesystems_facts(timeout):
-    mounts = parse_mountinfo(_read('/proc/self/mountinfo'))
     out = []
-    for m in real_mounts(mounts, nodev_fstypes(_read('/proc/filesystems'))):
+    for m in real_mounts(mounts.read_mounts(), nodev_fstypes(read_text('/proc/filesystems'))):
         usage, error = call_with_timeout(fs_usage, timeout, m['mountpoint'])
         entry = {'mountpoint': m['mountpoint'], 'device': m['source'], 'fstype': m['fstype']}
         if usage is None:
@@ -308,12 +178,12 @@ def filesystems_facts(timeout):
 
 def system_facts(timeout=5, cpu_sample=0.5):
     uname = os.uname()
-    release = parse_os_release(_read('/etc/os-release') or _read('/usr/lib/os-release'))
-    before = cpu_times(_read('/proc/stat'))
+    release = parse_os_release(read_text('/etc/os-release') or read_text('/usr/lib/os-release'))
+    before = cpu_times(read_text('/proc/stat'))
     if cpu_sample > 0:
         time.sleep(cpu_sample)
-    after = cpu_times(_read('/proc/stat'))
-    uptime_text = _read('/proc/uptime')
+    after = cpu_times(read_text('/proc/stat'))
+    uptime_text = read_text('/proc/uptime')
     uptime = float(uptime_text.split()[0]) if uptime_text else None
     boot = time.time() - uptime if uptime is not None else None
     try:
@@ -327,9 +197,9 @@ def system_facts(timeout=5, cpu_sample=0.5):
                'pretty_name': release.get('PRETTY_NAME'), 'codename': release.get('VERSION_CODENAME')},
         'kernel': uname.release,
         'architecture': uname.machine,
-        'cpu': {'cores': os.cpu_count(), 'model': cpu_model(_read('/proc/cpuinfo')), 'load': load,
+        'cpu': {'cores': os.cpu_count(), 'model': cpu_model(read_text('/proc/cpuinfo')), 'load': load,
                 'usage_percent': cpu_usage_percent(before, after), 'sample_seconds': cpu_sample},
-        'memory': memory_facts(parse_meminfo(_read('/proc/meminfo'))),
+        'memory': memory_facts(parse_meminfo(read_text('/proc/meminfo'))),
         'filesystems': filesystems_facts(timeout),
         'primary_ip': primary_ip(),
         'uptime': {'seconds': int(uptime) if uptime is not None else None,
@@ -339,17 +209,6 @@ def system_facts(timeout=5, cpu_sample=0.5):
 
 
 # Storage under a data directory ----------------------------------------------------------------
-
-def mount_of(path, mounts):
-    """The mount holding path (longest mountpoint prefix; the last mounted wins on ties)."""
-    best = None
-    for m in mounts:
-        mp = m['mountpoint']
-        if path == mp or path.startswith(mp.rstrip('/') + '/'):
-            if best is None or len(mp) >= len(best['mountpoint']):
-                best = m
-    return best
-
 
 def recommended_snapshot_sizes(data_bytes, extent=LVM_DEFAULT_EXTENT):
     """Copy-on-write room for a snapshot kept while borg reads the datadir.
@@ -379,41 +238,6 @@ def du_bytes(probe, path, timeout):
     return None, result.first_error_line()
 
 
-def btrfs_subvolume_root(path, mountpoint):
-    """The nearest directory at or above path (inside the mount) that is a subvolume root."""
-    current = path
-    while True:
-        try:
-            st = os.lstat(current)
-        except OSError:
-            return None
-        if stat.S_ISDIR(st.st_mode) and st.st_ino == BTRFS_SUBVOLUME_INO:
-            return current
-        if current == mountpoint or current == '/':
-            return None
-        current = os.path.dirname(current)
-
-
-def lvm_logical_volumes(probe):
-    """[{lv, vg, path, dm_path, size_bytes, attr, vg_free_bytes, vg_extent_bytes, vg_free_extents}] or error."""
-    result = probe.run(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o',
-                        'lv_name,vg_name,lv_path,lv_dm_path,lv_size,lv_attr,vg_free,vg_extent_size,vg_free_count'])
-    if not result.ok:
-        return None, result.first_error_line()
-    try:
-        rows = json.loads(result.out)['report'][0]['lv']
-    except (ValueError, KeyError, IndexError):
-        return None, 'could not parse lvs output'
-    out = []
-    for row in rows:
-        out.append({'lv': row.get('lv_name'), 'vg': row.get('vg_name'), 'path': row.get('lv_path'),
-                    'dm_path': row.get('lv_dm_path'), 'size_bytes': _int(row.get('lv_size')),
-                    'attr': row.get('lv_attr'), 'vg_free_bytes': _int(row.get('vg_free')),
-                    'vg_extent_bytes': _int(row.get('vg_extent_size')),
-                    'vg_free_extents': _int(row.get('vg_free_count'))})
-    return out, None
-
-
 def lvm_volume_groups(probe):
     result = probe.run(['vgs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '-o',
                         'vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count'])
@@ -423,43 +247,19 @@ def lvm_volume_groups(probe):
         rows = json.loads(result.out)['report'][0]['vg']
     except (ValueError, KeyError, IndexError):
         return None, 'could not parse vgs output'
-    return [{'vg': r.get('vg_name'), 'size_bytes': _int(r.get('vg_size')), 'free_bytes': _int(r.get('vg_free')),
-             'extent_bytes': _int(r.get('vg_extent_size')), 'extents': _int(r.get('vg_extent_count')),
-             'free_extents': _int(r.get('vg_free_count'))} for r in rows], None
-
-
-def _int(value):
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-
-
-def match_logical_volume(source, volumes):
-    """The LV whose device is the mount source (/dev/mapper/vg-lv, /dev/vg/lv or /dev/dm-N)."""
-    if not source or not source.startswith('/dev/'):
-        return None
-    real = os.path.realpath(source)
-    for lv in volumes or []:
-        for candidate in (lv.get('dm_path'), lv.get('path')):
-            if candidate and (candidate == source or os.path.realpath(candidate) == real):
-                return lv
-    return None
+    return [{'vg': r.get('vg_name'), 'size_bytes': to_int(r.get('vg_size')), 'free_bytes': to_int(r.get('vg_free')),
+             'extent_bytes': to_int(r.get('vg_extent_size')), 'extents': to_int(r.get('vg_extent_count')),
+             'free_extents': to_int(r.get('vg_free_count'))} for r in rows], None
 
 
 class StorageProber:
-    """Describes the storage under data directories; mounts and the LV list are read once."""
+    """Describes the storage under data directories (storage.Storage decides what it is) with the
+    figures an operator sizes a snapshot by: the data's size, free space, room in the volume group."""
 
     def __init__(self, probe, size_timeout=60):
         self.probe = probe
         self.size_timeout = size_timeout
-        self.mounts = parse_mountinfo(_read('/proc/self/mountinfo'))
-        self._lvs = None
-
-    def logical_volumes(self):
-        if self._lvs is None:
-            self._lvs = lvm_logical_volumes(self.probe) if self.probe.which('lvs') else (None, 'lvs not installed')
-        return self._lvs
+        self.storage = storage.Storage(probe)
 
     def describe(self, datadir):
         if not datadir:
@@ -468,22 +268,30 @@ class StorageProber:
         if not os.path.isdir(path):
             return {'path': path, 'exists': False, 'type': None, 'snapshot_capable': False,
                     'reason': 'directory does not exist'}
-        mount = mount_of(path, self.mounts) or {}
+        found = self.storage.of(path)
+        mount = found['mount']
         data_bytes, size_error = du_bytes(self.probe, path, self.size_timeout)
         out = {'path': path, 'exists': True, 'mountpoint': mount.get('mountpoint'), 'fstype': mount.get('fstype'),
-               'device': mount.get('source'), 'type': 'plain', 'snapshot_capable': False}
+               'device': mount.get('source'), 'type': found['kind'], 'snapshot_capable': found['snapshot_capable']}
+        if found['reason']:
+            out['reason'] = found['reason']
+        if found.get('lvm_error'):
+            out['lvm_error'] = found['lvm_error']
         usage, _ = call_with_timeout(fs_usage, self.probe.timeout, path)
         if usage:
             out['filesystem_free_bytes'] = usage['free_bytes']
         if size_error:
             out['size_error'] = size_error
-        if mount.get('fstype') == 'btrfs':
-            self._btrfs(out, path, mount)
+        lv = found.get('lv')
+        if found['kind'] == 'btrfs':
+            out['btrfs'] = self._btrfs(found['volume_root'], path)
             sizes = recommended_snapshot_sizes(data_bytes)
         else:
-            lv = self._lvm(out, mount)
             sizes = recommended_snapshot_sizes(data_bytes, (lv or {}).get('vg_extent_bytes') or LVM_DEFAULT_EXTENT)
-            if lv and sizes:
+        if lv:
+            keys = ('vg', 'lv', 'path', 'size_bytes', 'vg_free_bytes', 'vg_extent_bytes', 'vg_free_extents')
+            out['lvm'] = dict((k, lv[k]) for k in keys)
+            if sizes:
                 out['snapshot_fits'] = {
                     'conservative': (lv['vg_free_bytes'] or 0) >= sizes['conservative_bytes'],
                     'aggressive': (lv['vg_free_bytes'] or 0) >= sizes['aggressive_bytes']}
@@ -492,278 +300,30 @@ class StorageProber:
                     out['reason'] = ('volume group %s has %s bytes free, less than the aggressive snapshot size'
                                      % (lv['vg'], lv['vg_free_bytes']))
         out['snapshot_size'] = sizes
-        if out['type'] == 'plain':
-            out['reason'] = 'neither LVM nor btrfs under %s' % path
         return out
 
-    def _btrfs(self, out, path, mount):
-        out['type'] = 'btrfs'
-        subvolume = btrfs_subvolume_root(path, mount['mountpoint'])
-        out['btrfs'] = {'subvolume': subvolume, 'datadir_is_subvolume': subvolume == path}
+    def _btrfs(self, subvolume, path):
+        out = {'subvolume': subvolume, 'datadir_is_subvolume': subvolume == path}
         show = self.probe.run(['btrfs', 'subvolume', 'show', subvolume or path])
         if show.ok:
             for line in show.out.splitlines()[1:]:
                 key, _, value = line.strip().partition(':')
                 if key in ('Name', 'UUID', 'Subvolume ID'):
-                    out['btrfs'][key.lower().replace(' ', '_')] = value.strip()
-        if subvolume is None:
-            out['reason'] = 'no btrfs subvolume holds %s' % path
-        elif not self.probe.which('btrfs'):
-            out['reason'] = 'btrfs-progs not installed'
-        else:
-            # A snapshot of the subvolume holding the datadir; it has to live on the same filesystem.
-            out['snapshot_capable'] = True
-
-    def _lvm(self, out, mount):
-        volumes, error = self.logical_volumes()
-        lv = match_logical_volume(mount.get('source'), volumes)
-        if lv is None:
-            if error and (mount.get('source') or '').startswith('/dev/mapper/'):
-                out['lvm_error'] = error
-            return None
-        out['type'] = 'lvm'
-        keys = ('vg', 'lv', 'path', 'size_bytes', 'vg_free_bytes', 'vg_extent_bytes', 'vg_free_extents')
-        out['lvm'] = dict((k, lv[k]) for k in keys)
-        if not self.probe.which('lvcreate'):
-            out['reason'] = 'lvcreate not found'
-        elif not lv['vg_free_extents']:
-            out['reason'] = 'volume group %s has no free extents for a snapshot' % lv['vg']
-        else:
-            out['snapshot_capable'] = True
-        return lv
+                    out[key.lower().replace(' ', '_')] = value.strip()
+        return out
 
 
 # Engines ---------------------------------------------------------------------------------------
-
-def _unix_socket_answers(path, timeout=2):
-    if not path or not os.path.exists(path):
-        return False
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        return True
-    except (OSError, socket.error):
-        return False
-    finally:
-        s.close()
-
-
-def _tcp_answers(host, port, timeout=2):
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-        return True
-    except (OSError, socket.error, ValueError):
-        return False
-
-
-def _search(text, pattern):
-    """First group of pattern in text, or None."""
-    match = re.search(pattern, text or '')
-    return match.group(1) if match else None
-
-
-def parse_my_print_defaults(text):
-    out = {}
-    for line in (text or '').splitlines():
-        match = re.match(r'^--([\w-]+)=(.*)$', line.strip())
-        if match:
-            out[match.group(1).replace('-', '_')] = match.group(2)
-    return out
-
-
-MYSQL_SOCKETS = ('/run/mysqld/mysqld.sock', '/var/run/mysqld/mysqld.sock', '/var/lib/mysql/mysql.sock',
-                 '/tmp/mysql.sock')
-
-
-def mysql_facts(probe, storage):
-    server = probe.which('mariadbd') or probe.which('mysqld')
-    client = probe.which('mariadb') or probe.which('mysql')
-    if not server and not client:
-        return {'installed': False}
-    out = {'installed': True, 'server_installed': bool(server), 'client_installed': bool(client)}
-    version_text = ''
-    if server:
-        version_text = probe.run([os.path.basename(server), '--version']).out
-    if not version_text and client:
-        version_text = probe.run([os.path.basename(client), '--version']).out
-    out['flavor'] = 'mariadb' if 'mariadb' in version_text.lower() else ('mysql' if version_text else None)
-    out['version'] = _search(version_text, r'(?:Distrib|Ver)\s+(\d+\.\d+\.\d+)')
-    defaults = parse_my_print_defaults(probe.run(['my_print_defaults', '--mysqld']).out)
-    sock = defaults.get('socket') or next((s for s in MYSQL_SOCKETS if os.path.exists(s)), MYSQL_SOCKETS[0])
-    out['socket'] = sock
-    out['running'] = _unix_socket_answers(sock)
-    out['port'] = _int(defaults.get('port')) or 3306
-
-    auth = {'socket': False, 'debian_cnf': None}
-    working = None
-    if client and out['running']:
-        # Socket authentication as root, without any option file that could hold a password.
-        base = [os.path.basename(client), '--no-defaults', '--protocol=socket', '--socket=' + sock, '--user=root']
-        auth['socket'], error = _mysql_select1(probe, base)
-        if auth['socket']:
-            working = base
-        else:
-            auth['socket_error'] = error
-    cnf = probe.file('/etc/mysql/debian.cnf')
-    if os.path.exists(cnf):
-        auth['debian_cnf'] = False
-        if client:
-            # --defaults-file must come first; the password stays in the file.
-            base = [os.path.basename(client), '--defaults-file=' + cnf]
-            auth['debian_cnf'], error = _mysql_select1(probe, base)
-            if auth['debian_cnf']:
-                working = working or base
-            else:
-                auth['debian_cnf_error'] = error
-    auth['method'] = 'socket' if auth['socket'] else ('debian_cnf' if auth['debian_cnf'] else None)
-    out['auth'] = auth
-
-    datadir = None
-    if working:
-        result = probe.run(working + ['--batch', '--skip-column-names', '-e', 'SELECT @@datadir, VERSION()'])
-        if result.ok and result.out.strip():
-            fields = result.out.strip().split('\t')
-            datadir = fields[0]
-            out['server_version'] = fields[1] if len(fields) > 1 else None
-    datadir = datadir or defaults.get('datadir') or ('/var/lib/mysql' if os.path.isdir('/var/lib/mysql') else None)
-    out['datadir'] = datadir.rstrip('/') if datadir else None
-    out['storage'] = storage.describe(out['datadir'])
-    return out
-
-
-def _mysql_select1(probe, base):
-    """(works, error line): a real query, not just a connection."""
-    result = probe.run(base + ['--batch', '--skip-column-names', '-e', 'SELECT 1'])
-    if result.ok and result.out.strip() == '1':
-        return True, None
-    return False, result.first_error_line()
-
-
-def _pg_conf_value(text, key):
-    match = re.search(r"^\s*%s\s*=\s*'?([^'#\n]*?)'?\s*(?:#.*)?$" % key, text or '', re.M)
-    return match.group(1).strip() if match else None
-
-
-def _owner(path):
-    try:
-        return pwd.getpwuid(os.stat(path).st_uid).pw_name
-    except (OSError, KeyError):
-        return None
-
-
-def _pid_alive(pidfile):
-    text = _read(pidfile)
-    try:
-        pid = int(text.split()[0])
-    except (AttributeError, IndexError, ValueError):
-        return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError as e:
-        return e.errno == 1  # EPERM: alive, not ours
-
-
-def postgresql_clusters(probe):
-    """Clusters from pg_lsclusters --json, else from a scan of /etc/postgresql."""
-    result = probe.run(['pg_lsclusters', '--json'])
-    if result.ok:
-        try:
-            rows = json.loads(result.out)
-        except ValueError:
-            rows = None
-        if isinstance(rows, list):
-            out = []
-            for r in rows:
-                owner = None
-                try:
-                    owner = pwd.getpwuid(int(r.get('owneruid'))).pw_name
-                except (TypeError, ValueError, KeyError):
-                    pass
-                out.append({'version': str(r.get('version')), 'name': r.get('cluster'),
-                            'port': _int(r.get('port')), 'status': 'online' if r.get('running') else 'down',
-                            'owner': owner, 'data_directory': r.get('pgdata'),
-                            'socket_directory': r.get('socketdir') or '/var/run/postgresql'})
-            return out, 'pg_lsclusters'
-    out = []
-    base = probe.file('/etc/postgresql')
-    for version in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        for name in sorted(os.listdir(os.path.join(base, version))):
-            conf = _read(os.path.join(base, version, name, 'postgresql.conf'))
-            if conf is None:
-                continue
-            datadir = _pg_conf_value(conf, 'data_directory') or '/var/lib/postgresql/%s/%s' % (version, name)
-            socketdir = (_pg_conf_value(conf, 'unix_socket_directories') or '/var/run/postgresql').split(',')[0]
-            out.append({'version': version, 'name': name, 'port': _int(_pg_conf_value(conf, 'port')) or 5432,
-                        'status': 'online' if _pid_alive(os.path.join(datadir, 'postmaster.pid')) else 'down',
-                        'owner': _owner(datadir), 'data_directory': datadir, 'socket_directory': socketdir.strip()})
-    return out, 'scan'
-
-
-def postgresql_layout(datadir):
-    """Where WAL and tablespaces really live: a snapshot is crash-consistent only if one
-    snapshot holds them all."""
-    wal = os.path.realpath(os.path.join(datadir, 'pg_wal'))
-    tablespaces = []
-    tbl = os.path.join(datadir, 'pg_tblspc')
-    try:
-        for entry in sorted(os.listdir(tbl)):
-            tablespaces.append(os.path.realpath(os.path.join(tbl, entry)))
-    except OSError:
-        pass
-    try:
-        dev = os.stat(datadir).st_dev
-        same = all(os.stat(p).st_dev == dev for p in [wal] + tablespaces)
-    except OSError:
-        same = None
-    return {'wal_directory': wal, 'tablespaces': tablespaces, 'single_filesystem': same}
-
-
-def postgresql_facts(probe, storage):
-    clusters, source = postgresql_clusters(probe)
-    binaries = [p for p in [probe.which('psql'), probe.which('pg_lsclusters')] if p]
-    if not clusters and not binaries:
-        return {'installed': False, 'clusters': []}
-    for c in clusters:
-        c['peer_auth'] = None
-        if c['status'] == 'online' and c['owner']:
-            # Peer authentication: the OS user maps to the database role of the same name.
-            result = probe.run(['runuser', '-u', c['owner'], '--', 'psql', '-X', '-h', c['socket_directory'],
-                                '-p', str(c['port']), '-Atc', 'select 1'])
-            c['peer_auth'] = result.ok and result.out.strip() == '1'
-            if not c['peer_auth']:
-                c['peer_auth_error'] = result.first_error_line()
-        if c['data_directory'] and os.path.isdir(c['data_directory']):
-            c.update(postgresql_layout(c['data_directory']))
-        c['storage'] = storage.describe(c['data_directory'])
-    return {'installed': True, 'source': source, 'clusters': clusters}
-
-
-def mongodb_facts(probe, storage):
-    mongod = probe.which('mongod')
-    conf = probe.read('/etc/mongod.conf')
-    if not mongod and conf is None:
-        return {'installed': False}
-    out = {'installed': True, 'server_installed': bool(mongod),
-           'version': _search(probe.run(['mongod', '--version']).out, r'db version v?(\d+\.\d+\.\d+)')
-           if mongod else None}
-    dbpath = _search(conf, r'(?m)^\s*dbPath:\s*["\']?([^"\'\s#]+)') or '/var/lib/mongodb'
-    port = _int(_search(conf, r'(?m)^\s*port:\s*(\d+)')) or 27017
-    out.update({'datadir': dbpath, 'port': port, 'running': _tcp_answers('127.0.0.1', port)})
-    out['storage'] = storage.describe(dbpath)
-    return out
-
 
 def redis_facts(probe, storage):
     server = probe.which('redis-server')
     if not server:
         return {'installed': False}
     out = {'installed': True,
-           'version': _search(probe.run(['redis-server', '--version']).out, r'v=(\d+\.\d+\.\d+)')}
+           'version': search(probe.run(['redis-server', '--version']).out, r'v=(\d+\.\d+\.\d+)')}
     conf = probe.read('/etc/redis/redis.conf') or ''
-    port = _int(_search(conf, r'(?m)^\s*port\s+(\d+)')) or 6379
-    host = (_search(conf, r'(?m)^\s*bind\s+(\S+)') or '127.0.0.1').lstrip('-')
+    port = to_int(search(conf, r'(?m)^\s*port\s+(\d+)')) or 6379
+    host = (search(conf, r'(?m)^\s*bind\s+(\S+)') or '127.0.0.1').lstrip('-')
     out['port'] = port
     cli = ['redis-cli', '-h', host, '-p', str(port)]
     ping = probe.run(cli + ['PING'])
@@ -776,7 +336,7 @@ def redis_facts(probe, storage):
         datadir = got[1].strip() if len(got) > 1 and got[0].strip() == 'dir' else None
         aof = probe.run(cli + ['CONFIG', 'GET', 'appendonly']).out.split('\n')
         out['appendonly'] = aof[1].strip() == 'yes' if len(aof) > 1 else None
-    datadir = datadir or _search(conf, r'(?m)^\s*dir\s+(\S+)') or '/var/lib/redis'
+    datadir = datadir or search(conf, r'(?m)^\s*dir\s+(\S+)') or '/var/lib/redis'
     out['datadir'] = datadir
     out['storage'] = storage.describe(datadir)
     return out
@@ -827,15 +387,14 @@ def capabilities_facts(probe, size_timeout=60):
         lvm['volume_groups'], error = lvm_volume_groups(probe)
         if error:
             lvm['error'] = error
-    return {
-        'mysql': mysql_facts(probe, storage),
-        'postgresql': postgresql_facts(probe, storage),
-        'mongodb': mongodb_facts(probe, storage),
+    out = dict((key, detect(probe, storage)) for key, detect in engines.DETECT)
+    out.update({
         'redis': redis_facts(probe, storage),
         'docker': docker_facts(probe, storage),
         'lvm': lvm,
         'btrfs': {'installed': bool(probe.which('btrfs'))},
-    }
+    })
+    return out
 
 
 # Storage pools -----------------------------------------------------------------------------------
@@ -885,7 +444,7 @@ def analyze_pool(probe, pool, entries, warn_percent, size_timeout):
         out['warn'] = False
         return out
     usage, error = call_with_timeout(fs_usage, probe.timeout, path)
-    mount = mount_of(os.path.realpath(path), parse_mountinfo(_read('/proc/self/mountinfo'))) or {}
+    mount = mounts.mount_of(os.path.realpath(path), mounts.read_mounts()) or {}
     out.update({'mountpoint': mount.get('mountpoint'), 'fstype': mount.get('fstype'), 'device': mount.get('source')})
     if usage:
         out.update(usage)

@@ -20,8 +20,9 @@ The namespace is kept in memory for the life of the process: the layer is a scra
 is thrown away when unmounted.
 
 Runs as its own process (started by the instant_recovery module, never inside it); it stops
-when the mountpoint is unmounted (``fusermount3 -u``). Needs Debian's python3-pyfuse3; this file
-imports only the standard library at module level so the modules can ship it as a file.
+when the mountpoint is unmounted (``fusermount3 -u``). Needs Debian's python3-pyfuse3. This file is
+a script, not imported by any module: the instant_recovery action plugin copies it to the host
+(plugins/action/instant_recovery.py); at module level it imports only the standard library.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -23,16 +23,15 @@ import fcntl
 import json
 import os
 import re
-import shutil
-import subprocess
 
+from ansible_collections.borgfleet.backup.plugins.module_utils import _process, storage
+from ansible_collections.borgfleet.backup.plugins.module_utils.mounts import mounts_under
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
 
 PREFIX = 'borgfleet-'
 DEFAULT_MOUNT_ROOT = '/run/borgfleet/snapshots'
 BTRFS_SNAPSHOT_DIR = '.borgfleet-snapshots'
 DEFAULT_LVM_SIZE = '20%ORIGIN'
-BTRFS_SUBVOLUME_INODE = 256  # the root directory of every btrfs subvolume has this inode
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$')
 CMD_TIMEOUT = 120
 
@@ -41,19 +40,14 @@ class SnapshotError(CommandError):
     pass
 
 
-def run(argv, timeout=CMD_TIMEOUT, check=True):
-    env = dict(os.environ, LC_ALL='C.UTF-8', LANG='C.UTF-8')
-    try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=timeout, env=env)
-    except FileNotFoundError:
-        raise SnapshotError('%s is not installed' % argv[0], cmd=argv, rc=127)
-    except subprocess.TimeoutExpired:
-        raise SnapshotError('%s did not finish within %s s' % (argv[0], timeout), cmd=argv)
-    if check and proc.returncode != 0:
-        msg = '%s failed (rc %s): %s' % (' '.join(argv[:3]), proc.returncode, proc.stderr.strip()[-500:])
-        raise SnapshotError(msg, cmd=argv, rc=proc.returncode, stderr=proc.stderr[-2000:])
-    return proc
+def run(argv, timeout=CMD_TIMEOUT):
+    """stdout of argv, or SnapshotError."""
+    return _process.check_command(argv, error=SnapshotError, what=' '.join(argv[:3]), timeout=timeout)
+
+
+def try_run(argv, timeout=CMD_TIMEOUT):
+    """How argv ended (a _process.Completed: rc, out, err), for commands allowed to fail."""
+    return _process.run_command(argv, timeout=timeout)
 
 
 def check_name(name):
@@ -62,82 +56,25 @@ def check_name(name):
     return name
 
 
-def find_mount(path):
-    """The mount holding ``path``: dict(target, source, fstype, options)."""
-    out = run(['findmnt', '--json', '--nofsroot', '--target', path,
-               '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS']).stdout
-    fs = json.loads(out)['filesystems'][0]
-    return dict(target=fs['target'], source=fs['source'], fstype=fs['fstype'], options=fs.get('options') or '')
-
-
-def mounts_under(root):
-    """Mount points at or below ``root``, deepest first (to unmount in order)."""
-    found = []
-    with open('/proc/self/mountinfo') as f:
-        for line in f:
-            target = line.split()[4].replace('\\040', ' ')
-            if target == root or target.startswith(root.rstrip('/') + '/'):
-                found.append(target)
-    return sorted(set(found), key=len, reverse=True)
-
-
-def btrfs_subvolume_root(path):
-    """The nearest directory at or above ``path`` that is a btrfs subvolume root."""
-    path = os.path.realpath(path)
-    dev = os.stat(path).st_dev
-    while True:
-        st = os.stat(path)
-        if st.st_dev != dev:
-            break
-        if st.st_ino == BTRFS_SUBVOLUME_INODE:
-            return path
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    raise SnapshotError('no btrfs subvolume found above %s' % path)
-
-
-def lvm_volume(source):
-    """(vg, lv) of a device if it is an LVM logical volume, else None."""
-    if not shutil.which('lvs') or not source.startswith('/dev/'):
-        return None
-    proc = run(['lvs', '--noheadings', '--reportformat', 'json', '-o', 'vg_name,lv_name,lv_attr', source],
-               check=False, timeout=30)
-    if proc.returncode != 0:
-        return None
-    lvs = json.loads(proc.stdout)['report'][0]['lv']
-    if not lvs:
-        return None
-    return lvs[0]['vg_name'], lvs[0]['lv_name']
-
-
 def storage_of(path):
-    """How ``path`` can be snapshotted: dict(kind=btrfs|lvm|plain, volume_root, mount, ...)."""
-    path = os.path.realpath(path)
-    mount = find_mount(path)
-    if mount['fstype'] == 'btrfs':
-        return dict(kind='btrfs', volume_root=btrfs_subvolume_root(path), mount=mount, snapshot_capable=True)
-    lv = lvm_volume(mount['source'])
-    if lv:
-        return dict(kind='lvm', volume_root=mount['target'], mount=mount, vg=lv[0], lv=lv[1],
-                    snapshot_capable=True)
-    return dict(kind='plain', volume_root=mount['target'], mount=mount, snapshot_capable=False)
+    """How ``path`` can be snapshotted: storage.Storage().of(path)."""
+    return storage.Storage().of(path)
 
 
 def volumes_for(paths):
     """Distinct volumes holding ``paths`` (data dir, WAL, tablespaces), in a stable order."""
     volumes, seen = [], set()
+    probe = storage.Storage()
     for path in paths:
-        storage = storage_of(path)
-        if not storage['snapshot_capable']:
-            raise SnapshotError('%s is on %s storage (%s at %s): it cannot be snapshotted; use method dump'
-                                % (path, storage['mount']['fstype'], storage['mount']['source'],
-                                   storage['mount']['target']))
-        key = storage['volume_root']
+        found = probe.of(path)
+        if not found['snapshot_capable']:
+            raise SnapshotError('%s is on %s storage (%s at %s): it cannot be snapshotted (%s); use method dump'
+                                % (path, found['mount'].get('fstype'), found['mount'].get('source'),
+                                   found['mount'].get('mountpoint'), found['reason']))
+        key = found['volume_root']
         if key not in seen:
             seen.add(key)
-            volumes.append(storage)
+            volumes.append(found)
     return volumes
 
 
@@ -205,9 +142,9 @@ class SnapshotSet:
             item = dict(kind=volume['kind'], volume_root=volume['volume_root'],
                         mountpoint=self.mountpoint(volume['volume_root']))
             if volume['kind'] == 'btrfs':
-                snapdir = os.path.join(volume['mount']['target'], BTRFS_SNAPSHOT_DIR)
+                snapdir = os.path.join(volume['mount']['mountpoint'], BTRFS_SNAPSHOT_DIR)
                 item['snapshot'] = os.path.join(snapdir, '%s%s-%d' % (PREFIX, self.backup, n))
-                item['fs_mount'] = volume['mount']['target']
+                item['fs_mount'] = volume['mount']['mountpoint']
                 self.created.append(item)
                 self._save()
                 if not os.path.isdir(snapdir):
@@ -217,14 +154,15 @@ class SnapshotSet:
                     argv.append('-r')
                 run(argv + [volume['volume_root'], item['snapshot']])
             elif volume['kind'] == 'lvm':
-                item['snapshot'] = '%s/%s%s-%d' % (volume['vg'], PREFIX, self.backup, n)
+                vg, lv = volume['lv']['vg'], volume['lv']['lv']
+                item['snapshot'] = '%s/%s%s-%d' % (vg, PREFIX, self.backup, n)
                 item['fstype'] = volume['mount']['fstype']
                 self.created.append(item)
                 self._save()
                 size = self.lvm_size
                 size_opt = ['--extents', size] if '%' in size else ['--size', size]
                 run(['lvcreate', '--snapshot', '--name', item['snapshot'].split('/', 1)[1]] + size_opt
-                    + ['%s/%s' % (volume['vg'], volume['lv'])])
+                    + ['%s/%s' % (vg, lv)])
             else:
                 raise SnapshotError('cannot snapshot %s storage' % volume['kind'])
         return self.created
@@ -270,21 +208,21 @@ class SnapshotSet:
         Tries every step even when one fails, then raises the first failure."""
         errors = []
         for target in mounts_under(self.base):
-            proc = run(['umount', target], check=False)
-            if proc.returncode != 0:
+            proc = try_run(['umount', target])
+            if proc.rc != 0:
                 # A reader (a shell in the directory) keeps it busy: detach it lazily so the
                 # snapshot underneath can still go; the kernel frees it when the reader leaves.
-                proc = run(['umount', '--lazy', target], check=False)
-                if proc.returncode != 0:
-                    errors.append('umount %s: %s' % (target, proc.stderr.strip()))
+                proc = try_run(['umount', '--lazy', target])
+                if proc.rc != 0:
+                    errors.append('umount %s: %s' % (target, proc.err.strip()))
         for item in reversed(self.created):
             try:
                 if item['kind'] == 'btrfs':
                     if os.path.exists(item['snapshot']):
                         run(['btrfs', 'subvolume', 'delete', '--commit-after', item['snapshot']])
                 elif item['kind'] == 'lvm':
-                    proc = run(['lvs', item['snapshot']], check=False, timeout=30)
-                    if proc.returncode == 0:
+                    proc = try_run(['lvs', item['snapshot']], timeout=30)
+                    if proc.rc == 0:
                         run(['lvremove', '--yes', item['snapshot']])
             except SnapshotError as e:
                 errors.append(e.msg)
@@ -308,7 +246,7 @@ class SnapshotSet:
         known = set(i.get('snapshot') for i in found.created)
         for volume in volumes:
             if volume['kind'] == 'btrfs':
-                snapdir = os.path.join(volume['mount']['target'], BTRFS_SNAPSHOT_DIR)
+                snapdir = os.path.join(volume['mount']['mountpoint'], BTRFS_SNAPSHOT_DIR)
                 if os.path.isdir(snapdir):
                     for entry in sorted(os.listdir(snapdir)):
                         path = os.path.join(snapdir, entry)
@@ -316,9 +254,10 @@ class SnapshotSet:
                             found.created.append(dict(kind='btrfs', snapshot=path, volume_root=None,
                                                       mountpoint=None))
             elif volume['kind'] == 'lvm':
-                proc = run(['lvs', '--noheadings', '-o', 'lv_name', volume['vg']], check=False, timeout=30)
-                for name in proc.stdout.split():
-                    snap = '%s/%s' % (volume['vg'], name)
+                vg = volume['lv']['vg']
+                proc = try_run(['lvs', '--noheadings', '-o', 'lv_name', vg], timeout=30)
+                for name in proc.out.split():
+                    snap = '%s/%s' % (vg, name)
                     if name.startswith('%s%s-' % (PREFIX, backup)) and snap not in known:
                         found.created.append(dict(kind='lvm', snapshot=snap, volume_root=None, mountpoint=None))
         return found

@@ -130,7 +130,8 @@ alerts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.borgfleet.backup.plugins.module_utils.facts import Probe, analyze_pool, stats_for_host
+from ansible_collections.borgfleet.backup.plugins.module_utils.facts import analyze_pool, stats_for_host
+from ansible_collections.borgfleet.backup.plugins.module_utils.probes import Probe
 
 
 def main():

@@ -210,8 +210,8 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.borgfleet.backup.plugins.module_utils.facts import (
-    DEFAULT_PATH, Probe, capabilities_facts, system_facts)
+from ansible_collections.borgfleet.backup.plugins.module_utils.facts import capabilities_facts, system_facts
+from ansible_collections.borgfleet.backup.plugins.module_utils.probes import DEFAULT_PATH, Probe
 
 
 def main():

@@ -15,7 +15,7 @@ import time
 import zlib
 from pathlib import Path
 
-from plugins.module_utils.databases import Session  # the same pipe session the module uses
+from plugins.module_utils.engines.base import Session  # the same pipe session the module uses
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SECRET = "Db-Test-Passphrase-9"

@@ -4,8 +4,8 @@ import stat
 import subprocess
 
 from plugins.module_utils.borg import Borg, BorgSettings
-from plugins.module_utils.databases import MariaDB as MariaDBEngine
-from plugins.module_utils.databases import PostgreSQL as PgEngine
+from plugins.module_utils.engines.mariadb import MariaDB as MariaDBEngine
+from plugins.module_utils.engines.postgresql import PostgreSQL as PgEngine
 from tests.databases.dbs import MariaDB, Postgres, stale_secret_dirs
 from tests.databases.test_snapshot import DB_PASSWORD
 from tests.lib.playbook import run_module

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.borgfleet.backup.plugins.module_utils import facts
+from ansible_collections.borgfleet.backup.plugins.module_utils import facts, probes
 from tests.lib.playbook import run_module
 
 pytestmark = pytest.mark.skipif(not shutil.which("mkfs.btrfs"), reason="btrfs-progs is not installed")
@@ -66,7 +66,7 @@ def test_datadir_inside_a_subvolume_through_the_module(btrfs, tmp_path):
 
 
 def test_prober_on_btrfs_and_elsewhere(btrfs, tmp_path):
-    prober = facts.StorageProber(facts.Probe(timeout=5), size_timeout=30)
+    prober = facts.StorageProber(probes.Probe(timeout=5), size_timeout=30)
     sub = prober.describe(str(btrfs / "db"))
     assert sub["type"] == "btrfs" and sub["btrfs"]["datadir_is_subvolume"] is True and sub["snapshot_capable"]
     # A plain directory at the top of the filesystem lives in the top-level subvolume (id 5).
@@ -82,6 +82,6 @@ def test_prober_on_btrfs_and_elsewhere(btrfs, tmp_path):
     missing = prober.describe(str(tmp_path / "nope"))
     assert missing["exists"] is False and missing["snapshot_capable"] is False
     # Without btrfs-progs the same subvolume cannot be snapshotted from here.
-    no_tools = facts.StorageProber(facts.Probe(path=str(tmp_path), timeout=5), size_timeout=30)
+    no_tools = facts.StorageProber(probes.Probe(path=str(tmp_path), timeout=5), size_timeout=30)
     bare = no_tools.describe(str(btrfs / "db"))
     assert bare["type"] == "btrfs" and bare["snapshot_capable"] is False and "btrfs-progs" in bare["reason"]

@@ -1,5 +1,6 @@
 """Pure parsing and decision logic of module_utils/facts.py (no tools needed)."""
-from ansible_collections.borgfleet.backup.plugins.module_utils import facts
+from ansible_collections.borgfleet.backup.plugins.module_utils import facts, mounts, probes, storage
+from ansible_collections.borgfleet.backup.plugins.module_utils.engines import mariadb, postgresql
 
 MIB = 1024 * 1024
 
@@ -17,16 +18,10 @@ MOUNTINFO = """\
 
 
 def test_mountinfo_keeps_real_filesystems_once():
-    mounts = facts.parse_mountinfo(MOUNTINFO)
-    assert mounts[4]["mountpoint"] == "/srv/my pool"  # \040 unescaped
-    real = facts.real_mounts(mounts, nodev={"proc", "tmpfs", "cgroup2", "overlay", "nfs4", "fuse"})
+    table = mounts.parse_mountinfo(MOUNTINFO)
+    assert table[4]["mountpoint"] == "/srv/my pool"  # \040 unescaped
+    real = facts.real_mounts(table, nodev={"proc", "tmpfs", "cgroup2", "overlay", "nfs4", "fuse"})
     assert [m["mountpoint"] for m in real] == ["/", "/srv/my pool", "/mnt/nfs"]
-
-
-def test_mount_of_takes_the_longest_prefix():
-    mounts = facts.parse_mountinfo(MOUNTINFO)
-    assert facts.mount_of("/srv/my pool/db", mounts)["source"] == "/dev/mapper/vg0-pool"
-    assert facts.mount_of("/srv/my poolX", mounts)["mountpoint"] == "/"
 
 
 def test_memory_as_free_counts_it():
@@ -64,18 +59,18 @@ def test_snapshot_sizes_are_whole_extents_with_floors():
 def test_logical_volume_matched_by_mapper_or_vg_path():
     volumes = [{"lv": "data", "vg": "vg0", "path": "/dev/vg0/data", "dm_path": "/dev/mapper/vg0-data"},
                {"lv": "pool", "vg": "vg0", "path": "/dev/vg0/pool", "dm_path": "/dev/mapper/vg0-pool"}]
-    assert facts.match_logical_volume("/dev/mapper/vg0-pool", volumes)["lv"] == "pool"
-    assert facts.match_logical_volume("/dev/vg0/data", volumes)["lv"] == "data"
-    assert facts.match_logical_volume("/dev/vda", volumes) is None
-    assert facts.match_logical_volume("tmpfs", volumes) is None
+    assert storage.match_logical_volume("/dev/mapper/vg0-pool", volumes)["lv"] == "pool"
+    assert storage.match_logical_volume("/dev/vg0/data", volumes)["lv"] == "data"
+    assert storage.match_logical_volume("/dev/vda", volumes) is None
+    assert storage.match_logical_volume("tmpfs", volumes) is None
 
 
 def test_my_print_defaults_and_postgresql_conf():
-    d = facts.parse_my_print_defaults("--socket=/run/mysqld/mysqld.sock\n--datadir=/srv/mysql\n--port=3307\n")
+    d = mariadb.parse_my_print_defaults("--socket=/run/mysqld/mysqld.sock\n--datadir=/srv/mysql\n--port=3307\n")
     assert d == {"socket": "/run/mysqld/mysqld.sock", "datadir": "/srv/mysql", "port": "3307"}
     conf = "port = 5433\t\t# (change requires restart)\ndata_directory = '/srv/pg/15/main'\t# use data\n"
-    assert facts._pg_conf_value(conf, "port") == "5433"
-    assert facts._pg_conf_value(conf, "data_directory") == "/srv/pg/15/main"
+    assert postgresql.conf_value(conf, "port") == "5433"
+    assert postgresql.conf_value(conf, "data_directory") == "/srv/pg/15/main"
 
 
 def test_pool_entries_of_this_host_only():
@@ -88,9 +83,9 @@ def test_pool_entries_of_this_host_only():
 
 
 def test_probe_reports_missing_and_timeout(tmp_path):
-    probe = facts.Probe(path=str(tmp_path), timeout=1)
+    probe = probes.Probe(path=str(tmp_path), timeout=1)
     assert probe.run(["mariadb", "--version"]).status == "missing"
-    real = facts.Probe(timeout=1)
+    real = probes.Probe(timeout=1)
     result = real.run(["sleep", "30"])
     assert result.status == "timeout" and not result.ok
     assert real.run(["true"]).ok

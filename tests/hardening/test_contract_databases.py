@@ -59,7 +59,9 @@ def test_modules_refuse_bad_connection_settings_before_running_anything(tmp_path
 def test_dump_argv_never_takes_a_value_for_an_option():
     """Pure logic, a second line behind the contract: an engine built directly (no contract check)
     still refuses an option-like database name, and mongodump gets name=value options."""
-    from plugins.module_utils.databases import DatabaseError, MariaDB as MariaDBEngine, MongoDB, engine_for
+    from plugins.module_utils.databases import DatabaseError, engine_for
+    from plugins.module_utils.engines.mariadb import MariaDB as MariaDBEngine
+    from plugins.module_utils.engines.mongodb import MongoDB
     with pytest.raises(DatabaseError, match="is not valid"):
         MariaDBEngine(database="--result-file=/tmp/x").dump_command()
     with pytest.raises(DatabaseError, match=r"^database '--result-file=/tmp/x' is not valid"):

@@ -19,6 +19,8 @@ from tests.recovery.conftest import mounted
 from tests.recovery.dbs import MariaDB, PG_BIN, PG_ROWS
 
 STATE_DIR = Path("/var/lib/borgfleet/recovery")
+ROWFS_ON_HOST = Path("/usr/local/lib/borgfleet/rowfs.py")
+ROWFS_SOURCE = Path(__file__).resolve().parents[2] / "plugins" / "module_utils" / "rowfs.py"
 MOUNTS = Path("/run/borgfleet/mounts")
 WAL_SEGMENT = 16 << 20
 
@@ -94,6 +96,11 @@ def test_postgresql_from_archive_query_write_stop_resume_absent(tmp_path, pg_arc
     assert "postgres" in r["verify"]["databases"]
     assert s["health"]["intact"] and s["health"]["engine_running"]
     assert s["datadir"].startswith(f"{MOUNTS}/ir-t-pg/")
+    # rowfs runs from the one file the action plugin put on the host: the collection's own rowfs.py.
+    assert ROWFS_ON_HOST.read_bytes() == ROWFS_SOURCE.read_bytes()
+    rowfs_pid = json.loads((STATE_DIR / "ir-t-pg.json").read_text())["rowfs_proc"]["pid"]
+    rowfs_argv = Path(f"/proc/{rowfs_pid}/cmdline").read_bytes().split(b"\0")
+    assert str(ROWFS_ON_HOST).encode() in rowfs_argv, rowfs_argv
     print(f"\nPostgreSQL ready in {r['ready_seconds']} s, layer {s['layer_bytes']} bytes")
     # Listening on TCP at the chosen address too, as the engine's own user with its own settings.
     ps = subprocess.run(["ps", "-o", "user=,args=", "-p", str(s["pid"])], capture_output=True, text=True).stdout

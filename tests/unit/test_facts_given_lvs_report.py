@@ -6,7 +6,7 @@ in the lab VM (tests/lab/test_lvm_snapshot.py: server_facts on the engines' LVs)
 import os
 import shutil
 
-from ansible_collections.borgfleet.backup.plugins.module_utils import facts
+from ansible_collections.borgfleet.backup.plugins.module_utils import facts, probes
 
 MIB = 1024 * 1024
 
@@ -19,12 +19,12 @@ def prober_given_lvs_report(tmp_path, vg_free_bytes, vg_free_extents, tools=("du
     for name in tools:
         assert shutil.which(name), f"{name} is not installed (make setup installs lvm2)"
         os.symlink(shutil.which(name), path / name)
-    prober = facts.StorageProber(facts.Probe(path=str(path), timeout=5), size_timeout=30)
-    prober.mounts = [{"device_number": "254:3", "root": "/", "mountpoint": str(tmp_path),
+    prober = facts.StorageProber(probes.Probe(path=str(path), timeout=5), size_timeout=30)
+    prober.storage.mounts = [{"device_number": "254:3", "root": "/", "mountpoint": str(tmp_path),
                       "fstype": "ext4", "source": "/dev/mapper/vg0-db"}]
-    prober._lvs = ([{"lv": "db", "vg": "vg0", "path": "/dev/vg0/db", "dm_path": "/dev/mapper/vg0-db",
-                     "size_bytes": 10 * 1024 * MIB, "attr": "-wi-ao----", "vg_free_bytes": vg_free_bytes,
-                     "vg_extent_bytes": 4 * MIB, "vg_free_extents": vg_free_extents}], None)
+    prober.storage._lvs = ([{"lv": "db", "vg": "vg0", "path": "/dev/vg0/db", "dm_path": "/dev/mapper/vg0-db",
+                             "size_bytes": 10 * 1024 * MIB, "attr": "-wi-ao----", "vg_free_bytes": vg_free_bytes,
+                             "vg_extent_bytes": 4 * MIB, "vg_free_extents": vg_free_extents}], None)
     return prober
 
 
