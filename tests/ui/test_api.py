@@ -248,6 +248,7 @@ def test_run_now_queues_and_cancel_before_start(api, db, redis, start_worker, tm
     from rq import Queue
     from rq.job import Job
     from borgfleet_ui import queue as q
+    from borgfleet_ui.kinds import KINDS
     op = api("operator")
     cl = api("admin").post("/api/servers", json={"name": "cl-cancel", "role": "client", "connection": "local",
                                                  "local_pool_path": "/var/tmp/none"}).json
@@ -258,7 +259,7 @@ def test_run_now_queues_and_cancel_before_start(api, db, redis, start_worker, tm
     job_id = resp.json["job_id"]
     rq_job = Queue(q.queue_name("backup"), connection=redis, serializer=q.SERIALIZER).fetch_job(job_id)
     # RQ's own timeout is past the job's budget (lock wait and playbook): it never kills a running playbook.
-    assert rq_job is not None and rq_job.timeout == q.rq_timeout("backup") > q.KINDS["backup"]["timeout"]
+    assert rq_job is not None and rq_job.timeout == q.rq_timeout("backup") > KINDS["backup"].timeout
     assert api("viewer").post(f"/api/jobs/{job_id}/cancel").status_code == 403
     assert op.post(f"/api/jobs/{job_id}/cancel").json["status"] == "canceled"
     assert op.post(f"/api/jobs/{job_id}/cancel").status_code == 400   # already final
