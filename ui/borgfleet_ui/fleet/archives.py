@@ -1,7 +1,7 @@
 """Archives as the service last saw them in borg, and their deletion (a queued run)."""
 from .. import queue as q
 from ..db import query
-from .common import NotFound
+from .common import NotFound, page_query
 
 ARCHIVE_COLS = ("a.id, a.name, a.start_at, a.end_at, a.duration, a.nfiles, a.original_size,"
                 " a.compressed_size, a.deduplicated_size, a.repository_id, r.location AS repository,"
@@ -16,18 +16,13 @@ ARCHIVE_SELECT = f"SELECT {ARCHIVE_COLS} FROM archives a{ARCHIVE_JOINS}"
 def list_archives(db, backup_job_id=None, limit=50, before=None):
     # Page the archives table alone on its index first, then join the names onto those rows:
     # joining first lets the optimizer sort the whole table.
-    inner, args = "SELECT * FROM archives WHERE 1=1", []
+    repo_id = None
     if backup_job_id:
         repo = query(db, "SELECT id FROM repositories WHERE backup_job_id=%s", (backup_job_id,), one=True)
         if not repo:
             return []
-        inner += " AND repository_id=%s"   # a constant, so ix_archives_repo_id serves filter and order
-        args.append(repo["id"])
-    if before:
-        inner += " AND id < %s"
-        args.append(before)
-    inner += " ORDER BY id DESC LIMIT %s"
-    args.append(limit)
+        repo_id = repo["id"]   # a constant, so ix_archives_repo_id serves filter and order
+    inner, args = page_query("SELECT * FROM archives WHERE 1=1", [("repository_id", repo_id)], before, limit)
     return query(db, f"SELECT {ARCHIVE_COLS} FROM ({inner}) a{ARCHIVE_JOINS} ORDER BY a.id DESC", args)
 
 

@@ -11,7 +11,7 @@ from .. import queue as q
 from .. import secret_store
 from ..contract import contract
 from ..db import execute, query
-from .common import Invalid, NotFound, by_contract, field
+from .common import Invalid, NotFound, by_contract, field, page_query
 from .pools import backup_server_vars
 
 BJ_SELECT = ("SELECT b.id, b.client_id, c.name AS client_name, b.name, b.paths_json, b.exclude_json,"
@@ -34,15 +34,7 @@ def bj_out(row):
 
 
 def list_backup_jobs(db, client_id=None, limit=50, before=None):
-    sql, args = BJ_SELECT + " WHERE 1=1", []
-    if client_id:
-        sql += " AND b.client_id=%s"
-        args.append(client_id)
-    if before:
-        sql += " AND b.id < %s"
-        args.append(before)
-    sql += " ORDER BY b.id DESC LIMIT %s"
-    args.append(limit)
+    sql, args = page_query(BJ_SELECT + " WHERE 1=1", [("b.client_id", client_id)], before, limit, key="b.id")
     return [bj_out(r) for r in query(db, sql, args)]
 
 

@@ -55,6 +55,21 @@ def by_contract(rule, *args, **kwargs):
         raise Invalid(str(err)) from None
 
 
+def page_query(select, filters, before, limit, key="id"):
+    """One page of `select` (ending in a WHERE clause), newest first: the (column, value) filters
+    whose value is set, the rows before the cursor `before` on `key`, at most `limit` of them.
+    Columns are the caller's constants; values are parameters."""
+    sql, args = select, []
+    for column, value in filters:
+        if value:
+            sql += f" AND {column}=%s"
+            args.append(value)
+    if before:
+        sql += f" AND {key} < %s"
+        args.append(before)
+    return sql + f" ORDER BY {key} DESC LIMIT %s", args + [limit]
+
+
 def page_args(args):
     """limit + before (a keyset cursor: the last id of the previous page)."""
     limit = number(args.get("limit", 50), "limit", 1, MAX_LIMIT)

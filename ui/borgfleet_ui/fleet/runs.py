@@ -3,7 +3,7 @@ import json
 
 from .. import queue as q
 from ..db import query
-from .common import Invalid, NotFound
+from .common import Invalid, NotFound, page_query
 
 JOB_COLS = ("j.id, j.seq, j.kind, j.status, j.server_id, s.name AS server_name, j.backup_job_id,"
             " b.name AS backup_name, j.archive_id, j.created_by, j.created_at, j.started_at, j.playbook_started_at,"
@@ -18,20 +18,9 @@ def job_out(row):
 
 
 def list_jobs(db, status=None, backup_job_id=None, limit=50, before=None):
-    sql = (f"SELECT {JOB_COLS} FROM jobs j LEFT JOIN servers s ON s.id=j.server_id"
-           " LEFT JOIN backup_jobs b ON b.id=j.backup_job_id WHERE 1=1")
-    args = []
-    if status:
-        sql += " AND j.status=%s"
-        args.append(status)
-    if backup_job_id:
-        sql += " AND j.backup_job_id=%s"
-        args.append(backup_job_id)
-    if before:
-        sql += " AND j.seq < %s"
-        args.append(before)
-    sql += " ORDER BY j.seq DESC LIMIT %s"
-    args.append(limit)
+    sql, args = page_query(f"SELECT {JOB_COLS} FROM jobs j LEFT JOIN servers s ON s.id=j.server_id"
+                           " LEFT JOIN backup_jobs b ON b.id=j.backup_job_id WHERE 1=1",
+                           [("j.status", status), ("j.backup_job_id", backup_job_id)], before, limit, key="j.seq")
     return [job_out(r) for r in query(db, sql, args)]
 
 

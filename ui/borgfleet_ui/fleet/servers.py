@@ -5,7 +5,8 @@ import re
 from .. import queue as q
 from ..contract import contract
 from ..db import execute, query
-from .common import Forbidden, Invalid, NotFound, absolute_path, by_contract, field, matching, number
+from .common import (Forbidden, Invalid, NotFound, absolute_path, by_contract, field, matching, number,
+                     page_query)
 from .pools import backup_server_vars, create_pool
 
 # Server names are as boring as backup names (they become directories and archive prefixes).
@@ -21,15 +22,9 @@ def server_out(row):
 
 
 def list_servers(db, role=None, limit=50, before=None):
-    sql, args = f"SELECT {SERVER_COLS} FROM servers WHERE 1=1", []
     if role:
-        sql += " AND role=%s"
-        args.append(matching(re.compile("client|backup_server"), role, "role"))
-    if before:
-        sql += " AND id < %s"
-        args.append(before)
-    sql += " ORDER BY id DESC LIMIT %s"
-    args.append(limit)
+        matching(re.compile("client|backup_server"), role, "role")
+    sql, args = page_query(f"SELECT {SERVER_COLS} FROM servers WHERE 1=1", [("role", role)], before, limit)
     return [server_out(r) for r in query(db, sql, args)]
 
 
