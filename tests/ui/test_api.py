@@ -313,7 +313,8 @@ def test_list_filters_and_cursors(api, db):
         assert [b["name"] for b in rest["items"]] == ["f0"] and rest["next_before"] is None
         ids = [q.create_job_row(db, "backup", backup_job_id=bjs[0]["id"], status=s, error="filter test")
                for s in ("failed", "missed", "failed")]
-        failed = viewer.get("/api/jobs", query_string={"status": "failed", "backup_job_id": bjs[0]["id"], "limit": 1}).json
+        failed = viewer.get("/api/jobs", query_string={"status": "failed", "backup_job_id": bjs[0]["id"],
+                                                       "limit": 1}).json
         assert [j["id"] for j in failed["items"]] == [ids[2]]
         older = viewer.get("/api/jobs", query_string={"status": "failed", "backup_job_id": bjs[0]["id"],
                                                       "before": failed["next_before"]}).json["items"]

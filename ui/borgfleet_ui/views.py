@@ -42,8 +42,8 @@ def dashboard():
     db = get_db()
     servers = fleet.servers.list_servers(db, limit=200)
     bjs = fleet.backup_jobs.list_backup_jobs(db, limit=200)
-    failures = fleet.runs.list_jobs(db, status="failed", limit=10) + fleet.runs.list_jobs(db, status="abandoned", limit=10) \
-        + fleet.runs.list_jobs(db, status="missed", limit=10)
+    failures = [j for status in ("failed", "abandoned", "missed")
+                for j in fleet.runs.list_jobs(db, status=status, limit=10)]
     recent = fleet.runs.list_jobs(db, limit=10)
     return render_template("dashboard.html", servers=servers, bjs=bjs, failures=failures, recent=recent)
 

@@ -9,8 +9,6 @@ from .common import (Forbidden, Invalid, NotFound, absolute_path, by_contract, f
                      page_query)
 from .pools import backup_server_vars, create_pool
 
-# Server names are as boring as backup names (they become directories and archive prefixes).
-NAME_RE = contract.BACKUP_NAME_RE
 SERVER_COLS = ("id, name, role, address, port, ssh_user, connection, backup_server_id, local_pool_path,"
                " vars_json, setup_status, setup_at, created_at")
 
@@ -51,7 +49,8 @@ def check_vars(vars_, role, connection):
 def _server_fields(db, data, current=None, admin=False):
     cur = current or {}
     out = {}
-    out["name"] = matching(NAME_RE, field(data, "name", cur.get("name"), required=True), "name")
+    # As boring as a backup name (the contract's rule): it names directories on the backup server.
+    out["name"] = matching(contract.BACKUP_NAME_RE, field(data, "name", cur.get("name"), required=True), "name")
     out["role"] = field(data, "role", cur.get("role"), required=True)
     if out["role"] not in ("client", "backup_server"):
         raise Invalid("role must be client or backup_server")
@@ -64,7 +63,8 @@ def _server_fields(db, data, current=None, admin=False):
         raise Forbidden("only an admin can add a local server (connection local runs on the worker host itself)")
     out["address"] = _host(field(data, "address", cur.get("address", "127.0.0.1")), "address")
     out["port"] = number(field(data, "port", cur.get("port", 22)), "port", 1, 65535)
-    out["ssh_user"] = matching(contract.SERVER_USER_RE, field(data, "ssh_user", cur.get("ssh_user", "root")), "ssh_user")
+    out["ssh_user"] = matching(contract.SERVER_USER_RE, field(data, "ssh_user", cur.get("ssh_user", "root")),
+                               "ssh_user")
     bsid = field(data, "backup_server_id", cur.get("backup_server_id"))
     lpp = field(data, "local_pool_path", cur.get("local_pool_path"))
     if out["role"] == "client":
