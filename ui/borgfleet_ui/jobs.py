@@ -216,7 +216,9 @@ class PlaybookRun:
         self.cfg, self.db, self.r, self.row, self.params, self.spec = cfg, db, r, row, params, spec
         self.job_id, self.joblog = row["id"], joblog
         self.stats = {}        # what the playbook recorded with set_stats
-        self.task_results = [] # (host, msg) of the kind's result task, for a key in RESULT_TASKS
+        # The kind's result task, for a key in RESULT_TASKS, and what it printed: [(host, msg)].
+        self.result_task, self.per_host = RESULT_TASKS.get(spec.result_key, (None, False))
+        self.task_results = []
         self.failures = []     # (host, task, msg)
         self.verbose = []      # output outside tasks (inventory and start-up errors)
         self.status, self.rc = None, None
@@ -229,12 +231,11 @@ class PlaybookRun:
 
     def report(self):
         """What the playbook reported under its kind's result_key (None: nothing)."""
-        key = self.spec.result_key
-        if key in self.stats:
-            return self.stats[key]
-        if key not in RESULT_TASKS or not self.task_results:
+        if self.spec.result_key in self.stats:
+            return self.stats[self.spec.result_key]
+        if not self.task_results:
             return None
-        if RESULT_TASKS[key][1]:
+        if self.per_host:
             return dict(self.task_results)
         return [e for _, msg in self.task_results if isinstance(msg, list) for e in msg]
 
@@ -283,26 +284,26 @@ class PlaybookRun:
             remove_tree(pdd)
 
     def on_event(self, event):
-        kind = event.get("event")
-        if kind == "playbook_on_start":
+        etype = event.get("event")
+        if etype == "playbook_on_start":
             self.pending_start = datetime.now(timezone.utc).replace(tzinfo=None)
         stdout = event.get("stdout")
         if stdout:
             self.pending_log.extend(stdout.splitlines())
         self.save()
-        if stdout and kind == "verbose":
+        if stdout and etype == "verbose":
             self.verbose.append(stdout)
         data = event.get("event_data") or {}
         name = (data.get("task") or "").strip()
         res = data.get("res")
-        if kind == "playbook_on_stats":
+        if etype == "playbook_on_stats":
             self.stats = data.get("artifact_data") or {}
-        elif kind == "runner_on_ok" and isinstance(res, dict) and "msg" in res \
-                and name == RESULT_TASKS.get(self.spec.result_key, ("",))[0]:
+        elif etype == "runner_on_ok" and self.result_task and name == self.result_task \
+                and isinstance(res, dict) and "msg" in res:
             self.task_results.append((data.get("host"), res["msg"]))
-        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+        elif etype in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             msg = res.get("msg") if isinstance(res, dict) else None
-            self.failures.append((data.get("host"), name, msg or kind))
+            self.failures.append((data.get("host"), name, msg or etype))
         return False  # nothing to keep on disk: the log is in MariaDB
 
     def cancelled(self):
