@@ -1,8 +1,8 @@
 """The service's job kinds, one row each.
 
-Read by the web side (fleet/: what a run queues and whether it takes its repository's lock),
-the queue (queue.py: its queue, RQ timeout and retry), the worker (jobs.py: its playbook,
-budget and where its result is; results.py: what the result becomes) and the scheduler
+Read by the web side and the queue (fleet/ queues runs through queue.create_job, which takes
+the kind's queue, RQ timeout, retry and repository lock from here), the worker (jobs.py: its
+playbook, budget and result key; results.py: what the result becomes) and the scheduler
 (scheduler.py: the backup job columns of a scheduled kind).
 
 A new kind: a row here; if its result becomes rows, a recorder in results.py; and the
