@@ -234,8 +234,7 @@ def test_a_pickled_job_planted_in_redis_never_runs(api, db, redis, start_worker,
     m = marker()
     planted_id = f"planted-{uuid.uuid4().hex[:8]}"
     # RQ's default serializer is pickle: enqueued as an attacker would, on our first queue.
-    Queue(queue_order()[0], connection=redis).enqueue("borgfleet_ui.jobs.run_job", Planted(m),
-                                                                    job_id=planted_id)
+    Queue(queue_order()[0], connection=redis).enqueue("borgfleet_ui.jobs.run_job", Planted(m), job_id=planted_id)
     assert b"\x80" in zlib.decompress(redis.hget(f"rq:job:{planted_id}", "data"))   # a pickle, stored
     op = api("operator")
     cl = api("admin").post("/api/servers", json={"name": "inj-pickle", "role": "client", "connection": "local",

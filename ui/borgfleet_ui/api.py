@@ -1,5 +1,4 @@
 """REST API under /api (JSON). Documented in openapi.json, served at /api/openapi.json."""
-import json
 
 from flask import Blueprint, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -136,10 +135,7 @@ def servers_collect(sid):
 @bp.get("/servers/<int:sid>/stats")
 @role("viewer")
 def servers_stats(sid):
-    fleet.servers.get_server(get_db(), sid)
-    rows = query(get_db(), "SELECT collected_at, data_json FROM server_stats WHERE server_id=%s"
-                           " ORDER BY collected_at DESC LIMIT 100", (sid,))
-    return jsonify(items=[{"collected_at": x["collected_at"], "data": json.loads(x["data_json"])} for x in rows])
+    return jsonify(items=fleet.servers.server_stats(get_db(), sid))
 
 
 # --- storage pools ---

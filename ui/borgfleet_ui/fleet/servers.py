@@ -179,6 +179,14 @@ def setup_server(db, r, server_id, user):
     return q.create_job(db, r, "setup", {"limit": names, "server_ids": ids}, server_id=server_id, user=user)
 
 
+def server_stats(db, server_id):
+    """The server's last 100 system stats (collect_stats.yml), newest first."""
+    get_server(db, server_id)
+    rows = query(db, "SELECT collected_at, data_json FROM server_stats WHERE server_id=%s"
+                     " ORDER BY collected_at DESC LIMIT 100", (server_id,))
+    return [{"collected_at": x["collected_at"], "data": json.loads(x["data_json"])} for x in rows]
+
+
 def collect_stats(db, r, server_id, user):
     s = get_server(db, server_id)
     return q.create_job(db, r, "collect_stats", {"limit": [s["name"]]}, server_id=server_id, user=user)
