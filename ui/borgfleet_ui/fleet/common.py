@@ -31,7 +31,7 @@ def matching(regex, value, what):
     return value
 
 
-def number(value, what, lo, hi):
+def int_between(value, what, lo, hi):
     try:
         v = int(value)
     except (TypeError, ValueError):
@@ -72,6 +72,6 @@ def page_query(select, filters, before, limit, key="id"):
 
 def page_args(args):
     """limit + before (a keyset cursor: the last id of the previous page)."""
-    limit = number(args.get("limit", 50), "limit", 1, MAX_LIMIT)
+    limit = int_between(args.get("limit", 50), "limit", 1, MAX_LIMIT)
     before = args.get("before")
-    return limit, (number(before, "before", 0, 2**62) if before not in (None, "") else None)
+    return limit, (int_between(before, "before", 0, 2**62) if before not in (None, "") else None)

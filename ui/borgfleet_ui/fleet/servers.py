@@ -5,8 +5,8 @@ import re
 from .. import queue as q
 from ..contract import contract
 from ..db import execute, query
-from .common import (Forbidden, Invalid, NotFound, absolute_path, by_contract, field, matching, number,
-                     page_query)
+from .common import (Forbidden, Invalid, NotFound, absolute_path, by_contract, field, int_between,
+                     matching, page_query)
 from .pools import backup_server_vars, create_pool
 
 SERVER_COLS = ("id, name, role, address, port, ssh_user, connection, backup_server_id, local_pool_path,"
@@ -62,7 +62,7 @@ def _server_fields(db, data, current=None, admin=False):
     if out["connection"] == "local" and cur.get("connection") != "local" and not admin:
         raise Forbidden("only an admin can add a local server (connection local runs on the worker host itself)")
     out["address"] = _host(field(data, "address", cur.get("address", "127.0.0.1")), "address")
-    out["port"] = number(field(data, "port", cur.get("port", 22)), "port", 1, 65535)
+    out["port"] = int_between(field(data, "port", cur.get("port", 22)), "port", 1, 65535)
     out["ssh_user"] = matching(contract.SERVER_USER_RE, field(data, "ssh_user", cur.get("ssh_user", "root")),
                                "ssh_user")
     bsid = field(data, "backup_server_id", cur.get("backup_server_id"))
