@@ -54,7 +54,7 @@ class Bench:
         dbm.create_database(self.cfg)
         self.db = dbm.connect(self.cfg)
         dbm.upgrade(self.db)
-        self.r = q.redis_conn(self.cfg)
+        self.r = dbm.connect_redis(self.cfg)
         self.r.flushdb()
         create_user(self.db, "bench", "admin")  # admin: the bench client carries extra vars
         uid = dbm.query(self.db, "SELECT id FROM users WHERE username='bench'", one=True)["id"]

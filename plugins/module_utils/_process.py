@@ -35,11 +35,9 @@ import signal
 import subprocess
 import time
 
+from ansible_collections.borgfleet.backup.plugins.module_utils.contract import BORG_STOP_GRACE as STOP_GRACE
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import CommandError
 
-# Seconds borg gets between SIGINT and SIGKILL. The service keeps a repository's lock for this
-# long (plus a margin) after it stopped a playbook: keep ui/borgfleet_ui/queue.py BORG_STOP_GRACE equal.
-STOP_GRACE = 20
 _POLL = 0.5
 
 

@@ -81,6 +81,10 @@ DEFAULT_LOCAL_POOL_PATH = "/var/lib/borgfleet/repos"
 DEFAULT_SERVER_USER = "borg"
 LOCAL = "local"
 
+# Seconds a stopped borg (timeout, cancel, playbook gone) gets between SIGINT and SIGKILL
+# (module_utils/_process.py); the service keeps the repository's lock until it has passed.
+BORG_STOP_GRACE = 20
+
 
 def as_list(value, what):
     if value is None:

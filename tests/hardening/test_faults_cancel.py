@@ -20,6 +20,7 @@ import pytest
 from rq.job import Job
 
 from borgfleet_ui import jobs, queue as q
+from borgfleet_ui.kinds import KINDS
 from uilib import add_ssh_pair, descendants, drop_local_backup, job_row, make_local_backup, wait_for, wait_job
 from tests.lib import fleet as fl
 from tests.lib.borgrepo import BorgRepo
@@ -268,7 +269,7 @@ def test_lock_wait_counts_in_the_budget_and_stops_on_cancel(api, db, redis, tmp_
     other = "a-job-holding-the-repository"
     assert q.try_lock(redis, "budget-cl/data", other, 300) is None
     budget = jobs.MIN_RUN + 5
-    monkeypatch.setitem(q.KINDS["backup"], "timeout", budget)
+    monkeypatch.setitem(KINDS, "backup", KINDS["backup"]._replace(timeout=budget))
     try:
         # RQ's own timeout is past the budget and the stop hold: it never kills a running playbook.
         first = api("operator").post(f"/api/backup-jobs/{bj['id']}/run").json["job_id"]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from rq import Queue
 
-from borgfleet_ui import db as dbm, queue as q
+from borgfleet_ui import db as dbm
+from borgfleet_ui.kinds import queue_order
 from tests.lib.borgrepo import BorgRepo
 from uilib import wait_for, wait_job
 
@@ -233,15 +234,14 @@ def test_a_pickled_job_planted_in_redis_never_runs(api, db, redis, start_worker,
     m = marker()
     planted_id = f"planted-{uuid.uuid4().hex[:8]}"
     # RQ's default serializer is pickle: enqueued as an attacker would, on our first queue.
-    Queue(q.queue_name(q.QUEUE_ORDER[0]), connection=redis).enqueue("borgfleet_ui.jobs.run_job", Planted(m),
-                                                                    job_id=planted_id)
+    Queue(queue_order()[0], connection=redis).enqueue("borgfleet_ui.jobs.run_job", Planted(m), job_id=planted_id)
     assert b"\x80" in zlib.decompress(redis.hget(f"rq:job:{planted_id}", "data"))   # a pickle, stored
     op = api("operator")
     cl = api("admin").post("/api/servers", json={"name": "inj-pickle", "role": "client", "connection": "local",
                                                  "local_pool_path": str(tmp_path / "repos"),
                                                  "vars": {"borgfleet_borg_base_dir": str(tmp_path / "base")}}).json
     w = start_worker(62)
-    wait_for(lambda: not redis.lrange(f"rq:queue:{q.queue_name(q.QUEUE_ORDER[0])}", 0, -1), timeout=60,
+    wait_for(lambda: not redis.lrange(f"rq:queue:{queue_order()[0]}", 0, -1), timeout=60,
              what="the worker to take the planted job")
     # A normal job still runs on the same worker.
     job = wait_job(db, op.post(f"/api/servers/{cl['id']}/setup").json["job_id"])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from borgfleet_ui import fleet as fleet_mod
 from borgfleet_ui import openapi
+from borgfleet_ui.contract import contract
 from borgfleet_ui.db import execute, query
 from tests.lib import fleet as fl
 
@@ -147,7 +147,7 @@ def test_documented_vars_are_accepted_and_stored_as_given(api):
 
 def test_openapi_lists_exactly_the_accepted_vars():
     props = openapi.SCHEMAS["Server"]["properties"]["vars"]
-    assert set(props["properties"]) == set(fleet_mod.contract.HOST_VARS) and props["additionalProperties"] is False
+    assert set(props["properties"]) == set(contract.HOST_VARS) and props["additionalProperties"] is False
 
 
 def test_only_admins_set_or_change_vars(api, db):

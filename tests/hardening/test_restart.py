@@ -152,7 +152,7 @@ def test_backup_survives_a_restart(private, service, tmp_path):
             # borg then goes on for three heartbeat TTLs, long enough for the scheduler's sweeps.
             private.redis.restart(down=3)
             # The running job takes its repository lock again (a second job of it must keep waiting).
-            rr = q.redis_conn(cfg)
+            rr = dbm.connect_redis(cfg)
             wait_for(lambda: rr.get(q.lock_key(f"rs-{service}/data")) == job_id.encode(),
                      timeout=4 * q.HEARTBEAT_TTL, what="the repository lock to be held again")
             time.sleep(3 * q.HEARTBEAT_TTL)
@@ -203,7 +203,7 @@ def test_no_job_is_judged_abandoned_right_after_a_redis_restart(private):
     write theirs again meanwhile) before it judges; a job whose worker is really gone still ends
     abandoned after that."""
     cfg = private.cfg
-    conn, r = dbm.connect(cfg), q.redis_conn(cfg)
+    conn, r = dbm.connect(cfg), dbm.connect_redis(cfg)
     try:
         job_id = q.create_job_row(conn, "backup")
         dbm.execute(conn, "UPDATE jobs SET status='running', started_at=UTC_TIMESTAMP(3) - INTERVAL 60 SECOND"

@@ -66,7 +66,7 @@ def bounded(fn, limit):
 
 
 def test_redis_read_timeout_on_a_hung_server(silent_server):
-    r = q.redis_conn({"REDIS_URL": f"redis://127.0.0.1:{silent_server}/0", "REDIS_SOCKET_TIMEOUT": 1,
+    r = dbm.connect_redis({"REDIS_URL": f"redis://127.0.0.1:{silent_server}/0", "REDIS_SOCKET_TIMEOUT": 1,
                       "REDIS_CONNECT_TIMEOUT": 1, "REDIS_RETRY_SECONDS": 5})
     exc, took = bounded(r.ping, 20)
     assert took is not None, "PING to a server that never answers is still waiting after 20 s"

@@ -11,7 +11,9 @@ import pytest
 from rq import Queue
 
 from borgfleet_ui import db as dbm
-from borgfleet_ui import fleet, queue as q
+from borgfleet_ui import queue as q
+from borgfleet_ui.fleet import backup_jobs
+from borgfleet_ui.kinds import KINDS
 from borgfleet_ui import scheduler as schedmod
 from uilib import drop_local_backup, make_local_backup, wait_for
 
@@ -108,7 +110,7 @@ def test_stale_scheduler_losing_the_compare_and_set_enqueues_nothing(ui_env, db,
     dbm.execute(db, "UPDATE backup_jobs SET next_run_at=%s WHERE id=%s", (due, bj["id"]))
     active, stale = scheduler(ui_env, "active"), scheduler(ui_env, "stale")
     # Both see it due; the stale one's view is kept from before the active one fired.
-    sched = schedmod.SCHEDULES[0]
+    sched = KINDS["backup"]
     seen = dbm.query(db, "SELECT id, next_run_at FROM backup_jobs WHERE id=%s AND next_run_at <= %s",
                      (bj["id"], utcnow()), one=True)
     assert seen and seen["next_run_at"] == due
@@ -135,12 +137,12 @@ def test_ten_thousand_missed_runs_cost_a_bounded_number_of_cron_steps(ui_env, db
     stale = now - timedelta(minutes=missed_true - 1)   # runs at stale, stale+1 min, ..., now
     dbm.execute(db, "UPDATE backup_jobs SET next_run_at=%s WHERE id=%s", (stale, bj["id"]))
     calls = []
-    real = fleet.next_run
+    real = backup_jobs.next_run
 
     def counted(*a, **kw):
         calls.append(a)
         return real(*a, **kw)
-    monkeypatch.setattr(schedmod.fleet, "next_run", counted)
+    monkeypatch.setattr(schedmod.backup_jobs, "next_run", counted)
     s = scheduler(ui_env, "many")
     assert s.hold_lock()
     wait = s.tick()

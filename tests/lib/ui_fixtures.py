@@ -13,7 +13,7 @@ import pytest
 # uilib as the top-level module the test files import (one module object, one state).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ui"))
 from uilib import WorkerProc, claim_redis_db  # noqa: E402  (also puts ui/ on sys.path)
-from borgfleet_ui import create_app, db as dbm, queue as q, secret_store  # noqa: E402
+from borgfleet_ui import create_app, db as dbm, secret_store  # noqa: E402
 from borgfleet_ui.auth import create_token, create_user  # noqa: E402
 from borgfleet_ui.config import load_config  # noqa: E402
 
@@ -36,7 +36,7 @@ def ui_env(tmp_path_factory):
     conn = dbm.connect(cfg)
     assert dbm.upgrade(conn) == [v for v, _ in dbm.migrations()]
     conn.close()
-    r = q.redis_conn(cfg)
+    r = dbm.connect_redis(cfg)
     r.flushdb()
     yield cfg
     r.flushdb()
@@ -70,7 +70,7 @@ def db(ui_env):
 
 @pytest.fixture(scope="session")
 def redis(ui_env):
-    return q.redis_conn(ui_env)
+    return dbm.connect_redis(ui_env)
 
 
 @pytest.fixture(scope="session")

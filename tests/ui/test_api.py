@@ -278,6 +278,7 @@ def test_run_now_queues_and_cancel_before_start(api, db, redis, start_worker, tm
     from rq import Queue
     from rq.job import Job
     from borgfleet_ui import queue as q
+    from borgfleet_ui.kinds import KINDS
     op = api("operator")
     cl = api("admin").post("/api/servers", json={"name": "cl-cancel", "role": "client", "connection": "local",
                                                  "local_pool_path": "/var/tmp/none"}).json
@@ -288,7 +289,7 @@ def test_run_now_queues_and_cancel_before_start(api, db, redis, start_worker, tm
     job_id = resp.json["job_id"]
     rq_job = Queue(q.queue_name("backup"), connection=redis, serializer=q.SERIALIZER).fetch_job(job_id)
     # RQ's own timeout is past the job's budget (lock wait and playbook): it never kills a running playbook.
-    assert rq_job is not None and rq_job.timeout == q.rq_timeout("backup") > q.KINDS["backup"]["timeout"]
+    assert rq_job is not None and rq_job.timeout == q.rq_timeout("backup") > KINDS["backup"].timeout
     assert api("viewer").post(f"/api/jobs/{job_id}/cancel").status_code == 403
     assert op.post(f"/api/jobs/{job_id}/cancel").json["status"] == "canceled"
     assert op.post(f"/api/jobs/{job_id}/cancel").status_code == 400   # already final
@@ -320,3 +321,38 @@ def test_queued_job_lost_from_redis_is_marked_failed(api, db, redis):
     row = api("viewer").get(f"/api/jobs/{job_id}").json
     assert row["status"] == "failed" and "lost" in row["error"]
     op.delete(f"/api/servers/{cl['id']}")
+
+
+def test_list_filters_and_cursors(api, db):
+    from borgfleet_ui import queue as q
+    admin, op, viewer = api("admin"), api("operator"), api("viewer")
+    cl = admin.post("/api/servers", json={"name": "cl-filter", "role": "client", "connection": "local",
+                                          "local_pool_path": "/var/tmp/none"}).json
+    bs = admin.post("/api/servers", json={"name": "bs-filter", "role": "backup_server", "address": "127.0.0.9"}).json
+    bjs = [op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": f"f{i}", "paths": ["/etc"],
+                                              "passphrase": "p" * 12}).json for i in range(3)]
+    try:
+        clients = viewer.get("/api/servers", query_string={"role": "client", "limit": 200}).json["items"]
+        assert cl["id"] in [s["id"] for s in clients] and {s["role"] for s in clients} == {"client"}
+        servers = viewer.get("/api/servers", query_string={"role": "backup_server", "limit": 200}).json["items"]
+        assert bs["id"] in [s["id"] for s in servers] and {s["role"] for s in servers} == {"backup_server"}
+        assert viewer.get("/api/servers", query_string={"role": "x"}).status_code == 400
+        mine = viewer.get("/api/backup-jobs", query_string={"client_id": cl["id"], "limit": 2}).json
+        assert [b["name"] for b in mine["items"]] == ["f2", "f1"] and mine["next_before"] == bjs[1]["id"]
+        rest = viewer.get("/api/backup-jobs", query_string={"client_id": cl["id"], "before": mine["next_before"]}).json
+        assert [b["name"] for b in rest["items"]] == ["f0"] and rest["next_before"] is None
+        ids = [q.create_job_row(db, "backup", backup_job_id=bjs[0]["id"], status=s, error="filter test")
+               for s in ("failed", "missed", "failed")]
+        failed = viewer.get("/api/jobs", query_string={"status": "failed", "backup_job_id": bjs[0]["id"],
+                                                       "limit": 1}).json
+        assert [j["id"] for j in failed["items"]] == [ids[2]]
+        older = viewer.get("/api/jobs", query_string={"status": "failed", "backup_job_id": bjs[0]["id"],
+                                                      "before": failed["next_before"]}).json["items"]
+        assert [j["id"] for j in older] == [ids[0]]
+        every = viewer.get("/api/jobs", query_string={"backup_job_id": bjs[0]["id"]}).json["items"]
+        assert [j["id"] for j in every] == ids[::-1]
+    finally:
+        for b in bjs:
+            op.delete(f"/api/backup-jobs/{b['id']}")
+        op.delete(f"/api/servers/{cl['id']}")
+        op.delete(f"/api/servers/{bs['id']}")

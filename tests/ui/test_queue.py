@@ -1,9 +1,10 @@
 """Queue behaviour with real RQ workers: the live log, one job per repository at a time, a
-killed worker's job ends abandoned (never 'running' forever), a canceled run ends canceled."""
+killed worker's job ends abandoned (never 'running' forever), a canceled run ends canceled;
+the job log's numbering (real MariaDB)."""
 import os
 import time
 
-from borgfleet_ui import queue as q
+from borgfleet_ui import db as dbm, queue as q
 from uilib import job_row, make_local_backup, drop_local_backup, wait_for, wait_job
 from tests.lib.borgrepo import BorgRepo
 
@@ -77,3 +78,47 @@ def test_killed_worker_leaves_job_abandoned(api, db, redis, start_worker, tmp_pa
     assert "in use by job" not in "\n".join(api("viewer").get(f"/api/jobs/{again}/log").json["lines"])
     assert not redis.exists(q.lock_key("kill-cl/data"))
     drop_local_backup(api, cl, bj)
+
+
+def _selects(conn):
+    """SELECT statements this MariaDB session has run (SHOW is not counted)."""
+    return int(dbm.query(conn, "SHOW SESSION STATUS LIKE 'Com_select'", one=True)["Value"])
+
+
+def _log_lines(db, job_id):
+    return [(row["n"], row["line"]) for row in dbm.query(db, "SELECT n, line FROM job_log WHERE job_id=%s ORDER BY n",
+                                                         (job_id,))]
+
+
+def test_job_log_numbers_lines_without_a_query_per_append(ui_env, db):
+    job_id = q.create_job_row(db, "backup", status="canceled", error="job log test")
+    conn = dbm.connect(ui_env)
+    try:
+        joblog = q.JobLog(conn, job_id)
+        before = _selects(conn)
+        for i in range(50):
+            assert joblog.append([f"event {i} a", f"event {i} b"]) == 2 * (i + 1)
+        # The log's end was read once, for the first append; the other 49 wrote only.
+        assert _selects(conn) - before == 1
+        assert _log_lines(db, job_id) == [(k + 1, f"event {k // 2} {'ab'[k % 2]}") for k in range(100)]
+
+        # Another writer (the sweep of an abandoned job) adds a line: the next append continues after it.
+        q.append_log(db, job_id, ["from the sweep"])
+        assert joblog.append(["after the sweep"]) == 102
+        assert _log_lines(db, job_id)[-2:] == [(101, "from the sweep"), (102, "after the sweep")]
+
+        # The connection is killed (MariaDB restarted): the append reconnects, reads the end again
+        # and numbers on from there, no line lost or doubled.
+        dbm.execute(db, "KILL CONNECTION %s", (conn.thread_id(),))
+        assert joblog.append(["after the reconnect"]) == 103
+        assert joblog.append(["and on"]) == 104
+
+        # A retried attempt of the job (a new work horse) starts its own log object: it continues too.
+        again = q.JobLog(conn, job_id)
+        assert again.append(["*** attempt 2 ***"]) == 105
+        lines = _log_lines(db, job_id)
+        assert [n for n, _ in lines] == list(range(1, 106))
+        assert lines[-3:] == [(103, "after the reconnect"), (104, "and on"), (105, "*** attempt 2 ***")]
+    finally:
+        conn.close()
+        dbm.execute(db, "DELETE FROM jobs WHERE id=%s", (job_id,))

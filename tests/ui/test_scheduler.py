@@ -10,7 +10,8 @@ import pytest
 from rq import Queue
 
 from borgfleet_ui import db as dbm
-from borgfleet_ui import fleet, queue as q
+from borgfleet_ui import queue as q
+from borgfleet_ui.fleet import backup_jobs
 from borgfleet_ui.scheduler import LOCK
 from uilib import REPO, drop_local_backup, make_local_backup, wait_for, worker_env
 
@@ -116,13 +117,13 @@ def test_due_verification_fires_and_backups_stay_on_their_own_schedule(api, db, 
 def test_cron_in_time_zone_across_dst():
     # 03:00 Europe/Berlin is 02:00 UTC in winter (CET) and 01:00 UTC in summer (CEST).
     before = datetime(2026, 3, 28, 12, 0, tzinfo=timezone.utc)
-    assert fleet.next_run("0 3 * * *", "Europe/Berlin", before) == datetime(2026, 3, 29, 1, 0)
-    assert fleet.next_run("0 3 * * *", "Europe/Berlin", datetime(2026, 3, 27, 12, tzinfo=timezone.utc)) \
+    assert backup_jobs.next_run("0 3 * * *", "Europe/Berlin", before) == datetime(2026, 3, 29, 1, 0)
+    assert backup_jobs.next_run("0 3 * * *", "Europe/Berlin", datetime(2026, 3, 27, 12, tzinfo=timezone.utc)) \
         == datetime(2026, 3, 28, 2, 0)
     # Autumn: back to CET.
-    assert fleet.next_run("0 3 * * *", "Europe/Berlin", datetime(2026, 10, 25, 12, tzinfo=timezone.utc)) \
+    assert backup_jobs.next_run("0 3 * * *", "Europe/Berlin", datetime(2026, 10, 25, 12, tzinfo=timezone.utc)) \
         == datetime(2026, 10, 26, 2, 0)
-    assert fleet.next_run("30 1 * * *", "UTC", before) == datetime(2026, 3, 29, 1, 30)
+    assert backup_jobs.next_run("30 1 * * *", "UTC", before) == datetime(2026, 3, 29, 1, 30)
 
 
 def cleanup(api, db, redis, cl, bj):

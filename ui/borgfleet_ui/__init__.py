@@ -3,7 +3,7 @@ import datetime
 import decimal
 import secrets
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -71,11 +71,5 @@ def create_app(test_config=None):
             return jsonify(error=e.description), e.code
         # Rendered by Jinja (autoescaped): whatever a description echoes stays text.
         return render_template("message.html", title=f"{e.code} {e.name}", message=e.description), e.code
-
-    @app.teardown_appcontext
-    def _close_redis(_exc=None):
-        r = g.pop("redis", None)
-        if r is not None:
-            r.close()
 
     return app

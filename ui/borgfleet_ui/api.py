@@ -1,22 +1,16 @@
 """REST API under /api (JSON). Documented in openapi.json, served at /api/openapi.json."""
-import json
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import auth, fleet, secret_store, workers
 from . import openapi as openapi_doc
 from .auth import has_role, role
-from .db import execute, get_db, query
-from .queue import redis_conn
+from .contract import contract
+from .db import execute, get_db, get_redis, query
+from .fleet.common import matching
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-
-def r():
-    if "redis" not in g:
-        g.redis = redis_conn(current_app.config)
-    return g.redis
 
 
 def body():
@@ -75,7 +69,7 @@ def health():
     except Exception as e:  # health reports, never raises
         out["db"], code = f"error: {type(e).__name__}", 503
     try:
-        r().ping()
+        get_redis().ping()
     except Exception as e:
         out["redis"], code = f"error: {type(e).__name__}", 503
     return jsonify(status="ok" if code == 200 else "degraded", **out), code
@@ -98,53 +92,50 @@ def me():
 @role("viewer")
 def servers_list():
     limit, before = fleet.page_args(request.args)
-    return page(fleet.list_servers(get_db(), request.args.get("role"), limit, before))
+    return page(fleet.servers.list_servers(get_db(), request.args.get("role"), limit, before))
 
 
 @bp.post("/servers")
 @role("operator")
 def servers_create():
-    return jsonify(fleet.create_server(get_db(), body(), admin=has_role(g.user, "admin"))), 201
+    return jsonify(fleet.servers.create_server(get_db(), body(), admin=has_role(g.user, "admin"))), 201
 
 
 @bp.get("/servers/<int:sid>")
 @role("viewer")
 def servers_get(sid):
-    return jsonify(fleet.get_server(get_db(), sid))
+    return jsonify(fleet.servers.get_server(get_db(), sid))
 
 
 @bp.put("/servers/<int:sid>")
 @role("operator")
 def servers_update(sid):
-    return jsonify(fleet.update_server(get_db(), sid, body(), admin=has_role(g.user, "admin")))
+    return jsonify(fleet.servers.update_server(get_db(), sid, body(), admin=has_role(g.user, "admin")))
 
 
 @bp.delete("/servers/<int:sid>")
 @role("operator")
 def servers_delete(sid):
-    fleet.delete_server(get_db(), sid)
+    fleet.servers.delete_server(get_db(), sid)
     return "", 204
 
 
 @bp.post("/servers/<int:sid>/setup")
 @role("operator")
 def servers_setup(sid):
-    return accepted(fleet.setup_server(get_db(), r(), sid, g.user["username"]))
+    return accepted(fleet.servers.setup_server(get_db(), get_redis(), sid, g.user["username"]))
 
 
 @bp.post("/servers/<int:sid>/collect-stats")
 @role("operator")
 def servers_collect(sid):
-    return accepted(fleet.collect_stats(get_db(), r(), sid, g.user["username"]))
+    return accepted(fleet.servers.collect_stats(get_db(), get_redis(), sid, g.user["username"]))
 
 
 @bp.get("/servers/<int:sid>/stats")
 @role("viewer")
 def servers_stats(sid):
-    fleet.get_server(get_db(), sid)
-    rows = query(get_db(), "SELECT collected_at, data_json FROM server_stats WHERE server_id=%s"
-                           " ORDER BY collected_at DESC LIMIT 100", (sid,))
-    return jsonify(items=[{"collected_at": x["collected_at"], "data": json.loads(x["data_json"])} for x in rows])
+    return jsonify(items=fleet.servers.server_stats(get_db(), sid))
 
 
 # --- storage pools ---
@@ -152,19 +143,19 @@ def servers_stats(sid):
 @role("viewer")
 def pools_list():
     sid = request.args.get("server_id", type=int)
-    return jsonify(items=fleet.list_pools(get_db(), sid))
+    return jsonify(items=fleet.pools.list_pools(get_db(), sid))
 
 
 @bp.post("/storage-pools")
 @role("operator")
 def pools_create():
-    return jsonify(fleet.create_pool(get_db(), body())), 201
+    return jsonify(fleet.pools.create_pool(get_db(), body())), 201
 
 
 @bp.delete("/storage-pools/<int:pid>")
 @role("operator")
 def pools_delete(pid):
-    fleet.delete_pool(get_db(), pid)
+    fleet.pools.delete_pool(get_db(), pid)
     return "", 204
 
 
@@ -173,50 +164,50 @@ def pools_delete(pid):
 @role("viewer")
 def bj_list():
     limit, before = fleet.page_args(request.args)
-    return page(fleet.list_backup_jobs(get_db(), request.args.get("client_id", type=int), limit, before))
+    return page(fleet.backup_jobs.list_backup_jobs(get_db(), request.args.get("client_id", type=int), limit, before))
 
 
 @bp.post("/backup-jobs")
 @role("operator")
 def bj_create():
-    return jsonify(fleet.create_backup_job(get_db(), r(), body())), 201
+    return jsonify(fleet.backup_jobs.create_backup_job(get_db(), get_redis(), body())), 201
 
 
 @bp.get("/backup-jobs/<int:bid>")
 @role("viewer")
 def bj_get(bid):
-    return jsonify(fleet.get_backup_job(get_db(), bid))
+    return jsonify(fleet.backup_jobs.get_backup_job(get_db(), bid))
 
 
 @bp.put("/backup-jobs/<int:bid>")
 @role("operator")
 def bj_update(bid):
-    return jsonify(fleet.update_backup_job(get_db(), r(), bid, body()))
+    return jsonify(fleet.backup_jobs.update_backup_job(get_db(), get_redis(), bid, body()))
 
 
 @bp.delete("/backup-jobs/<int:bid>")
 @role("operator")
 def bj_delete(bid):
-    fleet.delete_backup_job(get_db(), r(), bid)
+    fleet.backup_jobs.delete_backup_job(get_db(), get_redis(), bid)
     return "", 204
 
 
 @bp.post("/backup-jobs/<int:bid>/run")
 @role("operator")
 def bj_run(bid):
-    return accepted(fleet.run_backup(get_db(), r(), bid, g.user["username"]))
+    return accepted(fleet.backup_jobs.run(get_db(), get_redis(), "backup", bid, g.user["username"]))
 
 
 @bp.post("/backup-jobs/<int:bid>/verify")
 @role("operator")
 def bj_verify(bid):
-    return accepted(fleet.run_verify(get_db(), r(), bid, g.user["username"]))
+    return accepted(fleet.backup_jobs.run(get_db(), get_redis(), "verify", bid, g.user["username"]))
 
 
 @bp.post("/backup-jobs/<int:bid>/refresh-archives")
 @role("operator")
 def bj_refresh(bid):
-    return accepted(fleet.refresh_archives(get_db(), r(), bid, g.user["username"]))
+    return accepted(fleet.backup_jobs.run(get_db(), get_redis(), "list_archives", bid, g.user["username"]))
 
 
 # --- archives ---
@@ -224,19 +215,19 @@ def bj_refresh(bid):
 @role("viewer")
 def archives_list():
     limit, before = fleet.page_args(request.args)
-    return page(fleet.list_archives(get_db(), request.args.get("backup_job_id", type=int), limit, before))
+    return page(fleet.archives.list_archives(get_db(), request.args.get("backup_job_id", type=int), limit, before))
 
 
 @bp.get("/archives/<int:aid>")
 @role("viewer")
 def archives_get(aid):
-    return jsonify(fleet.get_archive(get_db(), aid))
+    return jsonify(fleet.archives.get_archive(get_db(), aid))
 
 
 @bp.delete("/archives/<int:aid>")
 @role("operator")
 def archives_delete(aid):
-    return accepted(fleet.delete_archive(get_db(), r(), aid, g.user["username"]))
+    return accepted(fleet.archives.delete_archive(get_db(), get_redis(), aid, g.user["username"]))
 
 
 # --- jobs ---
@@ -244,7 +235,7 @@ def archives_delete(aid):
 @role("viewer")
 def jobs_list():
     limit, before = fleet.page_args(request.args)
-    items = fleet.list_jobs(get_db(), request.args.get("status"), request.args.get("backup_job_id", type=int),
+    items = fleet.runs.list_jobs(get_db(), request.args.get("status"), request.args.get("backup_job_id", type=int),
                             limit, before)
     return page(items, "seq")
 
@@ -252,15 +243,15 @@ def jobs_list():
 @bp.get("/jobs/<job_id>")
 @role("viewer")
 def jobs_get(job_id):
-    return jsonify(fleet.get_job(get_db(), job_id))
+    return jsonify(fleet.runs.get_job(get_db(), job_id))
 
 
 @bp.get("/jobs/<job_id>/log")
 @role("viewer")
 def jobs_log(job_id):
-    job = fleet.get_job(get_db(), job_id)
+    job = fleet.runs.get_job(get_db(), job_id)
     after = request.args.get("after", 0, type=int)
-    lines = fleet.job_log(get_db(), job_id, after)
+    lines = fleet.runs.job_log(get_db(), job_id, after)
     return jsonify(status=job["status"], lines=[x["line"] for x in lines],
                    next=lines[-1]["n"] if lines else after)
 
@@ -268,21 +259,21 @@ def jobs_log(job_id):
 @bp.post("/jobs/<job_id>/cancel")
 @role("operator")
 def jobs_cancel(job_id):
-    fleet.cancel_job(get_db(), r(), job_id)
-    return jsonify(fleet.get_job(get_db(), job_id)), 202
+    fleet.runs.cancel_job(get_db(), get_redis(), job_id)
+    return jsonify(fleet.runs.get_job(get_db(), job_id)), 202
 
 
 # --- workers (admin) ---
 @bp.get("/workers")
 @role("admin")
 def workers_list():
-    return jsonify(items=workers.list_workers(r()), systemd=workers.systemd_running())
+    return jsonify(items=workers.list_workers(get_redis()), systemd=workers.systemd_running())
 
 
 @bp.post("/workers/<name>/<any(start, stop, restart):action>")
 @role("admin")
 def workers_control(name, action):
-    workers.control(r(), name, action)
+    workers.control(get_redis(), name, action)
     return jsonify(name=name, action=action), 202
 
 
@@ -296,13 +287,13 @@ def workers_logs(name):
 @bp.get("/settings")
 @role("viewer")
 def settings_get():
-    return jsonify(fleet.get_settings(get_db()))
+    return jsonify(fleet.settings.get_settings(get_db()))
 
 
 @bp.put("/settings")
 @role("admin")
 def settings_put():
-    return jsonify(fleet.update_settings(get_db(), body()))
+    return jsonify(fleet.settings.update_settings(get_db(), body()))
 
 
 # --- users and tokens ---
@@ -316,7 +307,7 @@ def users_list():
 @role("admin")
 def users_create():
     data = body()
-    name = fleet._match(fleet.USER_RE, data.get("username"), "username")
+    name = matching(contract.SERVER_USER_RE, data.get("username"), "username")   # as boring as an OS account
     if data.get("role") not in auth.ROLES:
         raise fleet.Invalid(f"role must be one of {auth.ROLES}")
     if query(get_db(), "SELECT id FROM users WHERE username=%s", (name,), one=True):
@@ -360,7 +351,7 @@ def users_update(uid):
 @role("viewer")
 def tokens_create():
     data = body()
-    name = fleet._match(fleet.NAME_RE, data.get("name"), "token name")
+    name = matching(contract.BACKUP_NAME_RE, data.get("name"), "token name")   # as boring as a backup name
     expires_at = auth.parse_expiry(data.get("expires_at"))
     token = auth.create_token(get_db(), g.user["id"], name, expires_at)
     # Shown once; only its hash is stored.

@@ -16,9 +16,8 @@ from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_t
 from redis.exceptions import RedisError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .db import execute, get_db, query
+from .db import execute, get_db, get_redis, query
 from .fleet import Invalid   # the API answers 400 with its message
-from .queue import redis_conn
 
 bp = Blueprint("auth", __name__)
 
@@ -98,12 +97,6 @@ def create_token(db, user_id, name, expires_at=None):
     execute(db, "INSERT INTO api_tokens (user_id, name, token_hash, expires_at) VALUES (%s, %s, %s, %s)",
             (user_id, name, hash_token(token), expires_at))
     return token
-
-
-def _redis():
-    if "redis" not in g:
-        g.redis = redis_conn(current_app.config)
-    return g.redis
 
 
 def _load_user():
@@ -238,7 +231,7 @@ def login():
     # The column's collation matches `ADMIN` and `ádmin ` to `admin`: count them all on the stored name.
     keys = _login_keys(user["username"] if user else username.lower())
     try:
-        r = _redis()
+        r = get_redis()
         wait = _take_attempt(r, keys)
     except RedisError:
         return render_template("login.html", error="Login is unavailable: the queue (Redis) cannot be reached."), 503

@@ -133,7 +133,7 @@ def worker(instance, burst):
     from rq import Worker
     from .workers import worker_name
     cfg = load_config()
-    r = q.redis_conn(cfg)
+    r = dbm.connect_redis(cfg)
     conn = dbm.connect(cfg)
     try:
         # A worker that died earlier may have left jobs "running": settle them first.

@@ -1,4 +1,5 @@
-"""MariaDB access (PyMySQL): one connection per request in `g`, versioned SQL migrations.
+"""The service's connections: MariaDB (PyMySQL; versioned SQL migrations) and Redis, each built
+in one place with the config's timeouts, and one of each per request in `g` (get_db, get_redis).
 
 Every query takes parameters (%s placeholders); no SQL is built from user data.
 
@@ -16,6 +17,10 @@ import time
 import pymysql
 import pymysql.cursors
 from flask import current_app, g
+from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry as RedisRetry
 
 from .config import db_params
 
@@ -57,10 +62,36 @@ def get_db():
     return g.db
 
 
-def close_db(_exc=None):
+def close_connections(_exc=None):
     db = g.pop("db", None)
     if db is not None:
         db.close()
+    r = g.pop("redis", None)
+    if r is not None:
+        r.close()
+
+
+def connect_redis(cfg):
+    """A Redis client with connect/read timeouts that reconnects while Redis restarts.
+
+    Only connection errors (and refused connects) are retried, for about REDIS_RETRY_SECONDS:
+    a read timeout means a command hung, and running it again could pop a job twice. RQ's worker
+    raises the read timeout of its own connection above its blocking dequeue; the scheduler keeps
+    its own above its BLPOP wait (scheduler.RENEW).
+    """
+    budget = float(cfg.get("REDIS_RETRY_SECONDS", 30))
+    return Redis.from_url(cfg["REDIS_URL"], socket_connect_timeout=cfg.get("REDIS_CONNECT_TIMEOUT", 5),
+                          socket_timeout=cfg.get("REDIS_SOCKET_TIMEOUT", 30), socket_keepalive=True,
+                          retry=RedisRetry(ExponentialBackoff(cap=1.0, base=0.1), int(budget) + 3,
+                                           supported_errors=(RedisConnectionError, OSError)),
+                          retry_on_error=[RedisConnectionError])
+
+
+def get_redis():
+    """The request's Redis client (closed with the request, like get_db's connection)."""
+    if "redis" not in g:
+        g.redis = connect_redis(current_app.config)
+    return g.redis
 
 
 def _retry(conn, budget, fn):
@@ -154,4 +185,4 @@ def _statements(text):
 
 
 def init_app(app):
-    app.teardown_appcontext(close_db)
+    app.teardown_appcontext(close_connections)

@@ -24,8 +24,10 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 
 from . import queue as q
+from . import results
 from .config import load_config
-from .db import connect, connection_lost, execute, query
+from .db import connect, connect_redis, connection_lost, execute, query
+from .kinds import KINDS
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,8 @@ class Heartbeat(threading.Thread):
 def run_job(job_id):
     cfg = load_config()
     db = connect(cfg)
-    r = q.redis_conn(cfg)
+    r = connect_redis(cfg)
+    joblog = q.JobLog(db, job_id)
     hb = Heartbeat(r, job_id)
     lock = row = None
     try:
@@ -86,17 +89,17 @@ def run_job(job_id):
         if row is None or row["status"] in q.FINAL:
             return "skipped"
         params = json.loads(row["params_json"] or "{}")
-        spec = q.KINDS[row["kind"]]
+        spec = KINDS[row["kind"]]
         # One budget for the whole job, the wait for the repository lock included; RQ's own
         # timeout (q.rq_timeout) is longer, so RQ never kills a running playbook.
-        deadline = time.monotonic() + spec["timeout"]
+        deadline = time.monotonic() + spec.timeout
         rq_job = get_current_job()
         execute(db, "UPDATE jobs SET status='waiting', started_at=UTC_TIMESTAMP(3), worker=%s,"
                     " error=NULL WHERE id=%s", (rq_job.worker_name if rq_job else None, job_id))
         hb.start()
-        run = PlaybookRun(cfg, db, r, row, params, spec)
+        run = PlaybookRun(cfg, db, r, row, params, spec, joblog)
         if params.get("lock"):
-            if not _wait_for_lock(db, r, job_id, params["lock"], deadline, run.cancelled):
+            if not _wait_for_lock(joblog, r, params["lock"], deadline, run.cancelled):
                 q.finish(db, job_id, "canceled", error="canceled by a user while waiting for the repository")
                 return "canceled"
             lock = params["lock"]
@@ -104,17 +107,17 @@ def run_job(job_id):
         execute(db, "UPDATE jobs SET status='running' WHERE id=%s", (job_id,))
         run.run(timeout=max(MIN_RUN, int(deadline - time.monotonic())))
         if lock and run.status in ("canceled", "timeout"):
-            _let_borg_stop(db, job_id)
+            _let_borg_stop(joblog)
         if run.status == "canceled":
             q.finish(db, job_id, "canceled", error="canceled by a user", rc=run.rc)
             return "canceled"
         if run.status != "successful" or run.rc != 0:
-            raise JobError(run.failure_message(), result=failed_results(row, run))
-        result = record_results(db, row, params, run)
+            raise JobError(run.failure_message(), result=results.failed(row, run.report()))
+        result = results.record(db, row, params, run.report())
         q.finish(db, job_id, "succeeded", rc=0, result=result)
         return "succeeded"
     except Exception as e:
-        _failed(db, job_id, row["kind"] if row else "", str(e) or repr(e), getattr(e, "result", None))
+        _failed(db, joblog, row["kind"] if row else "", str(e) or repr(e), getattr(e, "result", None))
         raise
     finally:
         if lock:
@@ -123,33 +126,33 @@ def run_job(job_id):
         db.close()
 
 
-def _failed(db, job_id, kind, msg, result=None):
+def _failed(db, joblog, kind, msg, result=None):
     rq_job = get_current_job()
-    if rq_job is not None and q.KINDS.get(kind, {}).get("retry") and (rq_job.retries_left or 0) > 0:
-        q.append_log(db, job_id, [f"*** attempt failed: {msg}; retrying ({rq_job.retries_left} left) ***"])
-        execute(db, "UPDATE jobs SET status='queued', error=%s WHERE id=%s", (msg, job_id))
+    if rq_job is not None and kind in KINDS and KINDS[kind].retry and (rq_job.retries_left or 0) > 0:
+        joblog.append([f"*** attempt failed: {msg}; retrying ({rq_job.retries_left} left) ***"])
+        execute(db, "UPDATE jobs SET status='queued', error=%s WHERE id=%s", (msg, joblog.job_id))
     else:
-        q.append_log(db, job_id, [f"*** job failed: {msg} ***"])
-        q.finish(db, job_id, "failed", error=msg, result=result)
+        joblog.append([f"*** job failed: {msg} ***"])
+        q.finish(db, joblog.job_id, "failed", error=msg, result=result)
 
 
 # A playbook gets at least this many seconds; a lock wait leaving less fails the job instead.
 MIN_RUN = 60
 
 
-def _wait_for_lock(db, r, job_id, name, deadline, cancelled):
+def _wait_for_lock(joblog, r, name, deadline, cancelled):
     """Wait (status 'waiting') until no other job holds this repository's lock; False if the job
     was canceled meanwhile. The wait counts in the job's budget (it ends at ``deadline``)."""
     said = None
     while True:
         # The lock outlives anything this job can do: past RQ's timeout the job is dead.
-        holder = q.try_lock(r, name, job_id, int(deadline - time.monotonic()) + q.RQ_MARGIN + 60)
+        holder = q.try_lock(r, name, joblog.job_id, int(deadline - time.monotonic()) + q.RQ_MARGIN + 60)
         if holder is None:
             return True
         if cancelled():
             return False
         if holder != said:
-            q.append_log(db, job_id, [f"waiting: repository {name} is in use by job {holder}"])
+            joblog.append([f"waiting: repository {name} is in use by job {holder}"])
             said = holder
         if deadline - time.monotonic() < MIN_RUN:
             raise JobError(f"repository {name} stayed locked by job {holder} for this job's whole time budget; "
@@ -157,12 +160,12 @@ def _wait_for_lock(db, r, job_id, name, deadline, cancelled):
         time.sleep(1)
 
 
-def _let_borg_stop(db, job_id):
+def _let_borg_stop(joblog):
     """The playbook was stopped (canceled, timed out). On each host borg gets SIGINT, then SIGKILL
-    after q.BORG_STOP_GRACE s (plugins/module_utils/_process.py); over SSH the worker cannot see it
-    end, so the repository stays locked (heartbeat on) until that bound has passed."""
-    q.append_log(db, job_id, [f"*** playbook stopped: the repository stays locked {q.STOP_HOLD} s while borg "
-                              "stops on the hosts (SIGINT, then SIGKILL) ***"])
+    after the contract's BORG_STOP_GRACE s (plugins/module_utils/_process.py); over SSH the worker
+    cannot see it end, so the repository stays locked (heartbeat on) until that bound has passed."""
+    joblog.append([f"*** playbook stopped: the repository stays locked {q.STOP_HOLD} s while borg "
+                   "stops on the hosts (SIGINT, then SIGKILL) ***"])
     time.sleep(q.STOP_HOLD)
 
 
@@ -195,13 +198,27 @@ def write_playbook_guard(directory):
     return path
 
 
-class PlaybookRun:
-    """One ansible_runner.run bound to one job row: streams events to the log, collects results."""
+# Result keys whose roles do not record them with set_stats yet: read from the role's result
+# task instead, in the shape set_stats would give (per host: {host: msg}; else the msg lists of
+# all hosts joined, as set_stats aggregates lists). A row goes when its role sets its stats.
+RESULT_TASKS = {
+    "borgfleet_repository": ("borgfleet repository result", False),
+    "borgfleet_list_archives": ("borgfleet list_archives result", False),
+    "borgfleet_stats": ("borgfleet stats result", True),
+}
 
-    def __init__(self, cfg, db, r, row, params, spec):
+
+class PlaybookRun:
+    """One ansible_runner.run bound to one job row: streams events to the job's log, keeps the
+    run's stats (set_stats, in runner's playbook_on_stats event) for the job's result."""
+
+    def __init__(self, cfg, db, r, row, params, spec, joblog):
         self.cfg, self.db, self.r, self.row, self.params, self.spec = cfg, db, r, row, params, spec
-        self.job_id = row["id"]
-        self.results = []      # (host, task name, res) of tasks named "borgfleet ... result"
+        self.job_id, self.joblog = row["id"], joblog
+        self.stats = {}        # what the playbook recorded with set_stats
+        # The kind's result task, for a key in RESULT_TASKS, and what it printed: [(host, msg)].
+        self.result_task, self.per_host = RESULT_TASKS.get(spec.result_key, (None, False))
+        self.task_results = []
         self.failures = []     # (host, task, msg)
         self.verbose = []      # output outside tasks (inventory and start-up errors)
         self.status, self.rc = None, None
@@ -210,14 +227,24 @@ class PlaybookRun:
         # Writes not yet in MariaDB (it was unreachable): the playbook's start time and log lines.
         self.pending_start, self.pending_log = None, []
         self.db_down_at = None   # monotonic time of the last failed write, None while MariaDB answers
-        self.timeout = spec["timeout"]
+        self.timeout = spec.timeout
+
+    def report(self):
+        """What the playbook reported under its kind's result_key (None: nothing)."""
+        if self.spec.result_key in self.stats:
+            return self.stats[self.spec.result_key]
+        if not self.task_results:
+            return None
+        if self.per_host:
+            return dict(self.task_results)
+        return [e for _, msg in self.task_results if isinstance(msg, list) for e in msg]
 
     def run(self, timeout=None):
         self.timeout = timeout or self.timeout
         root = self.cfg["COLLECTION_ROOT"]
-        playbook = os.path.join(root, "playbooks", self.spec["playbook"])
+        playbook = os.path.join(root, "playbooks", self.spec.playbook)
         if not os.path.isfile(playbook):
-            raise JobError(f"playbook {self.spec['playbook']} is missing from {root}/playbooks")
+            raise JobError(f"playbook {self.spec.playbook} is missing from {root}/playbooks")
         os.makedirs(self.cfg["RUN_DIR"], exist_ok=True)
         pdd = tempfile.mkdtemp(prefix=f"job-{self.job_id}-", dir=self.cfg["RUN_DIR"])
         password = None
@@ -257,25 +284,26 @@ class PlaybookRun:
             remove_tree(pdd)
 
     def on_event(self, event):
-        if event.get("event") == "playbook_on_start":
+        etype = event.get("event")
+        if etype == "playbook_on_start":
             self.pending_start = datetime.now(timezone.utc).replace(tzinfo=None)
         stdout = event.get("stdout")
         if stdout:
             self.pending_log.extend(stdout.splitlines())
         self.save()
-        if stdout:
-            if event.get("event") == "verbose":
-                self.verbose.append(stdout)
+        if stdout and etype == "verbose":
+            self.verbose.append(stdout)
         data = event.get("event_data") or {}
         name = (data.get("task") or "").strip()
         res = data.get("res")
-        if event.get("event") == "runner_on_ok" and name.startswith("borgfleet ") \
-                and name.endswith(" result") and isinstance(res, dict):
-            self.results.append((data.get("host"), name, res))
-        elif event.get("event") in ("runner_on_failed", "runner_on_unreachable") \
-                and not data.get("ignore_errors"):
+        if etype == "playbook_on_stats":
+            self.stats = data.get("artifact_data") or {}
+        elif etype == "runner_on_ok" and self.result_task and name == self.result_task \
+                and isinstance(res, dict) and "msg" in res:
+            self.task_results.append((data.get("host"), res["msg"]))
+        elif etype in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             msg = res.get("msg") if isinstance(res, dict) else None
-            self.failures.append((data.get("host"), name, msg or event.get("event")))
+            self.failures.append((data.get("host"), name, msg or etype))
         return False  # nothing to keep on disk: the log is in MariaDB
 
     def cancelled(self):
@@ -315,7 +343,7 @@ class PlaybookRun:
                         (self.pending_start, self.job_id), retry=retry)
                 self.pending_start = None
             if self.pending_log:
-                q.append_log(self.db, self.job_id, self.pending_log, retry=retry)
+                self.joblog.append(self.pending_log, retry=retry)
                 self.pending_log = []
         except pymysql.err.Error as e:
             if final or not connection_lost(e):
@@ -337,7 +365,7 @@ class PlaybookRun:
             return f"the fleet inventory failed: {m.group(1)}"
         if self.status == "timeout":
             return f"the playbook ran longer than its time budget ({self.timeout} s) and was stopped"
-        return f"playbook {self.spec['playbook']} ended {self.status} (rc {self.rc})"
+        return f"playbook {self.spec.playbook} ended {self.status} (rc {self.rc})"
 
 
 def remove_tree(path, attempts=10):
@@ -458,121 +486,3 @@ class SecretFifo:
         self.done.set()
         self.thread.join()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-# --- results from the playbooks' "borgfleet ... result" tasks ---
-
-def _find(obj, pred, depth=4):
-    """Depth-limited search for dicts matching pred (result tasks nest their payload)."""
-    if isinstance(obj, dict):
-        if pred(obj):
-            yield obj
-        elif depth:
-            for v in obj.values():
-                yield from _find(v, pred, depth - 1)
-    elif isinstance(obj, list) and depth:
-        for v in obj:
-            yield from _find(v, pred, depth - 1)
-
-
-def _is_archive(d):
-    return isinstance(d.get("name"), str) and isinstance(d.get("stats"), dict)
-
-
-def record_results(db, row, params, run):
-    kind = row["kind"]
-    if kind == "backup":
-        repo_id = params["repository_id"]
-        archives = [a for _, _, res in run.results for a in _find(res, _is_archive)]
-        if not archives:
-            raise JobError("backup.yml succeeded but reported no archive "
-                           "(no 'borgfleet backup result' task with archive name and stats)")
-        ids = [upsert_archive(db, repo_id, a) for a in archives]
-        execute(db, "UPDATE jobs SET archive_id=%s WHERE id=%s", (ids[-1], row["id"]))
-        return {"archives": [a["name"] for a in archives]}
-    if kind == "delete_archive":
-        # The playbook succeeded, so borg no longer has the archive.
-        execute(db, "DELETE FROM archives WHERE id=%s", (row["archive_id"],))
-        return {"deleted": params["extravars"]["borgfleet_archive"]}
-    if kind == "setup":
-        for sid in params.get("server_ids", []):
-            execute(db, "UPDATE servers SET setup_status='ok', setup_at=UTC_TIMESTAMP() WHERE id=%s", (sid,))
-        return {"servers": params.get("limit")}
-    if kind == "collect_stats":
-        names = {s["name"]: s["id"] for s in query(db, "SELECT id, name FROM servers")}
-        n = 0
-        # "borgfleet stats result" prints server_facts' `system` dict per host (docs/contract.md, Facts).
-        for host, name, res in run.results:
-            if name == "borgfleet stats result" and host in names and isinstance(res.get("msg"), dict):
-                execute(db, "INSERT INTO server_stats (server_id, data_json) VALUES (%s, %s)",
-                        (names[host], json.dumps(res["msg"], default=str)))
-                n += 1
-        if not n:
-            raise JobError("collect_stats.yml succeeded but reported no 'borgfleet stats result'")
-        return {"servers": n}
-    if kind == "list_archives":
-        return sync_archives(db, params, run)
-    if kind == "verify":
-        result = verify_report(run)
-        if not result["backups"]:
-            raise JobError("verify.yml succeeded but verified nothing (no 'borgfleet verify result' entry)")
-        return result
-    return None
-
-
-def failed_results(row, run):
-    """What a failed run still reported worth keeping: a verification's report says which backup
-    did not restore and why; other runs, which backups failed and the class of each failure
-    (error_kind: wrong_passphrase, locked, unreachable, no_space ... docs/contract.md)."""
-    if row["kind"] == "verify":
-        return verify_report(run)
-    failed = [{k: e.get(k) for k in ("backup", "client", "error_kind", "msg")}
-              for _, name, res in run.results if isinstance(res.get("msg"), list)
-              for e in res["msg"] if isinstance(e, dict) and e.get("failed")]
-    return {"failed": failed} if failed else None
-
-
-def verify_report(run):
-    """The "borgfleet verify result" entries (docs/contract.md): one per backup verified."""
-    backups = [e for host, name, res in run.results if name == "borgfleet verify result"
-               and isinstance(res.get("msg"), list) for e in res["msg"] if isinstance(e, dict)]
-    return {"passed": bool(backups) and all(e.get("passed") for e in backups), "backups": backups}
-
-
-def sync_archives(db, params, run):
-    """Make the repository's archive rows match borg's list: add new ones, drop vanished ones."""
-    repo_id, backup = params["repository_id"], params["extravars"]["borgfleet_backup"]
-    entries = [e for _, _, res in run.results for e in _find(res, lambda d: "archives" in d and d.get("backup") == backup)]
-    if not entries or not isinstance(entries[-1]["archives"], list):
-        raise JobError(f"list_archives.yml reported no archive list for backup {backup}")
-    listed = entries[-1]["archives"]
-    for a in listed:
-        upsert_archive(db, repo_id, a)
-    names = [a["name"] for a in listed]
-    gone = [r["id"] for r in query(db, "SELECT id, name FROM archives WHERE repository_id=%s", (repo_id,))
-            if r["name"] not in names]
-    for archive_id in gone:
-        execute(db, "DELETE FROM archives WHERE id=%s", (archive_id,))
-    return {"archives": len(names), "removed": len(gone)}
-
-
-def upsert_archive(db, repo_id, a):
-    s = a.get("stats") or {}
-    execute(db, "INSERT INTO archives (repository_id, name, borg_id, start_at, end_at, duration, nfiles,"
-                " original_size, compressed_size, deduplicated_size) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                # A plain listing has no figures: keep the ones recorded at backup time.
-                " ON DUPLICATE KEY UPDATE borg_id=COALESCE(VALUES(borg_id), borg_id),"
-                " start_at=COALESCE(VALUES(start_at), start_at), end_at=COALESCE(VALUES(end_at), end_at),"
-                " duration=COALESCE(VALUES(duration), duration), nfiles=COALESCE(VALUES(nfiles), nfiles),"
-                " original_size=COALESCE(VALUES(original_size), original_size),"
-                " compressed_size=COALESCE(VALUES(compressed_size), compressed_size),"
-                " deduplicated_size=COALESCE(VALUES(deduplicated_size), deduplicated_size)",
-            (repo_id, a["name"], a.get("id"), _dt(a.get("start")), _dt(a.get("end")), a.get("duration"),
-             s.get("nfiles"), s.get("original_size"), s.get("compressed_size"), s.get("deduplicated_size")))
-    return query(db, "SELECT id FROM archives WHERE repository_id=%s AND name=%s", (repo_id, a["name"]),
-                 one=True)["id"]
-
-
-def _dt(v):
-    # borg prints ISO times like 2026-11-25T23:40:01.000000; MariaDB takes them without the 'T'.
-    return v.replace("T", " ")[:26] if isinstance(v, str) else None

@@ -1,50 +1,38 @@
-"""The web/scheduler side of the queue: job kinds, enqueueing, repository locks, heartbeats.
+"""The web/scheduler side of the queue: enqueueing, repository locks, heartbeats, job logs.
 
-Jobs are enqueued by dotted path so this side never imports worker code. A job's row in
-`jobs` is keyed by its RQ job id and written before the RQ job exists.
+What each job kind is (playbook, queue, budget, retry, lock) is in kinds.py. Jobs are enqueued
+by dotted path so this side never imports worker code. A job's row in `jobs` is keyed by its
+RQ job id and written before the RQ job exists.
 """
 import json
 import logging
 import os
 import uuid
 
-from redis import Redis
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.retry import Retry as RedisRetry
+import pymysql
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
+from .contract import contract
 from .db import execute, query, retrying
+from .kinds import KINDS, queue_order
 
 log = logging.getLogger("borgfleet.queue")
 
-# playbook, the job's time budget in seconds (the wait for its repository lock and the playbook
-# run both count) and whether a retry is safe (idempotent playbooks only).
-KINDS = {
-    "setup": {"playbook": "setup.yml", "timeout": 3600, "retry": True},
-    "backup": {"playbook": "backup.yml", "timeout": 6 * 3600, "retry": False},
-    "delete_archive": {"playbook": "delete_archive.yml", "timeout": 1800, "retry": False},
-    "list_archives": {"playbook": "list_archives.yml", "timeout": 900, "retry": True},
-    "collect_stats": {"playbook": "collect_stats.yml", "timeout": 900, "retry": True},
-    # A retry could turn a flaky restore into a pass: a verification runs once.
-    "verify": {"playbook": "verify.yml", "timeout": 2 * 3600, "retry": False},
-}
-# Workers take queues in this order: user-facing quick work first, long backups last.
-QUEUE_ORDER = ["delete_archive", "setup", "list_archives", "collect_stats", "verify", "backup"]
 FINAL = ("succeeded", "failed", "abandoned", "canceled", "missed")
 # After a playbook is stopped (cancel, timeout) borg on the hosts gets SIGINT, then SIGKILL after
-# this many seconds (plugins/module_utils/_process.py STOP_GRACE); the worker keeps the repository
-# locked until that is over, plus a margin for noticing the playbook gone.
-BORG_STOP_GRACE = 20
-STOP_HOLD = BORG_STOP_GRACE + 10
+# the collection's BORG_STOP_GRACE seconds; the worker keeps the repository locked until that is
+# over, plus a margin for noticing the playbook gone.
+STOP_HOLD = contract.BORG_STOP_GRACE + 10
 # RQ kills a work horse past its job_timeout: that must never happen to a running playbook, so
 # RQ's timeout is the job's budget plus the stop hold plus time to record the outcome.
 RQ_MARGIN = STOP_HOLD + 120
 
 
 def rq_timeout(kind):
-    return KINDS[kind]["timeout"] + RQ_MARGIN
+    return KINDS[kind].timeout + RQ_MARGIN
+
+
 # A running job refreshes its heartbeat every TTL/3 s; without one for TTL s it is abandoned.
 HEARTBEAT_TTL = int(os.environ.get("BORGFLEET_HEARTBEAT_TTL", "30"))
 
@@ -55,41 +43,28 @@ SERIALIZER = JSONSerializer
 
 
 def queue_name(kind):
-    return f"borgfleet-{kind}"
-
-
-def redis_conn(cfg):
-    """A Redis client with connect/read timeouts that reconnects while Redis restarts.
-
-    Only connection errors (and refused connects) are retried, for about REDIS_RETRY_SECONDS:
-    a read timeout means a command hung, and running it again could pop a job twice. RQ's worker
-    raises the read timeout of its own connection above its blocking dequeue; the scheduler keeps
-    its own above its BLPOP wait (scheduler.RENEW).
-    """
-    budget = float(cfg.get("REDIS_RETRY_SECONDS", 30))
-    return Redis.from_url(cfg["REDIS_URL"], socket_connect_timeout=cfg.get("REDIS_CONNECT_TIMEOUT", 5),
-                          socket_timeout=cfg.get("REDIS_SOCKET_TIMEOUT", 30), socket_keepalive=True,
-                          retry=RedisRetry(ExponentialBackoff(cap=1.0, base=0.1), int(budget) + 3,
-                                           supported_errors=(RedisConnectionError, OSError)),
-                          retry_on_error=[RedisConnectionError])
+    return KINDS[kind].queue
 
 
 def queues(r):
-    return [Queue(queue_name(k), connection=r, serializer=SERIALIZER) for k in QUEUE_ORDER]
+    return [Queue(name, connection=r, serializer=SERIALIZER) for name in queue_order()]
 
 
 def create_job(db, r, kind, params=None, server_id=None, backup_job_id=None, archive_id=None,
-               user=None, lock=None):
-    """Insert the job row and enqueue it; returns the job id."""
+               user=None, repository=None):
+    """Insert the job row and enqueue it; returns the job id. repository (client/backup) names
+    the repository lock, taken by the worker when the kind takes one (kinds.py)."""
     spec = KINDS[kind]
     params = dict(params or {})
-    if lock:
-        params["lock"] = lock
+    if spec.locks_repository:
+        if not repository:
+            raise ValueError(f"a {kind} job needs the repository it locks")
+        params["lock"] = repository
     job_id = create_job_row(db, kind, server_id, backup_job_id, archive_id, params, user)
     try:
-        Queue(queue_name(kind), connection=r, serializer=SERIALIZER).enqueue(
+        Queue(spec.queue, connection=r, serializer=SERIALIZER).enqueue(
             "borgfleet_ui.jobs.run_job", job_id, job_id=job_id, job_timeout=rq_timeout(kind),
-            retry=Retry(max=2, interval=[10, 60]) if spec["retry"] else None,
+            retry=Retry(max=2, interval=[10, 60]) if spec.retry else None,
             result_ttl=86400, failure_ttl=7 * 86400)
     except Exception as e:
         finish(db, job_id, "failed", error=f"could not enqueue: {e}")
@@ -114,19 +89,53 @@ def finish(db, job_id, status, error=None, rc=None, result=None):
             (status, error, rc, json.dumps(result) if result is not None else None, job_id))
 
 
-def append_log(db, job_id, lines, retry=None):
-    """Append lines to a job's log; returns how many the log now has (retry: as db.query)."""
-    if not lines:
-        return None
+DUPLICATE_KEY = 1062   # MariaDB ER_DUP_ENTRY
 
-    def append():
-        # Numbered from the log's end at each attempt, so a retry after a reconnect continues it.
-        n = query(db, "SELECT COALESCE(MAX(n), 0) AS n FROM job_log WHERE job_id=%s", (job_id,), one=True, retry=0)["n"]
-        with db.cursor() as cur:
+
+class JobLog:
+    """A job's log, appended in order. The line numbers are counted here: the log's end is read
+    from the table once, and again only after a write that may or may not have landed (a lost
+    connection) or that met lines another process added (the sweep of an abandoned job)."""
+
+    def __init__(self, db, job_id):
+        self.db, self.job_id, self.n = db, job_id, None
+
+    def append(self, lines, retry=None):
+        """Append lines; returns how many the log now has (retry: as db.query)."""
+        if not lines:
+            return self.n
+        return retrying(self.db, lambda: self._write(lines), retry)
+
+    def _write(self, lines):
+        try:
+            if self.n is None:
+                self.n = self._end()
+            try:
+                self._insert(lines)
+            except pymysql.err.IntegrityError as e:
+                if e.args[0] != DUPLICATE_KEY:
+                    raise
+                self.n = self._end()   # another writer numbered lines meanwhile: continue after them
+                self._insert(lines)
+        except pymysql.err.Error:
+            self.n = None   # written or not is unknown: the next attempt reads the end again
+            raise
+        self.n += len(lines)
+        return self.n
+
+    def _end(self):
+        return query(self.db, "SELECT COALESCE(MAX(n), 0) AS n FROM job_log WHERE job_id=%s",
+                     (self.job_id,), one=True, retry=0)["n"]
+
+    def _insert(self, lines):
+        with self.db.cursor() as cur:
             cur.executemany("INSERT INTO job_log (job_id, n, line) VALUES (%s, %s, %s)",
-                            [(job_id, n + i + 1, line) for i, line in enumerate(lines)])
-        return n + len(lines)
-    return retrying(db, append, retry)
+                            [(self.job_id, self.n + i + 1, line) for i, line in enumerate(lines)])
+
+
+def append_log(db, job_id, lines):
+    """Append lines to the log of a job this process is not running (one read of its end)."""
+    return JobLog(db, job_id).append(lines)
 
 
 # --- per-repository lock: SET NX with the holder's job id; released only by its holder ---

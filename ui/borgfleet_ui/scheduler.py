@@ -1,8 +1,9 @@
 """The scheduler: one active process (Redis lock), cron + time zone per backup job (a backup
-schedule and, for database backups, a verification schedule), sleeping until the next due time
-(woken early when a schedule changes), missed runs reported.
+schedule and, for database backups, a verification schedule: the kinds with a `schedule` in
+kinds.py), sleeping until the next due time (woken early when a schedule changes), missed runs
+reported.
 
-Due times live in backup_jobs.next_run_at and verify_next_run_at (UTC). A due time more than
+Due times live in the kind's columns of backup_jobs, e.g. next_run_at and verify_next_run_at (UTC). A due time more than
 MISSED_GRACE in the past means the scheduler was down: the run is recorded as a 'missed' job
 (visible on the dashboard) and one catch-up run is queued.
 
@@ -13,15 +14,15 @@ import logging
 import os
 import socket
 import time
-from collections import namedtuple
 from datetime import datetime, timedelta, timezone
 
 import pymysql
 from redis.exceptions import RedisError
 
-from . import fleet
 from . import queue as q
-from .db import connect, execute, query
+from .db import connect, connect_redis, execute, query
+from .fleet import backup_jobs, servers, settings
+from .kinds import scheduled
 
 log = logging.getLogger("borgfleet.scheduler")
 
@@ -35,17 +36,6 @@ MISSED_STEPS = 10    # cron evaluations spent counting missed runs (beyond them:
 _EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
 
 
-class Schedule(namedtuple("Schedule", "kind cron_col next_col last_col run")):
-    """One cron schedule of a backup job: its columns in backup_jobs and what it queues."""
-
-
-# Backups and their verification (verify.yml), each on its own cron expression in the job's zone.
-SCHEDULES = (
-    Schedule("backup", "schedule", "next_run_at", "last_run_at", fleet.run_backup),
-    Schedule("verify", "verify_schedule", "verify_next_run_at", "verify_last_run_at", fleet.run_verify),
-)
-
-
 def utcnow():
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -54,7 +44,7 @@ class Scheduler:
     def __init__(self, cfg):
         self.cfg = cfg
         # Its BLPOP waits up to RENEW s: a read timeout configured shorter must not cut that wait.
-        self.r = q.redis_conn(dict(cfg, REDIS_SOCKET_TIMEOUT=max(float(cfg.get("REDIS_SOCKET_TIMEOUT", 30)), RENEW + 5)))
+        self.r = connect_redis(dict(cfg, REDIS_SOCKET_TIMEOUT=max(float(cfg.get("REDIS_SOCKET_TIMEOUT", 30)), RENEW + 5)))
         self.db = connect(cfg)
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self.next_sweep = 0.0
@@ -74,69 +64,70 @@ class Scheduler:
     def tick(self):
         """Enqueue everything due; return seconds until the next due time."""
         now = utcnow()
-        for sched in SCHEDULES:
-            self.fire_due(sched, now)
+        for kind in scheduled():
+            self.fire_due(kind, now)
         if time.monotonic() >= self.next_sweep:
             q.sweep_abandoned(self.db, self.r)
             q.sweep_lost(self.db, self.r)
             self.next_sweep = time.monotonic() + SWEEP_EVERY
         self.maybe_collect_stats(now)
-        soonest = [row["t"] for row in (query(self.db, f"SELECT MIN({s.next_col}) AS t FROM backup_jobs"
-                                                       f" WHERE enabled=1 AND {s.cron_col} IS NOT NULL", one=True)
-                                        for s in SCHEDULES) if row and row["t"]]
+        soonest = [row["t"] for row in (query(self.db, f"SELECT MIN({s.next}) AS t FROM backup_jobs"
+                                                       f" WHERE enabled=1 AND {s.cron} IS NOT NULL", one=True)
+                                        for s in (k.schedule for k in scheduled())) if row and row["t"]]
         wait = (min(soonest) - utcnow()).total_seconds() if soonest else RENEW
         return max(0.0, min(wait, RENEW))
 
-    def fire_due(self, sched, now):
-        rows = query(self.db, f"SELECT b.id, b.name, b.{sched.cron_col} AS schedule, b.timezone,"
-                              f" b.{sched.next_col} AS next_run_at FROM backup_jobs b"
-                              f" WHERE b.enabled=1 AND b.{sched.cron_col} IS NOT NULL AND"
-                              f" (b.{sched.next_col} IS NULL OR b.{sched.next_col} <= %s)", (now,))
+    def fire_due(self, kind, now):
+        cols = kind.schedule
+        rows = query(self.db, f"SELECT b.id, b.name, b.{cols.cron} AS schedule, b.timezone,"
+                              f" b.{cols.next} AS next_run_at FROM backup_jobs b"
+                              f" WHERE b.enabled=1 AND b.{cols.cron} IS NOT NULL AND"
+                              f" (b.{cols.next} IS NULL OR b.{cols.next} <= %s)", (now,))
         for b in rows:
             # A tick slower than the lock's TTL (slow database, many jobs) stops as soon as another
             # scheduler has taken over; the compare-and-set in fire_row makes a double fire impossible.
             if not self.hold_lock():
                 log.warning("lost the scheduler lock during a tick; leaving the rest to the active scheduler")
                 return
-            self.fire_row(sched, b, now)
+            self.fire_row(kind, b, now)
 
-    def fire_row(self, sched, b, now):
+    def fire_row(self, kind, b, now):
         """Claim the due time read in b, then queue it; False when another scheduler claimed it first."""
         due = b["next_run_at"]
         try:
-            nxt = fleet.next_run(b["schedule"], b["timezone"], now.replace(tzinfo=timezone.utc))
+            nxt = backup_jobs.next_run(b["schedule"], b["timezone"], now.replace(tzinfo=timezone.utc))
         except Exception as e:  # one bad schedule must not stop the others (nor keep the row due)
             log.error("%s of backup job %s: schedule %r in %s cannot be evaluated: %s",
-                      sched.kind, b["id"], b["schedule"], b["timezone"], e)
+                      kind.name, b["id"], b["schedule"], b["timezone"], e)
             nxt = None
         # Compare-and-set on the due time BEFORE enqueueing: only the scheduler whose update moved
         # this due time fires it; a stale or second one (rowcount 0) enqueues nothing.
-        won = execute(self.db, f"UPDATE backup_jobs SET {sched.next_col}=%s WHERE id=%s AND {sched.next_col} <=> %s",
-                      (nxt, b["id"], due))
+        won = execute(self.db, f"UPDATE backup_jobs SET {kind.schedule.next}=%s WHERE id=%s"
+                               f" AND {kind.schedule.next} <=> %s", (nxt, b["id"], due))
         if won != 1:
-            log.info("%s of backup job %s due %s was claimed by another scheduler", sched.kind, b["id"], due)
+            log.info("%s of backup job %s due %s was claimed by another scheduler", kind.name, b["id"], due)
             return False
         if due is None:   # a new schedule: its first due time is now set
             return False
-        self.fire(sched, b, due, now)
+        self.fire(kind, b, due, now)
         return True
 
-    def fire(self, sched, b, due, now):
+    def fire(self, kind, b, due, now):
         """Queue one run of a due time already claimed (at most once: a failed enqueue is not retried)."""
         late = (now - due).total_seconds()
         if late > MISSED_GRACE:
             missed, exact = self.count_missed(b, due, now)
             msg = (f"{'' if exact else 'about '}{missed} scheduled run(s) missed between {due:%Y-%m-%d %H:%M:%S}"
                    f" and {now:%Y-%m-%d %H:%M:%S} UTC (scheduler not running); one catch-up run queued")
-            jid = q.create_job_row(self.db, sched.kind, backup_job_id=b["id"], status="missed", error=msg)
-            log.warning("%s of backup job %s: %s (%s)", sched.kind, b["id"], msg, jid)
+            jid = q.create_job_row(self.db, kind.name, backup_job_id=b["id"], status="missed", error=msg)
+            log.warning("%s of backup job %s: %s (%s)", kind.name, b["id"], msg, jid)
         try:
-            job_id = sched.run(self.db, self.r, b["id"], None)
+            job_id = backup_jobs.run(self.db, self.r, kind.name, b["id"], None)
         except Exception as e:  # one bad job must not stop the others; create_job marked its row failed
-            log.error("%s of backup job %s could not be queued: %s", sched.kind, b["id"], e)
+            log.error("%s of backup job %s could not be queued: %s", kind.name, b["id"], e)
             return
-        execute(self.db, f"UPDATE backup_jobs SET {sched.last_col}=%s WHERE id=%s", (due, b["id"]))
-        log.info("queued %s of backup job %s due %s (%.3f s late) as %s", sched.kind, b["id"], due, late, job_id)
+        execute(self.db, f"UPDATE backup_jobs SET {kind.schedule.last}=%s WHERE id=%s", (due, b["id"]))
+        log.info("queued %s of backup job %s due %s (%.3f s late) as %s", kind.name, b["id"], due, late, job_id)
 
     def count_missed(self, b, due, now):
         """(runs due from `due` to `now`, exact?) in at most MISSED_STEPS cron evaluations.
@@ -146,7 +137,7 @@ class Scheduler:
         n, t = 0, due
         while t <= now and n < MISSED_STEPS:
             n += 1
-            t = fleet.next_run(b["schedule"], b["timezone"], t.replace(tzinfo=timezone.utc))
+            t = backup_jobs.next_run(b["schedule"], b["timezone"], t.replace(tzinfo=timezone.utc))
         if t > now:
             return n, True
         step = (t - due).total_seconds() / n
@@ -156,7 +147,7 @@ class Scheduler:
         """Periodic stats of every server (settings.stats_interval_minutes), when the playbook exists."""
         if not os.path.isfile(os.path.join(self.cfg["COLLECTION_ROOT"], "playbooks", "collect_stats.yml")):
             return
-        minutes = int(fleet.get_settings(self.db).get("stats_interval_minutes", "15") or 0)
+        minutes = int(settings.get_settings(self.db).get("stats_interval_minutes", "15") or 0)
         if minutes <= 0:
             return
         if self.next_stats is None:
@@ -165,7 +156,7 @@ class Scheduler:
             return
         self.next_stats = now + timedelta(minutes=minutes)
         for s in query(self.db, "SELECT id FROM servers WHERE setup_status='ok'"):
-            fleet.collect_stats(self.db, self.r, s["id"], None)
+            servers.collect_stats(self.db, self.r, s["id"], None)
 
     def run_forever(self):
         """Runs until interrupted (SIGTERM/SIGINT raise in the caller); the lock is then handed back.

@@ -4,15 +4,15 @@ import json
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 
 from . import fleet, secret_store, workers
-from .api import r
 from .auth import has_role, role
-from .db import get_db
+from .contract import contract
+from .db import get_db, get_redis
 
 bp = Blueprint("pages", __name__)
 
 
 def _settings():
-    return fleet.get_settings(get_db())
+    return fleet.settings.get_settings(get_db())
 
 
 @bp.app_context_processor
@@ -40,11 +40,11 @@ def _lines(name):
 @role("viewer")
 def dashboard():
     db = get_db()
-    servers = fleet.list_servers(db, limit=200)
-    bjs = fleet.list_backup_jobs(db, limit=200)
-    failures = fleet.list_jobs(db, status="failed", limit=10) + fleet.list_jobs(db, status="abandoned", limit=10) \
-        + fleet.list_jobs(db, status="missed", limit=10)
-    recent = fleet.list_jobs(db, limit=10)
+    servers = fleet.servers.list_servers(db, limit=200)
+    bjs = fleet.backup_jobs.list_backup_jobs(db, limit=200)
+    failures = [j for status in ("failed", "abandoned", "missed")
+                for j in fleet.runs.list_jobs(db, status=status, limit=10)]
+    recent = fleet.runs.list_jobs(db, limit=10)
     return render_template("dashboard.html", servers=servers, bjs=bjs, failures=failures, recent=recent)
 
 
@@ -63,24 +63,24 @@ def servers():
             data["vars"] = _form_json("vars", {})
             if request.form.get("pool_path"):
                 data["pools"] = [{"name": request.form.get("pool_name") or "main", "path": request.form["pool_path"]}]
-            fleet.create_server(db, {k: v for k, v in data.items() if v is not None},
+            fleet.servers.create_server(db, {k: v for k, v in data.items() if v is not None},
                                 admin=has_role(g.user, "admin"))
             return redirect(url_for("pages.servers"))
         except fleet.Invalid as e:
             error, code = str(e), 400
         except fleet.Forbidden as e:
             error, code = str(e), 403
-    rows = fleet.list_servers(db, limit=200)
-    pools = fleet.list_pools(db)
+    rows = fleet.servers.list_servers(db, limit=200)
+    pools = fleet.pools.list_pools(db)
     return render_template("servers.html", servers=rows, pools=pools, error=error,
-                           server_vars=sorted(fleet.contract.HOST_VARS),
+                           server_vars=sorted(contract.HOST_VARS),
                            backup_servers=[s for s in rows if s["role"] == "backup_server"]), code
 
 
 @bp.post("/servers/<int:sid>/setup")
 @role("operator")
 def server_setup(sid):
-    job_id = fleet.setup_server(get_db(), r(), sid, g.user["username"])
+    job_id = fleet.servers.setup_server(get_db(), get_redis(), sid, g.user["username"])
     return redirect(url_for("pages.job", job_id=job_id))
 
 
@@ -101,26 +101,26 @@ def backup_jobs():
                     "verify_schedule": request.form.get("verify_schedule") or None,
                     "timezone": request.form.get("timezone") or "UTC",
                     "retention": _form_json("retention", None)}
-            fleet.create_backup_job(db, r(), data)
+            fleet.backup_jobs.create_backup_job(db, get_redis(), data)
             return redirect(url_for("pages.backup_jobs"))
         except (fleet.Invalid, secret_store.SecretError) as e:   # bad input, or no key file here
             error = str(e)
-    rows = fleet.list_backup_jobs(db, limit=200)
-    clients = fleet.list_servers(db, role="client", limit=200)
+    rows = fleet.backup_jobs.list_backup_jobs(db, limit=200)
+    clients = fleet.servers.list_servers(db, role="client", limit=200)
     return render_template("backup_jobs.html", bjs=rows, clients=clients, error=error), (400 if error else 200)
 
 
 @bp.post("/backup-jobs/<int:bid>/run")
 @role("operator")
 def backup_run(bid):
-    job_id = fleet.run_backup(get_db(), r(), bid, g.user["username"])
+    job_id = fleet.backup_jobs.run(get_db(), get_redis(), "backup", bid, g.user["username"])
     return redirect(url_for("pages.job", job_id=job_id))
 
 
 @bp.post("/backup-jobs/<int:bid>/verify")
 @role("operator")
 def backup_verify(bid):
-    job_id = fleet.run_verify(get_db(), r(), bid, g.user["username"])
+    job_id = fleet.backup_jobs.run(get_db(), get_redis(), "verify", bid, g.user["username"])
     return redirect(url_for("pages.job", job_id=job_id))
 
 
@@ -128,7 +128,7 @@ def backup_verify(bid):
 @role("viewer")
 def archives():
     limit, before = fleet.page_args(request.args)
-    rows = fleet.list_archives(get_db(), request.args.get("backup_job_id", type=int), limit, before)
+    rows = fleet.archives.list_archives(get_db(), request.args.get("backup_job_id", type=int), limit, before)
     nxt = rows[-1]["id"] if len(rows) == limit else None
     return render_template("archives.html", archives=rows, next_before=nxt)
 
@@ -136,7 +136,7 @@ def archives():
 @bp.post("/archives/<int:aid>/delete")
 @role("operator")
 def archive_delete(aid):
-    job_id = fleet.delete_archive(get_db(), r(), aid, g.user["username"])
+    job_id = fleet.archives.delete_archive(get_db(), get_redis(), aid, g.user["username"])
     return redirect(url_for("pages.job", job_id=job_id))
 
 
@@ -144,7 +144,7 @@ def archive_delete(aid):
 @role("viewer")
 def jobs():
     limit, before = fleet.page_args(request.args)
-    rows = fleet.list_jobs(get_db(), request.args.get("status") or None, None, limit, before)
+    rows = fleet.runs.list_jobs(get_db(), request.args.get("status") or None, None, limit, before)
     nxt = rows[-1]["seq"] if len(rows) == limit else None
     return render_template("jobs.html", jobs=rows, next_before=nxt)
 
@@ -153,7 +153,7 @@ def jobs():
 @role("viewer")
 def job(job_id):
     try:
-        row = fleet.get_job(get_db(), job_id)
+        row = fleet.runs.get_job(get_db(), job_id)
     except fleet.NotFound:
         abort(404)
     return render_template("job.html", job=row)
@@ -162,21 +162,21 @@ def job(job_id):
 @bp.post("/jobs/<job_id>/cancel")
 @role("operator")
 def job_cancel(job_id):
-    fleet.cancel_job(get_db(), r(), job_id)
+    fleet.runs.cancel_job(get_db(), get_redis(), job_id)
     return redirect(url_for("pages.job", job_id=job_id))
 
 
 @bp.get("/workers")
 @role("admin")
 def workers_page():
-    return render_template("workers.html", workers=workers.list_workers(r()), systemd=workers.systemd_running())
+    return render_template("workers.html", workers=workers.list_workers(get_redis()), systemd=workers.systemd_running())
 
 
 @bp.post("/workers/<name>/<any(start, stop, restart):action>")
 @role("admin")
 def worker_control(name, action):
     try:
-        workers.control(r(), name, action)
+        workers.control(get_redis(), name, action)
     except workers.Unavailable as e:
         return render_template("message.html", message=str(e)), 409
     return redirect(url_for("pages.workers_page"))

@@ -1,0 +1,42 @@
+"""Archives as the service last saw them in borg, and their deletion (a queued run)."""
+from .. import queue as q
+from ..db import query
+from .common import NotFound, page_query
+
+ARCHIVE_COLS = ("a.id, a.name, a.start_at, a.end_at, a.duration, a.nfiles, a.original_size,"
+                " a.compressed_size, a.deduplicated_size, a.repository_id, r.location AS repository,"
+                " b.id AS backup_job_id, b.name AS backup_name, c.name AS client_name,"
+                " COALESCE(s.name, 'local') AS server_name")
+ARCHIVE_JOINS = (" JOIN repositories r ON r.id=a.repository_id"
+                 " JOIN backup_jobs b ON b.id=r.backup_job_id JOIN servers c ON c.id=r.client_id"
+                 " LEFT JOIN servers s ON s.id=r.server_id")
+ARCHIVE_SELECT = f"SELECT {ARCHIVE_COLS} FROM archives a{ARCHIVE_JOINS}"
+
+
+def list_archives(db, backup_job_id=None, limit=50, before=None):
+    # Page the archives table alone on its index first, then join the names onto those rows:
+    # joining first lets the optimizer sort the whole table.
+    repo_id = None
+    if backup_job_id:
+        repo = query(db, "SELECT id FROM repositories WHERE backup_job_id=%s", (backup_job_id,), one=True)
+        if not repo:
+            return []
+        repo_id = repo["id"]   # a constant, so ix_archives_repo_id serves filter and order
+    inner, args = page_query("SELECT * FROM archives WHERE 1=1", [("repository_id", repo_id)], before, limit)
+    return query(db, f"SELECT {ARCHIVE_COLS} FROM ({inner}) a{ARCHIVE_JOINS} ORDER BY a.id DESC", args)
+
+
+def get_archive(db, archive_id):
+    row = query(db, ARCHIVE_SELECT + " WHERE a.id=%s", (archive_id,), one=True)
+    if not row:
+        raise NotFound(f"archive {archive_id} not found")
+    return row
+
+
+def delete_archive(db, r, archive_id, user):
+    a = get_archive(db, archive_id)
+    return q.create_job(db, r, "delete_archive",
+                        {"limit": [a["client_name"]],
+                         "extravars": {"borgfleet_backup": a["backup_name"], "borgfleet_archive": a["name"]}},
+                        server_id=None, backup_job_id=a["backup_job_id"], archive_id=archive_id, user=user,
+                        repository=f"{a['client_name']}/{a['backup_name']}")

@@ -1,0 +1,48 @@
+"""Runs (the jobs table): their rows, logs and cancellation. They are queued by the area they act on."""
+import json
+
+from .. import queue as q
+from ..db import query
+from .common import Invalid, NotFound, page_query
+
+JOB_COLS = ("j.id, j.seq, j.kind, j.status, j.server_id, s.name AS server_name, j.backup_job_id,"
+            " b.name AS backup_name, j.archive_id, j.created_by, j.created_at, j.started_at, j.playbook_started_at,"
+            " j.finished_at,"
+            " j.worker, j.rc, j.error, j.result_json")
+
+
+def job_out(row):
+    row = dict(row)
+    row["result"] = json.loads(row.pop("result_json") or "null")
+    return row
+
+
+def list_jobs(db, status=None, backup_job_id=None, limit=50, before=None):
+    sql, args = page_query(f"SELECT {JOB_COLS} FROM jobs j LEFT JOIN servers s ON s.id=j.server_id"
+                           " LEFT JOIN backup_jobs b ON b.id=j.backup_job_id WHERE 1=1",
+                           [("j.status", status), ("j.backup_job_id", backup_job_id)], before, limit, key="j.seq")
+    return [job_out(r) for r in query(db, sql, args)]
+
+
+def get_job(db, job_id):
+    row = query(db, f"SELECT {JOB_COLS} FROM jobs j LEFT JOIN servers s ON s.id=j.server_id"
+                    " LEFT JOIN backup_jobs b ON b.id=j.backup_job_id WHERE j.id=%s", (job_id,), one=True)
+    if not row:
+        raise NotFound(f"job {job_id} not found")
+    return job_out(row)
+
+
+def job_log(db, job_id, after=0, limit=1000):
+    rows = query(db, "SELECT n, line FROM job_log WHERE job_id=%s AND n > %s ORDER BY n LIMIT %s",
+                 (job_id, after, limit))
+    return rows
+
+
+def cancel_job(db, r, job_id):
+    job = get_job(db, job_id)
+    if job["status"] in q.FINAL:
+        raise Invalid(f"job is already {job['status']}")
+    r.set(q.cancel_key(job_id), "1", ex=86400)
+    if job["status"] == "queued":
+        # Not started: the worker skips rows already final.
+        q.finish(db, job_id, "canceled", error="canceled by a user before it started")

@@ -1,0 +1,192 @@
+"""Servers (clients and backup servers): rows, validation, and the runs queued for a server."""
+import json
+import re
+
+from .. import queue as q
+from ..contract import contract
+from ..db import execute, query
+from .common import (Forbidden, Invalid, NotFound, absolute_path, by_contract, field, int_between,
+                     matching, page_query)
+from .pools import backup_server_vars, create_pool
+
+SERVER_COLS = ("id, name, role, address, port, ssh_user, connection, backup_server_id, local_pool_path,"
+               " vars_json, setup_status, setup_at, created_at")
+
+
+def server_out(row):
+    row = dict(row)
+    row["vars"] = json.loads(row.pop("vars_json") or "{}")
+    return row
+
+
+def list_servers(db, role=None, limit=50, before=None):
+    if role:
+        matching(re.compile("client|backup_server"), role, "role")
+    sql, args = page_query(f"SELECT {SERVER_COLS} FROM servers WHERE 1=1", [("role", role)], before, limit)
+    return [server_out(r) for r in query(db, sql, args)]
+
+
+def get_server(db, server_id):
+    row = query(db, f"SELECT {SERVER_COLS} FROM servers WHERE id=%s", (server_id,), one=True)
+    if not row:
+        raise NotFound(f"server {server_id} not found")
+    return server_out(row)
+
+
+def _host(value, what):
+    """A host name, IPv4 or IPv6 address, as the collection's contract accepts it (never an option)."""
+    problem = contract.host_problem(value)
+    if problem:
+        raise Invalid(f"{what} {value!r} {problem}")
+    return value
+
+
+def check_vars(vars_, role, connection):
+    """The validated extra vars of a server: the contract's allowlist (HOST_VARS), each with its check."""
+    return by_contract(contract.check_host_vars, vars_, role, connection)
+
+
+def _server_fields(db, data, current=None, admin=False):
+    cur = current or {}
+    out = {}
+    # As boring as a backup name (the contract's rule): it names directories on the backup server.
+    out["name"] = matching(contract.BACKUP_NAME_RE, field(data, "name", cur.get("name"), required=True), "name")
+    out["role"] = field(data, "role", cur.get("role"), required=True)
+    if out["role"] not in ("client", "backup_server"):
+        raise Invalid("role must be client or backup_server")
+    out["connection"] = field(data, "connection", cur.get("connection", "ssh"))
+    if out["connection"] not in ("ssh", "local"):
+        raise Invalid("connection must be ssh or local")
+    # A local client is the worker host itself, backed up (and restored) as the service's user:
+    # whoever adds one can read any file there, the service's key file included.
+    if out["connection"] == "local" and cur.get("connection") != "local" and not admin:
+        raise Forbidden("only an admin can add a local server (connection local runs on the worker host itself)")
+    out["address"] = _host(field(data, "address", cur.get("address", "127.0.0.1")), "address")
+    out["port"] = int_between(field(data, "port", cur.get("port", 22)), "port", 1, 65535)
+    out["ssh_user"] = matching(contract.SERVER_USER_RE, field(data, "ssh_user", cur.get("ssh_user", "root")),
+                               "ssh_user")
+    bsid = field(data, "backup_server_id", cur.get("backup_server_id"))
+    lpp = field(data, "local_pool_path", cur.get("local_pool_path"))
+    if out["role"] == "client":
+        if bsid is None and lpp is None:
+            raise Invalid("a client needs backup_server_id, or local_pool_path for local repositories")
+        if bsid is not None:
+            bs = query(db, "SELECT role FROM servers WHERE id=%s", (bsid,), one=True)
+            if not bs or bs["role"] != "backup_server":
+                raise Invalid(f"backup_server_id {bsid} is not a backup server")
+            lpp = None
+        else:
+            lpp = absolute_path(lpp, "local_pool_path")
+    else:
+        bsid, lpp = None, None
+    out["backup_server_id"], out["local_pool_path"] = bsid, lpp
+    old_vars = cur.get("vars") or {}
+    vars_ = field(data, "vars", old_vars)
+    # Extra vars reach ssh and Ansible on the worker host: only admins set or change them.
+    if vars_ != old_vars and not admin:
+        raise Forbidden("only an admin can set or change a server's extra vars")
+    out["vars_json"] = json.dumps(check_vars(vars_, out["role"], out["connection"]))
+    return out
+
+
+def _check_move(db, cur, f):
+    """A server's repositories live at <pool>/<client name>/<backup> on its backup server (or under
+    its local pool path): renaming or moving a client that has some would strand its archives."""
+    if cur["role"] == "client":
+        n = query(db, "SELECT COUNT(*) AS n FROM backup_jobs WHERE client_id=%s", (cur["id"],), one=True)["n"]
+        if n:
+            for col, what in (("name", "renamed"), ("role", "turned into a backup server"),
+                              ("backup_server_id", "moved to another backup server"),
+                              ("local_pool_path", "moved to another place")):
+                if f[col] != cur[col]:
+                    raise Invalid(f"client {cur['name']} has {n} backup job(s) whose repositories are named after"
+                                  f" it and live on its current backup server: it cannot be {what}"
+                                  " (its archives would become unreachable); delete its backup jobs first,"
+                                  " or add a new client")
+    elif f["role"] != cur["role"] and query(db, "SELECT id FROM servers WHERE backup_server_id=%s LIMIT 1",
+                                            (cur["id"],), one=True):
+        raise Invalid(f"backup server {cur['name']} has clients: it cannot become a client;"
+                      " move or delete them first")
+    elif query(db, "SELECT id FROM repositories WHERE server_id=%s LIMIT 1", (cur["id"],), one=True):
+        # The repositories belong to the account running borg serve; another account cannot open them.
+        # (Its name, address and port may change: repositories are found by pool, client and backup.)
+        old_user = cur["vars"].get("borgfleet_server_user", "borg")
+        if json.loads(f["vars_json"]).get("borgfleet_server_user", "borg") != old_user:
+            raise Invalid(f"backup server {cur['name']} holds repositories owned by {old_user}:"
+                          " borgfleet_server_user cannot change while clients have backup jobs there")
+
+
+def create_server(db, data, admin=False):
+    f = _server_fields(db, data, admin=admin)
+    if query(db, "SELECT id FROM servers WHERE name=%s", (f["name"],), one=True):
+        raise Invalid(f"a server named {f['name']} exists")
+    pools = field(data, "pools", []) or []
+    if pools:
+        if f["role"] != "backup_server":
+            raise Invalid("storage pools belong to backup servers")
+        # All of them checked before the server row exists: a refused pool leaves nothing behind.
+        server = {"id": None, "address": f["address"], "port": f["port"], "vars_json": f["vars_json"]}
+        hv = dict(backup_server_vars(db, server), borgfleet_storage_pools=pools)
+        by_contract(contract.server_settings, f["name"], hv)
+    sid = execute(db, "INSERT INTO servers (name, role, address, port, ssh_user, connection,"
+                      " backup_server_id, local_pool_path, vars_json) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                  (f["name"], f["role"], f["address"], f["port"], f["ssh_user"], f["connection"],
+                   f["backup_server_id"], f["local_pool_path"], f["vars_json"]))
+    for pool in pools:
+        create_pool(db, {"server_id": sid, **pool})
+    return get_server(db, sid)
+
+
+def update_server(db, server_id, data, admin=False):
+    cur = get_server(db, server_id)
+    f = _server_fields(db, data, cur, admin=admin)
+    if f["name"] != cur["name"] and query(db, "SELECT id FROM servers WHERE name=%s", (f["name"],), one=True):
+        raise Invalid(f"a server named {f['name']} exists")
+    _check_move(db, cur, f)
+    execute(db, "UPDATE servers SET name=%s, role=%s, address=%s, port=%s, ssh_user=%s, connection=%s,"
+                " backup_server_id=%s, local_pool_path=%s, vars_json=%s WHERE id=%s",
+            (f["name"], f["role"], f["address"], f["port"], f["ssh_user"], f["connection"],
+             f["backup_server_id"], f["local_pool_path"], f["vars_json"], server_id))
+    if cur["role"] == "backup_server":
+        # Same repositories reached by a new address/port/user: keep the shown locations what clients use.
+        settings = by_contract(contract.server_settings, f["name"], backup_server_vars(db, {**cur, **f}))
+        for repo in query(db, "SELECT r.id, c.name AS client, b.name, p.path AS pool_path"
+                              " FROM repositories r JOIN backup_jobs b ON b.id=r.backup_job_id"
+                              " JOIN servers c ON c.id=b.client_id LEFT JOIN storage_pools p ON p.id=b.pool_id"
+                              " WHERE r.server_id=%s", (server_id,)):
+            pool_path = repo["pool_path"] or settings["pools"][0]["path"]
+            location = contract.ssh_url(settings["user"], settings["ssh_host"], settings["ssh_port"],
+                                        f"{pool_path}/{repo['client']}/{repo['name']}")
+            execute(db, "UPDATE repositories SET location=%s WHERE id=%s", (location, repo["id"]))
+    return get_server(db, server_id)
+
+
+def delete_server(db, server_id):
+    get_server(db, server_id)
+    if query(db, "SELECT id FROM servers WHERE backup_server_id=%s LIMIT 1", (server_id,), one=True):
+        raise Invalid("clients still use this backup server; move or delete them first")
+    execute(db, "DELETE FROM servers WHERE id=%s", (server_id,))
+
+
+def setup_server(db, r, server_id, user):
+    s = get_server(db, server_id)
+    ids = [s["id"]]
+    if s["role"] == "client" and s["backup_server_id"]:
+        ids.append(s["backup_server_id"])
+    elif s["role"] == "backup_server":
+        ids += [c["id"] for c in query(db, "SELECT id FROM servers WHERE backup_server_id=%s", (server_id,))]
+    names = [query(db, "SELECT name FROM servers WHERE id=%s", (i,), one=True)["name"] for i in ids]
+    return q.create_job(db, r, "setup", {"limit": names, "server_ids": ids}, server_id=server_id, user=user)
+
+
+def server_stats(db, server_id):
+    """The server's last 100 system stats (collect_stats.yml), newest first."""
+    get_server(db, server_id)
+    rows = query(db, "SELECT collected_at, data_json FROM server_stats WHERE server_id=%s"
+                     " ORDER BY collected_at DESC LIMIT 100", (server_id,))
+    return [{"collected_at": x["collected_at"], "data": json.loads(x["data_json"])} for x in rows]
+
+
+def collect_stats(db, r, server_id, user):
+    s = get_server(db, server_id)
+    return q.create_job(db, r, "collect_stats", {"limit": [s["name"]]}, server_id=server_id, user=user)

@@ -1,0 +1,20 @@
+"""The service's settings (name, stats interval), as name/value rows."""
+import re
+
+from ..db import execute, query
+from .common import Invalid, matching
+
+
+def get_settings(db):
+    return {r["name"]: r["value"] for r in query(db, "SELECT name, value FROM settings")}
+
+
+def update_settings(db, data):
+    allowed = {"app_name": re.compile(r"[^\n<>]{1,64}"), "stats_interval_minutes": re.compile(r"\d{1,4}")}
+    for k, v in data.items():
+        if k not in allowed:
+            raise Invalid(f"unknown setting {k}")
+        matching(allowed[k], str(v), k)
+        execute(db, "INSERT INTO settings (name, value) VALUES (%s, %s) ON DUPLICATE KEY UPDATE value=VALUES(value)",
+                (k, str(v)))
+    return get_settings(db)

@@ -1,0 +1,64 @@
+"""The service's job kinds, one row each.
+
+Read by the web side and the queue (fleet/ queues runs through queue.create_job, which takes
+the kind's queue, RQ timeout, retry and repository lock from here), the worker (jobs.py: its
+playbook, budget and result key; results.py: what the result becomes) and the scheduler
+(scheduler.py: the backup job columns of a scheduled kind).
+
+A new kind: a row here; if its result becomes rows, a recorder in results.py; and the
+playbook reports under `result_key` with set_stats (docs/contract.md).
+"""
+from typing import NamedTuple, Optional
+
+
+class Schedule(NamedTuple):
+    """A kind run on a backup job's own cron expression: its columns in backup_jobs."""
+    cron: str    # the cron expression (NULL: not scheduled)
+    next: str    # the next due time (UTC)
+    last: str    # the due time of the last run queued
+
+
+class Kind(NamedTuple):
+    name: str
+    playbook: str
+    queue: str
+    # The job's time budget in seconds: the wait for its repository lock and the playbook both count.
+    timeout: int
+    # Whether a failed run is run again (idempotent playbooks only).
+    retry: bool
+    # One run at a time per repository (client/backup): the worker waits for the lock first.
+    locks_repository: bool
+    # The set_stats key the playbook reports its result under (runner's playbook_on_stats event).
+    result_key: Optional[str]
+    schedule: Optional[Schedule] = None
+
+
+# In the order workers take their queues: user-facing quick work first, long backups last.
+_ROWS = (
+    Kind("delete_archive", "delete_archive.yml", "borgfleet-delete_archive", 1800, retry=False,
+         locks_repository=True, result_key="borgfleet_delete_archive"),
+    Kind("setup", "setup.yml", "borgfleet-setup", 3600, retry=True,
+         locks_repository=False, result_key="borgfleet_repository"),
+    Kind("list_archives", "list_archives.yml", "borgfleet-list_archives", 900, retry=True,
+         locks_repository=True, result_key="borgfleet_list_archives"),
+    Kind("collect_stats", "collect_stats.yml", "borgfleet-collect_stats", 900, retry=True,
+         locks_repository=False, result_key="borgfleet_stats"),
+    # A retry could turn a flaky restore into a pass: a verification runs once.
+    Kind("verify", "verify.yml", "borgfleet-verify", 2 * 3600, retry=False,
+         locks_repository=True, result_key="borgfleet_verify",
+         schedule=Schedule("verify_schedule", "verify_next_run_at", "verify_last_run_at")),
+    Kind("backup", "backup.yml", "borgfleet-backup", 6 * 3600, retry=False,
+         locks_repository=True, result_key="borgfleet_backup",
+         schedule=Schedule("schedule", "next_run_at", "last_run_at")),
+)
+KINDS = {k.name: k for k in _ROWS}
+
+
+def queue_order():
+    """The queues in the order workers take them (each once)."""
+    return list(dict.fromkeys(k.queue for k in KINDS.values()))
+
+
+def scheduled():
+    """The kinds run on a backup job's cron expression."""
+    return [k for k in KINDS.values() if k.schedule]

@@ -1,0 +1,149 @@
+"""What a finished run reported becomes rows and the job's result (worker side).
+
+A run's report is what its playbook recorded with set_stats under its kind's result_key
+(kinds.py; the stats keys and entries are in docs/contract.md): a list with one entry per
+backup ({backup, client, repository, failed, msg, error_kind, ...} and the kind's own keys),
+or, for per-host results, {host: value}.
+"""
+import json
+
+from .db import execute, query
+
+
+class ResultError(Exception):
+    """The playbook succeeded but its report lacks what its kind needs."""
+
+
+_RECORDERS = {}
+
+
+def recorder(kind, on_failure=None):
+    """Register fn(db, job, params, report) -> the job's result, for a successful run of `kind`;
+    on_failure(report) -> the result of a failed one (default: its failed entries)."""
+    def register(fn):
+        _RECORDERS[kind] = (fn, on_failure)
+        return fn
+    return register
+
+
+def record(db, job, params, report):
+    """The job's result after a successful run (its rows written on the way); None for a kind
+    without a recorder."""
+    fn, _ = _RECORDERS.get(job["kind"], (None, None))
+    return fn(db, job, params, report) if fn else None
+
+
+def failed(job, report):
+    """What a failed run still reported worth keeping: which backups failed and the class of each
+    failure (error_kind: wrong_passphrase, locked, unreachable, no_space ... docs/contract.md)."""
+    _, on_failure = _RECORDERS.get(job["kind"], (None, None))
+    if on_failure:
+        return on_failure(report)
+    failed_entries = [{k: e.get(k) for k in ("backup", "client", "error_kind", "msg")}
+                      for e in _entries(report) if e.get("failed")]
+    return {"failed": failed_entries} if failed_entries else None
+
+
+def _entries(report):
+    """The per-backup entries of a list report."""
+    return [e for e in report if isinstance(e, dict)] if isinstance(report, list) else []
+
+
+def _is_archive(a):
+    return isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("stats"), dict)
+
+
+@recorder("backup")
+def _backup(db, job, params, report):
+    archives = [e["archive"] for e in _entries(report) if _is_archive(e.get("archive"))]
+    if not archives:
+        raise ResultError("backup.yml succeeded but reported no archive (no entry with an archive name and"
+                          " stats under its stats key borgfleet_backup)")
+    ids = [upsert_archive(db, params["repository_id"], a) for a in archives]
+    execute(db, "UPDATE jobs SET archive_id=%s WHERE id=%s", (ids[-1], job["id"]))
+    return {"archives": [a["name"] for a in archives]}
+
+
+@recorder("delete_archive")
+def _delete_archive(db, job, params, report):
+    # The playbook succeeded, so borg no longer has the archive.
+    execute(db, "DELETE FROM archives WHERE id=%s", (job["archive_id"],))
+    return {"deleted": params["extravars"]["borgfleet_archive"]}
+
+
+@recorder("setup")
+def _setup(db, job, params, report):
+    for sid in params.get("server_ids", []):
+        execute(db, "UPDATE servers SET setup_status='ok', setup_at=UTC_TIMESTAMP() WHERE id=%s", (sid,))
+    return {"servers": params.get("limit")}
+
+
+@recorder("collect_stats")
+def _collect_stats(db, job, params, report):
+    """{host: server_facts' `system` dict} (docs/contract.md, Facts), one server_stats row each."""
+    names = {s["name"]: s["id"] for s in query(db, "SELECT id, name FROM servers")}
+    n = 0
+    for host, system in (report or {}).items():
+        if host in names and isinstance(system, dict):
+            execute(db, "INSERT INTO server_stats (server_id, data_json) VALUES (%s, %s)",
+                    (names[host], json.dumps(system, default=str)))
+            n += 1
+    if not n:
+        raise ResultError("collect_stats.yml succeeded but reported no system stats of a known server")
+    return {"servers": n}
+
+
+@recorder("list_archives")
+def _list_archives(db, job, params, report):
+    """Make the repository's archive rows match borg's list: add new ones, drop vanished ones."""
+    repo_id, backup = params["repository_id"], params["extravars"]["borgfleet_backup"]
+    entries = [e for e in _entries(report) if e.get("backup") == backup and "archives" in e]
+    if not entries or not isinstance(entries[-1]["archives"], list):
+        raise ResultError(f"list_archives.yml reported no archive list for backup {backup}")
+    listed = entries[-1]["archives"]
+    for a in listed:
+        upsert_archive(db, repo_id, a)
+    names = [a["name"] for a in listed]
+    gone = [r["id"] for r in query(db, "SELECT id, name FROM archives WHERE repository_id=%s", (repo_id,))
+            if r["name"] not in names]
+    for archive_id in gone:
+        execute(db, "DELETE FROM archives WHERE id=%s", (archive_id,))
+    return {"archives": len(names), "removed": len(gone)}
+
+
+def verify_report(report):
+    """{host: [entry per backup verified]} (docs/contract.md, verify.yml) as the job's result; a
+    failed verification keeps it too: it says which backup did not restore and why."""
+    backups = [e for entries in (report or {}).values() if isinstance(entries, list)
+               for e in entries if isinstance(e, dict)]
+    return {"passed": bool(backups) and all(e.get("passed") for e in backups), "backups": backups}
+
+
+@recorder("verify", on_failure=verify_report)
+def _verify(db, job, params, report):
+    result = verify_report(report)
+    if not result["backups"]:
+        raise ResultError("verify.yml succeeded but verified nothing (no entry under its stats key borgfleet_verify)")
+    return result
+
+
+def upsert_archive(db, repo_id, a):
+    s = a.get("stats") or {}
+    execute(db, "INSERT INTO archives (repository_id, name, borg_id, start_at, end_at, duration, nfiles,"
+                " original_size, compressed_size, deduplicated_size) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                # A plain listing has no figures: keep the ones recorded at backup time.
+                " ON DUPLICATE KEY UPDATE borg_id=COALESCE(VALUES(borg_id), borg_id),"
+                " start_at=COALESCE(VALUES(start_at), start_at), end_at=COALESCE(VALUES(end_at), end_at),"
+                " duration=COALESCE(VALUES(duration), duration), nfiles=COALESCE(VALUES(nfiles), nfiles),"
+                " original_size=COALESCE(VALUES(original_size), original_size),"
+                " compressed_size=COALESCE(VALUES(compressed_size), compressed_size),"
+                " deduplicated_size=COALESCE(VALUES(deduplicated_size), deduplicated_size)",
+            (repo_id, a["name"], a.get("id"), _dt(a.get("start")), _dt(a.get("end")), a.get("duration"),
+             s.get("nfiles"), s.get("original_size"), s.get("compressed_size"), s.get("deduplicated_size")))
+    return query(db, "SELECT id FROM archives WHERE repository_id=%s AND name=%s", (repo_id, a["name"]),
+                 one=True)["id"]
+
+
+def _dt(v):
+    # borg prints ISO times like 2026-11-25T23:40:01.000000; MariaDB takes them without the 'T'.
+    return v.replace("T", " ")[:26] if isinstance(v, str) else None
