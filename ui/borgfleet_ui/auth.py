@@ -23,7 +23,7 @@ from .queue import redis_conn
 bp = Blueprint("auth", __name__)
 
 ROLES = ("viewer", "operator", "admin")
-PUBLIC = {"auth.login", "api.health", "static"}
+PUBLIC = {"auth.login", "api.health", "static", "vendor.static"}
 PASSWORD_MIN, PASSWORD_MAX = 10, 1024
 
 
