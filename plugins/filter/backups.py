@@ -62,6 +62,7 @@ def _filter(rule):
 _server_name = _filter(contract.server_name)
 server_settings = _filter(contract.server_settings)
 resolve_backups = _filter(contract.resolve_backups)
+run_retention = _filter(contract.run_retention)
 known_hosts_name = contract.known_hosts_name
 
 
@@ -366,4 +367,5 @@ class FilterModule(object):
             "validate_public_key": validate_public_key,
             "known_hosts_name": known_hosts_name,
             "result_report": result_report,
+            "run_retention": run_retention,
         }

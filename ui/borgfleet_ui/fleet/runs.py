@@ -17,10 +17,13 @@ def job_out(row):
     return row
 
 
-def list_jobs(db, status=None, backup_job_id=None, limit=50, before=None):
+def list_jobs(db, status=None, backup_job_id=None, limit=50, before=None, kind=None):
     sql = (f"SELECT {JOB_COLS} FROM jobs j LEFT JOIN servers s ON s.id=j.server_id"
            " LEFT JOIN backup_jobs b ON b.id=j.backup_job_id WHERE 1=1")
     args = []
+    if kind:
+        sql += " AND j.kind=%s"
+        args.append(kind)
     if status:
         sql += " AND j.status=%s"
         args.append(status)
