@@ -85,17 +85,23 @@ def check_settings(bid):
     return redirect(url_for("backup_job.page", bid=bid, _anchor="checks"))
 
 
+def _queued(bid, kind, options=None):
+    """Queue a run of this backup job and show its job page."""
+    job_id = fleet.backup_jobs.run(get_db(), get_redis(), kind, bid, g.user["username"], options)
+    return redirect(url_for("pages.job", job_id=job_id))
+
+
 @bp.post("/backup-jobs/<int:bid>/prune")
 @role("operator")
 def prune(bid):
-    job_id = fleet.backup_jobs.run(get_db(), get_redis(), "prune", bid, g.user["username"])
-    return redirect(url_for("pages.job", job_id=job_id))
+    return _queued(bid, "prune")
 
 
 @bp.post("/backup-jobs/<int:bid>/check")
 @role("operator")
 def check(bid):
-    options = {"scope": request.form.get("check_scope") or None, "verify_data": bool(request.form.get("verify_data"))}
-    job_id = fleet.backup_jobs.run(get_db(), get_redis(), "check", bid, g.user["username"],
-                                   {k: v for k, v in options.items() if v is not None})
-    return redirect(url_for("pages.job", job_id=job_id))
+    """Check now, with the options of the check form (the saved scope where it has none)."""
+    options = {"verify_data": bool(request.form.get("verify_data"))}
+    if request.form.get("check_scope"):
+        options["scope"] = request.form["check_scope"]
+    return _queued(bid, "check", options)
