@@ -103,18 +103,27 @@ def test_prune_and_check_routes_roles_and_validation(api, db, redis, tmp_path):
         assert got.status_code == 400 and "give a retention to preview" in got.json["error"]
         got = op.post(f"/api/backup-jobs/{bj['id']}/check", json={"scope": "everything"})
         assert got.status_code == 400 and "check_scope must be one of all, repository, archives" in got.json["error"]
+        got = op.post(f"/api/backup-jobs/{bj['id']}/check", json={"scope": "repository", "verify_data": True})
+        assert got.status_code == 400 and "check the archives too" in got.json["error"]
         assert not viewer.get(f"/api/jobs?backup_job_id={bj['id']}").json["items"]
 
         # Schedules: saved with their next due time; a prune schedule replaces pruning after each backup.
         got = op.put(f"/api/backup-jobs/{bj['id']}", json={
             "retention": {"daily": 3}, "prune_schedule": "30 3 * * *", "check_schedule": "0 4 * * 0",
-            "check_scope": "repository", "check_verify_data": True})
+            "check_scope": "archives", "check_verify_data": True})
         assert got.status_code == 200, got.json
         assert got.json["prune_next_run_at"] and got.json["check_next_run_at"]
-        assert (got.json["check_scope"], got.json["check_verify_data"]) == ("repository", True)
+        assert (got.json["check_scope"], got.json["check_verify_data"]) == ("archives", True)
         assert backup_jobs.follow_up(db, redis, "prune", bj["id"]) is None
         got = op.put(f"/api/backup-jobs/{bj['id']}", json={"prune_schedule": "", "check_schedule": ""})
         assert got.json["prune_schedule"] is None and got.json["check_next_run_at"] is None
+        # After each backup then; a prune still waiting to start covers the next backup too.
+        first = backup_jobs.follow_up(db, redis, "prune", bj["id"])
+        assert first and backup_jobs.follow_up(db, redis, "prune", bj["id"]) is None
+        assert op.post(f"/api/jobs/{first}/cancel").status_code == 202
+        second = backup_jobs.follow_up(db, redis, "prune", bj["id"])
+        assert second not in (None, first)
+        assert op.post(f"/api/jobs/{second}/cancel").status_code == 202
     finally:
         drop_local_backup(api, cl, bj)
 
@@ -183,6 +192,13 @@ def test_preview_prune_and_check_in_the_browser(api, db, users, start_worker, tm
         page.goto(f"{web}/backup-jobs/{bj['id']}")
         page.select_option("#c-scope", "all")
         page.check("#c-verify")
+        page.fill("#c-sched", "0 4 * * 0")
+        page.click("#check-save")
+        page.wait_for_url(re.compile(rf".*/backup-jobs/{bj['id']}(#checks)?$"))
+        saved = op.get(f"/api/backup-jobs/{bj['id']}").json
+        assert (saved["check_schedule"], saved["check_scope"], saved["check_verify_data"]) == ("0 4 * * 0", "all", True)
+        assert saved["check_next_run_at"] and "0 4 * * 0" in page.inner_text("#schedules tr[data-kind=check]")
+        assert page.is_checked("#c-verify")
         page.click("#check-now")
         page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
         assert wait_final(page) == "succeeded", page.inner_text("#log")
@@ -202,7 +218,7 @@ def test_preview_prune_and_check_in_the_browser(api, db, users, start_worker, tm
             chunk = f.read(64)
             f.seek(segment.stat().st_size // 2)
             f.write(bytes(b ^ 0xFF for b in chunk))
-        job = wait_job(db, op.post(f"/api/backup-jobs/{bj['id']}/check", json={"scope": "repository"}).json["job_id"])
+        job = wait_job(db, op.post(f"/api/backup-jobs/{bj['id']}/check", json={"scope": "repository", "verify_data": False}).json["job_id"])
         assert job["status"] == "failed", job
         failed = api("viewer").get(f"/api/jobs/{job['id']}").json["result"]["failed"]
         assert [(f["backup"], f["error_kind"]) for f in failed] == [("data", "check_failed")], failed

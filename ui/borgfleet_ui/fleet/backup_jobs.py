@@ -167,6 +167,9 @@ def check_options(scope, verify_data):
         raise Invalid(f"check_scope must be one of {', '.join(CHECK_SCOPES)}")
     if not isinstance(verify_data, bool):
         raise Invalid("check_verify_data must be true or false")
+    if verify_data and scope == "repository":
+        # borg: --repository-only contradicts --verify-data (the data is read through the archives).
+        raise Invalid("verify data reads every archive's chunks: check the archives too (scope all or archives)")
     return scope, verify_data
 
 
@@ -260,8 +263,12 @@ def run(db, r, kind, bj_id, user, options=None):
 def follow_up(db, r, kind, bj_id):
     """Queue `kind` after a successful run of this backup job when the job asks for it (kinds.py
     `then`): a prune after each backup when it has a retention and no prune_schedule of its own.
+    One not started yet already covers this backup (frequent backups never pile up prunes).
     Returns the job id, or None."""
     bj = get_backup_job(db, bj_id)
-    if kind == "prune" and bj["retention"] and not bj["prune_schedule"]:
-        return run(db, r, kind, bj_id, None)
-    return None
+    if kind != "prune" or not bj["retention"] or bj["prune_schedule"]:
+        return None
+    if runs.list_jobs(db, backup_job_id=bj_id, kind=kind, limit=1, status="queued") or \
+            runs.list_jobs(db, backup_job_id=bj_id, kind=kind, limit=1, status="waiting"):
+        return None
+    return run(db, r, kind, bj_id, None)
