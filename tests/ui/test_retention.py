@@ -228,6 +228,16 @@ def test_preview_prune_and_check_in_the_browser(api, db, users, start_worker, tm
         assert page.inner_text("#last-check .error-kind") == "check failed"
         page.screenshot(path=str(OUT / "backup-job-check-failed.png"), full_page=True)
         assert "local-pass-ret" not in page.content()
+        page.click("#theme-toggle")
+        page.screenshot(path=str(OUT / "backup-job-dark.png"), full_page=True)
+
+        # A viewer reads the page and acts on nothing.
+        seen = login(browser, web, users["viewer"])
+        seen.goto(f"{web}/backup-jobs/{bj['id']}")
+        assert seen.inner_text("#archives-count") == str(len(repo.archive_names()))
+        assert "daily 2" in seen.inner_text("#retention")
+        for action in ("#retention-form", "#prune-now", "#check-form", "button.run-now"):
+            assert seen.locator(action).count() == 0, action
     finally:
         drop_local_backup(api, cl, bj)
 
