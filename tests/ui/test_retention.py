@@ -134,17 +134,20 @@ def test_preview_prune_and_check_in_the_browser(api, db, users, start_worker, tm
     op = api("operator")
     start_worker(1)
     try:
-        # The service learns the archives (and their times) from borg.
-        job = wait_job(db, op.post(f"/api/backup-jobs/{bj['id']}/refresh-archives").json["job_id"])
-        assert job["status"] == "succeeded", job["error"]
+        # The backup job page; the service learns the archives (and their times) from borg.
         before = repo.archive_names()
-
-        # The backup job page; a retention typed (not saved) and previewed.
         page = login(browser, web, users["operator"])
         page.goto(web + "/backup-jobs")
         page.locator("#backup-jobs tr[data-name='ret/data'] a").first.click()
         page.wait_for_url(f"{web}/backup-jobs/{bj['id']}")
+        assert page.inner_text("#archives-count") == "0"
+        page.click("button.refresh-archives")
+        page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+        assert wait_final(page) == "succeeded", page.inner_text("#log")
+        page.goto(f"{web}/backup-jobs/{bj['id']}")
         assert page.inner_text("#archives-count") == str(len(STAMPS))
+
+        # A retention typed (not saved) and previewed.
         assert "after each successful backup" in page.inner_text("#schedules tr[data-kind=prune]")
         for key in ("daily", "weekly", "monthly"):
             page.fill(f"#r-{key}", str(RETENTION[key]))

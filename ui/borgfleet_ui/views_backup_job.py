@@ -97,6 +97,13 @@ def prune(bid):
     return _queued(bid, "prune")
 
 
+@bp.post("/backup-jobs/<int:bid>/refresh-archives")
+@role("operator")
+def refresh_archives(bid):
+    """Read the archive list again from borg (list_archives.yml)."""
+    return _queued(bid, "list_archives")
+
+
 @bp.post("/backup-jobs/<int:bid>/check")
 @role("operator")
 def check(bid):
