@@ -3,7 +3,9 @@ service previews before saving it) replaces the backup's own; --check is a real 
 borgfleet_backup, or invalid, it is refused with the contract's message. A client with local
 repositories (connection local), archives made by borg directly with controlled timestamps."""
 import os
+import sys
 
+import pytest
 import yaml
 
 from tests.lib.borgrepo import BorgRepo
@@ -36,6 +38,19 @@ def _stats(run):
     start = run.output.index("TASK [borgfleet.backup.prune : borgfleet prune result]")
     shown = run.output.index("ok: [rr1] =>", start) + len("ok: [rr1] =>")
     return yaml.safe_load(run.output[shown:].split("\n\n", 1)[0])["msg"]   # ansible.cfg: YAML results
+
+
+def test_run_retention_is_the_contracts_rule_as_a_filter():
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "collections"))
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.borgfleet.backup.plugins.filter.backups import FilterModule
+    rule = FilterModule().filters()["run_retention"]
+    assert rule(None, "", "web1") is None and rule("", "data", "web1") is None
+    assert rule({"daily": "7", "within": "2d", "yearly": 0}, "data", "web1") == {"daily": 7, "within": "2d"}
+    with pytest.raises(AnsibleFilterError, match="borgfleet_retention applies to one backup: set borgfleet_backup"):
+        rule({"daily": 7}, "", "web1")
+    with pytest.raises(AnsibleFilterError, match="retention keeps nothing"):
+        rule({"daily": 0}, "data", "web1")
 
 
 def _said(run):

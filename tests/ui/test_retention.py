@@ -15,7 +15,6 @@ import pytest
 
 from rq import Queue
 
-from borgfleet_ui import contract as ui_contract
 from borgfleet_ui import db as dbm
 from borgfleet_ui import queue as q
 from borgfleet_ui.fleet import backup_jobs
@@ -66,16 +65,6 @@ def repo_with_archives(api, tmp_path, name, **job):
 
 def data_bytes(location):
     return sum(f.stat().st_size for f in Path(location, "data").rglob("*") if f.is_file())
-
-
-def test_retention_for_one_run_is_the_contracts_rule():
-    rule = ui_contract.contract.run_retention
-    assert rule(None, "", "web1") is None and rule("", "data", "web1") is None
-    assert rule({"daily": "7", "within": "2d", "yearly": 0}, "data", "web1") == {"daily": 7, "within": "2d"}
-    with pytest.raises(ui_contract.ContractError, match="borgfleet_retention applies to one backup: set borgfleet_backup"):
-        rule({"daily": 7}, "", "web1")
-    with pytest.raises(ui_contract.ContractError, match="retention keeps nothing"):
-        rule({"daily": 0}, "data", "web1")
 
 
 def test_prune_and_check_routes_roles_and_validation(api, db, redis, tmp_path):
