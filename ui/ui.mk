@@ -21,3 +21,13 @@ ui: setup
 test-ui: setup ui-deps
 	bash tests/lib/services.sh
 	$(VENV_BIN)/python -m pytest tests/ui -v -ra --durations=10 $(PYTEST_ARGS)
+
+# The pages' front-end toolkit, pinned in ui/package.json + package-lock.json, served as is (no build step).
+UI_ASSETS_STAMP := ui/node_modules/.installed
+setup: $(UI_ASSETS_STAMP)
+$(UI_ASSETS_STAMP): ui/package.json ui/package-lock.json
+	@command -v npm >/dev/null || { \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm; }
+	npm ci --prefix ui --omit=dev --ignore-scripts --no-audit --no-fund
+	touch $@

@@ -57,6 +57,7 @@ def _filter(rule):
 _server_name = _filter(contract.server_name)
 server_settings = _filter(contract.server_settings)
 resolve_backups = _filter(contract.resolve_backups)
+run_retention = _filter(contract.run_retention)
 known_hosts_name = contract.known_hosts_name
 public_backups = contract.public_backups
 
@@ -325,4 +326,5 @@ class FilterModule(object):
             "known_hosts_name": known_hosts_name,
             "result_report": result_report,
             "verifiable_backups": verifiable_backups,
+            "run_retention": run_retention,
         }

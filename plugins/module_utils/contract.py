@@ -292,6 +292,17 @@ def check_retention(value, client, name):
     return out
 
 
+def run_retention(value, limit, client):
+    """`borgfleet_retention`: a retention given for one run of roles/prune instead of the backup's own
+    (the service previews an unsaved retention with it), or None to use each backup's own. It names no
+    backup, so it needs `borgfleet_backup`: one retention is never applied to every backup of a host."""
+    if value is None or value == "":
+        return None
+    if not limit:
+        _fail("client %r: borgfleet_retention applies to one backup: set borgfleet_backup too" % client)
+    return check_retention(value, client, limit)
+
+
 def check_compression(value, client, name):
     if value is None or value == "":
         return "lz4"

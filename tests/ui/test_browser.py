@@ -123,11 +123,18 @@ def test_browser_flow(browser, web, users, start_worker, tmp_path, api):
     assert repo.archive_names() == [name]
     restored = repo.extract(name, tmp_path / "restore")
     assert (restored / str(data / "hello.txt").lstrip("/")).read_text() == "hello from the browser test\n"
-    dialogs = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+    # Delete asks first, in a modal naming the archive; "Keep" leaves it, "Delete archive" queues the job.
     row.locator("button.delete").click()
+    modal = page.locator("#confirm-modal")
+    modal.wait_for(state="visible")
+    assert name in page.inner_text("#confirm-text")
+    modal.locator("button", has_text="Keep").click()
+    modal.wait_for(state="hidden")
+    assert page.url.endswith("/archives") and repo.archive_names() == [name]
+    row.locator("button.delete").click()
+    modal.wait_for(state="visible")
+    page.click("#confirm-yes")
     page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
-    assert dialogs and name in dialogs[0]
     assert wait_final(page) == "succeeded", page.inner_text("#log")
     page.goto(web + "/archives")
     assert page.locator(f"#archives tr[data-name='{name}']").count() == 0

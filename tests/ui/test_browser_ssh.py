@@ -152,7 +152,10 @@ def test_browser_ssh_fleet(browser, web, start_worker, controller, fleet_hosts, 
     name = row.get_attribute("data-name")
     cells = row.locator("td")
     assert cells.nth(1).inner_text() == f"{client.name} / {b['name']}" and cells.nth(2).inner_text() == server.name
-    nfiles, original, dedup = (int(cells.nth(i).inner_text()) for i in (4, 5, 6))
+    # Sizes read as "1.2 MiB"; the exact bytes are in the cells' data-bytes.
+    nfiles = int(cells.nth(4).inner_text())
+    original, dedup = (int(cells.nth(i).get_attribute("data-bytes")) for i in (5, 6))
+    assert cells.nth(5).inner_text().endswith(("B", "KiB", "MiB", "GiB"))
 
     # Read back with borg over SSH (client key, harness known_hosts): same name, same figures.
     repo = client.repo(b["name"], controller)

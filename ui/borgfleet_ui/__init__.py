@@ -8,7 +8,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, auth, db, views
+from . import api, auth, db, look, views, views_backup_job
 from .config import load_config, web_config
 
 # The pages load only their own static files: no inline script or style, no framing.
@@ -49,6 +49,8 @@ def create_app(test_config=None):
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
+    app.register_blueprint(views_backup_job.bp)
+    look.init_app(app)
     app.before_request(auth.enforce)
     app.jinja_env.globals["csrf_token"] = auth.csrf_token
 

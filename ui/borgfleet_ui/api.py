@@ -210,6 +210,29 @@ def bj_refresh(bid):
     return accepted(fleet.backup_jobs.run(get_db(), get_redis(), "list_archives", bid, g.user["username"]))
 
 
+@bp.post("/backup-jobs/<int:bid>/prune")
+@role("operator")
+def bj_prune(bid):
+    return accepted(fleet.backup_jobs.run(get_db(), get_redis(), "prune", bid, g.user["username"]))
+
+
+@bp.post("/backup-jobs/<int:bid>/prune-preview")
+@role("operator")
+def bj_prune_preview(bid):
+    """A dry run of the retention in the body (or the saved one): the job's result lists kept and pruned."""
+    data = request.get_json(silent=True) or {}
+    options = {"retention": data["retention"]} if data.get("retention") is not None else {}
+    return accepted(fleet.backup_jobs.run(get_db(), get_redis(), "prune_preview", bid, g.user["username"], options))
+
+
+@bp.post("/backup-jobs/<int:bid>/check")
+@role("operator")
+def bj_check(bid):
+    data = request.get_json(silent=True) or {}
+    options = {k: data[k] for k in ("scope", "verify_data") if data.get(k) is not None}
+    return accepted(fleet.backup_jobs.run(get_db(), get_redis(), "check", bid, g.user["username"], options))
+
+
 # --- archives ---
 @bp.get("/archives")
 @role("viewer")

@@ -27,6 +27,7 @@ from . import queue as q
 from . import results
 from .config import load_config
 from .db import connect, connect_redis, connection_lost, execute, query
+from .fleet import backup_jobs
 from .kinds import KINDS
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ def run_job(job_id):
         if run.status != "successful" or run.rc != 0:
             raise JobError(run.failure_message(), result=results.failed(row, run.report()))
         result = results.record(db, row, params, run.report())
+        if spec.then and row["backup_job_id"]:
+            _follow_up(db, r, joblog, spec.then, row["backup_job_id"])
         q.finish(db, job_id, "succeeded", rc=0, result=result)
         return "succeeded"
     except Exception as e:
@@ -124,6 +127,18 @@ def run_job(job_id):
             q.release_lock(r, lock, job_id)
         hb.stop.set()
         db.close()
+
+
+def _follow_up(db, r, joblog, kind, bj_id):
+    """Queue the kind that follows a successful run (kinds.py `then`) when the backup job asks for it;
+    this run succeeded whatever happens here."""
+    try:
+        follow = backup_jobs.follow_up(db, r, kind, bj_id)
+    except Exception as e:  # a deleted job, Redis away: the run itself stays a success
+        joblog.append([f"*** {kind} not queued: {e} ***"])
+        return
+    if follow:
+        joblog.append([f"*** {kind} queued as job {follow} ***"])
 
 
 def _failed(db, joblog, kind, msg, result=None):
@@ -268,7 +283,7 @@ class PlaybookRun:
             runner = ansible_runner.interface.init_runner(
                 private_data_dir=pdd, project_dir=root, inventory=inv,
                 # The playbook dies with this work horse (the guard), so it is named on the command line.
-                binary=write_playbook_guard(pdd), cmdline=shlex.quote(playbook),
+                binary=write_playbook_guard(pdd), cmdline=shlex.quote(playbook) + (" --check" if self.spec.check_mode else ""),
                 limit=",".join(limit) if limit else None,
                 ident=self.job_id, suppress_env_files=True, envvars=env, quiet=True,
                 # Runner's default caches the hosts' facts as files under artifacts/: keep them in memory.

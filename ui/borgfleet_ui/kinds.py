@@ -31,12 +31,21 @@ class Kind(NamedTuple):
     # The set_stats key the playbook reports its result under (runner's playbook_on_stats event).
     result_key: Optional[str]
     schedule: Optional[Schedule] = None
+    # Run the playbook in check mode (--check): a dry run that changes nothing.
+    check_mode: bool = False
+    # A kind queued for the same backup job after each successful run of this one, when the
+    # backup job asks for it (fleet/backup_jobs.py follow_up).
+    then: Optional[str] = None
 
 
 # In the order workers take their queues: user-facing quick work first, long backups last.
 _ROWS = (
     Kind("delete_archive", "delete_archive.yml", "borgfleet-delete_archive", 1800, retry=False,
          locks_repository=True, result_key="borgfleet_delete_archive"),
+    # What a retention would keep (and by which rule) and prune: prune.yml --check, a real
+    # borg prune --dry-run, possibly of a retention not saved yet (extra var borgfleet_retention).
+    Kind("prune_preview", "prune.yml", "borgfleet-prune_preview", 900, retry=True,
+         locks_repository=True, result_key="borgfleet_prune", check_mode=True),
     Kind("setup", "setup.yml", "borgfleet-setup", 3600, retry=True,
          locks_repository=False, result_key="borgfleet_repository"),
     Kind("list_archives", "list_archives.yml", "borgfleet-list_archives", 900, retry=True,
@@ -47,9 +56,17 @@ _ROWS = (
     Kind("verify", "verify.yml", "borgfleet-verify", 2 * 3600, retry=False,
          locks_repository=True, result_key="borgfleet_verify",
          schedule=Schedule("verify_schedule", "verify_next_run_at", "verify_last_run_at")),
+    # Prune then compact: on its own schedule, or (no prune_schedule) after each successful backup.
+    Kind("prune", "prune.yml", "borgfleet-prune", 3600, retry=True,
+         locks_repository=True, result_key="borgfleet_prune",
+         schedule=Schedule("prune_schedule", "prune_next_run_at", "prune_last_run_at")),
+    # A failed check stays failed: a retry would only hide a flaky disk.
+    Kind("check", "check.yml", "borgfleet-check", 6 * 3600, retry=False,
+         locks_repository=True, result_key="borgfleet_check",
+         schedule=Schedule("check_schedule", "check_next_run_at", "check_last_run_at")),
     Kind("backup", "backup.yml", "borgfleet-backup", 6 * 3600, retry=False,
          locks_repository=True, result_key="borgfleet_backup",
-         schedule=Schedule("schedule", "next_run_at", "last_run_at")),
+         schedule=Schedule("schedule", "next_run_at", "last_run_at"), then="prune"),
 )
 KINDS = {k.name: k for k in _ROWS}
 

@@ -36,6 +36,15 @@ ROUTES = [
      None, 202, _JOB),
     ("post", "/api/backup-jobs/{id}/refresh-archives", "operator", "Queue list_archives.yml to resync archives",
      None, 202, _JOB),
+    ("post", "/api/backup-jobs/{id}/prune", "operator",
+     "Prune now: queue prune.yml (the saved retention, then borg compact if something was pruned)", None, 202, _JOB),
+    ("post", "/api/backup-jobs/{id}/prune-preview", "operator",
+     "Queue prune.yml --check (borg prune --dry-run) of the retention given (or the saved one); the job's"
+     " result lists the archives kept, with their rule, and those that would be pruned", "RetentionPreview",
+     202, _JOB),
+    ("post", "/api/backup-jobs/{id}/check", "operator",
+     "Check now: queue check.yml (borg check; the job's options unless given); result: ok and duration",
+     "CheckOptions", 202, _JOB),
     ("get", "/api/archives", "viewer", "List archives with server and repository names (paginated)", None, 200, _LIST),
     ("get", "/api/archives/{id}", "viewer", "One archive", None, 200, None),
     ("delete", "/api/archives/{id}", "operator", "Queue delete_archive.yml for this archive", None, 202, _JOB),
@@ -104,7 +113,18 @@ SCHEMAS = {
         "retention": {"type": "object"}, "pool_id": {"type": "integer"},
         "schedule": {"type": "string", "description": "cron expression"},
         "timezone": {"type": "string", "description": "IANA zone, e.g. Europe/Berlin"},
-        "enabled": {"type": "boolean"}}},
+        "enabled": {"type": "boolean"},
+        "prune_schedule": {"type": "string", "nullable": True, "description":
+                           "cron expression for prune.yml; null: prune after each successful backup"
+                           " (only with a retention)"},
+        "check_schedule": {"type": "string", "nullable": True, "description": "cron expression for check.yml"},
+        "check_scope": {"type": "string", "enum": ["all", "repository", "archives"]},
+        "check_verify_data": {"type": "boolean", "description": "borg check --verify-data (reads every chunk)"}}},
+    "RetentionPreview": {"type": "object", "properties": {
+        "retention": {"type": "object", "description": "as a backup's retention; absent: the saved one"}}},
+    "CheckOptions": {"type": "object", "properties": {
+        "scope": {"type": "string", "enum": ["all", "repository", "archives"]},
+        "verify_data": {"type": "boolean"}}},
     "Settings": {"type": "object", "properties": {"app_name": {"type": "string"},
                                                   "stats_interval_minutes": {"type": "integer"}}},
     "User": {"type": "object", "required": ["username", "role"], "properties": {

@@ -127,6 +127,47 @@ def _verify(db, job, params, report):
     return result
 
 
+def _prune_entry(params, report, playbook):
+    """The report's entry of the one backup a prune run was limited to."""
+    backup = params["extravars"]["borgfleet_backup"]
+    entries = [e for e in _entries(report) if e.get("backup") == backup and isinstance(e.get("kept"), list)]
+    if not entries:
+        raise ResultError(f"{playbook} succeeded but reported no kept archives for backup {backup}"
+                          " (none under its stats key borgfleet_prune)")
+    return entries[-1]
+
+
+@recorder("prune")
+def _prune(db, job, params, report):
+    """borg pruned these archives (and compacted when it pruned some): their rows go; the kept ones
+    are this backup's whole archive list now, so any the service had not seen yet is added."""
+    entry = _prune_entry(params, report, "prune.yml")
+    pruned = [a["name"] for a in entry.get("pruned") or []]
+    for name in pruned:
+        execute(db, "DELETE FROM archives WHERE repository_id=%s AND name=%s", (params["repository_id"], name))
+    for a in entry["kept"]:
+        upsert_archive(db, params["repository_id"], {"name": a["name"]})
+    return {"kept": entry["kept"], "pruned": pruned, "compacted": bool(entry.get("compacted"))}
+
+
+@recorder("prune_preview")
+def _prune_preview(db, job, params, report):
+    """What the retention previewed would keep (with the rule keeping each) and prune: nothing changed."""
+    entry = _prune_entry(params, report, "prune.yml --check")
+    return {"retention": params["retention"], "kept": entry["kept"],
+            "pruned": [a["name"] for a in entry.get("pruned") or []]}
+
+
+@recorder("check")
+def _check(db, job, params, report):
+    backups = [{k: e.get(k) for k in ("backup", "ok", "duration")} for e in _entries(report)]
+    if not backups:
+        raise ResultError("check.yml succeeded but checked nothing (no entry under its stats key borgfleet_check)")
+    return {"ok": all(b["ok"] for b in backups), "backups": backups,
+            "scope": params["extravars"]["borgfleet_check_scope"],
+            "verify_data": params["extravars"]["borgfleet_check_verify_data"]}
+
+
 def upsert_archive(db, repo_id, a):
     s = a.get("stats") or {}
     execute(db, "INSERT INTO archives (repository_id, name, borg_id, start_at, end_at, duration, nfiles,"

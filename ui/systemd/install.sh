@@ -27,6 +27,7 @@ done
 [ -d /run/systemd/system ] || { echo "systemd is not running here; use 'make ui' or 'borgfleet-ui serve'" >&2; exit 1; }
 PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || { echo "$ROOT/.venv is missing: run 'make setup' first" >&2; exit 1; }
+[ -f "$ROOT/ui/node_modules/bootstrap/dist/css/bootstrap.min.css" ] || { echo "the pages' toolkit is missing: run 'make setup' first" >&2; exit 1; }
 
 id "$USER_NAME" >/dev/null 2>&1 || useradd --system --create-home --home-dir "/var/lib/$USER_NAME" \
   --shell /usr/sbin/nologin "$USER_NAME"

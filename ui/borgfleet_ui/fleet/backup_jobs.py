@@ -11,12 +11,15 @@ from .. import queue as q
 from .. import secret_store
 from ..contract import contract
 from ..db import execute, query
+from . import runs
 from .common import Invalid, NotFound, by_contract, field, page_query
 from .pools import backup_server_vars
 
 BJ_SELECT = ("SELECT b.id, b.client_id, c.name AS client_name, b.name, b.paths_json, b.exclude_json,"
              " b.databases_json, b.compression, b.retention_json, b.pool_id, b.schedule, b.timezone, b.enabled,"
              " b.next_run_at, b.last_run_at, b.verify_schedule, b.verify_next_run_at, b.verify_last_run_at,"
+             " b.prune_schedule, b.prune_next_run_at, b.prune_last_run_at, b.check_schedule, b.check_scope,"
+             " b.check_verify_data, b.check_next_run_at, b.check_last_run_at,"
              " b.created_at, r.id AS repository_id, r.location"
              " FROM backup_jobs b JOIN servers c ON c.id=b.client_id"
              " LEFT JOIN repositories r ON r.backup_job_id=b.id")
@@ -30,6 +33,7 @@ def bj_out(row):
     row["verifiable"] = contract.verifiable(row["databases"])
     row["retention"] = json.loads(row.pop("retention_json") or "null")
     row["enabled"] = bool(row["enabled"])
+    row["check_verify_data"] = bool(row["check_verify_data"])
     return row   # the passphrase is write-only: never selected
 
 
@@ -43,6 +47,18 @@ def get_backup_job(db, bj_id):
     if not row:
         raise NotFound(f"backup job {bj_id} not found")
     return bj_out(row)
+
+
+def overview(db, bj_id):
+    """A backup job with what its page shows: how many archives the service knows, its last runs,
+    and the last run of each kind acting on its repository."""
+    bj = get_backup_job(db, bj_id)
+    bj["archives_count"] = query(db, "SELECT COUNT(*) AS n FROM archives WHERE repository_id=%s",
+                                 (bj["repository_id"],), one=True)["n"]
+    bj["runs"] = runs.list_jobs(db, backup_job_id=bj_id, limit=15)
+    bj["last"] = {kind: (runs.list_jobs(db, backup_job_id=bj_id, kind=kind, limit=1) or [None])[0]
+                  for kind in ("backup", "prune", "check", "verify")}
+    return bj
 
 
 def next_run(schedule, tz, after=None):
@@ -106,15 +122,47 @@ def _bj_fields(db, data, cur=None):
     out["schedule"], out["timezone"] = schedule or None, tz
     out["enabled"] = bool(field(data, "enabled", cur.get("enabled", True)))
     out["next_run_at"] = next_run(schedule, tz) if schedule and out["enabled"] else None
-    verify = field(data, "verify_schedule", cur.get("verify_schedule"))
-    if verify not in (None, "") and (not isinstance(verify, str) or not croniter.is_valid(verify)):
-        raise Invalid(f"verify_schedule {verify!r} is not a cron expression")
+    verify = _cron(data, cur, "verify_schedule")
     if verify and not contract.verifiable(databases):
         raise Invalid("verify_schedule needs a database backup taken from a snapshot (method snapshot or "
                       "auto): a dump holds SQL, there is no data directory to start")
     out["verify_schedule"] = verify or None
     out["verify_next_run_at"] = next_run(verify, tz) if verify and out["enabled"] else None
+    prune = _cron(data, cur, "prune_schedule")
+    if prune and resolved["retention"] is None:
+        raise Invalid("prune_schedule needs a retention (without one nothing is ever pruned)")
+    out["prune_schedule"] = prune
+    out["prune_next_run_at"] = next_run(prune, tz) if prune and out["enabled"] else None
+    out["check_schedule"] = _cron(data, cur, "check_schedule")
+    out["check_next_run_at"] = next_run(out["check_schedule"], tz) if out["check_schedule"] and out["enabled"] else None
+    out["check_scope"], out["check_verify_data"] = check_options(
+        field(data, "check_scope", cur.get("check_scope", "all")),
+        field(data, "check_verify_data", cur.get("check_verify_data", False)))
     return out, client, resolved
+
+
+def _cron(data, cur, key):
+    """A cron column: "" clears it, null keeps the current value."""
+    value = field(data, key, cur.get(key))
+    if value not in (None, "") and (not isinstance(value, str) or not croniter.is_valid(value)):
+        raise Invalid(f"{key} {value!r} is not a cron expression")
+    return value or None
+
+
+CHECK_SCOPES = ("all", "repository", "archives")   # roles/check borgfleet_check_scope
+
+
+def check_options(scope, verify_data):
+    """(scope, verify_data) of a check: what borg check verifies (--repository-only, --archives-only
+    or both) and whether it also reads and verifies every chunk (--verify-data)."""
+    if scope not in CHECK_SCOPES:
+        raise Invalid(f"check_scope must be one of {', '.join(CHECK_SCOPES)}")
+    if not isinstance(verify_data, bool):
+        raise Invalid("check_verify_data must be true or false")
+    if verify_data and scope == "repository":
+        # borg: --repository-only contradicts --verify-data (the data is read through the archives).
+        raise Invalid("verify data reads every archive's chunks: check the archives too (scope all or archives)")
+    return scope, verify_data
 
 
 def _databases(value):
@@ -174,14 +222,45 @@ def delete_backup_job(db, r, bj_id):
     q.wake_scheduler(r)
 
 
-def run(db, r, kind, bj_id, user):
-    """Queue one run of a backup job's kind (backup, verify, list_archives: kinds.py) for that one
-    backup of that one client, under that repository's lock."""
+def run(db, r, kind, bj_id, user, options=None):
+    """Queue one run of a backup job's kind (backup, verify, list_archives, prune, prune_preview,
+    check: kinds.py) for that one backup of that one client, under that repository's lock.
+
+    options: for check, {scope, verify_data} instead of the job's own; for prune_preview,
+    {retention} to preview instead of the saved one."""
     bj = get_backup_job(db, bj_id)
+    options = options or {}
+    extravars = {"borgfleet_backup": bj["name"]}
+    params = {"limit": [bj["client_name"]], "repository_id": bj["repository_id"]}
     if kind == "verify" and not bj["verifiable"]:
         raise Invalid(f"backup job {bj['name']} is not a database backup taken from a snapshot: nothing to verify")
-    return q.create_job(db, r, kind,
-                        {"limit": [bj["client_name"]], "extravars": {"borgfleet_backup": bj["name"]},
-                         "repository_id": bj["repository_id"]},
+    if kind == "prune" and not bj["retention"]:
+        raise Invalid(f"backup job {bj['name']} has no retention: nothing is ever pruned")
+    if kind == "prune_preview":
+        retention = options.get("retention", bj["retention"])
+        if not retention:
+            raise Invalid("give a retention to preview (this backup job has none saved)")
+        # The collection's rule, its message; the playbook checks it again (contract.run_retention).
+        params["retention"] = extravars["borgfleet_retention"] = by_contract(
+            contract.check_retention, retention, bj["client_name"], bj["name"])
+    if kind == "check":
+        extravars["borgfleet_check_scope"], extravars["borgfleet_check_verify_data"] = check_options(
+            options.get("scope", bj["check_scope"]), options.get("verify_data", bj["check_verify_data"]))
+    params["extravars"] = extravars
+    return q.create_job(db, r, kind, params,
                         server_id=bj["client_id"], backup_job_id=bj["id"], user=user,
                         repository=f"{bj['client_name']}/{bj['name']}")
+
+
+def follow_up(db, r, kind, bj_id):
+    """Queue `kind` after a successful run of this backup job when the job asks for it (kinds.py
+    `then`): a prune after each backup when it has a retention and no prune_schedule of its own.
+    One not started yet already covers this backup (frequent backups never pile up prunes).
+    Returns the job id, or None."""
+    bj = get_backup_job(db, bj_id)
+    if kind != "prune" or not bj["retention"] or bj["prune_schedule"]:
+        return None
+    if runs.list_jobs(db, backup_job_id=bj_id, kind=kind, limit=1, status="queued") or \
+            runs.list_jobs(db, backup_job_id=bj_id, kind=kind, limit=1, status="waiting"):
+        return None
+    return run(db, r, kind, bj_id, None)

@@ -17,10 +17,10 @@ def job_out(row):
     return row
 
 
-def list_jobs(db, status=None, backup_job_id=None, limit=50, before=None):
+def list_jobs(db, status=None, backup_job_id=None, limit=50, before=None, kind=None):
     sql, args = page_query(f"SELECT {JOB_COLS} FROM jobs j LEFT JOIN servers s ON s.id=j.server_id"
                            " LEFT JOIN backup_jobs b ON b.id=j.backup_job_id WHERE 1=1",
-                           [("j.status", status), ("j.backup_job_id", backup_job_id)], before, limit, key="j.seq")
+                           [("j.kind", kind), ("j.status", status), ("j.backup_job_id", backup_job_id)], before, limit, key="j.seq")
     return [job_out(r) for r in query(db, sql, args)]
 
 

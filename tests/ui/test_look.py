@@ -1,0 +1,71 @@
+"""The pages' look: the pinned toolkit is served and applied, figures read as a person reads them,
+light and dark themes work (system preference, then the toggle, remembered), destruction asks in a
+modal. Screenshots of every page in both themes go to tests/output/look/ to be looked at."""
+from pathlib import Path
+
+from test_browser import browser, login, web  # noqa: F401  (fixtures: Chromium and the web process)
+from uilib import drop_local_backup, make_local_backup, wait_job
+
+from borgfleet_ui import look
+
+OUT = Path(__file__).resolve().parents[1] / "output" / "look"
+PAGES = ["/", "/servers", "/backup-jobs", "/archives", "/jobs", "/workers"]
+
+
+def test_figures_read_as_people_read_them():
+    assert [look.size(v) for v in (None, 0, 1023, 1536, 5 * 1024 ** 3)] == ["", "0 B", "1023 B", "1.5 KiB", "5.0 GiB"]
+    assert [look.duration(v) for v in (0.4, 59, 185, 7800, 90061)] == ["0 s", "59 s", "3 min 5 s", "2 h 10 min", "1 d 1 h"]
+    import datetime
+    now = datetime.datetime(2026, 12, 2, 10, 0)
+    assert look.ago(now - datetime.timedelta(seconds=20), now) == "just now"
+    assert look.ago(now - datetime.timedelta(minutes=5), now) == "5 min ago"
+    assert look.ago(now + datetime.timedelta(hours=4), now) == "in 4 h"
+    assert look.when(datetime.datetime(2026, 12, 2, 9, 14, 33)) == "2026-12-02 09:14 UTC"
+    assert look.status_colour("failed") == "danger" and look.status_colour("whatever") == "secondary"
+
+
+def test_pages_in_light_and_dark(api, db, start_worker, tmp_path, browser, web, users):  # noqa: F811
+    cl, bj = make_local_backup(api, tmp_path, "look")
+    start_worker(1)
+    op = api("operator")
+    try:
+        assert wait_job(db, op.post(f"/api/servers/{cl['id']}/setup").json["job_id"])["status"] == "succeeded"
+        job = wait_job(db, op.post(f"/api/backup-jobs/{bj['id']}/run").json["job_id"])
+        assert job["status"] == "succeeded", job["error"]
+        OUT.mkdir(parents=True, exist_ok=True)
+        page = login(browser, web, users["admin"])
+
+        # The toolkit is served by the app itself (CSP 'self') and applied.
+        css = page.request.get(web + "/vendor/bootstrap/css/bootstrap.min.css")
+        assert css.status == 200 and "Bootstrap  v5.3.8" in css.text()
+        assert page.evaluate("typeof bootstrap") == "object"
+        assert page.evaluate("getComputedStyle(document.querySelector('.navbar')).display") == "flex"
+
+        # Sizes are human; the exact figure stays in data-bytes and the title.
+        page.goto(web + "/archives")
+        cell = page.locator("#archives tr[data-name] td.original").first
+        assert cell.inner_text().split()[-1] in ("B", "KiB", "MiB", "GiB")
+        assert int(cell.get_attribute("data-bytes")) > 0 and "bytes" in cell.get_attribute("title")
+
+        # Light by default (the browser prefers light), dark after the toggle, kept across pages.
+        page.goto(web + "/")
+        assert page.get_attribute("html", "data-bs-theme") == "light"
+        for theme in ("light", "dark"):
+            if theme == "dark":
+                page.click("#theme-toggle")
+                assert page.get_attribute("html", "data-bs-theme") == "dark"
+            for path, name in [(p, p.strip("/").replace("/", "-") or "dashboard") for p in PAGES] + [(f"/jobs/{job['id']}", "job")]:
+                page.goto(web + path)
+                assert page.get_attribute("html", "data-bs-theme") == theme
+                background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+                assert (background == "rgb(255, 255, 255)") == (theme == "light"), (path, theme, background)
+                page.screenshot(path=str(OUT / f"{name}-{theme}.png"), full_page=True)
+        # A browser that prefers dark gets dark without touching the toggle.
+        ctx = browser.new_context(color_scheme="dark")
+        dark = ctx.new_page()
+        dark.goto(web + "/login")
+        assert dark.get_attribute("html", "data-bs-theme") == "dark"
+        dark.screenshot(path=str(OUT / "login-dark.png"))
+        ctx.close()
+    finally:
+        drop_local_backup(api, cl, bj)

@@ -1,0 +1,80 @@
+"""The pages' look: the pinned front-end toolkit served from ui/node_modules, and the Jinja filters
+that make figures readable (sizes, times, durations). Pure presentation: no data is read here."""
+import datetime
+import os
+
+from flask import Blueprint
+
+# Installed by `make setup` from ui/package.json (pinned); only the toolkit's dist folder is served.
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "node_modules")
+vendor = Blueprint("vendor", __name__, static_folder=os.path.join(ASSETS, "bootstrap", "dist"),
+                   static_url_path="/vendor/bootstrap")
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+# Status → Bootstrap colour; anything else is grey.
+STATUS_COLOURS = {
+    "succeeded": "success", "ok": "success", "passed": "success",
+    "running": "primary", "waiting": "info", "queued": "secondary",
+    "failed": "danger", "abandoned": "danger", "missed": "warning", "canceled": "secondary",
+    "never": "secondary", "not set up": "warning",
+}
+
+
+def size(value):
+    """Bytes as a person reads them: 1536 → '1.5 KiB'; None → ''."""
+    if value is None or value == "":
+        return ""
+    n = float(value)
+    for unit in _UNITS:
+        if abs(n) < 1024 or unit == _UNITS[-1]:
+            return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""  # not reached
+
+
+def when(value):
+    """A UTC time from the database, to the minute: '2026-12-02 09:14 UTC'."""
+    if not value:
+        return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.datetime.fromisoformat(value.replace("Z", ""))
+        except ValueError:
+            return value
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def ago(value, now=None):
+    """How long ago a UTC time was: 'just now', '5 min ago', '3 h ago', '2 d ago'; future: 'in 4 h'."""
+    if not value:
+        return ""
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value.replace("Z", ""))
+    now = now or datetime.datetime.utcnow()
+    seconds = (now - value.replace(tzinfo=None)).total_seconds()
+    text = duration(abs(seconds), coarse=True)
+    if abs(seconds) < 60:
+        return "just now"
+    return f"{text} ago" if seconds > 0 else f"in {text}"
+
+
+def duration(seconds, coarse=False):
+    """Seconds as '42 s', '3 min 5 s', '2 h 10 min', '4 d 2 h' (coarse: the largest unit only)."""
+    if seconds is None or seconds == "":
+        return ""
+    s = int(round(float(seconds)))
+    parts = []
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if s >= length or (unit == "s" and not parts):
+            parts.append(f"{s // length} {unit}")
+            s %= length
+    return parts[0] if coarse else " ".join(parts[:2])
+
+
+def status_colour(status):
+    return STATUS_COLOURS.get(status or "", "secondary")
+
+
+def init_app(app):
+    app.register_blueprint(vendor)
+    app.jinja_env.filters.update(size=size, when=when, ago=ago, duration=duration, status_colour=status_colour)
