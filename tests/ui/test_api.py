@@ -11,7 +11,7 @@ from uilib import wait_for
 # rule, or adding an endpoint, means changing this table too. Endpoint -> least role; None: public.
 ROLES = ("viewer", "operator", "admin")  # each may do what the ones before it may
 ACCESS = {
-    "auth.login": None, "api.health": None, "static": None,
+    "auth.login": None, "api.health": None, "static": None, "vendor.static": None,
     "auth.logout": "viewer",
     "api.me": "viewer", "api.openapi": "viewer",
     "api.servers_list": "viewer", "api.servers_get": "viewer", "api.servers_stats": "viewer",
@@ -21,6 +21,7 @@ ACCESS = {
     "api.bj_list": "viewer", "api.bj_get": "viewer",
     "api.bj_create": "operator", "api.bj_update": "operator", "api.bj_delete": "operator",
     "api.bj_run": "operator", "api.bj_verify": "operator", "api.bj_refresh": "operator",
+    "api.bj_prune": "operator", "api.bj_prune_preview": "operator", "api.bj_check": "operator",
     "api.archives_list": "viewer", "api.archives_get": "viewer", "api.archives_delete": "operator",
     "api.jobs_list": "viewer", "api.jobs_get": "viewer", "api.jobs_log": "viewer", "api.jobs_cancel": "operator",
     "api.settings_get": "viewer", "api.settings_put": "admin",
@@ -32,6 +33,9 @@ ACCESS = {
     "pages.server_setup": "operator", "pages.backup_run": "operator", "pages.backup_verify": "operator",
     "pages.archive_delete": "operator", "pages.job_cancel": "operator",
     "pages.workers_page": "admin", "pages.worker_control": "admin",
+    "backup_job.page": "viewer", "backup_job.preview_part": "viewer",
+    "backup_job.prune": "operator", "backup_job.check": "operator", "backup_job.check_settings": "operator",
+    "backup_job.refresh_archives": "operator", "backup_job.retention": "operator",
 }
 PUBLIC = {endpoint for endpoint, role in ACCESS.items() if role is None}
 
