@@ -147,3 +147,52 @@ def upsert_archive(db, repo_id, a):
 def _dt(v):
     # borg prints ISO times like 2026-11-25T23:40:01.000000; MariaDB takes them without the 'T'.
     return v.replace("T", " ")[:26] if isinstance(v, str) else None
+
+
+def _one_host(report, kind):
+    """The value of the one host a restore-page run was limited to ({host: value})."""
+    values = [v for v in (report or {}).values() if isinstance(v, dict)] if isinstance(report, dict) else []
+    if len(values) != 1:
+        raise ResultError(f"{kind} reported {len(values)} host results where one was expected")
+    return values[0]
+
+
+@recorder("browse")
+def _browse(db, job, params, report):
+    """One level of an archive (docs/contract.md, browse.yml), shown by the browse page."""
+    result = _one_host(report, "browse.yml")
+    if not isinstance(result.get("entries"), list):
+        raise ResultError("browse.yml succeeded but reported no entries")
+    return result
+
+
+@recorder("search")
+def _search(db, job, params, report):
+    """Which archives hold a path and when it changed (search.yml), shown by the versions page."""
+    result = _one_host(report, "search.yml")
+    if not isinstance(result.get("found"), list):
+        raise ResultError("search.yml succeeded but reported nothing found or not")
+    return result
+
+
+def restore_report(report):
+    """What a restore wrote, or would write (dry_run), or why it refused: {host, target, dry_run,
+    refused, files, nfiles, skipped, conflicts, replaced, backup_dir, bytes, duration, msg}. A refused
+    restore keeps it too: its conflicts say which files differ."""
+    if not isinstance(report, dict) or not report:
+        return None
+    host, entry = next(iter(report.items()))
+    if not isinstance(entry, dict):
+        return None
+    entry = dict(entry, host=host)
+    # "failed" of a job's result is the per-backup list of the job page (failed()); here it is a flag.
+    entry["refused"] = bool(entry.pop("failed", False))
+    return entry
+
+
+@recorder("restore", on_failure=restore_report)
+def _restore(db, job, params, report):
+    result = restore_report(report)
+    if result is None:
+        raise ResultError("restore_anywhere.yml succeeded but reported no result under borgfleet_restore_anywhere")
+    return result
