@@ -195,4 +195,8 @@ def _restore(db, job, params, report):
     result = restore_report(report)
     if result is None:
         raise ResultError("restore_anywhere.yml succeeded but reported no result under borgfleet_restore_anywhere")
+    # What was asked, so that a dry run's page can run the same restore for real.
+    ev = params["extravars"]
+    result.update(paths=ev["borgfleet_restore_paths"], overwrite=ev["borgfleet_restore_overwrite"],
+                  requested_backup_dir=ev.get("borgfleet_restore_backup_dir"))
     return result
