@@ -4,17 +4,28 @@ Browse level by level, a file's versions, a dry run that writes nothing, two fil
 another directory and compared with cmp, in place refused on a changed file and then replaced with
 a copy kept, onto another client; roles and refused requests."""
 import json
+import re
 import subprocess
 
 from borgfleet_ui import db as dbm
 from restorelib import NEW, OLD, PASS, MANY, drop_source, make_source, run_job
+from uilib import wait_job
 
 
 def cmp(a, b):
     return subprocess.run(["cmp", str(a), str(b)], capture_output=True).returncode == 0
 
 
-def test_browse_versions_and_restore_anywhere(api, db, start_worker, tmp_path):
+def logged_in(app, user):
+    """A test client logged in to the pages (session and CSRF token) as a browser without JavaScript."""
+    c = app.test_client()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").get_data(as_text=True)).group(1)
+    assert c.post("/login", data={"username": user[0], "password": user[1], "csrf_token": csrf}).status_code == 302
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', c.get("/").get_data(as_text=True)).group(1)
+    return c, csrf
+
+
+def test_browse_versions_and_restore_anywhere(api, app, users, db, start_worker, tmp_path):
     start_worker(1)
     s = make_source(api, db, tmp_path)
     new, old, prefix, data = s["archives"][NEW], s["archives"][OLD], s["prefix"], s["data"]
@@ -84,6 +95,9 @@ def test_browse_versions_and_restore_anywhere(api, db, start_worker, tmp_path):
     assert r["refused"] is True and r["conflicts"] == [str(data / "a.txt")] and r["skipped"] == 1, r
     assert "differ from archive" in job["error"]
     assert (data / "a.txt").read_text() == "two, and longer\n"
+    c, csrf = logged_in(app, users["operator"])
+    html = c.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert 'id="conflicts"' in html and "the restore was refused" in html and str(data / "a.txt") in html
 
     # With overwrite: a.txt is the old one again, the replaced one kept under backup_dir; b.txt untouched.
     keep = tmp_path / "kept"
@@ -95,4 +109,23 @@ def test_browse_versions_and_restore_anywhere(api, db, start_worker, tmp_path):
     assert (keep / prefix / "a.txt").read_text() == "two, and longer\n"
     s["repo"].extract(OLD, tmp_path / "raw", f"{prefix}/a.txt")
     assert cmp(tmp_path / "raw" / prefix / "a.txt", data / "a.txt")
+    html = c.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert "and were replaced" in html and f'<code id="backup-dir">{keep}</code>' in html
+
+    # The pages without JavaScript: a browse form queues the listing, the page refreshes by itself
+    # until the job ends, then lists the level; a selection travels in the URL and the forms.
+    resp = c.post(f"/archives/{new}/browse", data={"open": prefix, "sel": [f"{prefix}/b.txt"], "csrf_token": csrf})
+    assert resp.status_code == 302 and "job=" in resp.headers["Location"]
+    first = c.get(resp.headers["Location"]).get_data(as_text=True)   # a playbook run takes seconds
+    assert 'data-wait-job' in first and '<noscript><meta http-equiv="refresh"' in first
+    job_id = re.search(r"job=([0-9a-f-]{36})", resp.headers["Location"]).group(1)
+    assert wait_job(db, job_id)["status"] == "succeeded"
+    html = c.get(resp.headers["Location"]).get_data(as_text=True)
+    assert f'data-path="{prefix}/a.txt"' in html and "1 selected" in html
+    assert re.search(rf'value="{re.escape(prefix)}/b.txt" aria-label="Select b.txt" checked', html)
+    wizard = c.post(f"/archives/{new}/restore", data={"sel": [f"{prefix}/b.txt", f"{prefix}/a.txt"],
+                                                     "csrf_token": csrf}).get_data(as_text=True)
+    assert wizard.count('name="sel"') == 2 and 'id="dry-run"' in wizard
+    viewer, vcsrf = logged_in(app, users["viewer"])
+    assert viewer.post(f"/archives/{new}/restore", data={"sel": [f"{prefix}/b.txt"], "csrf_token": vcsrf}).status_code == 403
     drop_source(api, s)

@@ -149,30 +149,20 @@ def _dt(v):
     return v.replace("T", " ")[:26] if isinstance(v, str) else None
 
 
-def _one_host(report, kind):
-    """The value of the one host a restore-page run was limited to ({host: value})."""
-    values = [v for v in (report or {}).values() if isinstance(v, dict)] if isinstance(report, dict) else []
-    if len(values) != 1:
-        raise ResultError(f"{kind} reported {len(values)} host results where one was expected")
-    return values[0]
+def _look(playbook, key):
+    """The recorder of a restore page's look into a repository (browse.yml: `entries` of one level;
+    search.yml: what was `found` across archives, docs/contract.md): the result of the one host the
+    run was limited to, as the page shows it."""
+    def record_look(db, job, params, report):
+        values = [v for v in report.values() if isinstance(v, dict)] if isinstance(report, dict) else []
+        if len(values) != 1 or not isinstance(values[0].get(key), list):
+            raise ResultError(f"{playbook} succeeded but reported no {key} of one host under its stats key")
+        return values[0]
+    return record_look
 
 
-@recorder("browse")
-def _browse(db, job, params, report):
-    """One level of an archive (docs/contract.md, browse.yml), shown by the browse page."""
-    result = _one_host(report, "browse.yml")
-    if not isinstance(result.get("entries"), list):
-        raise ResultError("browse.yml succeeded but reported no entries")
-    return result
-
-
-@recorder("search")
-def _search(db, job, params, report):
-    """Which archives hold a path and when it changed (search.yml), shown by the versions page."""
-    result = _one_host(report, "search.yml")
-    if not isinstance(result.get("found"), list):
-        raise ResultError("search.yml succeeded but reported nothing found or not")
-    return result
+recorder("browse")(_look("browse.yml", "entries"))
+recorder("search")(_look("search.yml", "found"))
 
 
 def restore_report(report):

@@ -93,13 +93,11 @@ def file_versions(bid):
 @role("operator")
 def restore_wizard(aid):
     """The selected paths and where they go: the original place, another directory, another client."""
-    db = get_db()
-    a = fleet.archives.get_archive(db, aid)
     sel = _selection(request.form.getlist("sel"))
     if not sel:
         raise fleet.Invalid("select at least one file or directory to restore")
-    clients = fleet.servers.list_servers(db, role="client", limit=200)
-    return render_template("restore_wizard.html", a=a, sel=sel, clients=clients)
+    return render_template("restore_wizard.html", a=fleet.archives.get_archive(get_db(), aid), sel=sel,
+                           clients=fleet.servers.list_servers(get_db(), role="client", limit=200))
 
 
 @bp.post("/archives/<int:aid>/restore/run")
