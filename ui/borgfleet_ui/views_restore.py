@@ -39,7 +39,7 @@ def archive_browse(aid):
     a = fleet.archives.get_archive(db, aid)
     sel = _selection(request.args.getlist("sel"))
     job_id = request.args.get("job")
-    job = fleet.restores.finished(db, job_id, "browse", archive_id=aid) if job_id else None
+    job = fleet.restores.job_of(db, job_id, "browse", archive_id=aid) if job_id else None
     path = job["result"]["path"] if job and job["result"] else request.args.get("path", "")
     entries, pages = [], 1
     page = max(1, request.args.get("page", 1, type=int))
@@ -65,7 +65,7 @@ def archive_browse_post(aid):
         job_id = fleet.restores.browse(db, get_redis(), aid, path, g.user["username"])
         page = 1
     else:
-        job = fleet.restores.finished(db, request.form.get("job", ""), "browse", archive_id=aid)
+        job = fleet.restores.job_of(db, request.form.get("job", ""), "browse", archive_id=aid)
         job_id, path = job["id"], request.form.get("cur", "")
         page = request.form.get("page", 1, type=int)
     return redirect(url_for("pages.archive_browse", aid=aid, job=job_id, path=path, page=page, sel=sel))
@@ -83,7 +83,7 @@ def file_versions_post(bid):
 def file_versions(bid):
     db = get_db()
     bj = fleet.backup_jobs.get_backup_job(db, bid)
-    job = fleet.restores.finished(db, request.args.get("job", ""), "search", backup_job_id=bid)
+    job = fleet.restores.job_of(db, request.args.get("job", ""), "search", backup_job_id=bid)
     # Archive names the service knows, to link each version to its browse page.
     known = {x["name"]: x["id"] for x in fleet.archives.list_archives(db, bid, limit=200)}
     return render_template("file_versions.html", bj=bj, job=job, known=known, aid=request.args.get("aid", type=int))

@@ -101,9 +101,9 @@ def restore(db, r, archive_id, data, user):
                         user=user, repository=_repository(a))
 
 
-def finished(db, job_id, kind, **owner):
+def job_of(db, job_id, kind, **owner):
     """A job of this kind for this archive or backup job (owner: archive_id= or backup_job_id=), as
-    the pages show it: the row, with its result once it succeeded."""
+    the pages show it: the row, with its result once it succeeded; NotFound for any other job."""
     job = get_job(db, job_id)
     if job["kind"] != kind or any(job[k] != v for k, v in owner.items()):
         raise NotFound(f"no {kind} job {job_id} here")
