@@ -17,6 +17,13 @@ OUT = Path(__file__).resolve().parents[1] / "output" / "restore"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make ui-deps)")
 
 
+def follow(page, target):
+    """Click what leads to another page (a selector or a locator) and wait until that page has loaded,
+    so that nothing is read from the page before it."""
+    with page.expect_navigation(timeout=60_000):
+        (page.locator(target) if isinstance(target, str) else target).click()
+
+
 def listed(page, timeout=120_000):
     """Wait for the listing the page is waiting for (its job ended and the page reloaded)."""
     page.wait_for_selector("#entries, #job-failed", timeout=timeout)
@@ -32,22 +39,22 @@ def test_browse_select_dry_run_and_restore(api, db, start_worker, tmp_path, brow
     page = login(browser, web, users["operator"])
 
     # Restore (navigation): the backup job, its archives, Browse on the newest.
-    page.click("#nav a:has-text('Restore')")
+    follow(page, "#nav a:has-text('Restore')")
     page.select_option("#backup_job_id", label="rb-src / data")
-    page.click("#show-archives")
+    follow(page, "#show-archives")
     assert page.locator("#restore-archives tr[data-name]").count() == 2
     page.screenshot(path=str(OUT / "1-pick-archive.png"), full_page=True)
-    page.locator(f"#restore-archives tr[data-name='{NEW}'] button.browse").click()
+    follow(page, page.locator(f"#restore-archives tr[data-name='{NEW}'] button.browse"))
 
     # The archive's top, then down level by level (clicking each name: the first two levels; the
     # rest of the way by the page's own address, whose "List this directory" runs one listing).
     parts = prefix.split("/")
     assert listed(page) == [parts[0]]
-    page.locator(f"#entries tr[data-path='{parts[0]}'] button.open-dir").click()
+    follow(page, page.locator(f"#entries tr[data-path='{parts[0]}'] button.open-dir"))
     assert listed(page) == ["/".join(parts[:2])]
     aid = re.search(r"/archives/(\d+)/browse", page.url).group(1)
     page.goto(f"{web}/archives/{aid}/browse?path={prefix}")
-    page.click("#list")
+    follow(page, "#list")
     assert listed(page) == [f"{prefix}/{n}" for n in ("many", "sub", "a.txt", "b.txt")]
     row = page.locator(f"#entries tr[data-path='{prefix}/b.txt']")
     assert row.locator("td.size").inner_text() == "10.0 KiB" and row.locator("td.type").inner_text() == "file"
@@ -56,16 +63,16 @@ def test_browse_select_dry_run_and_restore(api, db, start_worker, tmp_path, brow
     page.screenshot(path=str(OUT / "2-browse.png"), full_page=True)
 
     # A large directory is paged (130 entries, 100 a page), and the breadcrumb leads back.
-    page.locator(f"#entries tr[data-path='{prefix}/many'] button.open-dir").click()
+    follow(page, page.locator(f"#entries tr[data-path='{prefix}/many'] button.open-dir"))
     assert len(listed(page)) == 100 and page.locator("#pages li").count() == 2
-    page.locator("#pages button[value='2']").click()
+    follow(page, page.locator("#pages button[value='2']"))
     assert listed(page) == [f"{prefix}/many/f{i:03d}.txt" for i in range(100, 130)]
     page.screenshot(path=str(OUT / "3-paged.png"), full_page=True)
-    page.locator("#crumbs button", has_text=data.name).click()
+    follow(page, page.locator("#crumbs button", has_text=data.name))
     assert len(listed(page)) == 4
 
     # A file's versions: the search playbook across both archives.
-    page.locator(f"#entries tr[data-path='{prefix}/a.txt'] button.versions").click()
+    follow(page, page.locator(f"#entries tr[data-path='{prefix}/a.txt'] button.versions"))
     page.wait_for_selector(".found, #job-failed, #not-found", timeout=120_000)
     changes = page.locator(".found .changes tbody tr")
     assert changes.count() == 2
@@ -79,14 +86,13 @@ def test_browse_select_dry_run_and_restore(api, db, start_worker, tmp_path, brow
     for name in ("a.txt", "b.txt"):
         page.locator(f"#entries tr[data-path='{prefix}/{name}'] input[name=sel]").check()
     assert page.inner_text("#selected-count") == "2 selected"
-    page.click("#restore-selected")
+    follow(page, "#restore-selected")
     assert page.locator("#restore-paths li").count() == 2
     dest = tmp_path / "from-browser"
     page.check("#where-directory")
     page.fill("#target_dir", str(dest))
     page.screenshot(path=str(OUT / "5-wizard.png"), full_page=True)
-    page.click("#dry-run")
-    page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+    follow(page, "#dry-run")
     page.wait_for_selector("#restore-result", timeout=180_000)
     assert page.get_attribute("#restore-result", "data-dry-run") == "yes"
     files = page.inner_text("#restored-files")
@@ -95,8 +101,8 @@ def test_browse_select_dry_run_and_restore(api, db, start_worker, tmp_path, brow
     page.screenshot(path=str(OUT / "6-dry-run.png"), full_page=True)
 
     # The dry run's page runs the same restore for real.
-    page.click("#restore-for-real #restore-go")
-    page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+    follow(page, "#restore-for-real #restore-go")
+    assert re.search(r"/jobs/[0-9a-f-]{36}$", page.url)
     page.wait_for_selector("#restore-result", timeout=180_000)
     assert wait_final(page) == "succeeded"
     assert page.get_attribute("#restore-result", "data-dry-run") == "no"
@@ -110,6 +116,6 @@ def test_browse_select_dry_run_and_restore(api, db, start_worker, tmp_path, brow
     # A viewer browses too, but has no restore button and may not open the wizard.
     viewer = login(browser, web, users["viewer"])
     viewer.goto(web + "/archives")
-    viewer.locator(f"#archives tr[data-name='{NEW}'] button.browse").click()
+    follow(viewer, viewer.locator(f"#archives tr[data-name='{NEW}'] button.browse"))
     assert listed(viewer) and viewer.locator("#restore-selected").count() == 0
     drop_source(api, s)
