@@ -78,6 +78,7 @@ def test_browse_select_dry_run_and_restore(api, db, start_worker, tmp_path, brow
     assert changes.count() == 2
     assert OLD in changes.nth(0).inner_text() and "added" in changes.nth(0).inner_text()
     assert NEW in changes.nth(1).inner_text() and "modified" in changes.nth(1).inner_text()
+    assert page.locator(".found .holding button.restore-version").count() == 2
     page.screenshot(path=str(OUT / "4-versions.png"), full_page=True)
     page.go_back()
     assert len(listed(page)) == 4
