@@ -98,6 +98,10 @@ def test_browse_versions_and_restore_anywhere(api, app, users, db, start_worker,
     c, csrf = logged_in(app, users["operator"])
     html = c.get(f"/jobs/{job['id']}").get_data(as_text=True)
     assert 'id="conflicts"' in html and "the restore was refused" in html and str(data / "a.txt") in html
+    assert r["paths"] == back["paths"] and r["overwrite"] is False   # what was asked, to ask again
+    again = re.search(r'<form[^>]*id="restore-again".*?</form>', html, re.S).group(0)
+    assert 'name="overwrite" value="1"' in again and "Replace them, keeping a copy" in again
+    assert again.count('name="sel"') == 2 and 'name="where" value="original"' in again
 
     # With overwrite: a.txt is the old one again, the replaced one kept under backup_dir; b.txt untouched.
     keep = tmp_path / "kept"

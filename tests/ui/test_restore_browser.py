@@ -102,7 +102,7 @@ def test_browse_select_dry_run_and_restore(api, db, start_worker, tmp_path, brow
     page.screenshot(path=str(OUT / "6-dry-run.png"), full_page=True)
 
     # The dry run's page runs the same restore for real.
-    follow(page, "#restore-for-real #restore-go")
+    follow(page, "#restore-again #restore-go")
     assert re.search(r"/jobs/[0-9a-f-]{36}$", page.url)
     page.wait_for_selector("#restore-result", timeout=180_000)
     assert wait_final(page) == "succeeded"

@@ -167,8 +167,9 @@ recorder("search")(_look("search.yml", "found"))
 
 def restore_report(report):
     """What a restore wrote, or would write (dry_run), or why it refused: {host, target, dry_run,
-    refused, files, nfiles, skipped, conflicts, replaced, backup_dir, bytes, duration, msg}. A refused
-    restore keeps it too: its conflicts say which files differ."""
+    refused, files, nfiles, skipped, conflicts, replaced, backup_dir, bytes, duration, msg}, and what
+    was asked (paths, overwrite, backup_dir_requested). A refused restore keeps it too: its conflicts
+    say which files differ, and its page can ask again, replacing them."""
     if not isinstance(report, dict) or not report:
         return None
     host, entry = next(iter(report.items()))
@@ -185,8 +186,4 @@ def _restore(db, job, params, report):
     result = restore_report(report)
     if result is None:
         raise ResultError("restore_anywhere.yml succeeded but reported no result under borgfleet_restore_anywhere")
-    # What was asked, so that a dry run's page can run the same restore for real.
-    ev = params["extravars"]
-    result.update(paths=ev["borgfleet_restore_paths"], overwrite=ev["borgfleet_restore_overwrite"],
-                  requested_backup_dir=ev.get("borgfleet_restore_backup_dir"))
     return result
