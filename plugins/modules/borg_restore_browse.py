@@ -12,6 +12,8 @@ short_description: Browse an archive level by level, or find a path across archi
 description:
   - With O(archive), lists one directory level of the archive (O(path), default the top) - name, type, size,
     mtime, mode, owner and link target of each entry, directories first - what a restore page shows.
+  - The directories leading to a backed-up path (C(var) and C(var/lib) of an archive of C(/var/lib/app)) have no
+    item in a borg archive; they are listed as directories whose size, mtime, mode and owner are null.
   - Without O(archive), searches O(path) - an exact path or a glob such as C(etc/nginx/*.conf) - in every
     archive matching O(match_archives) and returns, per path, the archives holding it and the changes
     between consecutive archives (added, modified by size/mtime, removed).
@@ -117,8 +119,22 @@ def browse(borg, archive, path, limit):
         entry = dict((k, item.get(k)) for k in ENTRY_KEYS)
         entry.update(name=p.rsplit('/', 1)[-1], path=p)
         entries.append(entry)
+    if not entries:
+        entries = implied_directories(borg, archive, path)
     entries.sort(key=lambda e: (e['type'] != 'd', e['name']))
     return entries[:limit], len(entries) > limit
+
+
+def implied_directories(borg, archive, path):
+    """The directories leading to what was backed up: borg stores no item for the parents of a backed-up
+    path (an archive of /var/lib/app holds var/lib/app, not var), so their levels list empty. Only then is
+    the level read again whole, and the next element of each deeper path is a directory (no size,
+    mode, owner or mtime: the archive has none)."""
+    prefix = path + '/' if path else ''
+    items, _ = borg.list_contents(archive, paths=[path] if path else [])
+    names = set(item['path'][len(prefix):].split('/', 1)[0] for item in items
+                if item['path'].startswith(prefix) and len(item['path']) > len(prefix))
+    return [dict(dict((k, None) for k in ENTRY_KEYS), type='d', name=name, path=prefix + name) for name in names]
 
 
 def search(borg, pattern, match_archives, last, limit):

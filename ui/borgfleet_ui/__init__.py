@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, auth, db, look, views, views_backup_job
+from . import api_restore, views_restore  # noqa: F401  (the restore area's routes on api.bp and views.bp)
 from .config import load_config, web_config
 
 # The pages load only their own static files: no inline script or style, no framing.

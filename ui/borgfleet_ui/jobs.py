@@ -283,7 +283,9 @@ class PlaybookRun:
             runner = ansible_runner.interface.init_runner(
                 private_data_dir=pdd, project_dir=root, inventory=inv,
                 # The playbook dies with this work horse (the guard), so it is named on the command line.
-                binary=write_playbook_guard(pdd), cmdline=shlex.quote(playbook) + (" --check" if self.spec.check_mode else ""),
+                # Check mode: a kind that always runs so (a preview), or a dry run asked in the params.
+                binary=write_playbook_guard(pdd),
+                cmdline=shlex.quote(playbook) + (" --check" if self.spec.check_mode or self.params.get("check") else ""),
                 limit=",".join(limit) if limit else None,
                 ident=self.job_id, suppress_env_files=True, envvars=env, quiet=True,
                 # Runner's default caches the hosts' facts as files under artifacts/: keep them in memory.

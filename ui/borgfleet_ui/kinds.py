@@ -40,6 +40,12 @@ class Kind(NamedTuple):
 
 # In the order workers take their queues: user-facing quick work first, long backups last.
 _ROWS = (
+    # Read-only looks into a repository for the restore pages: no service lock (borg's own shared
+    # lock is enough), and no retry, so a page waiting for the listing hears of a failure at once.
+    Kind("browse", "browse.yml", "borgfleet-browse", 900, retry=False,
+         locks_repository=False, result_key="borgfleet_browse"),
+    Kind("search", "search.yml", "borgfleet-browse", 1800, retry=False,
+         locks_repository=False, result_key="borgfleet_search"),
     Kind("delete_archive", "delete_archive.yml", "borgfleet-delete_archive", 1800, retry=False,
          locks_repository=True, result_key="borgfleet_delete_archive"),
     # What a retention would keep (and by which rule) and prune: prune.yml --check, a real
@@ -50,6 +56,9 @@ _ROWS = (
          locks_repository=False, result_key="borgfleet_repository"),
     Kind("list_archives", "list_archives.yml", "borgfleet-list_archives", 900, retry=True,
          locks_repository=True, result_key="borgfleet_list_archives"),
+    # Writes files on a client (a dry run: check mode, params "check"): never retried.
+    Kind("restore", "restore_anywhere.yml", "borgfleet-restore", 6 * 3600, retry=False,
+         locks_repository=True, result_key="borgfleet_restore_anywhere"),
     Kind("collect_stats", "collect_stats.yml", "borgfleet-collect_stats", 900, retry=True,
          locks_repository=False, result_key="borgfleet_stats"),
     # A retry could turn a flaky restore into a pass: a verification runs once.

@@ -48,6 +48,17 @@ ROUTES = [
     ("get", "/api/archives", "viewer", "List archives with server and repository names (paginated)", None, 200, _LIST),
     ("get", "/api/archives/{id}", "viewer", "One archive", None, 200, None),
     ("delete", "/api/archives/{id}", "operator", "Queue delete_archive.yml for this archive", None, 202, _JOB),
+    ("post", "/api/archives/{id}/browse", "viewer",
+     "Queue browse.yml: one level of the archive (body {path}; the job's result: archive, path, entries"
+     " [{name, path, type, size, mtime, mode, user, group, linktarget}], truncated)", "Browse", 202, _JOB),
+    ("post", "/api/backup-jobs/{id}/search", "viewer",
+     "Queue search.yml: which archives hold a path or glob and when it changed (body {path, last}; the"
+     " job's result: found [{path, archives, changes}], archives_searched)", "Search", 202, _JOB),
+    ("post", "/api/archives/{id}/restore", "operator",
+     "Queue restore_anywhere.yml under the repository's lock: paths of the archive to the original place"
+     " (target /: a differing file refuses the restore unless overwrite, which keeps a copy), another"
+     " directory or another client; dry_run lists what would be written (the job's result: files, nfiles,"
+     " skipped, conflicts, replaced, backup_dir, bytes)", "Restore", 202, _JOB),
     ("get", "/api/jobs", "viewer", "List jobs (paginated by seq; ?status=&backup_job_id=)", None, 200, _LIST),
     ("get", "/api/jobs/{id}", "viewer", "One job: status, error, result", None, 200, None),
     ("get", "/api/jobs/{id}/log", "viewer", "Log lines after N (?after=N); poll with next", None, 200, None),
@@ -125,6 +136,21 @@ SCHEMAS = {
     "CheckOptions": {"type": "object", "properties": {
         "scope": {"type": "string", "enum": ["all", "repository", "archives"]},
         "verify_data": {"type": "boolean"}}},
+    "Browse": {"type": "object", "properties": {
+        "path": {"type": "string", "description": "directory inside the archive (no leading /); empty = top"}}},
+    "Search": {"type": "object", "required": ["path"], "properties": {
+        "path": {"type": "string", "description": "path inside the archive or a glob (etc/nginx/*.conf)"},
+        "last": {"type": "integer", "minimum": 0, "description": "only the newest N archives (0 = all)"}}},
+    "Restore": {"type": "object", "required": ["paths"], "properties": {
+        "paths": {"type": "array", "minItems": 1, "maxItems": 200, "items": {"type": "string"},
+                  "description": "files and directories inside the archive"},
+        "client_id": {"type": "integer", "description": "client restored onto (default: the one backed up; another"
+                                                        " reads the repository with its own key)"},
+        "target": {"type": "string", "default": "/", "description": "/ = the original place; else a directory"},
+        "overwrite": {"type": "boolean", "default": False,
+                      "description": "replace files that differ (a copy of each is kept under backup_dir)"},
+        "backup_dir": {"type": "string", "description": "where copies of replaced files go (absolute)"},
+        "dry_run": {"type": "boolean", "default": False, "description": "only list what would be written"}}},
     "Settings": {"type": "object", "properties": {"app_name": {"type": "string"},
                                                   "stats_interval_minutes": {"type": "integer"}}},
     "User": {"type": "object", "required": ["username", "role"], "properties": {

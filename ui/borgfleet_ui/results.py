@@ -188,3 +188,43 @@ def upsert_archive(db, repo_id, a):
 def _dt(v):
     # borg prints ISO times like 2026-11-25T23:40:01.000000; MariaDB takes them without the 'T'.
     return v.replace("T", " ")[:26] if isinstance(v, str) else None
+
+
+def _look(playbook, key):
+    """The recorder of a restore page's look into a repository (browse.yml: `entries` of one level;
+    search.yml: what was `found` across archives, docs/contract.md): the result of the one host the
+    run was limited to, as the page shows it."""
+    def record_look(db, job, params, report):
+        values = [v for v in report.values() if isinstance(v, dict)] if isinstance(report, dict) else []
+        if len(values) != 1 or not isinstance(values[0].get(key), list):
+            raise ResultError(f"{playbook} succeeded but reported no {key} of one host under its stats key")
+        return values[0]
+    return record_look
+
+
+recorder("browse")(_look("browse.yml", "entries"))
+recorder("search")(_look("search.yml", "found"))
+
+
+def restore_report(report):
+    """What a restore wrote, or would write (dry_run), or why it refused: {host, target, dry_run,
+    refused, files, nfiles, skipped, conflicts, replaced, backup_dir, bytes, duration, msg}, and what
+    was asked (paths, overwrite, backup_dir_requested). A refused restore keeps it too: its conflicts
+    say which files differ, and its page can ask again, replacing them."""
+    if not isinstance(report, dict) or not report:
+        return None
+    host, entry = next(iter(report.items()))
+    if not isinstance(entry, dict):
+        return None
+    entry = dict(entry, host=host)
+    # "failed" of a job's result is the per-backup list of the job page (failed()); here it is a flag.
+    entry["refused"] = bool(entry.pop("failed", False))
+    return entry
+
+
+@recorder("restore", on_failure=restore_report)
+def _restore(db, job, params, report):
+    result = restore_report(report)
+    if result is None:
+        raise ResultError("restore_anywhere.yml succeeded but reported no result under borgfleet_restore_anywhere")
+    return result

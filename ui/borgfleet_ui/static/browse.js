@@ -1,0 +1,10 @@
+// The archive browser: keeps "N selected" true while boxes are ticked (the selection of other levels
+// travels in hidden inputs of the same form). Without JavaScript the count is the one of the last load.
+(function () {
+  var form = document.getElementById('browse'), count = document.getElementById('selected-count');
+  if (!form || !count) { return; }
+  form.addEventListener('change', function () {
+    var n = form.querySelectorAll('input[name=sel][type=hidden], input[name=sel]:checked').length;
+    count.textContent = n + ' selected';
+  });
+})();
