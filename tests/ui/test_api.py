@@ -36,6 +36,11 @@ ACCESS = {
     "backup_job.page": "viewer", "backup_job.preview_part": "viewer",
     "backup_job.prune": "operator", "backup_job.check": "operator", "backup_job.check_settings": "operator",
     "backup_job.refresh_archives": "operator", "backup_job.retention": "operator",
+    # Restore: viewers browse and look for a file's versions; operators restore.
+    "api.archives_browse": "viewer", "api.bj_search": "viewer", "api.archives_restore": "operator",
+    "pages.restore_start": "viewer", "pages.archive_browse": "viewer", "pages.archive_browse_post": "viewer",
+    "pages.file_versions": "viewer", "pages.file_versions_post": "viewer",
+    "pages.restore_wizard": "operator", "pages.restore_run": "operator",
 }
 PUBLIC = {endpoint for endpoint, role in ACCESS.items() if role is None}
 

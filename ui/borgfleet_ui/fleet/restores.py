@@ -6,7 +6,7 @@ from .. import queue as q
 from ..db import query
 from .archives import get_archive
 from .backup_jobs import get_backup_job
-from .common import Invalid, NotFound, absolute_path, field, number
+from .common import Invalid, NotFound, absolute_path, field, int_between
 from .runs import get_job
 from .servers import get_server
 
@@ -51,7 +51,7 @@ def search(db, r, backup_job_id, path, user, last=0):
     path = archive_path(path)
     if not path:
         raise Invalid("path is required")
-    last = number(last, "last", 0, 100000)
+    last = int_between(last, "last", 0, 100000)
     return q.create_job(db, r, "search",
                         {"limit": [bj["client_name"]],
                          "extravars": {"borgfleet_backup": bj["name"], "borgfleet_search_path": path,
