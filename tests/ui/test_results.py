@@ -1,6 +1,5 @@
 """Where a run's result comes from: the playbook's set_stats (runner's playbook_on_stats event),
-never the text of a task named like a result; for the keys whose roles do not record stats
-yet (jobs.RESULT_TASKS), their result task, in the shape set_stats gives. Pure logic: the
+never the text of a task named like a result, for every kind. Pure logic: the
 events are what ansible-runner hands the event handler (the real runs are in test_error_class,
 test_verify and test_e2e_ssh)."""
 from borgfleet_ui import jobs, results
@@ -44,18 +43,14 @@ def test_a_verification_keeps_its_report_when_it_fails():
     assert results.failed({"kind": "verify"}, run.report()) == {"passed": False, "backups": [entry]}
 
 
-def test_keys_without_stats_yet_read_their_result_task_in_the_shape_of_stats():
-    listed = [{"backup": "data", "archives": [{"name": "data-1"}]}]
-    run = run_of("list_archives", [task_ok("c1", "borgfleet list_archives result", listed),
-                                   task_ok("c2", "borgfleet list_archives result", [{"backup": "etc", "archives": []}]),
-                                   task_ok("c1", "borgfleet backup result", [LOCKED]),
-                                   stats({})])
-    assert run.report() == listed + [{"backup": "etc", "archives": []}]   # joined, as set_stats joins lists
+def test_every_kind_reads_its_stats_never_its_result_task():
+    listed = [{"backup": "data", "archives": [{"name": "data-1"}]}, {"backup": "etc", "archives": []}]
     system = {"cpu_count": 2}
-    run = run_of("collect_stats", [task_ok("s1", "borgfleet stats result", system),
-                                   task_ok("s2", "borgfleet stats result", {"cpu_count": 4})])
-    assert run.report() == {"s1": system, "s2": {"cpu_count": 4}}         # per host
-    # Once the role records its stats, they win.
-    run = run_of("collect_stats", [task_ok("s1", "borgfleet stats result", system),
-                                   stats({"borgfleet_stats": {"s1": {"cpu_count": 8}}})])
-    assert run.report() == {"s1": {"cpu_count": 8}}
+    for kind, task, printed, recorded in [
+            ("list_archives", "borgfleet list_archives result", [{"backup": "x", "archives": []}], listed),
+            ("setup", "borgfleet repository result", [LOCKED], [{"backup": "data", "created": True}]),
+            ("collect_stats", "borgfleet stats result", {"cpu_count": 99}, {"s1": system, "s2": {"cpu_count": 4}})]:
+        key = KINDS[kind].result_key
+        assert run_of(kind, [task_ok("s1", task, printed), stats({key: recorded})]).report() == recorded, kind
+        # A run without its stats reported nothing, whatever its result task printed.
+        assert run_of(kind, [task_ok("s1", task, printed), stats({})]).report() is None, kind

@@ -213,16 +213,6 @@ def write_playbook_guard(directory):
     return path
 
 
-# Result keys whose roles do not record them with set_stats yet: read from the role's result
-# task instead, in the shape set_stats would give (per host: {host: msg}; else the msg lists of
-# all hosts joined, as set_stats aggregates lists). A row goes when its role sets its stats.
-RESULT_TASKS = {
-    "borgfleet_repository": ("borgfleet repository result", False),
-    "borgfleet_list_archives": ("borgfleet list_archives result", False),
-    "borgfleet_stats": ("borgfleet stats result", True),
-}
-
-
 class PlaybookRun:
     """One ansible_runner.run bound to one job row: streams events to the job's log, keeps the
     run's stats (set_stats, in runner's playbook_on_stats event) for the job's result."""
@@ -231,9 +221,6 @@ class PlaybookRun:
         self.cfg, self.db, self.r, self.row, self.params, self.spec = cfg, db, r, row, params, spec
         self.job_id, self.joblog = row["id"], joblog
         self.stats = {}        # what the playbook recorded with set_stats
-        # The kind's result task, for a key in RESULT_TASKS, and what it printed: [(host, msg)].
-        self.result_task, self.per_host = RESULT_TASKS.get(spec.result_key, (None, False))
-        self.task_results = []
         self.failures = []     # (host, task, msg)
         self.verbose = []      # output outside tasks (inventory and start-up errors)
         self.status, self.rc = None, None
@@ -246,13 +233,7 @@ class PlaybookRun:
 
     def report(self):
         """What the playbook reported under its kind's result_key (None: nothing)."""
-        if self.spec.result_key in self.stats:
-            return self.stats[self.spec.result_key]
-        if not self.task_results:
-            return None
-        if self.per_host:
-            return dict(self.task_results)
-        return [e for _, msg in self.task_results if isinstance(msg, list) for e in msg]
+        return self.stats.get(self.spec.result_key)
 
     def run(self, timeout=None):
         self.timeout = timeout or self.timeout
@@ -315,9 +296,6 @@ class PlaybookRun:
         res = data.get("res")
         if etype == "playbook_on_stats":
             self.stats = data.get("artifact_data") or {}
-        elif etype == "runner_on_ok" and self.result_task and name == self.result_task \
-                and isinstance(res, dict) and "msg" in res:
-            self.task_results.append((data.get("host"), res["msg"]))
         elif etype in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             msg = res.get("msg") if isinstance(res, dict) else None
             self.failures.append((data.get("host"), name, msg or etype))
