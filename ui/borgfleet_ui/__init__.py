@@ -8,7 +8,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, auth, db, look, views
+from . import api, api_recovery, auth, db, look, views, views_recovery  # noqa: F401 (routes on api.bp, views.bp)
 from .config import load_config, web_config
 
 # The pages load only their own static files: no inline script or style, no framing.

@@ -43,6 +43,22 @@ _ROWS = (
          locks_repository=True, result_key="borgfleet_list_archives"),
     Kind("collect_stats", "collect_stats.yml", "borgfleet-collect_stats", 900, retry=True,
          locks_repository=False, result_key="borgfleet_stats"),
+    # Instant recovery (playbooks/instant_recovery.yml, one borgfleet_recovery_state each; the rows of
+    # recovery_sessions). Start and resume mount the archive (borg): they hold the repository's lock,
+    # and so do stop and remove, so that no two actions on a session of one repository overlap.
+    # Query and cleanup read or tear down the host's own sessions only: no repository lock.
+    Kind("recovery_start", "instant_recovery.yml", "borgfleet-recovery", 1800, retry=False,
+         locks_repository=True, result_key="borgfleet_instant_recovery"),
+    Kind("recovery_resume", "instant_recovery.yml", "borgfleet-recovery", 1800, retry=False,
+         locks_repository=True, result_key="borgfleet_instant_recovery"),
+    Kind("recovery_stop", "instant_recovery.yml", "borgfleet-recovery", 600, retry=True,
+         locks_repository=True, result_key="borgfleet_instant_recovery"),
+    Kind("recovery_remove", "instant_recovery.yml", "borgfleet-recovery", 600, retry=True,
+         locks_repository=True, result_key="borgfleet_instant_recovery"),
+    Kind("recovery_cleanup", "instant_recovery.yml", "borgfleet-recovery", 900, retry=True,
+         locks_repository=False, result_key="borgfleet_instant_recovery"),
+    Kind("recovery_query", "instant_recovery.yml", "borgfleet-recovery", 600, retry=True,
+         locks_repository=False, result_key="borgfleet_instant_recovery"),
     # A retry could turn a flaky restore into a pass: a verification runs once.
     Kind("verify", "verify.yml", "borgfleet-verify", 2 * 3600, retry=False,
          locks_repository=True, result_key="borgfleet_verify",
