@@ -1,0 +1,116 @@
+"""What the instant recovery tests of the service share (test_recovery_api.py, test_recovery_pages.py):
+a local client's database backup - an archive holding a crashed PostgreSQL, as a snapshot holds it -
+known to the service, a second local client as recovery host, and checks of what a session leaves."""
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.lib.borgrepo import BorgRepo
+from tests.recovery.dbs import crashed_postgres
+from uilib import wait_job
+
+
+def count_rows(command, sql="SELECT count(*) FROM accounts"):
+    """Run the command line a page shows (split as a shell would, never through one) with a query."""
+    proc = subprocess.run(shlex.split(command) + ["-X", "-A", "-t", "-c", sql], capture_output=True, text=True,
+                          timeout=60)
+    return proc.returncode, proc.stdout.strip(), proc.stderr.strip()
+
+
+def leftovers(name):
+    """Mounts and processes of session `name` still on this host (mount table, every command line)."""
+    mount = f"/run/borgfleet/mounts/ir-{name}"
+    mounts = [line for line in open("/proc/self/mountinfo") if mount in line]
+    procs = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if mount in cmdline or f"/run/borgfleet/recovery/{name}" in cmdline:
+            procs.append((pid, cmdline))
+    files = list(Path("/var/lib/borgfleet/recovery").glob(f"ir-{name}*"))
+    return mounts, procs, files
+
+
+def others_settled(mine, timeout=180):
+    """Wait until no session but ours is being started on this machine: other tests may share it,
+    and a cleanup tears down every session that is not healthy yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        starting = []
+        for path in Path("/var/lib/borgfleet/recovery").glob("ir-*.json"):
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if state.get("name") != mine and state.get("state") == "starting":
+                starting.append(state.get("name"))
+        if not starting:
+            return
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def pg_backup(ui_env, test_root):
+    """A PostgreSQL data directory crashed mid-write, archived with borg: what a snapshot backup holds."""
+    root = Path(tempfile.mkdtemp(prefix="ui-recovery-", dir=test_root))
+    root.chmod(0o755)
+    return root, crashed_postgres(root / "pg")
+
+
+@pytest.fixture()
+def fleet(api, db, pg_backup, start_worker):
+    """Two local clients (the one backed up and a recovery host), the database backup job with its
+    archive known to the service, and a worker."""
+    root, pgdata = pg_backup
+    tag = os.urandom(3).hex()
+    admin, op = api("admin"), api("operator")
+    clients = []
+    for name in (f"ir-{tag}", f"ir-{tag}-rh"):
+        cl = admin.post("/api/servers", json={"name": name, "role": "client", "connection": "local",
+                                              "local_pool_path": str(root / f"repos-{tag}"),
+                                              "vars": {"borgfleet_borg_base_dir": str(root / f"base-{name}")}})
+        assert cl.status_code == 201, cl.json
+        clients.append(cl.json)
+    bj = op.post("/api/backup-jobs", json={"client_id": clients[0]["id"], "name": "pg", "passphrase": "pg-pass-123",
+                                           "databases": [{"engine": "postgresql", "method": "snapshot"}]})
+    assert bj.status_code == 201, bj.json
+    bj = bj.json
+    repo = BorgRepo(bj["location"], "pg-pass-123", base_dir=root / f"base-{clients[0]['name']}")
+    Path(bj["location"]).parent.mkdir(parents=True, exist_ok=True)
+    repo.run("init", "--encryption", "repokey-blake2", bj["location"])
+    # An archive name of its own per test: the default session name derives from it.
+    archive_name = "pg-2026-11-25T02:%02d:%02d" % divmod(int(tag, 16) % 3600, 60)
+    repo.create(archive_name, str(pgdata))
+    start_worker(1)
+    job = op.post(f"/api/backup-jobs/{bj['id']}/refresh-archives").json["job_id"]
+    assert wait_job(db, job, timeout=300)["status"] == "succeeded"
+    archives = api("viewer").get(f"/api/archives?backup_job_id={bj['id']}").json["items"]
+    assert [a["name"] for a in archives] == [archive_name] and archives[0]["recoverable"] is True
+    yield {"client": clients[0], "host": clients[1], "bj": bj, "archive": archives[0], "repo": repo}
+    # A test that failed half-way leaves its sessions: remove them (by the service, as a user would).
+    for cl in clients:
+        for s in api("viewer").get(f"/api/recovery-sessions?server_id={cl['id']}").json["items"]:
+            if s["backup_job_id"] == bj["id"]:
+                wait_job(db, op.delete(f"/api/recovery-sessions/{s['id']}").json["job_id"], timeout=300)
+    op.delete(f"/api/backup-jobs/{bj['id']}")
+    for cl in clients:
+        op.delete(f"/api/servers/{cl['id']}")
+
+
+def run(api, db, method, path, **kw):
+    """An action through the API: 202 with the job, then the finished job."""
+    resp = getattr(api("operator"), method)(path, **kw)
+    assert resp.status_code == 202, (path, resp.status_code, resp.json)
+    job_id = resp.json["job_id"]
+    row = wait_job(db, job_id, timeout=400)
+    job = api("viewer").get(f"/api/jobs/{job_id}").json
+    assert row["status"] == "succeeded", (path, row["error"], job["result"])
+    return job

@@ -1,0 +1,78 @@
+"""Instant recovery through the API, for real: start an archive of a PostgreSQL backup on its client
+(202 with the job), reach it with the command line the job's result holds and count rows, stop it,
+resume it with what was written to it, query every host, remove it - nothing left mounted or running,
+the archive unchanged."""
+from tests.recovery.dbs import PG_ROWS
+from recoverylib import count_rows, fleet, leftovers, pg_backup, run  # noqa: F401 (fixtures)
+from uilib import wait_job
+
+
+def name_of(archive):
+    """The session name the module derives from an archive name (":" is not wanted in paths)."""
+    return archive.replace(":", "-")
+
+
+def test_api_start_connect_stop_resume_remove(api, db, fleet):
+    viewer = api("viewer")
+    aid = fleet["archive"]["id"]
+    assert viewer.post(f"/api/archives/{aid}/instant-recovery", json={}).status_code == 403
+    bad = api("operator").post(f"/api/archives/{aid}/instant-recovery", json={"port": 70000})
+    assert bad.status_code == 400 and "port" in bad.json["error"]
+
+    started = api("operator").post(f"/api/archives/{aid}/instant-recovery", json={})
+    assert started.status_code == 202 and started.json["status"] == "queued"
+    # While a session is being started on the client, a cleanup there is refused (it would tear it down).
+    early = api("operator").post(f"/api/servers/{fleet['client']['id']}/recovery-cleanup")
+    assert early.status_code == 400 and started.json["job_id"] in early.json["error"]
+    row = wait_job(db, started.json["job_id"], timeout=400)
+    job = viewer.get(f"/api/jobs/{started.json['job_id']}").json
+    assert row["status"] == "succeeded", (row["error"], job["result"])
+    result = job["result"]
+    assert name_of(fleet["archive"]["name"]) == result["session"]["name"]
+    name = result["session"]["name"]
+    assert result["host"] == fleet["client"]["name"] and job["archive_id"] == aid
+    connect = result["connect"]
+    assert connect["engine"] == "postgresql" and connect["address"] == "127.0.0.1" and connect["port"] >= 55432
+    assert connect["socket_dir"] == f"/run/borgfleet/recovery/{name}"
+    assert connect["local_command"] == (f"sudo -u postgres psql -h /run/borgfleet/recovery/{name}"
+                                        f" -p {connect['port']} -d postgres")
+    # The rows of the archive, the one committed after the last checkpoint (replayed from WAL) included.
+    assert count_rows(connect["local_command"]) == (0, str(PG_ROWS + 1), "")
+
+    sessions = viewer.get("/api/recovery-sessions").json["items"]
+    mine = [s for s in sessions if s["name"] == name and s["host"] == fleet["client"]["name"]]
+    assert len(mine) == 1, sessions
+    s = mine[0]
+    assert s["id"] == result["session_id"] and s["archive_id"] == aid and s["backup_job_id"] == fleet["bj"]["id"]
+    assert s["health_label"] == "running" and s["engine"] == "postgresql" and s["connect"] == connect
+    assert "pg-pass-123" not in "\n".join(viewer.get(f"/api/jobs/{job['id']}/log").json["lines"])
+
+    rc, out, err = count_rows(connect["local_command"], "INSERT INTO accounts VALUES (200001, 'in-session', 1)")
+    assert rc == 0, err
+    stopped = run(api, db, "post", f"/api/recovery-sessions/{s['id']}/stop")
+    assert stopped["result"]["session"]["state"] == "stopped"
+    s = viewer.get(f"/api/recovery-sessions/{s['id']}").json
+    assert s["health_label"] == "stopped" and s["connect"] is None and s["pid"] is None
+    assert count_rows(connect["local_command"])[0] != 0   # nothing answers any more
+    mounts, procs, _ = leftovers(name)
+    assert len(mounts) == 2 and not [p for p in procs if "postgres" in p[1] and " -D " in p[1]], procs
+
+    resumed = run(api, db, "post", f"/api/recovery-sessions/{s['id']}/resume")
+    assert resumed["result"]["connect"] == connect   # same port, same socket
+    # What was written before the stop is still there: the layer was kept.
+    assert count_rows(connect["local_command"]) == (0, str(PG_ROWS + 2), "")
+
+    # The query of every host sees it running (and its layer holding the write).
+    queried = run(api, db, "post", "/api/recovery-sessions/refresh")
+    assert fleet["client"]["name"] in queried["result"]["hosts"]
+    s = viewer.get(f"/api/recovery-sessions/{s['id']}").json
+    assert s["health_label"] == "running" and s["layer_bytes"] > 0
+
+    removed = run(api, db, "delete", f"/api/recovery-sessions/{s['id']}")
+    assert "engine" in removed["result"]["removed"], removed["result"]
+    assert viewer.get(f"/api/recovery-sessions/{s['id']}").status_code == 404
+    assert leftovers(name) == ([], [], [])
+    assert count_rows(connect["local_command"])[0] != 0
+    # The archive is untouched: borg checks it and lists it as before.
+    fleet["repo"].run("check", fleet["bj"]["location"])
+    assert fleet["repo"].archive_names() == [fleet["archive"]["name"]]
