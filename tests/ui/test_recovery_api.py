@@ -18,6 +18,12 @@ def test_api_start_connect_stop_resume_remove(api, db, fleet):
     assert viewer.post(f"/api/archives/{aid}/instant-recovery", json={}).status_code == 403
     bad = api("operator").post(f"/api/archives/{aid}/instant-recovery", json={"port": 70000})
     assert bad.status_code == 400 and "port" in bad.json["error"]
+    # A name is data, never a template: it reaches the module as typed, which refuses it.
+    templated = "{{ lookup('pipe', 'id') }}"
+    resp = api("operator").post(f"/api/archives/{aid}/instant-recovery", json={"name": templated})
+    assert resp.status_code == 202
+    row = wait_job(db, resp.json["job_id"], timeout=400)
+    assert row["status"] == "failed" and templated in row["error"] and "uid=" not in row["error"], row["error"]
 
     started = api("operator").post(f"/api/archives/{aid}/instant-recovery", json={})
     assert started.status_code == 202 and started.json["status"] == "queued"

@@ -33,6 +33,13 @@ class Kind(NamedTuple):
     schedule: Optional[Schedule] = None
 
 
+def _recovery(action, timeout, retry, locks_repository):
+    """An instant recovery kind: one playbook for all, its borgfleet_recovery_state set by the run
+    (fleet/recovery.py), one queue, the module's result per host under one stats key."""
+    return Kind(f"recovery_{action}", "instant_recovery.yml", "borgfleet-recovery", timeout, retry=retry,
+                locks_repository=locks_repository, result_key="borgfleet_instant_recovery")
+
+
 # In the order workers take their queues: user-facing quick work first, long backups last.
 _ROWS = (
     Kind("delete_archive", "delete_archive.yml", "borgfleet-delete_archive", 1800, retry=False,
@@ -43,22 +50,15 @@ _ROWS = (
          locks_repository=True, result_key="borgfleet_list_archives"),
     Kind("collect_stats", "collect_stats.yml", "borgfleet-collect_stats", 900, retry=True,
          locks_repository=False, result_key="borgfleet_stats"),
-    # Instant recovery (playbooks/instant_recovery.yml, one borgfleet_recovery_state each; the rows of
-    # recovery_sessions). Start and resume mount the archive (borg): they hold the repository's lock,
+    # Instant recovery: start and resume mount the archive (borg), so they hold the repository's lock,
     # and so do stop and remove, so that no two actions on a session of one repository overlap.
-    # Query and cleanup read or tear down the host's own sessions only: no repository lock.
-    Kind("recovery_start", "instant_recovery.yml", "borgfleet-recovery", 1800, retry=False,
-         locks_repository=True, result_key="borgfleet_instant_recovery"),
-    Kind("recovery_resume", "instant_recovery.yml", "borgfleet-recovery", 1800, retry=False,
-         locks_repository=True, result_key="borgfleet_instant_recovery"),
-    Kind("recovery_stop", "instant_recovery.yml", "borgfleet-recovery", 600, retry=True,
-         locks_repository=True, result_key="borgfleet_instant_recovery"),
-    Kind("recovery_remove", "instant_recovery.yml", "borgfleet-recovery", 600, retry=True,
-         locks_repository=True, result_key="borgfleet_instant_recovery"),
-    Kind("recovery_cleanup", "instant_recovery.yml", "borgfleet-recovery", 900, retry=True,
-         locks_repository=False, result_key="borgfleet_instant_recovery"),
-    Kind("recovery_query", "instant_recovery.yml", "borgfleet-recovery", 600, retry=True,
-         locks_repository=False, result_key="borgfleet_instant_recovery"),
+    # Query and cleanup read or tear down the host's own sessions only.
+    _recovery("start", 1800, retry=False, locks_repository=True),
+    _recovery("resume", 1800, retry=False, locks_repository=True),
+    _recovery("stop", 600, retry=True, locks_repository=True),
+    _recovery("remove", 600, retry=True, locks_repository=True),
+    _recovery("cleanup", 900, retry=True, locks_repository=False),
+    _recovery("query", 600, retry=True, locks_repository=False),
     # A retry could turn a flaky restore into a pass: a verification runs once.
     Kind("verify", "verify.yml", "borgfleet-verify", 2 * 3600, retry=False,
          locks_repository=True, result_key="borgfleet_verify",
