@@ -40,19 +40,24 @@ def leftovers(name):
 
 
 def others_settled(mine, timeout=180):
-    """Wait until no session but ours is being started on this machine: other tests may share it,
-    and a cleanup tears down every session that is not healthy yet."""
+    """Wait (at most timeout) until no session but ours on this machine is being started or is broken:
+    other tests may share the machine, and a cleanup tears down every session that is not healthy
+    (theirs included, e.g. one whose mount a test of the collection killed on purpose)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        starting = []
+        mounted = open("/proc/self/mountinfo").read()
+        unsettled = []
         for path in Path("/var/lib/borgfleet/recovery").glob("ir-*.json"):
             try:
                 state = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            if state.get("name") != mine and state.get("state") == "starting":
-                starting.append(state.get("name"))
-        if not starting:
+            pid = (state.get("engine_proc") or {}).get("pid")
+            engine_gone = state.get("state") == "running" and not (pid and os.path.exists(f"/proc/{pid}"))
+            mounts_gone = any(f" {state.get(k)} " not in mounted for k in ("archive_mount", "layer_mount"))
+            if state.get("name") != mine and (state.get("state") == "starting" or engine_gone or mounts_gone):
+                unsettled.append(state.get("name"))
+        if not unsettled:
             return
         time.sleep(1)
 
