@@ -9,6 +9,7 @@ import signal
 
 import pytest
 
+from borgfleet_ui import db as dbm
 from tests.lib.sshd import free_port
 from tests.recovery.dbs import PG_ROWS
 from recoverylib import count_rows, fleet, leftovers, others_settled, pg_backup, run  # noqa: F401 (fixtures)
@@ -69,6 +70,13 @@ def test_pages_start_on_a_recovery_host_connect_stop_resume_remove(api, db, flee
     page.wait_for_url(re.compile(r".*/recovery/\d+$"), timeout=300_000)
     assert "engine running" in page.inner_text("#health") and "just now" in page.inner_text("#checked")
     shot(page, "4-session")
+    # Opened with a health older than a minute, the page asks the host again by itself.
+    sid = int(re.search(r"/recovery/(\d+)", page.url).group(1))
+    dbm.execute(db, "UPDATE recovery_sessions SET checked_at = checked_at - INTERVAL 10 MINUTE WHERE id=%s", (sid,))
+    page.goto(web + f"/recovery/{sid}")
+    page.wait_for_url(re.compile(r".*/recovery/\d+\?job=[0-9a-f-]{36}$"))
+    page.wait_for_url(re.compile(r".*/recovery/\d+$"), timeout=300_000)
+    assert "just now" in page.inner_text("#checked") and "engine running" in page.inner_text("#health")
 
     # Stop from the sessions page, resume from the session's page.
     page.goto(web + "/recovery")

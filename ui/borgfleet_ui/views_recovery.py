@@ -1,11 +1,15 @@
 """Pages of instant recovery (fleet/recovery.py), on the pages blueprint: start a session from an
 archive, the sessions of every host, one session with its health and connection details."""
+import datetime
+
 from flask import abort, g, redirect, render_template, request, url_for
 
 from . import fleet
 from .auth import has_role, role
 from .db import get_db, get_redis
 from .views import bp
+
+HEALTH_FRESH = datetime.timedelta(seconds=60)
 
 
 @bp.route("/archives/<int:aid>/instant-recovery", methods=["GET", "POST"])
@@ -47,7 +51,9 @@ def recovery_refresh():
 @role("viewer")
 def recovery_session(sid):
     session = fleet.recovery.get_session(get_db(), sid)
-    return render_template("recovery_session.html", s=session, refresh_job=request.args.get("job"))
+    # Opened by an operator with a health older than this, the page asks the host again by itself.
+    stale = datetime.datetime.utcnow() - session["checked_at"] > HEALTH_FRESH
+    return render_template("recovery_session.html", s=session, refresh_job=request.args.get("job"), stale=stale)
 
 
 @bp.post("/recovery/<int:sid>/refresh")

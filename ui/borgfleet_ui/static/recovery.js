@@ -1,6 +1,7 @@
 // Instant recovery pages: copy buttons for the connection details; a recovery job's page reloads
-// once the job ends (its result holds the connection details); a session's page waits for the
-// health query it queued, then reloads with what the host answered.
+// once the job ends (its result holds the connection details); a session's page queues a query of
+// its host when its health is old (or the operator asked), waits for it, then reloads with what
+// the host answered.
 (function () {
   document.addEventListener('click', function (e) {
     var button = e.target.closest('button.copy');
@@ -18,6 +19,15 @@
     if (!reloadWhenFinal()) {   // the log may have reached its end before this file ran
       new MutationObserver(reloadWhenFinal).observe(document.body, {attributes: true, attributeFilter: ['data-final']});
     }
+  }
+
+  // A session's page whose health is old asks its host again (an operator's page; the API checks the role).
+  var auto = document.getElementById('health-auto');
+  if (auto) {
+    fetch(auto.dataset.url, {method: 'POST', credentials: 'same-origin',
+                             headers: {'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content}})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (j) { if (j) { window.location.replace(window.location.pathname + '?job=' + encodeURIComponent(j.job_id)); } });
   }
 
   var refresh = document.getElementById('health-refresh');
