@@ -84,30 +84,40 @@ def fleet(api, db, pg_backup, start_worker):
                                               "vars": {"borgfleet_borg_base_dir": str(root / f"base-{name}")}})
         assert cl.status_code == 201, cl.json
         clients.append(cl.json)
-    bj = op.post("/api/backup-jobs", json={"client_id": clients[0]["id"], "name": "pg", "passphrase": "pg-pass-123",
-                                           "databases": [{"engine": "postgresql", "method": "snapshot"}]})
-    assert bj.status_code == 201, bj.json
-    bj = bj.json
-    repo = BorgRepo(bj["location"], "pg-pass-123", base_dir=root / f"base-{clients[0]['name']}")
-    Path(bj["location"]).parent.mkdir(parents=True, exist_ok=True)
-    repo.run("init", "--encryption", "repokey-blake2", bj["location"])
+    start_worker(1)
     # An archive name of its own per test: the default session name derives from it.
     archive_name = "pg-2026-11-25T02:%02d:%02d" % divmod(int(tag, 16) % 3600, 60)
-    repo.create(archive_name, str(pgdata))
-    start_worker(1)
+    bj, archive, repo = archived_database(api, db, root, clients[0], "pg", "postgresql", pgdata, archive_name)
+    yield {"root": root, "client": clients[0], "host": clients[1], "bj": bj, "archive": archive, "repo": repo}
+    # A test that failed half-way leaves its sessions: remove them (by the service, as a user would).
+    names = [cl["name"] for cl in clients]
+    for cl in clients:
+        for s in api("viewer").get(f"/api/recovery-sessions?server_id={cl['id']}").json["items"]:
+            if s["client_name"] in names:
+                wait_job(db, op.delete(f"/api/recovery-sessions/{s['id']}").json["job_id"], timeout=300)
+    for b in api("viewer").get(f"/api/backup-jobs?client_id={clients[0]['id']}").json["items"]:
+        op.delete(f"/api/backup-jobs/{b['id']}")
+    for cl in clients:
+        op.delete(f"/api/servers/{cl['id']}")
+
+
+def archived_database(api, db, root, client, name, engine, datadir, archive_name):
+    """A database backup job (taken from a snapshot) of the client whose repository holds one archive of
+    datadir, made with borg and listed by the service (list_archives): (backup job, archive, BorgRepo)."""
+    op = api("operator")
+    bj = op.post("/api/backup-jobs", json={"client_id": client["id"], "name": name, "passphrase": f"{name}-pass-123",
+                                           "databases": [{"engine": engine, "method": "snapshot"}]})
+    assert bj.status_code == 201, bj.json
+    bj = bj.json
+    repo = BorgRepo(bj["location"], f"{name}-pass-123", base_dir=root / f"base-{client['name']}")
+    Path(bj["location"]).parent.mkdir(parents=True, exist_ok=True)
+    repo.run("init", "--encryption", "repokey-blake2", bj["location"])
+    repo.create(archive_name, str(datadir))
     job = op.post(f"/api/backup-jobs/{bj['id']}/refresh-archives").json["job_id"]
     assert wait_job(db, job, timeout=300)["status"] == "succeeded"
     archives = api("viewer").get(f"/api/archives?backup_job_id={bj['id']}").json["items"]
     assert [a["name"] for a in archives] == [archive_name] and archives[0]["recoverable"] is True
-    yield {"client": clients[0], "host": clients[1], "bj": bj, "archive": archives[0], "repo": repo}
-    # A test that failed half-way leaves its sessions: remove them (by the service, as a user would).
-    for cl in clients:
-        for s in api("viewer").get(f"/api/recovery-sessions?server_id={cl['id']}").json["items"]:
-            if s["backup_job_id"] == bj["id"]:
-                wait_job(db, op.delete(f"/api/recovery-sessions/{s['id']}").json["job_id"], timeout=300)
-    op.delete(f"/api/backup-jobs/{bj['id']}")
-    for cl in clients:
-        op.delete(f"/api/servers/{cl['id']}")
+    return bj, archives[0], repo
 
 
 def run(api, db, method, path, **kw):

@@ -1,9 +1,12 @@
 """Instant recovery through the API, for real: start an archive of a PostgreSQL backup on its client
 (202 with the job), reach it with the command line the job's result holds and count rows, stop it,
 resume it with what was written to it, query every host, remove it - nothing left mounted or running,
-the archive unchanged."""
-from tests.recovery.dbs import PG_ROWS
-from recoverylib import count_rows, fleet, leftovers, pg_backup, run  # noqa: F401 (fixtures)
+the archive unchanged. MariaDB's command line too."""
+import shlex
+import subprocess
+
+from tests.recovery.dbs import PG_ROWS, MariaDB
+from recoverylib import archived_database, count_rows, fleet, leftovers, pg_backup, run  # noqa: F401 (fixtures)
 from uilib import wait_job
 
 
@@ -82,3 +85,24 @@ def test_api_start_connect_stop_resume_remove(api, db, fleet):
     # The archive is untouched: borg checks it and lists it as before.
     fleet["repo"].run("check", fleet["bj"]["location"])
     assert fleet["repo"].archive_names() == [fleet["archive"]["name"]]
+
+
+def test_api_mariadb_connection_line(api, db, fleet):
+    """MariaDB's command line (its socket, root by unix socket authentication) reaches the recovered server."""
+    mariadb = MariaDB(fleet["root"] / f"my-{fleet['client']['name']}").init().start()
+    mariadb.sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, qty INT) ENGINE=InnoDB;"
+                " INSERT INTO shop.orders SELECT seq, seq % 13 FROM shop.seq_1_to_3000")
+    mariadb.crash()
+    _, archive, _ = archived_database(api, db, fleet["root"], fleet["client"], "my", "mariadb", mariadb.data,
+                                      "my-2026-11-25T02:00:00")
+    name = "my-" + fleet["client"]["name"]
+    job = run(api, db, "post", f"/api/archives/{archive['id']}/instant-recovery", json={"name": name})
+    connect = job["result"]["connect"]
+    assert connect["engine"] == "mariadb" and connect["port"] >= 53306
+    assert connect["local_command"] == f"sudo mariadb --socket=/run/borgfleet/recovery/{name}/mysqld.sock -u root"
+    proc = subprocess.run(shlex.split(connect["local_command"]) + ["--batch", "--skip-column-names", "-e",
+                                                                   "SELECT COUNT(*) FROM shop.orders"],
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "3000"), proc.stderr
+    run(api, db, "delete", f"/api/recovery-sessions/{job['result']['session_id']}")
+    assert leftovers(name) == ([], [], [])
