@@ -84,7 +84,9 @@ def fleet(api, db, pg_backup, start_worker):
                                               "vars": {"borgfleet_borg_base_dir": str(root / f"base-{name}")}})
         assert cl.status_code == 201, cl.json
         clients.append(cl.json)
-    start_worker(1)
+    # An instance number of its own: RQ names workers <host>-<instance>, and a shutdown command sent
+    # to another run's worker 1 on this machine reaches every worker of that name (Redis pub/sub).
+    start_worker(71)
     # An archive name of its own per test: the default session name derives from it.
     archive_name = "pg-2026-11-25T02:%02d:%02d" % divmod(int(tag, 16) % 3600, 60)
     bj, archive, repo = archived_database(api, db, root, clients[0], "pg", "postgresql", pgdata, archive_name)

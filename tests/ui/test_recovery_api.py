@@ -5,6 +5,8 @@ the archive unchanged. MariaDB's command line too."""
 import shlex
 import subprocess
 
+from borgfleet_ui import db as dbm
+from tests.lib.sshd import free_port
 from tests.recovery.dbs import PG_ROWS, MariaDB
 from recoverylib import archived_database, count_rows, fleet, leftovers, pg_backup, run  # noqa: F401 (fixtures)
 from uilib import wait_job
@@ -76,6 +78,19 @@ def test_api_start_connect_stop_resume_remove(api, db, fleet):
     assert fleet["client"]["name"] in queried["result"]["hosts"]
     s = viewer.get(f"/api/recovery-sessions/{s['id']}").json
     assert s["health_label"] == "running" and s["layer_bytes"] > 0
+    # A client that does not answer fails the query, and what the others answered is still recorded.
+    dead = api("admin").post("/api/servers", json={"name": fleet["client"]["name"] + "-dead", "role": "client",
+                                                   "address": "127.0.0.1", "port": free_port("127.0.0.1"),
+                                                   "local_pool_path": "/var/lib/borgfleet-none"}).json
+    dbm.execute(db, "UPDATE recovery_sessions SET checked_at = checked_at - INTERVAL 1 HOUR WHERE id=%s", (s["id"],))
+    job_id = api("operator").post("/api/recovery-sessions/refresh").json["job_id"]
+    row = wait_job(db, job_id, timeout=300)
+    result = viewer.get(f"/api/jobs/{job_id}").json["result"]
+    assert row["status"] == "failed" and dead["name"] in row["error"], row["error"]
+    assert fleet["client"]["name"] in result["hosts"] and dead["name"] not in result["hosts"], result
+    again = viewer.get(f"/api/recovery-sessions/{s['id']}").json
+    assert again["checked_at"] > s["checked_at"] and again["health_label"] == "running"
+    assert api("operator").delete(f"/api/servers/{dead['id']}").status_code == 204
 
     removed = run(api, db, "delete", f"/api/recovery-sessions/{s['id']}")
     assert "engine" in removed["result"]["removed"], removed["result"]

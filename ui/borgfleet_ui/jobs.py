@@ -112,7 +112,7 @@ def run_job(job_id):
             q.finish(db, job_id, "canceled", error="canceled by a user", rc=run.rc)
             return "canceled"
         if run.status != "successful" or run.rc != 0:
-            raise JobError(run.failure_message(), result=results.failed(row, run.report()))
+            raise JobError(run.failure_message(), result=results.failed(row, run.report(), db, params))
         result = results.record(db, row, params, run.report())
         q.finish(db, job_id, "succeeded", rc=0, result=result)
         return "succeeded"

@@ -58,7 +58,9 @@ _ROWS = (
     _recovery("stop", 600, retry=True, locks_repository=True),
     _recovery("remove", 600, retry=True, locks_repository=True),
     _recovery("cleanup", 900, retry=True, locks_repository=False),
-    _recovery("query", 600, retry=True, locks_repository=False),
+    # A query is not run again: a host that does not answer would hold its result back for minutes,
+    # and what the others answered is recorded anyway (results.py).
+    _recovery("query", 600, retry=False, locks_repository=False),
     # A retry could turn a flaky restore into a pass: a verification runs once.
     Kind("verify", "verify.yml", "borgfleet-verify", 2 * 3600, retry=False,
          locks_repository=True, result_key="borgfleet_verify",

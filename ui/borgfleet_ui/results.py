@@ -17,11 +17,12 @@ class ResultError(Exception):
 _RECORDERS = {}
 
 
-def recorder(kind, on_failure=None):
+def recorder(kind, on_failure=None, partial=False):
     """Register fn(db, job, params, report) -> the job's result, for a successful run of `kind`;
-    on_failure(report) -> the result of a failed one (default: its failed entries)."""
+    on_failure(report) -> the result of a failed one (default: its failed entries). partial: a
+    failed run's report is recorded by fn too (what the hosts that answered reported is true)."""
     def register(fn):
-        _RECORDERS[kind] = (fn, on_failure)
+        _RECORDERS[kind] = (fn, on_failure, partial)
         return fn
     return register
 
@@ -29,16 +30,21 @@ def recorder(kind, on_failure=None):
 def record(db, job, params, report):
     """The job's result after a successful run (its rows written on the way); None for a kind
     without a recorder."""
-    fn, _ = _RECORDERS.get(job["kind"], (None, None))
+    fn, _, _ = _RECORDERS.get(job["kind"], (None, None, False))
     return fn(db, job, params, report) if fn else None
 
 
-def failed(job, report):
+def failed(job, report, db=None, params=None):
     """What a failed run still reported worth keeping: which backups failed and the class of each
     failure (error_kind: wrong_passphrase, locked, unreachable, no_space ... docs/contract.md)."""
-    _, on_failure = _RECORDERS.get(job["kind"], (None, None))
+    fn, on_failure, partial = _RECORDERS.get(job["kind"], (None, None, False))
     if on_failure:
         return on_failure(report)
+    if partial and db is not None:
+        try:
+            return fn(db, job, params, report)
+        except ResultError:
+            return None
     failed_entries = [{k: e.get(k) for k in ("backup", "client", "error_kind", "msg")}
                       for e in _entries(report) if e.get("failed")]
     return {"failed": failed_entries} if failed_entries else None
@@ -235,7 +241,8 @@ def _sessions_cleaned(db, job, params, report):
     return {"host": params["host"], "removed": entry.get("removed") or [], "kept": kept}
 
 
-@recorder("recovery_query")
+# A host that does not answer fails the run; the sessions of those that did are still recorded.
+@recorder("recovery_query", partial=True)
 def _sessions_queried(db, job, params, report):
     ids = {s["name"]: s["id"] for s in query(db, "SELECT id, name FROM servers")}
     hosts = {h: e for h, e in (report or {}).items() if h in ids and isinstance(e, dict)
