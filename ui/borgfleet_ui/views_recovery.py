@@ -53,7 +53,15 @@ def recovery_session(sid):
     session = fleet.recovery.get_session(get_db(), sid)
     # Opened by an operator with a health older than this, the page asks the host again by itself.
     stale = datetime.datetime.utcnow() - session["checked_at"] > HEALTH_FRESH
-    return render_template("recovery_session.html", s=session, refresh_job=request.args.get("job"), stale=stale)
+    refresh = None   # the query this page queued (?job=), while it runs or when it failed
+    if request.args.get("job"):
+        try:
+            refresh = fleet.runs.get_job(get_db(), request.args["job"])
+        except fleet.NotFound:
+            pass
+        if refresh and refresh["status"] == "succeeded":
+            refresh = None
+    return render_template("recovery_session.html", s=session, refresh=refresh, stale=stale)
 
 
 @bp.post("/recovery/<int:sid>/refresh")
