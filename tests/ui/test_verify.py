@@ -69,6 +69,9 @@ def test_verify_now_proves_the_newest_database_archive_restores(api, users, db, 
     report_row = page.locator("#verify-report tr.passed")
     assert report_row.count() == 1 and "pg-2026-11-25T02:00:00" in report_row.inner_text()
     assert str(PG_ROWS + 1) in report_row.inner_text() and "pg-pass-123" not in page.content()
+    # The report links to the archive: its row in the backup job's archive list.
+    assert report_row.locator("a.archive-link").get_attribute("href") == \
+        f"/archives?backup_job_id={jobs['pg'][0]['id']}#archive-pg-2026-11-25T02:00:00"
     assert "pg-pass-123" not in "\n".join(api("viewer").get(f"/api/jobs/{job}/log").json["lines"])
 
     bj_bad, repo_bad = jobs["nodb"]

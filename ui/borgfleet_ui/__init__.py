@@ -9,7 +9,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, auth, db, look, views, views_backup_job
-from . import api_restore, views_restore  # noqa: F401  (the restore area's routes on api.bp and views.bp)
+# The restore and recovery areas add their routes to api.bp and views.bp.
+from . import api_recovery, api_restore, views_recovery, views_restore  # noqa: F401
 from .config import load_config, web_config
 
 # The pages load only their own static files: no inline script or style, no framing.

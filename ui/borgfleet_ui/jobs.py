@@ -113,7 +113,7 @@ def run_job(job_id):
             q.finish(db, job_id, "canceled", error="canceled by a user", rc=run.rc)
             return "canceled"
         if run.status != "successful" or run.rc != 0:
-            raise JobError(run.failure_message(), result=results.failed(row, run.report()))
+            raise JobError(run.failure_message(), result=results.failed(row, run.report(), db, params))
         result = results.record(db, row, params, run.report())
         if spec.then and row["backup_job_id"]:
             _follow_up(db, r, joblog, spec.then, row["backup_job_id"])

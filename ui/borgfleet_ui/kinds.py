@@ -38,6 +38,13 @@ class Kind(NamedTuple):
     then: Optional[str] = None
 
 
+def _recovery(action, timeout, retry, locks_repository):
+    """An instant recovery kind: one playbook for all, its borgfleet_recovery_state set by the run
+    (fleet/recovery.py), one queue, the module's result per host under one stats key."""
+    return Kind(f"recovery_{action}", "instant_recovery.yml", "borgfleet-recovery", timeout, retry=retry,
+                locks_repository=locks_repository, result_key="borgfleet_instant_recovery")
+
+
 # In the order workers take their queues: user-facing quick work first, long backups last.
 _ROWS = (
     # Read-only looks into a repository for the restore pages: no service lock (borg's own shared
@@ -61,6 +68,17 @@ _ROWS = (
          locks_repository=True, result_key="borgfleet_restore_anywhere"),
     Kind("collect_stats", "collect_stats.yml", "borgfleet-collect_stats", 900, retry=True,
          locks_repository=False, result_key="borgfleet_stats"),
+    # Instant recovery: start and resume mount the archive (borg), so they hold the repository's lock,
+    # and so do stop and remove, so that no two actions on a session of one repository overlap.
+    # Query and cleanup read or tear down the host's own sessions only.
+    _recovery("start", 1800, retry=False, locks_repository=True),
+    _recovery("resume", 1800, retry=False, locks_repository=True),
+    _recovery("stop", 600, retry=True, locks_repository=True),
+    _recovery("remove", 600, retry=True, locks_repository=True),
+    _recovery("cleanup", 900, retry=True, locks_repository=False),
+    # A query is not run again: a host that does not answer would hold its result back for minutes,
+    # and what the others answered is recorded anyway (results.py).
+    _recovery("query", 600, retry=False, locks_repository=False),
     # A retry could turn a flaky restore into a pass: a verification runs once.
     Kind("verify", "verify.yml", "borgfleet-verify", 2 * 3600, retry=False,
          locks_repository=True, result_key="borgfleet_verify",

@@ -80,6 +80,26 @@ ROUTES = [
     ("post", "/api/tokens", "viewer", "New API token for the caller (shown once; optional expires_at)", "Token",
      201, None),
     ("delete", "/api/tokens/{id}", "viewer", "Revoke a token", None, 204, None),
+    # Instant recovery (api_recovery.py)
+    ("post", "/api/archives/{id}/instant-recovery", "operator",
+     "Start instant recovery of an archive of a database backup (on its client, or host_id: another client)",
+     "InstantRecovery", 202, _JOB),
+    ("get", "/api/recovery-sessions", "viewer",
+     "Instant recovery sessions as their hosts last reported them (?server_id=), with health and connection",
+     None, 200, None),
+    ("post", "/api/recovery-sessions/refresh", "operator",
+     "Queue a query of the sessions of every client (?server_id= one client)", None, 202, _JOB),
+    ("get", "/api/recovery-sessions/{id}", "viewer", "One session: health, connection details", None, 200, None),
+    ("post", "/api/recovery-sessions/{id}/stop", "operator", "Stop the session's engine (its layer is kept)",
+     None, 202, _JOB),
+    ("post", "/api/recovery-sessions/{id}/resume", "operator", "Start a stopped session again on its layer",
+     None, 202, _JOB),
+    ("post", "/api/recovery-sessions/{id}/refresh", "operator", "Queue a query of the session's host (its health)",
+     None, 202, _JOB),
+    ("delete", "/api/recovery-sessions/{id}", "operator",
+     "Remove the session: engine stopped, mounts and layer removed", None, 202, _JOB),
+    ("post", "/api/servers/{id}/recovery-cleanup", "operator",
+     "Tear down what failures left on a client: broken sessions and unowned mounts", None, 202, _JOB),
 ]
 
 SCHEMAS = {
@@ -151,6 +171,14 @@ SCHEMAS = {
                       "description": "replace files that differ (a copy of each is kept under backup_dir)"},
         "backup_dir": {"type": "string", "description": "where copies of replaced files go (absolute)"},
         "dry_run": {"type": "boolean", "default": False, "description": "only list what would be written"}}},
+    "InstantRecovery": {"type": "object", "properties": {
+        "host_id": {"type": "integer", "description": "the client that runs the session (default: the archive's"
+                                                      " own client; another one reads the repository with its"
+                                                      " own key)"},
+        "address": {"type": "string", "description": "IP address the engine listens on (default 127.0.0.1)"},
+        "port": {"type": "integer", "minimum": 0, "maximum": 65535,
+                 "description": "0 or absent: the first free from 55432 (PostgreSQL) / 53306 (MariaDB)"},
+        "name": {"type": "string", "description": "session name (default from the archive name)"}}},
     "Settings": {"type": "object", "properties": {"app_name": {"type": "string"},
                                                   "stats_interval_minutes": {"type": "integer"}}},
     "User": {"type": "object", "required": ["username", "role"], "properties": {

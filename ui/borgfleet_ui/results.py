@@ -17,11 +17,12 @@ class ResultError(Exception):
 _RECORDERS = {}
 
 
-def recorder(kind, on_failure=None):
+def recorder(kind, on_failure=None, partial=False):
     """Register fn(db, job, params, report) -> the job's result, for a successful run of `kind`;
-    on_failure(report) -> the result of a failed one (default: its failed entries)."""
+    on_failure(report) -> the result of a failed one (default: its failed entries). partial: a
+    failed run's report is recorded by fn too (what the hosts that answered reported is true)."""
     def register(fn):
-        _RECORDERS[kind] = (fn, on_failure)
+        _RECORDERS[kind] = (fn, on_failure, partial)
         return fn
     return register
 
@@ -29,16 +30,21 @@ def recorder(kind, on_failure=None):
 def record(db, job, params, report):
     """The job's result after a successful run (its rows written on the way); None for a kind
     without a recorder."""
-    fn, _ = _RECORDERS.get(job["kind"], (None, None))
+    fn, _, _ = _RECORDERS.get(job["kind"], (None, None, False))
     return fn(db, job, params, report) if fn else None
 
 
-def failed(job, report):
+def failed(job, report, db=None, params=None):
     """What a failed run still reported worth keeping: which backups failed and the class of each
     failure (error_kind: wrong_passphrase, locked, unreachable, no_space ... docs/contract.md)."""
-    _, on_failure = _RECORDERS.get(job["kind"], (None, None))
+    fn, on_failure, partial = _RECORDERS.get(job["kind"], (None, None, False))
     if on_failure:
         return on_failure(report)
+    if partial and db is not None:
+        try:
+            return fn(db, job, params, report)
+        except ResultError:
+            return None
     failed_entries = [{k: e.get(k) for k in ("backup", "client", "error_kind", "msg")}
                       for e in _entries(report) if e.get("failed")]
     return {"failed": failed_entries} if failed_entries else None
@@ -228,3 +234,100 @@ def _restore(db, job, params, report):
     if result is None:
         raise ResultError("restore_anywhere.yml succeeded but reported no result under borgfleet_restore_anywhere")
     return result
+
+
+# --- instant recovery (kinds recovery_*): {host: the instant_recovery module's result} ---------
+
+def _host_report(job, params, report):
+    """The module's result on the job's one host (start, resume, stop, remove, cleanup)."""
+    entry = (report or {}).get(params["host"]) if isinstance(report, dict) else None
+    if not isinstance(entry, dict):
+        raise ResultError(f"instant_recovery.yml reported nothing for host {params['host']}"
+                          " (stats key borgfleet_instant_recovery)")
+    return entry
+
+
+def save_session(db, server_id, s, backup_job_id=None):
+    """Upsert a session as its host reported it; its backup job and archive are found by repository
+    (or given: the job that started it knows them). Returns the row id."""
+    repo = query(db, "SELECT id, backup_job_id FROM repositories WHERE location=%s", (s.get("repository") or "",),
+                 one=True)
+    if repo:
+        backup_job_id = repo["backup_job_id"]
+    archive = query(db, "SELECT a.id FROM archives a JOIN repositories r ON r.id=a.repository_id"
+                        " WHERE r.backup_job_id=%s AND a.name=%s", (backup_job_id, s.get("archive")),
+                    one=True) if backup_job_id else None
+    execute(db, "INSERT INTO recovery_sessions (server_id, name, backup_job_id, archive_id, archive, repository,"
+                " engine, address, port, socket_dir, datadir, state, pid, started_at, layer_bytes, health_json,"
+                " checked_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,UTC_TIMESTAMP(3))"
+                " ON DUPLICATE KEY UPDATE backup_job_id=VALUES(backup_job_id), archive_id=VALUES(archive_id),"
+                " archive=VALUES(archive), repository=VALUES(repository), engine=VALUES(engine),"
+                " address=VALUES(address), port=VALUES(port), socket_dir=VALUES(socket_dir),"
+                " datadir=VALUES(datadir), state=VALUES(state), pid=VALUES(pid), started_at=VALUES(started_at),"
+                " layer_bytes=VALUES(layer_bytes), health_json=VALUES(health_json), checked_at=VALUES(checked_at)",
+            (server_id, s["name"], backup_job_id, archive["id"] if archive else None, s.get("archive"),
+             s.get("repository"), s.get("engine"), s.get("address"), s.get("port"), s.get("socket_dir"),
+             s.get("datadir"), s.get("state"), s.get("pid"), _dt((s.get("started_at") or "").rstrip("Z") or None),
+             s.get("layer_bytes"), json.dumps(s.get("health") or {})))
+    return query(db, "SELECT id FROM recovery_sessions WHERE server_id=%s AND name=%s", (server_id, s["name"]),
+                 one=True)["id"]
+
+
+def _replace_sessions(db, server_id, sessions):
+    """The host's sessions are exactly these now: upsert each, drop the rows of the others."""
+    keep = [save_session(db, server_id, s) for s in sessions if isinstance(s, dict) and s.get("name")]
+    for row in query(db, "SELECT id FROM recovery_sessions WHERE server_id=%s", (server_id,)):
+        if row["id"] not in keep:
+            execute(db, "DELETE FROM recovery_sessions WHERE id=%s", (row["id"],))
+    return len(keep)
+
+
+def _session_started(db, job, params, report):
+    from .fleet.recovery import connection   # imported here: the fleet package pulls in the web side's modules
+    entry = _host_report(job, params, report)
+    s = entry.get("session")
+    if not isinstance(s, dict) or not s.get("name"):
+        raise ResultError("instant_recovery.yml started nothing: no session in its report")
+    session_id = save_session(db, job["server_id"], s, job["backup_job_id"])
+    bj = query(db, "SELECT databases_json FROM backup_jobs WHERE id=%s", (job["backup_job_id"],), one=True)
+    databases = json.loads(bj["databases_json"] or "[]") if bj else []
+    return {"host": params["host"], "session_id": session_id, "session": s,
+            "ready_seconds": entry.get("ready_seconds"), "connect": connection(s, databases)}
+
+
+recorder("recovery_start")(_session_started)
+recorder("recovery_resume")(_session_started)
+
+
+@recorder("recovery_stop")
+def _session_stopped(db, job, params, report):
+    s = _host_report(job, params, report).get("session")
+    if not isinstance(s, dict) or not s.get("name"):
+        raise ResultError("instant_recovery.yml stopped nothing: no session in its report")
+    return {"host": params["host"], "session_id": save_session(db, job["server_id"], s, job["backup_job_id"]),
+            "session": s}
+
+
+@recorder("recovery_remove")
+def _session_removed(db, job, params, report):
+    entry = _host_report(job, params, report)
+    execute(db, "DELETE FROM recovery_sessions WHERE id=%s", (params["session_id"],))
+    return {"host": params["host"], "removed": entry.get("removed") or []}
+
+
+@recorder("recovery_cleanup")
+def _sessions_cleaned(db, job, params, report):
+    entry = _host_report(job, params, report)
+    kept = _replace_sessions(db, job["server_id"], entry.get("sessions") or [])
+    return {"host": params["host"], "removed": entry.get("removed") or [], "kept": kept}
+
+
+# A host that does not answer fails the run; the sessions of those that did are still recorded.
+@recorder("recovery_query", partial=True)
+def _sessions_queried(db, job, params, report):
+    ids = {s["name"]: s["id"] for s in query(db, "SELECT id, name FROM servers")}
+    hosts = {h: e for h, e in (report or {}).items() if h in ids and isinstance(e, dict)
+             and isinstance(e.get("sessions"), list)}
+    if not hosts:
+        raise ResultError("instant_recovery.yml (state=query) reported the sessions of no known host")
+    return {"hosts": {h: _replace_sessions(db, ids[h], e["sessions"]) for h, e in sorted(hosts.items())}}

@@ -1,16 +1,27 @@
 """Archives as the service last saw them in borg, and their deletion (a queued run)."""
+import json
+
 from .. import queue as q
+from ..contract import contract
 from ..db import query
 from .common import NotFound, page_query
 
 ARCHIVE_COLS = ("a.id, a.name, a.start_at, a.end_at, a.duration, a.nfiles, a.original_size,"
                 " a.compressed_size, a.deduplicated_size, a.repository_id, r.location AS repository,"
                 " b.id AS backup_job_id, b.name AS backup_name, c.name AS client_name,"
-                " COALESCE(s.name, 'local') AS server_name")
+                " COALESCE(s.name, 'local') AS server_name, b.databases_json")
 ARCHIVE_JOINS = (" JOIN repositories r ON r.id=a.repository_id"
                  " JOIN backup_jobs b ON b.id=r.backup_job_id JOIN servers c ON c.id=r.client_id"
                  " LEFT JOIN servers s ON s.id=r.server_id")
 ARCHIVE_SELECT = f"SELECT {ARCHIVE_COLS} FROM archives a{ARCHIVE_JOINS}"
+
+
+def archive_out(row):
+    """An archive row; `recoverable`: its backup's archives hold a data directory that instant
+    recovery can start (the contract's rule of what can be verified)."""
+    row = dict(row)
+    row["recoverable"] = contract.verifiable(json.loads(row.pop("databases_json") or "[]"))
+    return row
 
 
 def list_archives(db, backup_job_id=None, limit=50, before=None):
@@ -23,14 +34,15 @@ def list_archives(db, backup_job_id=None, limit=50, before=None):
             return []
         repo_id = repo["id"]   # a constant, so ix_archives_repo_id serves filter and order
     inner, args = page_query("SELECT * FROM archives WHERE 1=1", [("repository_id", repo_id)], before, limit)
-    return query(db, f"SELECT {ARCHIVE_COLS} FROM ({inner}) a{ARCHIVE_JOINS} ORDER BY a.id DESC", args)
+    return [archive_out(r) for r in
+            query(db, f"SELECT {ARCHIVE_COLS} FROM ({inner}) a{ARCHIVE_JOINS} ORDER BY a.id DESC", args)]
 
 
 def get_archive(db, archive_id):
     row = query(db, ARCHIVE_SELECT + " WHERE a.id=%s", (archive_id,), one=True)
     if not row:
         raise NotFound(f"archive {archive_id} not found")
-    return row
+    return archive_out(row)
 
 
 def delete_archive(db, r, archive_id, user):
