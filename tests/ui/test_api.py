@@ -41,6 +41,15 @@ ACCESS = {
     "pages.restore_start": "viewer", "pages.archive_browse": "viewer", "pages.archive_browse_post": "viewer",
     "pages.file_versions": "viewer", "pages.file_versions_post": "viewer",
     "pages.restore_wizard": "operator", "pages.restore_run": "operator",
+    # Instant recovery: viewers see sessions; operators start, stop, resume, remove and clean up
+    # (the start page is seen by viewers, its POST refused to them inside the view, as /servers does).
+    "api.recovery_sessions": "viewer", "api.recovery_session": "viewer",
+    "api.archive_recover": "operator", "api.recovery_cleanup": "operator", "api.recovery_refresh": "operator",
+    "api.recovery_remove": "operator", "api.recovery_resume": "operator", "api.recovery_stop": "operator",
+    "api.recovery_session_refresh": "operator",
+    "pages.recovery_sessions": "viewer", "pages.recovery_session": "viewer", "pages.archive_recover": "viewer",
+    "pages.recovery_action": "operator", "pages.recovery_cleanup": "operator", "pages.recovery_refresh": "operator",
+    "pages.recovery_session_refresh": "operator",
 }
 PUBLIC = {endpoint for endpoint, role in ACCESS.items() if role is None}
 

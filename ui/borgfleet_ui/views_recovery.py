@@ -83,6 +83,6 @@ def recovery_action(sid, action):
 @bp.post("/recovery/cleanup")
 @role("operator")
 def recovery_cleanup():
-    server_id = fleet.common.number(request.form.get("server_id"), "server", 1, 2**31)
+    server_id = fleet.common.int_between(request.form.get("server_id"), "server", 1, 2**31)
     return redirect(url_for("pages.job", job_id=fleet.recovery.cleanup(get_db(), get_redis(), server_id,
                                                                        g.user["username"])))

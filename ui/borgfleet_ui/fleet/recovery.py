@@ -14,7 +14,7 @@ from .. import queue as q
 from ..db import query
 from .archives import get_archive
 from .backup_jobs import get_backup_job
-from .common import Invalid, NotFound, field, number
+from .common import Invalid, NotFound, field, int_between
 from .servers import get_server
 
 SESSION_SELECT = (
@@ -105,7 +105,7 @@ def start(db, r, archive_id, data, user):
         raise Invalid(f"archive {a['name']} is not of a database backup taken from a snapshot: it holds no data"
                       " directory to start")
     host_id = field(data, "host_id", bj["client_id"])
-    host = get_server(db, number(host_id, "host_id", 1, 2**31))
+    host = get_server(db, int_between(host_id, "host_id", 1, 2**31))
     if host["role"] != "client":
         raise Invalid("host_id must name a client (the host that runs the session)")
     extravars = {"borgfleet_recovery_state": "started", "borgfleet_backup": bj["name"],
@@ -120,7 +120,7 @@ def start(db, r, archive_id, data, user):
             raise Invalid(f"address {address!r} is not an IP address") from None
     port = field(data, "port")
     if port not in (None, "", 0, "0"):
-        extravars["borgfleet_recovery_port"] = number(port, "port", 1, 65535)
+        extravars["borgfleet_recovery_port"] = int_between(port, "port", 1, 65535)
     name = field(data, "name")
     if name not in (None, ""):
         extravars["borgfleet_recovery_name"] = _text(name, "name", 40)   # the module checks its characters
