@@ -24,6 +24,11 @@ def test_figures_read_as_people_read_them():
     assert look.status_colour("failed") == "danger" and look.status_colour("whatever") == "secondary"
 
 
+def _last_job(db):
+    from borgfleet_ui.db import query
+    return query(db, "SELECT id FROM jobs ORDER BY seq DESC LIMIT 1", one=True)["id"]
+
+
 def test_pages_in_light_and_dark(api, db, start_worker, tmp_path, browser, web, users):  # noqa: F811
     cl, bj = make_local_backup(api, tmp_path, "look")
     start_worker(1)
@@ -46,6 +51,17 @@ def test_pages_in_light_and_dark(api, db, start_worker, tmp_path, browser, web, 
         cell = page.locator("#archives tr[data-name] td.original").first
         assert cell.inner_text().split()[-1] in ("B", "KiB", "MiB", "GiB")
         assert int(cell.get_attribute("data-bytes")) > 0 and "bytes" in cell.get_attribute("title")
+
+        # An action that queues a job lands on the job's page with a toast that says so.
+        page.goto(web + "/backup-jobs")
+        page.locator("#backup-jobs button.run-now").first.click()
+        page.wait_for_url("**/jobs/*")
+        toast = page.locator("#toasts .toast")
+        assert toast.count() == 1 and "queued" in toast.inner_text() and page.url.split("/")[-1][:8] in toast.inner_text()
+        page.screenshot(path=str(OUT / "job-queued-toast.png"))
+        page.goto(web + "/backup-jobs")
+        assert page.locator("#toasts").count() == 0   # said once
+        assert wait_job(db, _last_job(db))["status"] == "succeeded"
 
         # Light by default (the browser prefers light), dark after the toggle, kept across pages.
         page.goto(web + "/")

@@ -1,7 +1,7 @@
 """Server-rendered pages. Forms post here with the session's CSRF token; actions reuse fleet.*."""
 import json
 
-from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from . import fleet, secret_store, workers
 from .auth import has_role, role
@@ -9,6 +9,12 @@ from .contract import contract
 from .db import get_db, get_redis
 
 bp = Blueprint("pages", __name__)
+
+
+def to_job(job_id):
+    """After an action queued a job: its page, with a toast saying so (and a link to all jobs)."""
+    flash(job_id, "queued")
+    return redirect(url_for("pages.job", job_id=job_id))
 
 
 def _settings():
@@ -81,7 +87,7 @@ def servers():
 @role("operator")
 def server_setup(sid):
     job_id = fleet.servers.setup_server(get_db(), get_redis(), sid, g.user["username"])
-    return redirect(url_for("pages.job", job_id=job_id))
+    return to_job(job_id)
 
 
 @bp.route("/backup-jobs", methods=["GET", "POST"])
@@ -114,14 +120,14 @@ def backup_jobs():
 @role("operator")
 def backup_run(bid):
     job_id = fleet.backup_jobs.run(get_db(), get_redis(), "backup", bid, g.user["username"])
-    return redirect(url_for("pages.job", job_id=job_id))
+    return to_job(job_id)
 
 
 @bp.post("/backup-jobs/<int:bid>/verify")
 @role("operator")
 def backup_verify(bid):
     job_id = fleet.backup_jobs.run(get_db(), get_redis(), "verify", bid, g.user["username"])
-    return redirect(url_for("pages.job", job_id=job_id))
+    return to_job(job_id)
 
 
 @bp.get("/archives")
@@ -137,7 +143,7 @@ def archives():
 @role("operator")
 def archive_delete(aid):
     job_id = fleet.archives.delete_archive(get_db(), get_redis(), aid, g.user["username"])
-    return redirect(url_for("pages.job", job_id=job_id))
+    return to_job(job_id)
 
 
 @bp.get("/jobs")
@@ -163,7 +169,7 @@ def job(job_id):
 @role("operator")
 def job_cancel(job_id):
     fleet.runs.cancel_job(get_db(), get_redis(), job_id)
-    return redirect(url_for("pages.job", job_id=job_id))
+    return to_job(job_id)
 
 
 @bp.get("/workers")

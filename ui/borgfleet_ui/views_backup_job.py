@@ -88,7 +88,7 @@ def check_settings(bid):
 def _queued(bid, kind, options=None):
     """Queue a run of this backup job and show its job page."""
     job_id = fleet.backup_jobs.run(get_db(), get_redis(), kind, bid, g.user["username"], options)
-    return redirect(url_for("pages.job", job_id=job_id))
+    return views.to_job(job_id)
 
 
 @bp.post("/backup-jobs/<int:bid>/prune")

@@ -7,7 +7,7 @@ from flask import abort, g, redirect, render_template, request, url_for
 from . import fleet
 from .auth import has_role, role
 from .db import get_db, get_redis
-from .views import bp
+from .views import bp, to_job
 
 HEALTH_FRESH = datetime.timedelta(seconds=60)
 
@@ -26,7 +26,7 @@ def archive_recover(aid):
             data["host_id"] = request.form.get("host_id", type=int)
         try:
             job_id = fleet.recovery.start(db, get_redis(), aid, data, g.user["username"])
-            return redirect(url_for("pages.job", job_id=job_id))
+            return to_job(job_id)
         except fleet.Invalid as e:
             error = str(e)
     hosts = [c for c in fleet.servers.list_servers(db, role="client", limit=200) if c["name"] != archive["client_name"]]
@@ -44,7 +44,7 @@ def recovery_sessions():
 @bp.post("/recovery/refresh")
 @role("operator")
 def recovery_refresh():
-    return redirect(url_for("pages.job", job_id=fleet.recovery.refresh(get_db(), get_redis(), g.user["username"])))
+    return to_job(fleet.recovery.refresh(get_db(), get_redis(), g.user["username"]))
 
 
 @bp.get("/recovery/<int:sid>")
@@ -77,12 +77,11 @@ def recovery_session_refresh(sid):
 @role("operator")
 def recovery_action(sid, action):
     fn = {"stop": fleet.recovery.stop, "resume": fleet.recovery.resume, "remove": fleet.recovery.remove}[action]
-    return redirect(url_for("pages.job", job_id=fn(get_db(), get_redis(), sid, g.user["username"])))
+    return to_job(fn(get_db(), get_redis(), sid, g.user["username"]))
 
 
 @bp.post("/recovery/cleanup")
 @role("operator")
 def recovery_cleanup():
     server_id = fleet.common.int_between(request.form.get("server_id"), "server", 1, 2**31)
-    return redirect(url_for("pages.job", job_id=fleet.recovery.cleanup(get_db(), get_redis(), server_id,
-                                                                       g.user["username"])))
+    return to_job(fleet.recovery.cleanup(get_db(), get_redis(), server_id, g.user["username"]))

@@ -9,7 +9,7 @@ from flask import g, redirect, render_template, request, url_for
 from . import fleet
 from .auth import role
 from .db import get_db, get_redis
-from .views import bp
+from .views import bp, to_job
 
 PER_PAGE = 100
 
@@ -111,4 +111,4 @@ def restore_run(aid):
     if not original and not data["target"]:
         raise fleet.Invalid("name the directory to restore into")
     job_id = fleet.restores.restore(get_db(), get_redis(), aid, data, g.user["username"])
-    return redirect(url_for("pages.job", job_id=job_id))
+    return to_job(job_id)
