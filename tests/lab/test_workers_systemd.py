@@ -8,6 +8,7 @@ import importlib.metadata
 import io
 import json
 import os
+import re
 import secrets
 import shlex
 import subprocess
@@ -48,8 +49,8 @@ def service_packages():
 
 
 def tarball():
-    """The service's part of this checkout (ui/, and plugins/ whose contract module it loads), and the
-    service's packages under site-packages/."""
+    """The service's part of this checkout (ui/, and plugins/ whose contract module it loads), the pages'
+    toolkit `make setup` installed (ui/node_modules), and the service's packages under site-packages/."""
     site, entries = service_packages()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -57,6 +58,7 @@ def tarball():
                                  check=True).stdout
         for rel in filter(None, tracked.decode().split("\0")):
             tar.add(REPO / rel, arcname=rel)
+        tar.add(REPO / "ui" / "node_modules", arcname="ui/node_modules")
         for entry in entries:
             tar.add(site / entry, arcname="site-packages/" + entry,
                     filter=lambda t: None if "__pycache__" in t.name else t)
@@ -160,7 +162,9 @@ def test_workers_page_under_systemd(service):
     assert "Controlled through systemd (borgfleet-worker@N.service)." in page["text"]
     for name in names.values():
         assert name in page["text"]
-    assert page["text"].count('class="worker-start"') == page["text"].count('class="worker-restart"') == 2
+    # Each worker's row has its start and restart buttons (systemd's actions; without it only stop).
+    buttons = re.findall(r'<button class="[^"]*\bworker-(start|restart|stop)\b', page["text"])
+    assert buttons.count("start") == buttons.count("restart") == buttons.count("stop") == 2, buttons
 
     # Stop through the API: systemd stops the unit (Restart= does not bring it back), RQ forgets it.
     reply = s.request("POST", "/api/workers/%s/stop" % names[1])
