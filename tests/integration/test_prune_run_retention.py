@@ -34,10 +34,8 @@ def _inventory(tmp_path):
 
 
 def _stats(run):
-    """The prune entries of the run's result task (its msg, as the output shows it)."""
-    start = run.output.index("TASK [borgfleet.backup.prune : borgfleet prune result]")
-    shown = run.output.index("ok: [rr1] =>", start) + len("ok: [rr1] =>")
-    return yaml.safe_load(run.output[shown:].split("\n\n", 1)[0])["msg"]   # ansible.cfg: YAML results
+    """The prune entries of the run's result task, as the recording callback got them."""
+    return run.results("borgfleet prune result")["rr1"]["msg"]
 
 
 def test_run_retention_is_the_contracts_rule_as_a_filter():
