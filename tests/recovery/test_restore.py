@@ -86,9 +86,9 @@ def test_browse_one_level_and_search_history(tmp_path, site):
     r = run_module(tmp_path, "borg_restore_browse", dict(common, archive="site-1", path=f"{rel}/nginx", limit=2))
     assert len(r["entries"]) == 2 and r["truncated"]
     # The archive holds no item for the parents of the backed-up directory: they are listed as directories.
-    r = run_task(tmp_path, "borg_restore_browse", dict(common, archive="site-1", path=""))
+    r = run_module(tmp_path, "borg_restore_browse", dict(common, archive="site-1", path=""))
     assert [(e["name"], e["type"], e["mode"]) for e in r["entries"]] == [(rel.split("/")[0], "d", None)]
-    r = run_task(tmp_path, "borg_restore_browse", dict(common, archive="site-1", path=os.path.dirname(rel)))
+    r = run_module(tmp_path, "borg_restore_browse", dict(common, archive="site-1", path=os.path.dirname(rel)))
     assert [(e["name"], e["path"]) for e in r["entries"]] == [("site", rel)]
 
     r = run_module(tmp_path, "borg_restore_browse", dict(common, match_archives="site-*", path=f"/{rel}/nginx/nginx.conf"))
