@@ -6,6 +6,7 @@ Screenshots of each page go to tests/output/recovery/ for a reviewer."""
 import os
 import re
 import signal
+from pathlib import Path
 
 import pytest
 
