@@ -105,7 +105,7 @@ def test_browser_ssh_fleet(browser, web, start_worker, controller, fleet_hosts, 
     page.click("#add-server-btn")
     page.wait_for_url(web + "/servers")
     row = page.locator(f"#servers tr[data-name={server.name}]")
-    assert f"main={server.pools[0]['path']}" in row.inner_text(), page.content()
+    assert f"{server.pools[0]['name']}: {server.pools[0]['path']}" in row.inner_text(), page.content()
     fill_server(page, client.name, "client", client.sshd, extra_vars(controller, client))
     page.select_option("#add-server select[name=backup_server_id]", label=server.name)
     page.click("#add-server-btn")
