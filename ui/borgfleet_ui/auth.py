@@ -8,6 +8,7 @@ looked up on every request, so logout, a password change or disabling a user end
 """
 import datetime
 import hashlib
+import ipaddress
 import secrets
 from urllib.parse import urlsplit
 
@@ -33,6 +34,23 @@ def role(minimum):
         fn.min_role = minimum
         return fn
     return deco
+
+
+def allow_networks(config_key):
+    """Also let in, without a login, the addresses in the networks of app.config[config_key]. Such an
+    endpoint is read by programs (a scraper has no browser to log in with): 401, never a redirect."""
+    def deco(fn):
+        fn.allow_networks = config_key
+        return fn
+    return deco
+
+
+def _address_allowed(networks):
+    try:
+        addr = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    return any(addr in n for n in networks)
 
 
 def has_role(user, minimum):
@@ -146,8 +164,12 @@ def enforce():
         if request.method == "POST" and endpoint == "auth.login":
             _check_csrf()
         return None
+    allow = getattr(current_app.view_functions.get(endpoint), "allow_networks", None)
+    if allow and request.method == "GET" and _address_allowed(current_app.config[allow]):
+        g.user, g.via_token = None, False
+        return None
     _load_user()
-    is_api = request.path.startswith("/api/")
+    is_api = request.path.startswith("/api/") or allow is not None
     if g.user is None:
         if is_api:
             return jsonify(error="authentication required"), 401

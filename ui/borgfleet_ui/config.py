@@ -1,4 +1,5 @@
 """Settings from the environment, shared by the web app, workers, scheduler and CLI."""
+import ipaddress
 import os
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -57,4 +58,11 @@ def web_config():
         "SECURE_COOKIES": env("BORGFLEET_SECURE_COOKIES", "") == "1",
         # Reverse proxies in front whose X-Forwarded-For/-Proto are trusted (0: none, use the peer address).
         "TRUSTED_PROXIES": int(env("BORGFLEET_TRUSTED_PROXIES", "0")),
+        # Addresses that may read /metrics without a token: comma-separated networks (CIDR); empty: token only.
+        "METRICS_ALLOW": networks(env("BORGFLEET_METRICS_ALLOW", "")),
     }
+
+
+def networks(text):
+    """'10.0.0.0/8, ::1' -> ip_network objects; a malformed network stops the app at startup."""
+    return tuple(ipaddress.ip_network(n.strip()) for n in text.split(",") if n.strip())
