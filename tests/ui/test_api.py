@@ -14,6 +14,8 @@ ACCESS = {
     "auth.login": None, "api.health": None, "static": None, "vendor.static": None,
     "auth.logout": "viewer",
     "api.me": "viewer", "api.openapi": "viewer",
+    # Prometheus scrapes: a token, or an address in BORGFLEET_METRICS_ALLOW (tests/ui/test_metrics.py).
+    "metrics.scrape": "viewer",
     "api.servers_list": "viewer", "api.servers_get": "viewer", "api.servers_stats": "viewer",
     "api.servers_create": "operator", "api.servers_update": "operator", "api.servers_delete": "operator",
     "api.servers_setup": "operator", "api.servers_collect": "operator",
@@ -76,7 +78,7 @@ def test_every_endpoint_needs_login_except_public(app, client):
             continue
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             resp = client.open(concrete(rule), method=method)
-            if rule.rule.startswith("/api/"):
+            if rule.rule.startswith("/api/") or rule.rule == "/metrics":   # read by programs: no redirect
                 assert resp.status_code == 401, (method, rule.rule, resp.status_code)
             elif rule.endpoint == "auth.logout":
                 assert resp.status_code in (302, 401), rule.rule
@@ -270,7 +272,7 @@ def test_openapi_documents_every_api_route(app, api):
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     actual = set()
     for rule in app.url_map.iter_rules():
-        if not rule.rule.startswith("/api/"):
+        if not rule.rule.startswith("/api/") and rule.rule != "/metrics":
             continue
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
         path = re.sub(r"\{(sid|pid|bid|aid|tid|uid|job_id)\}", "{id}", path)

@@ -11,6 +11,8 @@ PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum"
 ROUTES = [
     ("get", "/api/health", None, "Database and Redis reachability (no login)", None, 200, None),
     ("get", "/api/openapi.json", "viewer", "This document", None, 200, None),
+    ("get", "/metrics", "viewer", "Prometheus text format (docs/service.md, Monitoring); also without a token"
+     " from BORGFLEET_METRICS_ALLOW's networks", None, 200, None),
     ("get", "/api/me", "viewer", "The caller", None, 200, None),
     ("get", "/api/servers", "viewer", "List servers (paginated; ?role=client|backup_server)", None, 200, _LIST),
     ("post", "/api/servers", "operator", "Add a server (optionally with pools; vars: admins only)", "Server", 201,
