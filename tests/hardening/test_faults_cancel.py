@@ -181,8 +181,13 @@ def test_cancel_mid_create_over_ssh(api, db, redis, start_worker, controller, ss
     job = wait_job(db, op.post(f"/api/servers/{bs['id']}/setup").json["job_id"])
     assert job["status"] == "succeeded", (job["error"], log_text(api, job["id"])[-3000:])
     repo = client.repo("data", controller)
-    # Every new session of the client's sshd (the module, its borg) runs throttled.
-    throttle.add(client.sshd.proc.pid)
+    # Every session of the client's sshd (the module, its borg) runs throttled: new ones, and one the
+    # setup run left open for ansible's ssh multiplexing (ControlPersist), which the backup may reuse.
+    for pid in [client.sshd.proc.pid] + list(descendants(client.sshd.proc.pid)):
+        try:
+            throttle.add(pid)
+        except OSError:
+            pass   # gone meanwhile
     # The pool path is in the client's borg argv (the URL) and in borg serve's --restrict-to-path.
     row, took = cancel_mid_create(api, db, redis, bj, server.pools[0]["path"], "cancel-client/data",
                                 client.repo_path("data"))
