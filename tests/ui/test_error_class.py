@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from test_browser import browser, login, web  # noqa: F401  (fixtures: Chromium and the web process)
-from uilib import REPO, drop_local_backup, make_local_backup, wait_for, wait_job
+from uilib import REPO, drop_local_backup, make_local_backup, set_up_and_back_up, wait_for, wait_job
 
 
 def _page(app, users, job_id):
@@ -28,9 +28,7 @@ def test_wrong_passphrase_and_locked_repository_are_named(api, app, users, db, s
     start_worker(1)
     op = api("operator")
     try:
-        assert wait_job(db, op.post(f"/api/servers/{cl['id']}/setup").json["job_id"])["status"] == "succeeded"
-        ok = wait_job(db, op.post(f"/api/backup-jobs/{bj['id']}/run").json["job_id"])
-        assert ok["status"] == "succeeded", ok["error"]
+        set_up_and_back_up(api, db, cl, bj)
 
         # The repository held by another borg (a lock that is not stale: its process lives).
         repo = tmp_path / "errkind-repos" / "errkind" / "data"

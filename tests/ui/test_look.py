@@ -4,7 +4,7 @@ modal. Screenshots of every page in both themes go to tests/output/look/ to be l
 from pathlib import Path
 
 from test_browser import browser, login, web  # noqa: F401  (fixtures: Chromium and the web process)
-from uilib import drop_local_backup, make_local_backup, wait_job
+from uilib import drop_local_backup, make_local_backup, set_up_and_back_up, wait_job
 
 from borgfleet_ui import look
 
@@ -32,11 +32,8 @@ def _last_job(db):
 def test_pages_in_light_and_dark(api, db, start_worker, tmp_path, browser, web, users):  # noqa: F811
     cl, bj = make_local_backup(api, tmp_path, "look")
     start_worker(1)
-    op = api("operator")
     try:
-        assert wait_job(db, op.post(f"/api/servers/{cl['id']}/setup").json["job_id"])["status"] == "succeeded"
-        job = wait_job(db, op.post(f"/api/backup-jobs/{bj['id']}/run").json["job_id"])
-        assert job["status"] == "succeeded", job["error"]
+        job = set_up_and_back_up(api, db, cl, bj)
         OUT.mkdir(parents=True, exist_ok=True)
         page = login(browser, web, users["admin"])
 

@@ -119,6 +119,16 @@ def make_local_backup(api, tmp_path, name, files=None, **job):
     return cl.json, bj.json
 
 
+def set_up_and_back_up(api, db, cl, bj):
+    """Setup of the client, then one backup of the job, both through the API and a worker: the
+    finished backup job row (both asserted to succeed)."""
+    op = api("operator")
+    assert wait_job(db, op.post(f"/api/servers/{cl['id']}/setup").json["job_id"])["status"] == "succeeded"
+    job = wait_job(db, op.post(f"/api/backup-jobs/{bj['id']}/run").json["job_id"])
+    assert job["status"] == "succeeded", job["error"]
+    return job
+
+
 def drop_local_backup(api, cl, bj):
     api("operator").delete(f"/api/backup-jobs/{bj['id']}")
     api("operator").delete(f"/api/servers/{cl['id']}")
