@@ -82,6 +82,7 @@ def test_analyze_pools_reads_what_borg_and_du_say(local_pool):
     assert PASSPHRASE not in run.output and PASSPHRASE not in json.dumps(run.events)
     result = run.results("borgfleet pools result")["localhost"]["msg"]
     assert result["warn_percent"] == 80 and result["alerts"] == []
+    assert run.stats["_run"]["borgfleet_pools"] == {"localhost": result}   # what the service reads
     (pool,) = result["pools"]
     st = os.statvfs(local_pool["pool"])
     assert pool["name"] == "local" and pool["path"] == str(local_pool["pool"])

@@ -20,6 +20,8 @@ ACCESS = {
     "api.servers_create": "operator", "api.servers_update": "operator", "api.servers_delete": "operator",
     "api.servers_setup": "operator", "api.servers_collect": "operator",
     "api.pools_list": "viewer", "api.pools_create": "operator", "api.pools_delete": "operator",
+    "api.pools_usage": "viewer", "api.pools_analyze": "operator", "pages.pools_page": "viewer",
+    "pages.pools_analyze": "operator",
     "api.bj_list": "viewer", "api.bj_get": "viewer",
     "api.bj_create": "operator", "api.bj_update": "operator", "api.bj_delete": "operator",
     "api.bj_run": "operator", "api.bj_verify": "operator", "api.bj_refresh": "operator",

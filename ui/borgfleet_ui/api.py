@@ -159,6 +159,18 @@ def pools_delete(pid):
     return "", 204
 
 
+@bp.get("/storage-pools/usage")
+@role("viewer")
+def pools_usage():
+    return jsonify(items=fleet.pools.usage(get_db()))
+
+
+@bp.post("/storage-pools/analyze")
+@role("operator")
+def pools_analyze():
+    return accepted(fleet.pools.analyze(get_db(), get_redis(), g.user["username"]))
+
+
 # --- backup jobs ---
 @bp.get("/backup-jobs")
 @role("viewer")

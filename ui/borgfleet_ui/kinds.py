@@ -68,6 +68,9 @@ _ROWS = (
          locks_repository=True, result_key="borgfleet_restore_anywhere"),
     Kind("collect_stats", "collect_stats.yml", "borgfleet-collect_stats", 900, retry=True,
          locks_repository=False, result_key="borgfleet_stats"),
+    # Reads pools (df, du) and repositories (borg info, borg's shared lock): no service lock.
+    Kind("analyze_pools", "analyze_pools.yml", "borgfleet-collect_stats", 1800, retry=True,
+         locks_repository=False, result_key="borgfleet_pools"),
     # Instant recovery: start and resume mount the archive (borg), so they hold the repository's lock,
     # and so do stop and remove, so that no two actions on a session of one repository overlap.
     # Query and cleanup read or tear down the host's own sessions only.

@@ -27,6 +27,11 @@ ROUTES = [
     ("get", "/api/storage-pools", "viewer", "List storage pools (?server_id=)", None, 200, None),
     ("post", "/api/storage-pools", "operator", "Add a pool to a backup server", "Pool", 201, None),
     ("delete", "/api/storage-pools/{id}", "operator", "Remove an unused pool", None, 204, None),
+    ("get", "/api/storage-pools/usage", "viewer", "Every analysed pool: capacity, used, free, warn, growth a day,"
+     " full_in_days, repositories with size on disk and borg's original/compressed/deduplicated sizes", None, 200,
+     None),
+    ("post", "/api/storage-pools/analyze", "operator", "Queue analyze_pools.yml over the servers set up", None, 202,
+     _JOB),
     ("get", "/api/backup-jobs", "viewer", "List backup jobs (paginated; ?client_id=)", None, 200, _LIST),
     ("post", "/api/backup-jobs", "operator", "Define a backup (and its repository)", "BackupJob", 201, None),
     ("get", "/api/backup-jobs/{id}", "viewer", "One backup job (passphrase never returned)", None, 200, None),

@@ -99,6 +99,18 @@ def _collect_stats(db, job, params, report):
     return {"servers": n}
 
 
+@recorder("analyze_pools", partial=True)
+def _analyze_pools(db, job, params, report):
+    """{host: {warn_percent, pools, alerts}} (docs/contract.md): a usage sample per pool. A run that
+    failed on some hosts (one unreadable repository, an unreachable client) still records the pools
+    it saw."""
+    from .fleet.pools import record_analysis   # fleet imports this module
+    n = record_analysis(db, report)
+    if not n:
+        raise ResultError("analyze_pools.yml reported no pool of a known server (stats key borgfleet_pools)")
+    return {"pools": n}
+
+
 @recorder("list_archives")
 def _list_archives(db, job, params, report):
     """Make the repository's archive rows match borg's list: add new ones, drop vanished ones."""

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from . import queue as q
 from .db import connect, connect_redis, execute, query
-from .fleet import backup_jobs, servers, settings
+from .fleet import Invalid, backup_jobs, pools, servers, settings
 from .kinds import scheduled
 
 log = logging.getLogger("borgfleet.scheduler")
@@ -144,7 +144,8 @@ class Scheduler:
         return n + int((now - t).total_seconds() // step) + 1, False
 
     def maybe_collect_stats(self, now):
-        """Periodic stats of every server (settings.stats_interval_minutes), when the playbook exists."""
+        """Periodic stats of every server and analysis of the pools (settings.stats_interval_minutes),
+        when the playbook exists."""
         if not os.path.isfile(os.path.join(self.cfg["COLLECTION_ROOT"], "playbooks", "collect_stats.yml")):
             return
         minutes = int(settings.get_settings(self.db).get("stats_interval_minutes", "15") or 0)
@@ -157,6 +158,11 @@ class Scheduler:
         self.next_stats = now + timedelta(minutes=minutes)
         for s in query(self.db, "SELECT id FROM servers WHERE setup_status='ok'"):
             servers.collect_stats(self.db, self.r, s["id"], None)
+        # The pools' usage with the same rhythm: its samples give the growth and the forecast.
+        try:
+            pools.analyze(self.db, self.r, None)
+        except Invalid:
+            pass   # nothing set up yet
 
     def run_forever(self):
         """Runs until interrupted (SIGTERM/SIGINT raise in the caller); the lock is then handed back.

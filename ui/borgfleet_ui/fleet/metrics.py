@@ -1,8 +1,5 @@
 """What /metrics reports (docs/service.md, Monitoring): read from MariaDB and Redis at each scrape,
-so the web process keeps no metric state and every worker process answers the same.
-
-Pools are not reported: the database holds their name and path only (pool usage is in
-analyze_pools.yml's job result, not in a table)."""
+so the web process keeps no metric state and every worker process answers the same."""
 import calendar
 import json
 
@@ -12,6 +9,7 @@ from rq import Queue, Worker
 from ..db import query
 from ..kinds import queue_order
 from ..queue import FINAL, SERIALIZER
+from .pools import usage as pool_usage
 from .recovery import health_label
 
 HEALTH = ("running", "stopped", "broken")   # recovery.health_label's words
@@ -32,6 +30,35 @@ class FleetCollector:
         yield from self._jobs()
         yield from self._queues()
         yield from self._recovery_sessions()
+        yield from self._pools()
+
+    def _pools(self):
+        """Each analysed pool's newest figures (fleet/pools.py: analyze_pools.yml's samples)."""
+        labels = ["server", "pool"]
+        families = {
+            "total_bytes": GaugeMetricFamily("borgfleet_pool_size_bytes", "Capacity of the pool's filesystem",
+                                             labels=labels),
+            "used_bytes": GaugeMetricFamily("borgfleet_pool_used_bytes", "Used space of the pool's filesystem",
+                                            labels=labels),
+            "free_bytes": GaugeMetricFamily("borgfleet_pool_free_bytes", "Free space of the pool's filesystem",
+                                            labels=labels),
+            "repositories_size_bytes": GaugeMetricFamily("borgfleet_pool_repositories_bytes",
+                                                         "Size on disk of the repositories in the pool",
+                                                         labels=labels),
+            "full_in_days": GaugeMetricFamily("borgfleet_pool_full_in_days",
+                                              "Days until the pool is full at its growth of the last 30 days"
+                                              " (absent when it does not grow)", labels=labels),
+        }
+        analysed = GaugeMetricFamily("borgfleet_pool_analysed_timestamp_seconds",
+                                     "When the pool was last analysed (unix time)", labels=labels)
+        for p in pool_usage(self.db):
+            lv = [p["server_name"], p["name"]]
+            for key, family in families.items():
+                if p[key] is not None:
+                    family.add_metric(lv, float(p[key]))
+            analysed.add_metric(lv, _unix(p["analysed_at"]))
+        yield from families.values()
+        yield analysed
 
     def _backups(self):
         labels = ["client", "backup"]

@@ -1,9 +1,21 @@
-"""Storage pools of backup servers, as the playbooks see them (the contract's server settings)."""
+"""Storage pools of backup servers, as the playbooks see them (the contract's server settings), and
+their usage over time as analyze_pools.yml measures it (pool_samples, pool_latest), with the growth
+and the "full in N days" forecast drawn from it."""
 import json
+from datetime import timedelta
 
+from .. import queue as q
 from ..contract import contract
 from ..db import execute, query
 from .common import Invalid, NotFound, by_contract, field
+from .settings import get_settings
+
+# Samples older than this are thinned to the first of each day; older than KEEP_DAYS, dropped.
+FULL_RESOLUTION = timedelta(days=2)
+KEEP_DAYS = 400
+# The growth is the slope of the used bytes over this window (a least-squares line).
+GROWTH_WINDOW = timedelta(days=30)
+DEFAULT_WARN_PERCENT = 80
 
 
 def list_pools(db, server_id=None):
@@ -42,3 +54,120 @@ def delete_pool(db, pool_id):
     if query(db, "SELECT id FROM backup_jobs WHERE pool_id=%s LIMIT 1", (pool_id,), one=True):
         raise Invalid("backup jobs use this pool")
     execute(db, "DELETE FROM storage_pools WHERE id=%s", (pool_id,))
+
+
+def warn_percent(db):
+    return int(get_settings(db).get("pool_warn_percent") or DEFAULT_WARN_PERCENT)
+
+
+def analyze(db, r, user):
+    """Queue analyze_pools.yml over the servers set up (clients read their repositories with borg,
+    hosts holding pools measure them)."""
+    names = [s["name"] for s in query(db, "SELECT name FROM servers WHERE setup_status='ok' ORDER BY id")]
+    if not names:
+        raise Invalid("no server is set up yet: nothing to analyse")
+    return q.create_job(db, r, "analyze_pools", {
+        "limit": names, "extravars": {"borgfleet_pool_warn_percent": warn_percent(db)}}, user=user)
+
+
+def record_analysis(db, report):
+    """Store analyze_pools.yml's report ({host: {warn_percent, pools, alerts}}): a sample per pool of
+    a known server, its whole entry as the pool's latest; returns how many pools were recorded."""
+    servers = {s["name"]: s["id"] for s in query(db, "SELECT id, name FROM servers")}
+    n = 0
+    for host, result in (report or {}).items():
+        if host not in servers or not isinstance(result, dict):
+            continue
+        for pool in result.get("pools") or []:
+            if not isinstance(pool, dict) or not isinstance(pool.get("name"), str):
+                continue
+            key = (servers[host], pool["name"])
+            execute(db, "INSERT INTO pool_samples (server_id, pool_name, total_bytes, used_bytes, free_bytes,"
+                        " repositories_size_bytes) VALUES (%s, %s, %s, %s, %s, %s)",
+                    key + tuple(pool.get(k) for k in ("total_bytes", "used_bytes", "free_bytes",
+                                                      "repositories_size_bytes")))
+            execute(db, "INSERT INTO pool_latest (server_id, pool_name, sampled_at, warn_percent, data_json)"
+                        " VALUES (%s, %s, UTC_TIMESTAMP(), %s, %s) ON DUPLICATE KEY UPDATE"
+                        " sampled_at=VALUES(sampled_at), warn_percent=VALUES(warn_percent), data_json=VALUES(data_json)",
+                    key + (int(result.get("warn_percent") or DEFAULT_WARN_PERCENT), json.dumps(pool, default=str)))
+            thin_samples(db, *key)
+            n += 1
+    return n
+
+
+def thin_samples(db, server_id, pool_name):
+    """Keep every sample of the last FULL_RESOLUTION, the first of each day before, nothing past
+    KEEP_DAYS: a year of 15-minute analyses of a pool stays a few hundred rows."""
+    execute(db, "DELETE FROM pool_samples WHERE server_id=%s AND pool_name=%s"
+                " AND sampled_at < UTC_TIMESTAMP() - INTERVAL %s DAY", (server_id, pool_name, KEEP_DAYS))
+    execute(db, "DELETE s FROM pool_samples s JOIN ("
+                " SELECT DATE(sampled_at) AS day, MIN(id) AS keep FROM pool_samples"
+                " WHERE server_id=%s AND pool_name=%s AND sampled_at < UTC_TIMESTAMP() - INTERVAL %s HOUR"
+                " GROUP BY DATE(sampled_at)) d ON DATE(s.sampled_at)=d.day AND s.id<>d.keep"
+                " WHERE s.server_id=%s AND s.pool_name=%s AND s.sampled_at < UTC_TIMESTAMP() - INTERVAL %s HOUR",
+            (server_id, pool_name, int(FULL_RESOLUTION.total_seconds() // 3600),
+             server_id, pool_name, int(FULL_RESOLUTION.total_seconds() // 3600)))
+
+
+def growth_per_day(samples):
+    """Bytes a day the pool's used space grows by: the least-squares slope of (time, used_bytes) of
+    samples [(datetime, used_bytes)]; None with fewer than two usable samples or no time between them."""
+    points = [(t.timestamp() / 86400, float(u)) for t, u in samples if t is not None and u is not None]
+    if len(points) < 2:
+        return None
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in points) / sxx
+
+
+def full_in_days(free_bytes, growth):
+    """Days until a pool growing `growth` bytes a day fills its free space; None when it does not grow."""
+    if growth is None or growth <= 0 or free_bytes is None:
+        return None
+    return free_bytes / growth
+
+
+def usage(db):
+    """Every analysed pool: its newest analysis (capacity, used, free, repositories with borg's
+    figures), whether it is above the warning threshold, its growth a day and "full in N days"."""
+    rows = query(db, "SELECT l.*, s.name AS server_name, s.role AS server_role FROM pool_latest l"
+                     " JOIN servers s ON s.id=l.server_id ORDER BY s.name, l.pool_name")
+    out = []
+    for row in rows:
+        pool = json.loads(row["data_json"])
+        samples = query(db, "SELECT sampled_at, used_bytes FROM pool_samples WHERE server_id=%s AND pool_name=%s"
+                            " AND sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY ORDER BY sampled_at",
+                        (row["server_id"], row["pool_name"], GROWTH_WINDOW.days))
+        growth = growth_per_day([(s["sampled_at"], s["used_bytes"]) for s in samples])
+        used = pool.get("used_percent")
+        out.append({
+            "server_id": row["server_id"], "server_name": row["server_name"], "name": row["pool_name"],
+            "path": pool.get("path"), "exists": pool.get("exists"), "fstype": pool.get("fstype"),
+            "total_bytes": pool.get("total_bytes"), "used_bytes": pool.get("used_bytes"),
+            "free_bytes": pool.get("free_bytes"), "used_percent": used,
+            "repositories_size_bytes": pool.get("repositories_size_bytes"),
+            "warn_percent": row["warn_percent"], "warn": used is not None and used >= row["warn_percent"],
+            "growth_bytes_per_day": growth, "full_in_days": full_in_days(pool.get("free_bytes"), growth),
+            "samples": len(samples), "analysed_at": row["sampled_at"],
+            "repositories": [_repository(r) for r in pool.get("repositories") or []]})
+    return out
+
+
+def _repository(r):
+    borg = r.get("borg") or {}
+    stats = borg.get("stats") or {}
+    return {"client": r.get("client"), "backup": r.get("backup"), "path": r.get("path"),
+            "exists": r.get("exists"), "size_on_disk_bytes": r.get("size_on_disk_bytes"),
+            "original_size": stats.get("original_size"), "compressed_size": stats.get("compressed_size"),
+            "deduplicated_size": stats.get("deduplicated_size"), "archive_count": borg.get("archive_count"),
+            "last_archive": borg.get("last_archive"), "borg_error": r.get("borg_error")}
+
+
+def history(db, server_id, pool_name, days=90):
+    """The pool's samples of the last `days` days, oldest first (for its growth chart)."""
+    return query(db, "SELECT sampled_at, total_bytes, used_bytes, free_bytes FROM pool_samples"
+                     " WHERE server_id=%s AND pool_name=%s AND sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY"
+                     " ORDER BY sampled_at", (server_id, pool_name, days))
