@@ -37,6 +37,9 @@ def test_detect_capabilities_from_the_command_line_in_check_mode():
     assert run.recap["localhost"]["changed"] == 0 and re.search(r"changed=0\s", run.output)
     server_version = sh("mariadb", "-NBe", "SELECT VERSION()").strip()
     assert f"server_version: {server_version}" in run.output
+    caps = run.stats["_run"]["borgfleet_capabilities"]["localhost"]        # what the service stores
+    assert caps == run.results("borgfleet capabilities result")["localhost"]["msg"]
+    assert caps["mysql"]["server_version"] == server_version
 
 
 def borg_env(base):

@@ -35,6 +35,9 @@ def ui_env(tmp_path_factory):
     dbm.create_database(cfg)
     conn = dbm.connect(cfg)
     assert dbm.upgrade(conn) == [v for v, _ in dbm.migrations()]
+    # Most tests set a client up only to back it up: the capabilities detection every setup queues
+    # would hold their backups back. tests/ui/test_server_page.py turns it on for its own setups.
+    dbm.execute(conn, "INSERT INTO settings (name, value) VALUES ('detect_after_setup', '0')")
     conn.close()
     r = dbm.connect_redis(cfg)
     r.flushdb()

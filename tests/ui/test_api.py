@@ -11,7 +11,7 @@ from uilib import wait_for
 # rule, or adding an endpoint, means changing this table too. Endpoint -> least role; None: public.
 ROLES = ("viewer", "operator", "admin")  # each may do what the ones before it may
 ACCESS = {
-    "auth.login": None, "api.health": None, "static": None, "vendor.static": None,
+    "auth.login": None, "api.health": None, "static": None, "vendor.static": None, "vendor_charts.static": None,
     "auth.logout": "viewer",
     "api.me": "viewer", "api.openapi": "viewer",
     # Prometheus scrapes: a token, or an address in BORGFLEET_METRICS_ALLOW (tests/ui/test_metrics.py).
@@ -19,6 +19,8 @@ ACCESS = {
     "api.servers_list": "viewer", "api.servers_get": "viewer", "api.servers_stats": "viewer",
     "api.servers_create": "operator", "api.servers_update": "operator", "api.servers_delete": "operator",
     "api.servers_setup": "operator", "api.servers_collect": "operator",
+    "api.servers_stats_history": "viewer", "api.servers_capabilities": "viewer", "api.servers_detect": "operator",
+    "pages.server_page": "viewer", "pages.server_detect": "operator", "pages.server_collect": "operator",
     "api.pools_list": "viewer", "api.pools_create": "operator", "api.pools_delete": "operator",
     "api.pools_usage": "viewer", "api.pools_analyze": "operator", "pages.pools_page": "viewer",
     "pages.pools_analyze": "operator",

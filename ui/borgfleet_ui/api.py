@@ -138,6 +138,33 @@ def servers_stats(sid):
     return jsonify(items=fleet.servers.server_stats(get_db(), sid))
 
 
+@bp.get("/servers/<int:sid>/stats/history")
+@role("viewer")
+def servers_stats_history(sid):
+    range_ = request.args.get("range", "day")
+    if range_ not in fleet.facts.RANGES:
+        raise fleet.Invalid(f"range must be one of {', '.join(fleet.facts.RANGES)}")
+    return jsonify(fleet.facts.stats_history(get_db(), sid, range_))
+
+
+@bp.get("/servers/<int:sid>/capabilities")
+@role("viewer")
+def servers_capabilities(sid):
+    db = get_db()
+    fleet.servers.get_server(db, sid)
+    caps = fleet.facts.capabilities(db, sid)
+    if not caps:
+        raise fleet.NotFound("no capabilities detected on this server yet (POST .../detect-capabilities)")
+    return jsonify(detected_at=caps["detected_at"], capabilities=caps["data"],
+                   databases=fleet.facts.databases(caps["data"]))
+
+
+@bp.post("/servers/<int:sid>/detect-capabilities")
+@role("operator")
+def servers_detect(sid):
+    return accepted(fleet.facts.detect(get_db(), get_redis(), sid, g.user["username"]))
+
+
 # --- storage pools ---
 @bp.get("/storage-pools")
 @role("viewer")

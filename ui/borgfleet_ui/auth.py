@@ -23,7 +23,7 @@ from .fleet import Invalid   # the API answers 400 with its message
 bp = Blueprint("auth", __name__)
 
 ROLES = ("viewer", "operator", "admin")
-PUBLIC = {"auth.login", "api.health", "static", "vendor.static"}
+PUBLIC = {"auth.login", "api.health", "static", "vendor.static", "vendor_charts.static"}
 PASSWORD_MIN, PASSWORD_MAX = 10, 1024
 
 

@@ -27,7 +27,7 @@ from . import queue as q
 from . import results
 from .config import load_config
 from .db import connect, connect_redis, connection_lost, execute, query
-from .fleet import backup_jobs
+from .fleet import backup_jobs, facts
 from .kinds import KINDS
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,8 @@ def run_job(job_id):
         if run.status != "successful" or run.rc != 0:
             raise JobError(run.failure_message(), result=results.failed(row, run.report(), db, params))
         result = results.record(db, row, params, run.report())
-        if spec.then and row["backup_job_id"]:
-            _follow_up(db, r, joblog, spec.then, row["backup_job_id"])
+        if spec.then:
+            _follow_up(db, r, joblog, spec.then, row)
         q.finish(db, job_id, "succeeded", rc=0, result=result)
         return "succeeded"
     except Exception as e:
@@ -129,11 +129,14 @@ def run_job(job_id):
         db.close()
 
 
-def _follow_up(db, r, joblog, kind, bj_id):
-    """Queue the kind that follows a successful run (kinds.py `then`) when the backup job asks for it;
-    this run succeeded whatever happens here."""
+def _follow_up(db, r, joblog, kind, row):
+    """Queue the kind that follows a successful run (kinds.py `then`) when its backup job (or, for a
+    run of no backup job, its server) asks for it; this run succeeded whatever happens here."""
     try:
-        follow = backup_jobs.follow_up(db, r, kind, bj_id)
+        if row["backup_job_id"]:
+            follow = backup_jobs.follow_up(db, r, kind, row["backup_job_id"])
+        else:
+            follow = facts.follow_up(db, r, kind, row)
     except Exception as e:  # a deleted job, Redis away: the run itself stays a success
         joblog.append([f"*** {kind} not queued: {e} ***"])
         return

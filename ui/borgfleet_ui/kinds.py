@@ -33,8 +33,8 @@ class Kind(NamedTuple):
     schedule: Optional[Schedule] = None
     # Run the playbook in check mode (--check): a dry run that changes nothing.
     check_mode: bool = False
-    # A kind queued for the same backup job after each successful run of this one, when the
-    # backup job asks for it (fleet/backup_jobs.py follow_up).
+    # A kind queued after each successful run of this one: for the same backup job when it asks
+    # for it (fleet/backup_jobs.py follow_up), or for the same server (fleet/facts.py follow_up).
     then: Optional[str] = None
 
 
@@ -59,8 +59,9 @@ _ROWS = (
     # borg prune --dry-run, possibly of a retention not saved yet (extra var borgfleet_retention).
     Kind("prune_preview", "prune.yml", "borgfleet-prune_preview", 900, retry=True,
          locks_repository=True, result_key="borgfleet_prune", check_mode=True),
+    # A server set up is then asked what it runs (databases, storage), unless settings say not to.
     Kind("setup", "setup.yml", "borgfleet-setup", 3600, retry=True,
-         locks_repository=False, result_key="borgfleet_repository"),
+         locks_repository=False, result_key="borgfleet_repository", then="detect_capabilities"),
     Kind("list_archives", "list_archives.yml", "borgfleet-list_archives", 900, retry=True,
          locks_repository=True, result_key="borgfleet_list_archives"),
     # Writes files on a client (a dry run: check mode, params "check"): never retried.
@@ -68,6 +69,8 @@ _ROWS = (
          locks_repository=True, result_key="borgfleet_restore_anywhere"),
     Kind("collect_stats", "collect_stats.yml", "borgfleet-collect_stats", 900, retry=True,
          locks_repository=False, result_key="borgfleet_stats"),
+    Kind("detect_capabilities", "detect_capabilities.yml", "borgfleet-collect_stats", 900, retry=True,
+         locks_repository=False, result_key="borgfleet_capabilities"),
     # Reads pools (df, du) and repositories (borg info, borg's shared lock): no service lock.
     Kind("analyze_pools", "analyze_pools.yml", "borgfleet-collect_stats", 1800, retry=True,
          locks_repository=False, result_key="borgfleet_pools"),

@@ -9,6 +9,9 @@ from flask import Blueprint
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "node_modules")
 vendor = Blueprint("vendor", __name__, static_folder=os.path.join(ASSETS, "bootstrap", "dist"),
                    static_url_path="/vendor/bootstrap")
+# uPlot (the server page's history charts): its dist folder only.
+vendor_charts = Blueprint("vendor_charts", __name__, static_folder=os.path.join(ASSETS, "uplot", "dist"),
+                          static_url_path="/vendor/uplot")
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 # Status → Bootstrap colour; anything else is grey.
@@ -77,4 +80,5 @@ def status_colour(status):
 
 def init_app(app):
     app.register_blueprint(vendor)
+    app.register_blueprint(vendor_charts)
     app.jinja_env.filters.update(size=size, when=when, ago=ago, duration=duration, status_colour=status_colour)

@@ -24,6 +24,13 @@ ROUTES = [
     ("post", "/api/servers/{id}/setup", "operator", "Queue setup.yml for the server (and its peer)", None, 202, _JOB),
     ("post", "/api/servers/{id}/collect-stats", "operator", "Queue collect_stats.yml", None, 202, _JOB),
     ("get", "/api/servers/{id}/stats", "viewer", "Stats history (latest 100)", None, 200, None),
+    ("get", "/api/servers/{id}/stats/history", "viewer", "The charted figures (cpu, ram, disk %, load) over"
+     " ?range=day|week|month|year: {range, t: [unix seconds], cpu, ram, disk, load}", None, 200, None),
+    ("get", "/api/servers/{id}/capabilities", "viewer", "The newest capabilities detection: {detected_at,"
+     " capabilities (docs/contract.md Facts), databases: one row per database found}; 404 before the first",
+     None, 200, None),
+    ("post", "/api/servers/{id}/detect-capabilities", "operator", "Queue detect_capabilities.yml (Reload"
+     " capabilities; also queued after each successful setup)", None, 202, _JOB),
     ("get", "/api/storage-pools", "viewer", "List storage pools (?server_id=)", None, 200, None),
     ("post", "/api/storage-pools", "operator", "Add a pool to a backup server", "Pool", 201, None),
     ("delete", "/api/storage-pools/{id}", "operator", "Remove an unused pool", None, 204, None),

@@ -8,6 +8,7 @@ or, for per-host results, {host: value}.
 import json
 
 from .db import execute, query
+from .fleet import facts, pools
 
 
 class ResultError(Exception):
@@ -93,9 +94,20 @@ def _collect_stats(db, job, params, report):
         if host in names and isinstance(system, dict):
             execute(db, "INSERT INTO server_stats (server_id, data_json) VALUES (%s, %s)",
                     (names[host], json.dumps(system, default=str)))
+            facts.thin_stats(db, names[host])
             n += 1
     if not n:
         raise ResultError("collect_stats.yml succeeded but reported no system stats of a known server")
+    return {"servers": n}
+
+
+@recorder("detect_capabilities", partial=True)
+def _detect_capabilities(db, job, params, report):
+    """{host: server_facts' `capabilities`} (docs/contract.md, Facts): the newest detection per server."""
+    n = facts.record_capabilities(db, report)
+    if not n:
+        raise ResultError("detect_capabilities.yml reported no capabilities of a known server"
+                          " (stats key borgfleet_capabilities)")
     return {"servers": n}
 
 
@@ -104,8 +116,7 @@ def _analyze_pools(db, job, params, report):
     """{host: {warn_percent, pools, alerts}} (docs/contract.md): a usage sample per pool. A run that
     failed on some hosts (one unreadable repository, an unreachable client) still records the pools
     it saw."""
-    from .fleet.pools import record_analysis   # fleet imports this module
-    n = record_analysis(db, report)
+    n = pools.record_analysis(db, report)
     if not n:
         raise ResultError("analyze_pools.yml reported no pool of a known server (stats key borgfleet_pools)")
     return {"pools": n}

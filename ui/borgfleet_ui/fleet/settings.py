@@ -12,7 +12,9 @@ def get_settings(db):
 def update_settings(db, data):
     allowed = {"app_name": re.compile(r"[^\n<>]{1,64}"), "stats_interval_minutes": re.compile(r"\d{1,4}"),
                # A pool used beyond this percentage is flagged (pools page, analyze_pools.yml).
-               "pool_warn_percent": re.compile(r"[1-9]\d?|100")}
+               "pool_warn_percent": re.compile(r"[1-9]\d?|100"),
+               # "0": a setup is not followed by a capabilities detection (Reload capabilities still is).
+               "detect_after_setup": re.compile(r"[01]")}
     for k, v in data.items():
         if k not in allowed:
             raise Invalid(f"unknown setting {k}")
