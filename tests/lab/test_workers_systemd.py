@@ -162,23 +162,29 @@ def test_workers_page_under_systemd(service):
     assert "Controlled through systemd (borgfleet-worker@N.service)." in page["text"]
     for name in names.values():
         assert name in page["text"]
-    # Each worker's row has its start and restart buttons (systemd's actions; without it only stop).
+    # Each running worker's row has its stop and restart buttons (systemd's actions; start once stopped).
     buttons = re.findall(r'<button class="[^"]*\bworker-(start|restart|stop)\b', page["text"])
-    assert buttons.count("start") == buttons.count("restart") == buttons.count("stop") == 2, buttons
+    assert buttons.count("restart") == buttons.count("stop") == 2 and buttons.count("start") == 0, buttons
 
-    # Stop through the API: systemd stops the unit (Restart= does not bring it back), RQ forgets it.
+    # Stop through the API: systemd stops the unit (Restart= does not bring it back), RQ forgets it;
+    # the page still lists it, stopped, with its start button.
     reply = s.request("POST", "/api/workers/%s/stop" % names[1])
     assert reply["status"] == 202, reply
     s.wait(lambda: s.active(1) == "inactive", "unit 1 stopped")
-    s.wait(lambda: names[1] not in s.listed()[1], "worker 1 out of the registry")
+    s.wait(lambda: s.listed()[1][names[1]]["state"] == "stopped", "worker 1 listed as stopped")
     time.sleep(10)  # past RestartSec=5: still stopped
-    assert s.active(1) == "inactive" and names[2] in s.listed()[1]
+    assert s.active(1) == "inactive" and s.listed()[1][names[2]]["state"] == "idle"
+    assert s.listed()[1][names[1]]["control"] == "systemd"
+    page = s.request("GET", "/workers")
+    buttons = re.findall(r'<button class="[^"]*\bworker-(start|restart|stop)\b', page["text"])
+    assert buttons.count("start") == 1 and buttons.count("stop") == 1, buttons
 
     # Start it again through the API, then restart it through the page's own form endpoint.
     reply = s.request("POST", "/api/workers/%s/start" % names[1])
     assert reply["status"] == 202, reply
     s.wait(lambda: s.active(1) == "active", "unit 1 started")
-    started = s.wait(lambda: s.listed()[1].get(names[1]), "worker 1 back in the registry")
+    started = s.wait(lambda: (w := s.listed()[1].get(names[1])) and w["state"] == "idle" and w,
+                     "worker 1 back in the registry")
     pid = s.main_pid(1)
     assert started["pid"] == pid
     reply = s.request("POST", "/workers/%s/restart" % names[1])
@@ -192,6 +198,9 @@ def test_workers_page_under_systemd(service):
     logs = s.request("GET", "/api/workers/%s/logs" % names[1])
     assert logs["status"] == 200, logs
     assert any("BorgFleet worker 1" in line for line in logs["json"]["lines"]), logs["json"]["lines"][-10:]
+    # Filtered by lines and by time (journalctl's own UTC timestamps).
+    logs = s.request("GET", "/api/workers/%s/logs?lines=2&since=1h" % names[1])
+    assert logs["status"] == 200 and 1 <= len(logs["json"]["lines"]) <= 2, logs
 
     # Only this host's workers, and only through the allowed commands.
     assert s.request("POST", "/api/workers/borgfleet-otherhost-1/restart")["status"] == 409

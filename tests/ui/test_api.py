@@ -38,7 +38,7 @@ ACCESS = {
     "pages.archives": "viewer", "pages.jobs": "viewer", "pages.job": "viewer",
     "pages.server_setup": "operator", "pages.backup_run": "operator", "pages.backup_verify": "operator",
     "pages.archive_delete": "operator", "pages.job_cancel": "operator",
-    "pages.workers_page": "admin", "pages.worker_control": "admin",
+    "pages.workers_page": "admin", "pages.worker_control": "admin", "pages.worker_logs": "admin",
     "backup_job.page": "viewer", "backup_job.preview_part": "viewer",
     "backup_job.prune": "operator", "backup_job.check": "operator", "backup_job.check_settings": "operator",
     "backup_job.refresh_archives": "operator", "backup_job.retention": "operator",

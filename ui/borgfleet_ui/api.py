@@ -329,7 +329,9 @@ def jobs_cancel(job_id):
 @bp.get("/workers")
 @role("admin")
 def workers_list():
-    return jsonify(items=workers.list_workers(get_redis()), systemd=workers.systemd_running())
+    r = get_redis()
+    return jsonify(items=workers.list_workers(r), scheduler=workers.scheduler_status(r),
+                   systemd=workers.systemd_running())
 
 
 @bp.post("/workers/<name>/<any(start, stop, restart):action>")
@@ -342,7 +344,11 @@ def workers_control(name, action):
 @bp.get("/workers/<name>/logs")
 @role("admin")
 def workers_logs(name):
-    return jsonify(lines=workers.logs(name, request.args.get("lines", 200, type=int)))
+    try:
+        lines, since = workers.log_filters(request.args.get("lines", "200"), request.args.get("since", ""))
+    except ValueError as e:
+        raise fleet.Invalid(str(e)) from None
+    return jsonify(lines=workers.logs(name, lines, since))
 
 
 # --- settings ---

@@ -3,6 +3,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -131,7 +132,7 @@ def disable_user(username, enable):
 def worker(instance, burst):
     """Run one RQ worker on all BorgFleet queues."""
     from rq import Worker
-    from .workers import worker_name
+    from .workers import LOG_DATE_FORMAT, ProcessReporter, worker_name
     cfg = load_config()
     r = dbm.connect_redis(cfg)
     conn = dbm.connect(cfg)
@@ -146,8 +147,14 @@ def worker(instance, burst):
         conn.close()
     name = worker_name(instance)
     # A previous process of the same instance killed hard leaves its name registered for a while.
-    Worker(q.queues(r), connection=r, serializer=q.SERIALIZER,
-           name=f"{name}" if not _name_taken(r, name) else f"{name}-{os.getpid()}").work(burst=burst, with_scheduler=True)
+    name = name if not _name_taken(r, name) else f"{name}-{os.getpid()}"
+    reporter = ProcessReporter(r, name, worker=True)
+    reporter.report()
+    reporter.start()
+    # UTC timestamps with the date: the workers page filters the log by time (workers.lines_since).
+    logging.Formatter.converter = time.gmtime
+    Worker(q.queues(r), connection=r, serializer=q.SERIALIZER, name=name).work(
+        burst=burst, with_scheduler=True, date_format=LOG_DATE_FORMAT)
 
 
 def _name_taken(r, name):
@@ -163,8 +170,13 @@ def scheduler():
     def _term(*_):
         raise KeyboardInterrupt   # leaves the sleep at once; run_forever releases the lock
     signal.signal(signal.SIGTERM, _term)
+    from .workers import SCHEDULER_NAME, ProcessReporter
+    cfg = load_config()
+    reporter = ProcessReporter(dbm.connect_redis(cfg), SCHEDULER_NAME.format(host=socket.gethostname()))
+    reporter.report()
+    reporter.start()
     try:
-        Scheduler(load_config()).run_forever()
+        Scheduler(cfg).run_forever()
     except KeyboardInterrupt:
         pass
 
@@ -205,17 +217,17 @@ def serve(host, port, nworkers):
                                "-w", "2", "--threads", "4", "--access-logfile", "-", "borgfleet_ui:create_app()"],
                               env=env),
              subprocess.Popen(me + ["scheduler"], env=env)]
-    for i in range(1, nworkers + 1):
-        out = open(os.path.join(logdir, f"worker-{i}.log"), "a")
-        procs.append(subprocess.Popen(me + ["worker", "--instance", str(i)], env=env, stdout=out, stderr=out))
+    supervisor = Supervisor(dbm.connect_redis(cfg), me, env, logdir, nworkers)
     click.echo(f"BorgFleet is serving on http://{host}:{port}  ({nworkers} workers, logs in {logdir}; Ctrl-C stops)")
     try:
         while all(p.poll() is None for p in procs):
+            supervisor.step()
             time.sleep(1)
         click.echo("a component exited; stopping the others")
     except KeyboardInterrupt:
         pass
     finally:
+        supervisor.stop_all()
         for p in procs:
             if p.poll() is None:
                 p.terminate()
@@ -224,6 +236,62 @@ def serve(host, port, nworkers):
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+class Supervisor:
+    """The workers of `serve`: each instance kept in the state the workers page asks for (Redis hash
+    workers.SUPERVISOR_DESIRED of this host: running, stopped, restart); a worker that exits while
+    wanted is started again. Stopping is RQ's warm shutdown (SIGTERM: the current job finishes)."""
+
+    def __init__(self, r, me, env, logdir, nworkers):
+        from .workers import SUPERVISOR_ALIVE, SUPERVISOR_DESIRED
+        self.r, self.me, self.env, self.logdir = r, me, env, logdir
+        self.alive_key = SUPERVISOR_ALIVE.format(host=socket.gethostname())
+        self.desired_key = SUPERVISOR_DESIRED.format(host=socket.gethostname())
+        self.procs = {str(i): None for i in range(1, nworkers + 1)}
+        self.r.delete(self.desired_key)
+        self.r.hset(self.desired_key, mapping={i: "running" for i in self.procs})
+
+    def step(self):
+        try:
+            self.r.set(self.alive_key, os.getpid(), ex=10)
+            desired = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+                       for k, v in self.r.hgetall(self.desired_key).items()}
+        except Exception:   # Redis restarting: keep what runs
+            return
+        for instance, proc in self.procs.items():
+            want = desired.get(instance, "running")
+            alive = proc is not None and proc.poll() is None
+            if want == "restart":
+                # Stopped once (warm: the current job finishes), started again when it has exited.
+                self.r.hset(self.desired_key, instance, "running")
+                self._terminate(proc)
+                continue
+            if want == "running" and not alive:
+                out = open(os.path.join(self.logdir, f"worker-{instance}.log"), "a")
+                self.procs[instance] = subprocess.Popen(self.me + ["worker", "--instance", instance], env=self.env,
+                                                        stdout=out, stderr=out)
+            elif want == "stopped" and alive:
+                self._terminate(proc)
+
+    @staticmethod
+    def _terminate(proc):
+        """One SIGTERM only: RQ takes a second one as a cold shutdown that kills the running job."""
+        if proc is not None and proc.poll() is None and not getattr(proc, "terminating", False):
+            proc.terminate()
+            proc.terminating = True
+
+    def stop_all(self):
+        self.r.delete(self.alive_key)
+        for proc in self.procs.values():
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            if proc is not None:
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 @cli.command("sudoers")

@@ -77,11 +77,16 @@ ROUTES = [
     ("get", "/api/jobs/{id}", "viewer", "One job: status, error, result", None, 200, None),
     ("get", "/api/jobs/{id}/log", "viewer", "Log lines after N (?after=N); poll with next", None, 200, None),
     ("post", "/api/jobs/{id}/cancel", "operator", "Cancel a queued or running job", None, 202, None),
-    ("get", "/api/workers", "admin", "RQ workers: state, pid, current job, started", None, 200, None),
-    ("post", "/api/workers/{name}/start", "admin", "Start a worker unit (systemd)", None, 202, None),
-    ("post", "/api/workers/{name}/stop", "admin", "Stop a worker (systemd, or RQ shutdown)", None, 202, None),
-    ("post", "/api/workers/{name}/restart", "admin", "Restart a worker unit (systemd)", None, 202, None),
-    ("get", "/api/workers/{name}/logs", "admin", "Worker log (journal or serve log file)", None, 200, None),
+    ("get", "/api/workers", "admin", "Workers (RQ's registry, and those seen before: state stopped): state, pid,"
+     " cpu_percent, rss_bytes, uptime_seconds, current job, control (systemd|serve|null); and the active"
+     " scheduler", None, 200, None),
+    ("post", "/api/workers/{name}/start", "admin", "Start a worker (systemd unit, or the supervisor of"
+     " `borgfleet-ui serve`; 409 with the reason elsewhere)", None, 202, None),
+    ("post", "/api/workers/{name}/stop", "admin", "Stop a worker after its current job (systemd, serve, or RQ's"
+     " shutdown command)", None, 202, None),
+    ("post", "/api/workers/{name}/restart", "admin", "Restart a worker (systemd or serve)", None, 202, None),
+    ("get", "/api/workers/{name}/logs", "admin", "Worker log (journal or serve log file); ?lines=1..5000 (200),"
+     " ?since=UTC time or age (15m, 2h, 1d)", None, 200, None),
     ("get", "/api/settings", "viewer", "Settings", None, 200, None),
     ("put", "/api/settings", "admin", "Change settings (app_name, stats_interval_minutes)", "Settings", 200, None),
     ("get", "/api/users", "admin", "List users", None, 200, None),

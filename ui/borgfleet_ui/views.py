@@ -175,7 +175,22 @@ def job_cancel(job_id):
 @bp.get("/workers")
 @role("admin")
 def workers_page():
-    return render_template("workers.html", workers=workers.list_workers(get_redis()), systemd=workers.systemd_running())
+    r = get_redis()
+    return render_template("workers.html", workers=workers.list_workers(r), scheduler=workers.scheduler_status(r),
+                           systemd=workers.systemd_running())
+
+
+@bp.get("/workers/<name>/logs")
+@role("admin")
+def worker_logs(name):
+    lines, since, error, code, text = request.args.get("lines", "200"), request.args.get("since", ""), None, 200, []
+    try:
+        text = workers.logs(name, *workers.log_filters(lines, since))
+    except ValueError as e:
+        error, code = str(e), 400
+    except workers.Unavailable as e:
+        error, code = str(e), 409
+    return render_template("worker_logs.html", name=name, lines=lines, since=since, text=text, error=error), code
 
 
 @bp.post("/workers/<name>/<any(start, stop, restart):action>")
