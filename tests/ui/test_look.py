@@ -9,7 +9,7 @@ from uilib import drop_local_backup, make_local_backup, set_up_and_back_up, wait
 from borgfleet_ui import look
 
 OUT = Path(__file__).resolve().parents[1] / "output" / "look"
-PAGES = ["/", "/servers", "/backup-jobs", "/archives", "/jobs", "/workers"]
+PAGES = ["/", "/servers", "/backup-jobs", "/pools", "/archives", "/jobs", "/workers"]
 
 
 def test_figures_read_as_people_read_them():
@@ -60,6 +60,11 @@ def test_pages_in_light_and_dark(api, db, start_worker, tmp_path, browser, web, 
         assert page.locator("#toasts").count() == 0   # said once
         assert wait_job(db, _last_job(db))["status"] == "succeeded"
 
+        # The dashboard says how each backup job stands: this one succeeded twice, has no schedule.
+        page.goto(web + "/")
+        row = page.locator(f"#dashboard-backups tr[data-id='{bj['id']}']")
+        assert row.get_attribute("data-state") == "ok" and row.locator(".state").inner_text() == "ok"
+
         # Light by default (the browser prefers light), dark after the toggle, kept across pages.
         page.goto(web + "/")
         assert page.get_attribute("html", "data-bs-theme") == "light"
@@ -82,3 +87,16 @@ def test_pages_in_light_and_dark(api, db, start_worker, tmp_path, browser, web, 
         ctx.close()
     finally:
         drop_local_backup(api, cl, bj)
+
+
+def test_a_scheduled_backup_is_stale_after_its_next_run_plus_half_an_interval():
+    import datetime
+    from borgfleet_ui.fleet.backup_jobs import stale_since
+    last = datetime.datetime(2026, 12, 1, 2, 5)
+    # Daily at 02:00: due 12-02 02:00, stale 12 h later.
+    assert stale_since("0 2 * * *", "UTC", last) == datetime.datetime(2026, 12, 2, 14, 0)
+    # Every 15 minutes: due 02:15, 30 minutes' grace at least (half the interval would be 7.5).
+    assert stale_since("*/15 * * * *", "UTC", last) == datetime.datetime(2026, 12, 1, 2, 45)
+    # In Paris (UTC+1 in December): 02:00 local is 01:00 UTC.
+    assert stale_since("0 2 * * *", "Europe/Paris", last) == datetime.datetime(2026, 12, 2, 13, 0)
+    assert stale_since(None, "UTC", last) is None and stale_since("0 2 * * *", "UTC", None) is None

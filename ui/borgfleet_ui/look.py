@@ -19,7 +19,7 @@ STATUS_COLOURS = {
     "succeeded": "success", "ok": "success", "passed": "success",
     "running": "primary", "waiting": "info", "queued": "secondary",
     "failed": "danger", "abandoned": "danger", "missed": "warning", "canceled": "secondary",
-    "never": "secondary", "not set up": "warning",
+    "never": "secondary", "not set up": "warning", "stale": "warning",
 }
 
 

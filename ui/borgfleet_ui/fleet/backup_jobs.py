@@ -1,7 +1,7 @@
 """Backup jobs: one backup of one client (its repository row too), validated by the collection's
 contract exactly as the inventory plugin will hand it to the playbooks, and the runs queued for it."""
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -264,3 +264,55 @@ def follow_up(db, r, kind, bj_id):
             runs.list_jobs(db, backup_job_id=bj_id, kind=kind, limit=1, status="waiting"):
         return None
     return run(db, r, kind, bj_id, None)
+
+
+# A scheduled backup is stale when its newest success is older than the run due after it plus this
+# share of its interval (at least STALE_MIN_GRACE): one late run is not yet an alarm.
+STALE_GRACE_SHARE = 0.5
+STALE_MIN_GRACE = timedelta(minutes=30)
+
+
+def stale_since(schedule, tz, last_success):
+    """When a backup succeeding last at `last_success` (naive UTC) becomes stale, or None for a backup
+    without a schedule (nothing says when it should have run) or that never succeeded."""
+    if not schedule or last_success is None:
+        return None
+    due = next_run(schedule, tz, last_success.replace(tzinfo=timezone.utc))
+    interval = next_run(schedule, tz, due.replace(tzinfo=timezone.utc)) - due
+    return due + max(STALE_MIN_GRACE, interval * STALE_GRACE_SHARE)
+
+
+def health(db, bjs, now=None):
+    """{backup_job_id: {state, last_status, last_finished_at, last_success_at, stale_at}} of the given
+    backup jobs (rows of list_backup_jobs). state: running (a backup queued or running); failed,
+    abandoned or missed (the newest backup run's status); stale (stale_since passed); never (no
+    backup ever succeeded); ok."""
+    now = now or datetime.utcnow()
+    ids = [b["id"] for b in bjs]
+    if not ids:
+        return {}
+    marks = ",".join(["%s"] * len(ids))
+    success = {r["backup_job_id"]: r["t"] for r in query(
+        db, f"SELECT backup_job_id, MAX(finished_at) AS t FROM jobs WHERE kind='backup' AND status='succeeded'"
+            f" AND backup_job_id IN ({marks}) GROUP BY backup_job_id", ids)}
+    last = {r["backup_job_id"]: r for r in query(
+        db, f"SELECT j.backup_job_id, j.status, j.finished_at FROM jobs j JOIN (SELECT MAX(seq) AS seq FROM jobs"
+            f" WHERE kind='backup' AND backup_job_id IN ({marks}) GROUP BY backup_job_id) m ON m.seq=j.seq", ids)}
+    out = {}
+    for b in bjs:
+        row = last.get(b["id"]) or {}
+        ok_at = success.get(b["id"])
+        stale_at = stale_since(b["schedule"], b["timezone"], ok_at) if b["enabled"] else None
+        if row.get("status") in ("queued", "waiting", "running"):
+            state = "running"
+        elif row.get("status") in ("failed", "abandoned", "missed"):
+            state = row["status"]
+        elif ok_at is None:
+            state = "never"
+        elif stale_at is not None and now > stale_at:
+            state = "stale"
+        else:
+            state = "ok"
+        out[b["id"]] = {"state": state, "last_status": row.get("status"), "last_finished_at": row.get("finished_at"),
+                        "last_success_at": ok_at, "stale_at": stale_at}
+    return out
