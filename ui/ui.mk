@@ -31,3 +31,18 @@ $(UI_ASSETS_STAMP): ui/package.json ui/package-lock.json
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm; }
 	npm ci --prefix ui --omit=dev --ignore-scripts --no-audit --no-fund
 	touch $@
+
+# French and English (ui/borgfleet_ui/i18n.py). `make i18n-extract` refreshes the template of
+# messages and merges it into each catalog (translate the new entries of messages.po, then
+# `make setup` compiles them); tests/ui/test_i18n.py fails on a message without a translation.
+I18N_DIR := ui/borgfleet_ui/translations
+I18N_PO := $(wildcard $(I18N_DIR)/*/LC_MESSAGES/messages.po)
+I18N_MO := $(I18N_PO:.po=.mo)
+.PHONY: i18n-extract
+setup: $(I18N_MO)
+$(I18N_DIR)/%/LC_MESSAGES/messages.mo: $(I18N_DIR)/%/LC_MESSAGES/messages.po | $(REQ_STAMP)
+	$(VENV_BIN)/pybabel compile --statistics -d $(I18N_DIR) -l $* -i $< -o $@
+i18n-extract: $(REQ_STAMP)
+	$(VENV_BIN)/pybabel extract -F ui/babel.cfg -k _l -k ngettext:1,2 --no-location --sort-output \
+	  --project BorgFleet -o $(I18N_DIR)/messages.pot .
+	$(VENV_BIN)/pybabel update --no-fuzzy-matching -i $(I18N_DIR)/messages.pot -d $(I18N_DIR)

@@ -13,7 +13,8 @@ ROLES = ("viewer", "operator", "admin")  # each may do what the ones before it m
 ACCESS = {
     "auth.login": None, "api.health": None, "static": None, "vendor.static": None, "vendor_charts.static": None,
     "auth.logout": "viewer",
-    "api.me": "viewer", "api.openapi": "viewer",
+    "api.me": "viewer", "api.openapi": "viewer", "api.me_preferences": "viewer", "pages.preferences": "viewer",
+    "i18n.language": None,
     # Prometheus scrapes: a token, or an address in BORGFLEET_METRICS_ALLOW (tests/ui/test_metrics.py).
     "metrics.scrape": "viewer",
     "api.servers_list": "viewer", "api.servers_get": "viewer", "api.servers_stats": "viewer",

@@ -8,7 +8,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, auth, db, look, metrics, views, views_backup_job
+from . import api, auth, db, i18n, look, metrics, views, views_backup_job
 # The restore and recovery areas add their routes to api.bp and views.bp.
 from . import api_recovery, api_restore, views_pools, views_recovery, views_restore, views_servers  # noqa: F401
 from .config import load_config, web_config
@@ -54,6 +54,7 @@ def create_app(test_config=None):
     app.register_blueprint(views_backup_job.bp)
     app.register_blueprint(metrics.bp)
     look.init_app(app)
+    i18n.init_app(app)
     app.before_request(auth.enforce)
     app.jinja_env.globals["csrf_token"] = auth.csrf_token
 

@@ -3,7 +3,7 @@
 from flask import Blueprint, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import auth, fleet, secret_store, workers
+from . import auth, fleet, i18n, secret_store, workers
 from . import openapi as openapi_doc
 from .auth import has_role, role
 from .contract import contract
@@ -84,7 +84,17 @@ def openapi():
 @bp.get("/me")
 @role("viewer")
 def me():
-    return jsonify(id=g.user["id"], username=g.user["username"], role=g.user["role"])
+    return jsonify(id=g.user["id"], username=g.user["username"], role=g.user["role"],
+                   language=g.user.get("language"), theme=g.user.get("theme"))
+
+
+@bp.put("/me/preferences")
+@role("viewer")
+def me_preferences():
+    try:
+        return jsonify(i18n.set_preferences(g.user, body()))
+    except ValueError as e:
+        raise fleet.Invalid(str(e)) from None
 
 
 # --- servers ---

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_template,
                    request, session, url_for)
+from flask_babel import gettext
 from redis.exceptions import RedisError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -23,7 +24,7 @@ from .fleet import Invalid   # the API answers 400 with its message
 bp = Blueprint("auth", __name__)
 
 ROLES = ("viewer", "operator", "admin")
-PUBLIC = {"auth.login", "api.health", "static", "vendor.static", "vendor_charts.static"}
+PUBLIC = {"auth.login", "api.health", "static", "vendor.static", "vendor_charts.static", "i18n.language"}
 PASSWORD_MIN, PASSWORD_MAX = 10, 1024
 
 
@@ -256,10 +257,11 @@ def login():
         r = get_redis()
         wait = _take_attempt(r, keys)
     except RedisError:
-        return render_template("login.html", error="Login is unavailable: the queue (Redis) cannot be reached."), 503
+        return render_template("login.html", error=gettext("Login is unavailable: the queue (Redis) cannot be reached.")), 503
     if wait:
         resp = current_app.make_response((render_template(
-            "login.html", error=f"Too many failed logins: try again in {(wait + 59) // 60} minute(s)."), 429))
+            "login.html", error=gettext("Too many failed logins: try again in %(minutes)d minute(s).",
+                                      minutes=(wait + 59) // 60)), 429))
         resp.headers["Retry-After"] = str(wait)
         return resp
     # The same hash work whether the user exists or not (see _dummy_hash).
@@ -268,7 +270,7 @@ def login():
         _give_back(r, keys)
         _start_session(db, user)
         return redirect(safe_next(request.args.get("next", "")))
-    return render_template("login.html", error="Wrong user name or password."), 401
+    return render_template("login.html", error=gettext("Wrong user name or password.")), 401
 
 
 @bp.route("/logout", methods=["POST"])

@@ -13,7 +13,9 @@ ROUTES = [
     ("get", "/api/openapi.json", "viewer", "This document", None, 200, None),
     ("get", "/metrics", "viewer", "Prometheus text format (docs/service.md, Monitoring); also without a token"
      " from BORGFLEET_METRICS_ALLOW's networks", None, 200, None),
-    ("get", "/api/me", "viewer", "The caller", None, 200, None),
+    ("get", "/api/me", "viewer", "The caller (with its language and theme)", None, 200, None),
+    ("put", "/api/me/preferences", "viewer", "The caller's language (en|fr|null: the browser's) and theme"
+     " (light|dark|null: the system's)", None, 200, None),
     ("get", "/api/servers", "viewer", "List servers (paginated; ?role=client|backup_server)", None, 200, _LIST),
     ("post", "/api/servers", "operator", "Add a server (optionally with pools; vars: admins only)", "Server", 201,
      None),

@@ -3,7 +3,7 @@ import json
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from . import fleet, secret_store, workers
+from . import fleet, i18n, secret_store, workers
 from .auth import has_role, role
 from .contract import contract
 from .db import get_db, get_redis
@@ -179,6 +179,17 @@ def job(job_id):
 def job_cancel(job_id):
     fleet.runs.cancel_job(get_db(), get_redis(), job_id)
     return to_job(job_id)
+
+
+@bp.post("/preferences")
+@role("viewer")
+def preferences():
+    """The navigation's language switch (and the theme toggle without JavaScript)."""
+    try:
+        i18n.set_preferences(g.user, {k: request.form[k] for k in ("language", "theme") if k in request.form})
+    except ValueError as e:
+        flash(str(e), "error")
+    return redirect(i18n.safe_next(request.form.get("next")))
 
 
 @bp.get("/workers")

@@ -1,0 +1,84 @@
+"""French and English (Flask-Babel): the language of a request, the switch, and Babel's own
+formats for numbers and dates. Catalogs: ui/borgfleet_ui/translations/<lang>/LC_MESSAGES/messages.po,
+extracted with `make i18n-extract` (pybabel, ui/babel.cfg) and compiled by `make setup`.
+
+The collection's own output (playbooks, modules, the contract's messages) stays English, as
+Ansible's is; the service's pages, messages and mails are translated."""
+import os
+from urllib.parse import urlparse
+
+from flask import Blueprint, g, redirect, request, url_for
+from flask_babel import Babel, get_locale
+
+from .db import execute, get_db
+
+LANGUAGES = {"en": "English", "fr": "Français"}
+DEFAULT = "en"
+THEMES = ("light", "dark")
+# Anonymous pages (login) remember the switch in this cookie; a logged-in user in the users table.
+COOKIE = "borgfleet_lang"
+TRANSLATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "translations")
+
+
+def select_locale():
+    """The user's own choice, then the switch's cookie, then the browser's Accept-Language."""
+    user = getattr(g, "user", None)
+    if user and user.get("language") in LANGUAGES:
+        return user["language"]
+    if request.cookies.get(COOKIE) in LANGUAGES:
+        return request.cookies[COOKIE]
+    return request.accept_languages.best_match(list(LANGUAGES), default=DEFAULT)
+
+
+def current():
+    """The language of this request ('en' outside one)."""
+    try:
+        locale = get_locale()
+    except RuntimeError:
+        return DEFAULT
+    return locale.language if locale else DEFAULT
+
+
+def init_app(app):
+    app.register_blueprint(bp)
+    Babel(app, locale_selector=select_locale, default_translation_directories=TRANSLATIONS)
+    app.jinja_env.add_extension("jinja2.ext.i18n")
+    app.jinja_env.policies["ext.i18n.trimmed"] = True   # {% trans %} blocks: whitespace folded
+    app.jinja_env.globals.update(languages=LANGUAGES, current_language=current)
+
+
+def set_preferences(user, data):
+    """Store a user's language and/or theme (None: follow the browser / the system); ValueError."""
+    cols = {}
+    if "language" in data:
+        if data["language"] not in (None, "", *LANGUAGES):
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)} (or empty: the browser's)")
+        cols["language"] = data["language"] or None
+    if "theme" in data:
+        if data["theme"] not in (None, "", *THEMES):
+            raise ValueError(f"theme must be one of {', '.join(THEMES)} (or empty: the system's)")
+        cols["theme"] = data["theme"] or None
+    for col, value in cols.items():
+        execute(get_db(), f"UPDATE users SET {col}=%s WHERE id=%s", (value, user["id"]))
+        user[col] = value
+    return {"language": user.get("language"), "theme": user.get("theme")}
+
+
+def safe_next(target):
+    """A same-site path to go back to after the switch (never another site)."""
+    parsed = urlparse(target or "")
+    if parsed.scheme or parsed.netloc or not (target or "").startswith("/") or target.startswith("//"):
+        return url_for("pages.dashboard")
+    return target
+
+
+# The switch for pages without a login (the login page): a cookie only, nothing stored.
+bp = Blueprint("i18n", __name__)
+
+
+@bp.get("/language/<lang>")
+def language(lang):
+    resp = redirect(safe_next(request.args.get("next")))
+    if lang in LANGUAGES:
+        resp.set_cookie(COOKIE, lang, max_age=365 * 86400, samesite="Lax", httponly=True)
+    return resp
