@@ -176,7 +176,8 @@ def list_args(listing, args):
         filters[name] = value
     for name in listing.ids:
         value = args.get(name)
-        filters[name] = int_between(value, name, 1, 2**62) if value not in (None, "") else None
+        with about(name):
+            filters[name] = int_between(value, name, 1, 2**62) if value not in (None, "") else None
     return ListArgs(sort, order, q, filters)
 
 

@@ -21,6 +21,7 @@ def job_out(row):
 JOB_FROM = "FROM jobs j LEFT JOIN servers s ON s.id=j.server_id LEFT JOIN backup_jobs b ON b.id=j.backup_job_id"
 LISTING = Listing(
     source=JOB_FROM, key="j.seq",
+    # status: an ENUM, sorted in the order a job lives (queued, waiting, running, then the final ones).
     sorts={"kind": ("j.kind", "asc"), "status": ("j.status", "asc"),
            "target": ("CONCAT(COALESCE(s.name, ''), ' ', COALESCE(b.name, ''))", "asc"),
            "created": ("j.created_at", "desc"), "finished": ("COALESCE(j.finished_at, '1000-01-01')", "desc")},

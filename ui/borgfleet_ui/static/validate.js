@@ -20,6 +20,14 @@
   // The field an input belongs to: its name, or the group it is part of (data-field, e.g. retention).
   function fieldOf(el) { return el.getAttribute('data-field') || el.name; }
 
+  // Which inputs of a refused group to mark: the one the message names (retention.within), else the
+  // filled ones (the templates' rule too, for a refused submit).
+  function marked(el, field, message) {
+    if (el.name === field) { return true; }
+    var named = message.match(new RegExp(field + '\\.([a-z_]+)'));
+    return named ? named[1] === el.name : el.value.trim() !== '';
+  }
+
   function setUp(form) {
     var name = form.getAttribute('data-validate');
     var visited = {}, latest = 0, timer = null, extra = {};
@@ -40,9 +48,10 @@
         var message = visited[field] ? (errors[field] || '') : '';
         fb.textContent = message;
         fb.classList.toggle('d-block', !!message);
-        form.querySelectorAll('[name="' + field + '"], [data-field="' + field + '"]').forEach(function (el) {
-          if (['hidden', 'radio', 'checkbox'].indexOf(el.type) < 0) { el.classList.toggle('is-invalid', !!message); }
-        });
+        var inputs = Array.prototype.filter.call(
+          form.querySelectorAll('[name="' + field + '"], [data-field="' + field + '"]'),
+          function (el) { return ['hidden', 'radio', 'checkbox'].indexOf(el.type) < 0; });
+        inputs.forEach(function (el) { el.classList.toggle('is-invalid', !!message && marked(el, field, message)); });
         refused = refused || !!message;
       });
       form.querySelectorAll('button:not([type=button])').forEach(function (b) { b.disabled = refused; });
