@@ -150,10 +150,6 @@ class ListArgs(NamedTuple):
         current sort, else that column in its first order."""
         return self.query(sort=key, order=("asc" if self.order == "desc" else "desc") if key == self.sort else None)
 
-    @property
-    def default(self):
-        return not (self.sort or self.q or any(v not in (None, "") for v in self.filters.values()))
-
 
 def list_args(listing, args):
     """The sort and filters of request arguments (a mapping: request.args), checked: an unknown
