@@ -234,12 +234,14 @@ def test_refused_submit_shows_the_message_under_the_field(app, users, fleet_rows
     c, csrf = _session(app, users["operator"])
     cl = fleet_rows["client"]["id"]
     resp = c.post("/backup-jobs", data={"csrf_token": csrf, "client_id": cl, "name": "typed-name", "paths": "/etc",
-                                        "passphrase": "long-enough-1", "schedule": "61 * * * *", "timezone": "Mars/Base"})
+                                        "passphrase": "long-enough-1", "schedule": "61 * * * *", "timezone": "Mars/Base",
+                                        "retention": "{not json"})
     html = resp.get_data(as_text=True)
     assert resp.status_code == 400
     assert re.search(r'name="schedule" value="61 \* \* \* \*"[^>]*>\s*<div class="invalid-feedback d-block" '
                      r'data-feedback-for="schedule">schedule &#39;61 \* \* \* \*&#39; is not a cron expression</div>', html)
     assert 'data-feedback-for="timezone">unknown time zone' in html and 'value="typed-name"' in html
+    assert 'data-feedback-for="retention">retention must be JSON' in html and 'value="{not json"' in html
     assert "long-enough-1" not in html   # the passphrase is never sent back
     bid = fleet_rows["bjs"][0]["id"]
     resp = c.post(f"/backup-jobs/{bid}/retention", data={"csrf_token": csrf, "form": "retention", "daily": "3",

@@ -42,8 +42,8 @@ def submitted(name, ctx, act):
     was done; on a refusal ({input: message}, 400 or 403) for every field the operation refuses
     (forms.verdict), to show under each field with the typed values kept."""
     data, errors = forms.FORMS[name].parse(request.form, ctx)
-    if errors:
-        return errors, 400
+    if errors:   # unreadable text (JSON): judge the other fields too
+        return forms.verdict(get_db(), name, request.form, ctx), 400
     try:
         act(data)
         return {}, 200
