@@ -35,6 +35,8 @@ ACCESS = {
     "api.tokens_list": "viewer", "api.tokens_create": "viewer", "api.tokens_delete": "viewer",
     "api.users_list": "admin", "api.users_create": "admin", "api.users_update": "admin",
     "api.workers_list": "admin", "api.workers_control": "admin", "api.workers_logs": "admin",
+    # Inline validation of the pages' forms: every form it judges is an operator's.
+    "api.validate": "operator",
     "pages.dashboard": "viewer", "pages.servers": "viewer", "pages.backup_jobs": "viewer",
     "pages.archives": "viewer", "pages.jobs": "viewer", "pages.job": "viewer",
     "pages.server_setup": "operator", "pages.backup_run": "operator", "pages.backup_verify": "operator",

@@ -1,14 +1,15 @@
 """REST API under /api (JSON). Documented in openapi.json, served at /api/openapi.json."""
 
 from flask import Blueprint, g, jsonify, request
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
-from . import auth, fleet, i18n, secret_store, workers
+from . import auth, fleet, forms, i18n, secret_store, workers
 from . import openapi as openapi_doc
 from .auth import has_role, role
 from .contract import contract
 from .db import execute, get_db, get_redis, query
-from .fleet.common import matching
+from .fleet.common import list_args, matching
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -102,7 +103,8 @@ def me_preferences():
 @role("viewer")
 def servers_list():
     limit, before = fleet.page_args(request.args)
-    return page(fleet.servers.list_servers(get_db(), request.args.get("role"), limit, before))
+    largs = list_args(fleet.servers.LISTING, request.args)
+    return page(fleet.servers.list_servers(get_db(), limit=limit, before=before, largs=largs))
 
 
 @bp.post("/servers")
@@ -213,7 +215,8 @@ def pools_analyze():
 @role("viewer")
 def bj_list():
     limit, before = fleet.page_args(request.args)
-    return page(fleet.backup_jobs.list_backup_jobs(get_db(), request.args.get("client_id", type=int), limit, before))
+    largs = list_args(fleet.backup_jobs.LISTING, request.args)
+    return page(fleet.backup_jobs.list_backup_jobs(get_db(), limit=limit, before=before, largs=largs))
 
 
 @bp.post("/backup-jobs")
@@ -287,7 +290,8 @@ def bj_check(bid):
 @role("viewer")
 def archives_list():
     limit, before = fleet.page_args(request.args)
-    return page(fleet.archives.list_archives(get_db(), request.args.get("backup_job_id", type=int), limit, before))
+    largs = list_args(fleet.archives.LISTING, request.args)
+    return page(fleet.archives.list_archives(get_db(), limit=limit, before=before, largs=largs))
 
 
 @bp.get("/archives/<int:aid>")
@@ -307,9 +311,8 @@ def archives_delete(aid):
 @role("viewer")
 def jobs_list():
     limit, before = fleet.page_args(request.args)
-    items = fleet.runs.list_jobs(get_db(), request.args.get("status"), request.args.get("backup_job_id", type=int),
-                            limit, before)
-    return page(items, "seq")
+    largs = list_args(fleet.runs.LISTING, request.args)
+    return page(fleet.runs.list_jobs(get_db(), limit=limit, before=before, largs=largs), "seq")
 
 
 @bp.get("/jobs/<job_id>")
@@ -333,6 +336,27 @@ def jobs_log(job_id):
 def jobs_cancel(job_id):
     fleet.runs.cancel_job(get_db(), get_redis(), job_id)
     return jsonify(fleet.runs.get_job(get_db(), job_id)), 202
+
+
+# --- inline validation of the pages' forms ---
+@bp.post("/validate/<form>")
+@role("operator")
+def validate(form):
+    """The verdict the form's operation gives on typed values, per input, saving nothing (forms.py)."""
+    spec = forms.FORMS.get(form)
+    if spec is None:
+        raise fleet.NotFound(f"no form {form}; forms: {', '.join(sorted(forms.FORMS))}")
+    data = body()
+    values = data.get("values")
+    if not isinstance(values, dict) or not all(
+            isinstance(x, str) for v in values.values() for x in (v if isinstance(v, list) else [v])):
+        raise fleet.Invalid("values must map each input's name to its text (or a list of texts)")
+    ctx = {"admin": has_role(g.user, "admin")}
+    if spec.context:
+        ctx[spec.context] = fleet.common.int_between(data.get(spec.context), spec.context, 1, 2**62)
+    pairs = [(k, x) for k, v in values.items() for x in (v if isinstance(v, list) else [v])]
+    errors = forms.verdict(get_db(), form, MultiDict(pairs), ctx)
+    return jsonify(valid=not errors, errors=errors)
 
 
 # --- workers (admin) ---

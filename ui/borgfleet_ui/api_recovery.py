@@ -5,6 +5,7 @@ from flask import g, jsonify, request
 from . import fleet
 from .api import accepted, bp
 from .auth import role
+from .fleet.common import list_args
 from .db import get_db, get_redis
 
 
@@ -20,7 +21,8 @@ def archive_recover(aid):
 @bp.get("/recovery-sessions")
 @role("viewer")
 def recovery_sessions():
-    return jsonify(items=fleet.recovery.list_sessions(get_db(), request.args.get("server_id", type=int)))
+    largs = list_args(fleet.recovery.LISTING, request.args)
+    return jsonify(items=fleet.recovery.list_sessions(get_db(), largs=largs, health=request.args.get("health") or None))
 
 
 @bp.post("/recovery-sessions/refresh")

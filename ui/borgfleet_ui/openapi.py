@@ -1,4 +1,6 @@
 """The OpenAPI 3 document of /api, built from one table. tests/ui checks it covers every route."""
+from . import forms
+from .fleet import archives, backup_jobs, recovery, runs, servers
 
 _JOB = {"$ref": "#/components/schemas/Accepted"}
 _LIST = {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}},
@@ -6,6 +8,42 @@ _LIST = {"type": "object", "properties": {"items": {"type": "array", "items": {"
 PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 200, "default": 50}},
         {"name": "before", "in": "query", "description": "keyset cursor: next_before of the previous page",
          "schema": {"type": "integer"}}]
+
+
+
+def list_params(listing, extra=()):
+    """The sort and filter parameters of a list route, read from its Listing (fleet/common.py): the
+    sort keys and filter values it accepts are exactly these; anything else is refused (400)."""
+    params = [
+        {"name": "sort", "in": "query", "schema": {"type": "string", "enum": sorted(listing.sorts)},
+         "description": "column to sort by (default: " + (listing.default or "newest first") + ");"
+                        " ties in the order of creation"},
+        {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"]},
+         "description": "default: the column's natural order (names ascending, times and sizes newest/largest first)"},
+        {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 100},
+         "description": "text found anywhere in " + ", ".join(listing.search) + " (% and _ are taken literally)"}]
+    for name, spec in listing.choices.items():
+        params.append({"name": name, "in": "query",
+                       "schema": {"type": "string", "enum": list(spec if isinstance(spec, dict) else spec[1])}})
+    for name in listing.ids:
+        params.append({"name": name, "in": "query", "schema": {"type": "integer"}})
+    return params + list(extra)
+
+
+# Query parameters of the sortable, filterable lists.
+LIST_PARAMS = {
+    "/api/servers": list_params(servers.LISTING),
+    "/api/backup-jobs": list_params(backup_jobs.LISTING),
+    "/api/archives": list_params(archives.LISTING),
+    "/api/jobs": list_params(runs.LISTING),
+    "/api/recovery-sessions": list_params(recovery.LISTING, [
+        {"name": "health", "in": "query", "schema": {"type": "string", "enum": list(recovery.HEALTH)}}]),
+}
+_VERDICT = {"type": "object", "properties": {
+    "valid": {"type": "boolean"},
+    "errors": {"type": "object", "additionalProperties": {"type": "string"},
+               "description": "input name -> the message the form's operation gives it; _form: a refusal"
+                              " that names no field"}}}
 
 # (method, path, role, summary, request body schema name or None, 2xx code, response schema)
 ROUTES = [
@@ -16,7 +54,8 @@ ROUTES = [
     ("get", "/api/me", "viewer", "The caller (with its language and theme)", None, 200, None),
     ("put", "/api/me/preferences", "viewer", "The caller's language (en|fr|null: the browser's) and theme"
      " (light|dark|null: the system's)", None, 200, None),
-    ("get", "/api/servers", "viewer", "List servers (paginated; ?role=client|backup_server)", None, 200, _LIST),
+    ("get", "/api/servers", "viewer", "List servers (paginated; sort and filter: ?sort=&order=&q=&role=&setup=)",
+     None, 200, _LIST),
     ("post", "/api/servers", "operator", "Add a server (optionally with pools; vars: admins only)", "Server", 201,
      None),
     ("get", "/api/servers/{id}", "viewer", "One server", None, 200, None),
@@ -41,7 +80,8 @@ ROUTES = [
      None),
     ("post", "/api/storage-pools/analyze", "operator", "Queue analyze_pools.yml over the servers set up", None, 202,
      _JOB),
-    ("get", "/api/backup-jobs", "viewer", "List backup jobs (paginated; ?client_id=)", None, 200, _LIST),
+    ("get", "/api/backup-jobs", "viewer",
+     "List backup jobs (paginated; sort and filter: ?sort=&order=&q=&client_id=&enabled=)", None, 200, _LIST),
     ("post", "/api/backup-jobs", "operator", "Define a backup (and its repository)", "BackupJob", 201, None),
     ("get", "/api/backup-jobs/{id}", "viewer", "One backup job (passphrase never returned)", None, 200, None),
     ("put", "/api/backup-jobs/{id}", "operator", "Change a backup job", "BackupJob", 200, None),
@@ -61,7 +101,8 @@ ROUTES = [
     ("post", "/api/backup-jobs/{id}/check", "operator",
      "Check now: queue check.yml (borg check; the job's options unless given); result: ok and duration",
      "CheckOptions", 202, _JOB),
-    ("get", "/api/archives", "viewer", "List archives with server and repository names (paginated)", None, 200, _LIST),
+    ("get", "/api/archives", "viewer", "List archives with server and repository names (paginated; sort and"
+     " filter: ?sort=&order=&q=&backup_job_id=)", None, 200, _LIST),
     ("get", "/api/archives/{id}", "viewer", "One archive", None, 200, None),
     ("delete", "/api/archives/{id}", "operator", "Queue delete_archive.yml for this archive", None, 202, _JOB),
     ("post", "/api/archives/{id}/browse", "viewer",
@@ -75,10 +116,15 @@ ROUTES = [
      " (target /: a differing file refuses the restore unless overwrite, which keeps a copy), another"
      " directory or another client; dry_run lists what would be written (the job's result: files, nfiles,"
      " skipped, conflicts, replaced, backup_dir, bytes)", "Restore", 202, _JOB),
-    ("get", "/api/jobs", "viewer", "List jobs (paginated by seq; ?status=&backup_job_id=)", None, 200, _LIST),
+    ("get", "/api/jobs", "viewer", "List jobs (paginated by seq; sort and filter:"
+     " ?sort=&order=&q=&status=&kind=&backup_job_id=&server_id=)", None, 200, _LIST),
     ("get", "/api/jobs/{id}", "viewer", "One job: status, error, result", None, 200, None),
     ("get", "/api/jobs/{id}/log", "viewer", "Log lines after N (?after=N); poll with next", None, 200, None),
     ("post", "/api/jobs/{id}/cancel", "operator", "Cancel a queued or running job", None, 202, None),
+    ("post", "/api/validate/{form}", "operator",
+     "Judge a page form's typed values as its operation would (its dry run: nothing saved, nothing queued):"
+     " form is one of " + ", ".join(sorted(forms.FORMS)) + "; the answer names each refused input", "Validate",
+     200, _VERDICT),
     ("get", "/api/workers", "admin", "Workers (RQ's registry, and those seen before: state stopped): state, pid,"
      " cpu_percent, rss_bytes, uptime_seconds, current job, control (systemd|serve|null); and the active"
      " scheduler", None, 200, None),
@@ -106,8 +152,8 @@ ROUTES = [
      "Start instant recovery of an archive of a database backup (on its client, or host_id: another client)",
      "InstantRecovery", 202, _JOB),
     ("get", "/api/recovery-sessions", "viewer",
-     "Instant recovery sessions as their hosts last reported them (?server_id=), with health and connection",
-     None, 200, None),
+     "Instant recovery sessions as their hosts last reported them, with health and connection (not paged;"
+     " sort and filter: ?sort=&order=&q=&server_id=&engine=&health=)", None, 200, None),
     ("post", "/api/recovery-sessions/refresh", "operator",
      "Queue a query of the sessions of every client (?server_id= one client)", None, 202, _JOB),
     ("get", "/api/recovery-sessions/{id}", "viewer", "One session: health, connection details", None, 200, None),
@@ -200,6 +246,12 @@ SCHEMAS = {
         "port": {"type": "integer", "minimum": 0, "maximum": 65535,
                  "description": "0 or absent: the first free from 55432 (PostgreSQL) / 53306 (MariaDB)"},
         "name": {"type": "string", "description": "session name (default from the archive name)"}}},
+    "Validate": {"type": "object", "required": ["values"], "properties": {
+        "values": {"type": "object", "additionalProperties": {"oneOf": [
+            {"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "description": "each input's name and text as the form would post it"},
+        "backup_job_id": {"type": "integer", "description": "forms retention and check: the backup job edited"},
+        "archive_id": {"type": "integer", "description": "form restore: the archive restored from"}}},
     "Settings": {"type": "object", "properties": {"app_name": {"type": "string"},
                                                   "stats_interval_minutes": {"type": "integer"}}},
     "User": {"type": "object", "required": ["username", "role"], "properties": {
@@ -234,6 +286,8 @@ def document():
                   for p in path.split("/") if p.startswith("{")]
         if resp is _LIST:
             params += PAGE
+        if method == "get":
+            params += LIST_PARAMS.get(path, [])
         if params:
             op["parameters"] = params
         paths.setdefault(path, {})[method] = op

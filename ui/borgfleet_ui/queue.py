@@ -20,6 +20,7 @@ from .kinds import KINDS, queue_order
 log = logging.getLogger("borgfleet.queue")
 
 FINAL = ("succeeded", "failed", "abandoned", "canceled", "missed")
+STATUSES = ("queued", "waiting", "running") + FINAL
 # After a playbook is stopped (cancel, timeout) borg on the hosts gets SIGINT, then SIGKILL after
 # the collection's BORG_STOP_GRACE seconds; the worker keeps the repository locked until that is
 # over, plus a margin for noticing the playbook gone.

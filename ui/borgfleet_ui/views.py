@@ -1,14 +1,23 @@
 """Server-rendered pages. Forms post here with the session's CSRF token; actions reuse fleet.*."""
-import json
-
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from . import fleet, i18n, secret_store, workers
+from . import fleet, forms, i18n, secret_store, workers
 from .auth import has_role, role
 from .contract import contract
 from .db import get_db, get_redis
+from .fleet.common import list_args
+from .queue import STATUSES
 
 bp = Blueprint("pages", __name__)
+
+
+def listed(listing, fetch, cursor="id"):
+    """One page of a sortable, filterable list: (rows, its ListArgs, the next page's cursor).
+    fetch(limit, before, largs) reads the rows."""
+    limit, before = fleet.page_args(request.args)
+    largs = list_args(listing, request.args)
+    rows = fetch(limit=limit, before=before, largs=largs)
+    return rows, largs, (rows[-1][cursor] if len(rows) == limit else None)
 
 
 def to_job(job_id):
@@ -28,18 +37,19 @@ def _globals():
     return {"app_name": "BorgFleet", "user": None}
 
 
-def _form_json(name, default):
-    raw = request.form.get(name, "").strip()
-    if not raw:
-        return default
+def submitted(name, ctx, act):
+    """Run a form's operation on the posted values: act(data) if they parse. Returns ({}, 200) when it
+    was done; on a refusal ({input: message}, 400 or 403) for every field the operation refuses
+    (forms.verdict), to show under each field with the typed values kept."""
+    data, errors = forms.FORMS[name].parse(request.form, ctx)
+    if errors:   # unreadable text (JSON): judge the other fields too
+        return forms.verdict(get_db(), name, request.form, ctx), 400
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise fleet.Invalid(f"{name} must be JSON") from None
-
-
-def _lines(name):
-    return [x.strip() for x in request.form.get(name, "").splitlines() if x.strip()]
+        act(data)
+        return {}, 200
+    except (fleet.Invalid, fleet.Forbidden) as err:
+        code = 403 if isinstance(err, fleet.Forbidden) else 400
+        return forms.verdict(get_db(), name, request.form, ctx) or {forms.FORM_ERROR: str(err)}, code
 
 
 @bp.get("/")
@@ -67,29 +77,21 @@ def dashboard():
 @role("viewer")
 def servers():
     db = get_db()
-    error, code = None, 200
+    errors, code = {}, 200
     if request.method == "POST":
         if not has_role(g.user, "operator"):
             abort(403)
-        try:
-            data = {k: request.form.get(k) or None for k in
-                    ("name", "role", "address", "port", "ssh_user", "connection", "local_pool_path")}
-            data["backup_server_id"] = request.form.get("backup_server_id", type=int)
-            data["vars"] = _form_json("vars", {})
-            if request.form.get("pool_path"):
-                data["pools"] = [{"name": request.form.get("pool_name") or "main", "path": request.form["pool_path"]}]
-            fleet.servers.create_server(db, {k: v for k, v in data.items() if v is not None},
-                                admin=has_role(g.user, "admin"))
+        admin = has_role(g.user, "admin")
+        errors, code = submitted("server", {"admin": admin},
+                                 lambda data: fleet.servers.create_server(db, data, admin=admin))
+        if not errors:
             return redirect(url_for("pages.servers"))
-        except fleet.Invalid as e:
-            error, code = str(e), 400
-        except fleet.Forbidden as e:
-            error, code = str(e), 403
-    rows = fleet.servers.list_servers(db, limit=200)
+    rows, ls, nxt = listed(fleet.servers.LISTING, lambda **kw: fleet.servers.list_servers(db, **kw))
     pools = fleet.pools.list_pools(db)
-    return render_template("servers.html", servers=rows, pools=pools, error=error,
+    return render_template("servers.html", servers=rows, ls=ls, next_before=nxt, pools=pools, errors=errors,
+                           values=request.form if errors else {},
                            server_vars=sorted(contract.HOST_VARS),
-                           backup_servers=[s for s in rows if s["role"] == "backup_server"]), code
+                           backup_servers=fleet.servers.list_servers(db, role="backup_server", limit=200)), code
 
 
 @bp.post("/servers/<int:sid>/setup")
@@ -103,26 +105,22 @@ def server_setup(sid):
 @role("viewer")
 def backup_jobs():
     db = get_db()
-    error = None
+    errors, code = {}, 200
     if request.method == "POST":
         if not has_role(g.user, "operator"):
             abort(403)
         try:
-            data = {"client_id": request.form.get("client_id", type=int), "name": request.form.get("name"),
-                    "paths": _lines("paths"), "exclude": _lines("exclude"),
-                    "databases": _form_json("databases", []),
-                    "passphrase": request.form.get("passphrase"),
-                    "schedule": request.form.get("schedule") or None,
-                    "verify_schedule": request.form.get("verify_schedule") or None,
-                    "timezone": request.form.get("timezone") or "UTC",
-                    "retention": _form_json("retention", None)}
-            fleet.backup_jobs.create_backup_job(db, get_redis(), data)
+            errors, code = submitted("backup_job", {},
+                                     lambda data: fleet.backup_jobs.create_backup_job(db, get_redis(), data))
+        except secret_store.SecretError as e:   # no key file on this host: not the form's fault
+            errors, code = {forms.FORM_ERROR: str(e)}, 400
+        if not errors:
             return redirect(url_for("pages.backup_jobs"))
-        except (fleet.Invalid, secret_store.SecretError) as e:   # bad input, or no key file here
-            error = str(e)
-    rows = fleet.backup_jobs.list_backup_jobs(db, limit=200)
+    rows, ls, nxt = listed(fleet.backup_jobs.LISTING, lambda **kw: fleet.backup_jobs.list_backup_jobs(db, **kw))
     clients = fleet.servers.list_servers(db, role="client", limit=200)
-    return render_template("backup_jobs.html", bjs=rows, clients=clients, error=error), (400 if error else 200)
+    return render_template("backup_jobs.html", bjs=rows, ls=ls, next_before=nxt, clients=clients,
+                           client_options=[(c["id"], c["name"]) for c in clients],
+                           errors=errors, values=request.form if errors else {}), code
 
 
 @bp.post("/backup-jobs/<int:bid>/run")
@@ -142,10 +140,11 @@ def backup_verify(bid):
 @bp.get("/archives")
 @role("viewer")
 def archives():
-    limit, before = fleet.page_args(request.args)
-    rows = fleet.archives.list_archives(get_db(), request.args.get("backup_job_id", type=int), limit, before)
-    nxt = rows[-1]["id"] if len(rows) == limit else None
-    return render_template("archives.html", archives=rows, next_before=nxt)
+    db = get_db()
+    rows, ls, nxt = listed(fleet.archives.LISTING, lambda **kw: fleet.archives.list_archives(db, **kw))
+    bjs = fleet.backup_jobs.list_backup_jobs(db, limit=200, largs=list_args(fleet.backup_jobs.LISTING, {"sort": "client"}))
+    return render_template("archives.html", archives=rows, ls=ls, next_before=nxt,
+                           bj_options=[(b["id"], f"{b['client_name']}/{b['name']}") for b in bjs])
 
 
 @bp.post("/archives/<int:aid>/delete")
@@ -158,10 +157,9 @@ def archive_delete(aid):
 @bp.get("/jobs")
 @role("viewer")
 def jobs():
-    limit, before = fleet.page_args(request.args)
-    rows = fleet.runs.list_jobs(get_db(), request.args.get("status") or None, None, limit, before)
-    nxt = rows[-1]["seq"] if len(rows) == limit else None
-    return render_template("jobs.html", jobs=rows, next_before=nxt)
+    rows, ls, nxt = listed(fleet.runs.LISTING, lambda **kw: fleet.runs.list_jobs(get_db(), **kw), "seq")
+    return render_template("jobs.html", jobs=rows, ls=ls, next_before=nxt, statuses=STATUSES,
+                           kinds=fleet.runs.LISTING.choices["kind"][1])
 
 
 @bp.get("/jobs/<job_id>")

@@ -3,7 +3,7 @@ actions on its repository: prune now, check now, and retention edited with a pre
 prune.yml --check of the retention in the form, shown as a table before anything is saved)."""
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from . import fleet, views
+from . import fleet, forms, views
 from .auth import role
 from .contract import contract
 from .db import get_db, get_redis
@@ -13,26 +13,24 @@ bp.register_error_handler(fleet.Invalid, views._invalid)
 bp.register_error_handler(fleet.NotFound, views._notfound)
 
 
-def _form_retention():
-    """The retention fields of the form as a retention ({} when all are empty); the contract judges it."""
-    out = {}
-    for key in contract.RETENTION_KEYS:
-        value = request.form.get(key, "").strip()
-        if value:
-            out[key] = int(value) if key != "within" and value.isdigit() else value
-    return out
-
-
 @bp.get("/backup-jobs/<int:bid>")
 @role("viewer")
 def page(bid):
+    return _page(bid)
+
+
+def _page(bid, errors=None, code=200):
+    """The page; after a refused form (errors: {input: message}) with what was typed in that form."""
     bj = fleet.backup_jobs.overview(get_db(), bid)
     preview = _preview(bj, request.args.get("preview"))
-    # The retention in the form: the one just previewed (carried in the URL), else the saved one.
-    shown = {k: request.args[k] for k in contract.RETENTION_KEYS if request.args.get(k)} if preview \
+    # The retention in the form: the one typed and refused, the one just previewed (carried in the
+    # URL), else the saved one.
+    typed = request.form if errors else request.args if preview else None
+    shown = {k: typed[k] for k in contract.RETENTION_KEYS if typed.get(k)} if typed is not None \
         else (bj["retention"] or {})
-    return render_template("backup_job.html", bj=bj, preview=preview, shown=shown,
-                           retention_keys=contract.RETENTION_KEYS)
+    return render_template("backup_job.html", bj=bj, preview=preview, shown=shown, errors=errors or {},
+                           values=request.form if errors else {}, form=request.form.get("form") if errors else None,
+                           retention_keys=contract.RETENTION_KEYS), code
 
 
 @bp.get("/backup-jobs/<int:bid>/preview/<job_id>")
@@ -64,13 +62,20 @@ def _preview(bj, job_id):
 @role("operator")
 def retention(bid):
     """Preview the retention of the form (nothing saved), or save it with the prune schedule."""
-    ret = _form_retention()
-    if request.form.get("action") == "preview":
-        job_id = fleet.backup_jobs.run(get_db(), get_redis(), "prune_preview", bid, g.user["username"],
-                                       {"retention": ret})
-        return redirect(url_for("backup_job.page", bid=bid, preview=job_id, **ret, _anchor="retention"))
-    fleet.backup_jobs.update_backup_job(get_db(), get_redis(), bid, {
-        "retention": ret, "prune_schedule": request.form.get("prune_schedule", "").strip()})
+    queued = []
+
+    def act(data):
+        if request.form.get("action") == "preview":
+            queued.append(fleet.backup_jobs.run(get_db(), get_redis(), "prune_preview", bid, g.user["username"],
+                                                {"retention": data["retention"]}))
+        else:
+            fleet.backup_jobs.update_backup_job(get_db(), get_redis(), bid, data)
+    errors, code = views.submitted("retention", {"backup_job_id": bid}, act)
+    if errors:
+        return _page(bid, errors, code)
+    if queued:
+        return redirect(url_for("backup_job.page", bid=bid, preview=queued[0], **forms.retention_of(request.form),
+                                _anchor="retention"))
     flash("Retention saved.")
     return redirect(url_for("backup_job.page", bid=bid, _anchor="retention"))
 
@@ -78,9 +83,10 @@ def retention(bid):
 @bp.post("/backup-jobs/<int:bid>/check-settings")
 @role("operator")
 def check_settings(bid):
-    fleet.backup_jobs.update_backup_job(get_db(), get_redis(), bid, {
-        "check_schedule": request.form.get("check_schedule", "").strip(),
-        "check_scope": request.form.get("check_scope"), "check_verify_data": bool(request.form.get("verify_data"))})
+    errors, code = views.submitted("check", {"backup_job_id": bid},
+                                   lambda data: fleet.backup_jobs.update_backup_job(get_db(), get_redis(), bid, data))
+    if errors:
+        return _page(bid, errors, code)
     flash("Check settings saved.")
     return redirect(url_for("backup_job.page", bid=bid, _anchor="checks"))
 

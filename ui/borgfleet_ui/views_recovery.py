@@ -7,6 +7,7 @@ from flask import abort, g, redirect, render_template, request, url_for
 from . import fleet
 from .auth import has_role, role
 from .db import get_db, get_redis
+from .fleet.common import list_args
 from .views import bp, to_job
 
 HEALTH_FRESH = datetime.timedelta(seconds=60)
@@ -38,7 +39,14 @@ def archive_recover(aid):
 def recovery_sessions():
     db = get_db()
     clients = fleet.servers.list_servers(db, role="client", limit=200)
-    return render_template("recovery_sessions.html", sessions=fleet.recovery.list_sessions(db), clients=clients)
+    ls = list_args(fleet.recovery.LISTING, request.args)
+    health = request.args.get("health") or None
+    sessions = fleet.recovery.list_sessions(db, largs=ls, health=health)
+    # health is filtered after the query (fleet.recovery.health_label): it joins the other filters for the form.
+    ls = ls._replace(filters={**ls.filters, "health": health})
+    return render_template("recovery_sessions.html", sessions=sessions, ls=ls, clients=clients,
+                           host_options=[(c["id"], c["name"]) for c in clients],
+                           health_labels=fleet.recovery.HEALTH, engines=fleet.recovery.LISTING.choices["engine"][1])
 
 
 @bp.post("/recovery/refresh")

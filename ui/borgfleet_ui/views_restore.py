@@ -9,7 +9,7 @@ from flask import g, redirect, render_template, request, url_for
 from . import fleet
 from .auth import role
 from .db import get_db, get_redis
-from .views import bp, to_job
+from .views import bp, submitted, to_job
 
 PER_PAGE = 100
 
@@ -96,19 +96,23 @@ def restore_wizard(aid):
     sel = _selection(request.form.getlist("sel"))
     if not sel:
         raise fleet.Invalid("select at least one file or directory to restore")
+    return _wizard(aid, sel)
+
+
+def _wizard(aid, sel, errors=None, code=200):
+    """The wizard; after a refused restore, with the errors under their fields and what was typed."""
     return render_template("restore_wizard.html", a=fleet.archives.get_archive(get_db(), aid), sel=sel,
-                           clients=fleet.servers.list_servers(get_db(), role="client", limit=200))
+                           clients=fleet.servers.list_servers(get_db(), role="client", limit=200),
+                           errors=errors or {}, values=request.form if errors else {}), code
 
 
 @bp.post("/archives/<int:aid>/restore/run")
 @role("operator")
 def restore_run(aid):
-    f = request.form
-    original = f.get("where", "original") == "original"
-    data = {"paths": _selection(f.getlist("sel")), "client_id": f.get("client_id", type=int),
-            "target": "/" if original else f.get("target_dir", "").strip(), "overwrite": "overwrite" in f,
-            "backup_dir": f.get("backup_dir", "").strip() or None, "dry_run": "dry_run" in f}
-    if not original and not data["target"]:
-        raise fleet.Invalid("name the directory to restore into")
-    job_id = fleet.restores.restore(get_db(), get_redis(), aid, data, g.user["username"])
-    return to_job(job_id)
+    sel = _selection(request.form.getlist("sel"))
+    queued = []
+    errors, code = submitted("restore", {"archive_id": aid}, lambda data: queued.append(
+        fleet.restores.restore(get_db(), get_redis(), aid, data, g.user["username"])))
+    if errors:
+        return _wizard(aid, sel, errors, code)
+    return to_job(queued[0])

@@ -1,6 +1,7 @@
 """Fleet operations shared by the REST API, the pages, the CLI and the scheduler, one module per
 area: servers, pools, backup_jobs, archives, restores (browse, versions, restore runs), recovery
-(instant recovery sessions), facts (servers' stats and capabilities), runs (the jobs table), settings, metrics (what /metrics reports); common holds the errors callers turn
+(instant recovery sessions), facts (servers' stats and capabilities), runs (the jobs table), settings, metrics (what /metrics reports); each list area has a
+LISTING (how it sorts and filters: common.Listing); common holds the errors callers turn
 into responses (Invalid 400, Forbidden 403, NotFound 404) and field checks.
 
 What a backup, pool, retention, name or host is: the collection's contract (contract.py), never

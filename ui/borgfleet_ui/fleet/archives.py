@@ -4,7 +4,7 @@ import json
 from .. import queue as q
 from ..contract import contract
 from ..db import query
-from .common import NotFound, page_query
+from .common import ListArgs, Listing, NotFound, list_query, page_query
 
 ARCHIVE_COLS = ("a.id, a.name, a.start_at, a.end_at, a.duration, a.nfiles, a.original_size,"
                 " a.compressed_size, a.deduplicated_size, a.repository_id, r.location AS repository,"
@@ -14,6 +14,13 @@ ARCHIVE_JOINS = (" JOIN repositories r ON r.id=a.repository_id"
                  " JOIN backup_jobs b ON b.id=r.backup_job_id JOIN servers c ON c.id=r.client_id"
                  " LEFT JOIN servers s ON s.id=r.server_id")
 ARCHIVE_SELECT = f"SELECT {ARCHIVE_COLS} FROM archives a{ARCHIVE_JOINS}"
+LISTING = Listing(
+    source=f"FROM archives a{ARCHIVE_JOINS}", key="a.id",
+    sorts={"name": ("a.name", "asc"), "client": ("CONCAT(c.name, '/', b.name)", "asc"),
+           "server": ("COALESCE(s.name, 'local')", "asc"), "start": ("COALESCE(a.start_at, '1000-01-01')", "desc"),
+           "files": ("COALESCE(a.nfiles, -1)", "desc"), "original": ("COALESCE(a.original_size, -1)", "desc"),
+           "deduplicated": ("COALESCE(a.deduplicated_size, -1)", "desc")},
+    search=("a.name", "c.name", "b.name"), ids={"backup_job_id": "b.id"})
 
 
 def archive_out(row):
@@ -24,9 +31,17 @@ def archive_out(row):
     return row
 
 
-def list_archives(db, backup_job_id=None, limit=50, before=None):
-    # Page the archives table alone on its index first, then join the names onto those rows:
-    # joining first lets the optimizer sort the whole table.
+def list_archives(db, backup_job_id=None, limit=50, before=None, largs=None):
+    """A page of archives, newest first, or as `largs` (ListArgs of LISTING) sorts and filters."""
+    largs = largs or ListArgs("", "desc", "", {})
+    if backup_job_id:
+        largs = largs._replace(filters={**largs.filters, "backup_job_id": backup_job_id})
+    if largs.sort or largs.q or largs.order != "desc":
+        sql, args = list_query(LISTING, ARCHIVE_COLS, largs, before, limit)
+        return [archive_out(r) for r in query(db, sql, args)]
+    backup_job_id = largs.filters.get("backup_job_id")
+    # Newest first: page the archives table alone on its index first, then join the names onto
+    # those rows (joining first lets the optimizer sort the whole table).
     repo_id = None
     if backup_job_id:
         repo = query(db, "SELECT id FROM repositories WHERE backup_job_id=%s", (backup_job_id,), one=True)

@@ -12,17 +12,26 @@ from .. import secret_store
 from ..contract import contract
 from ..db import execute, query
 from . import runs
-from .common import Invalid, NotFound, by_contract, field, page_query
+from .common import Invalid, ListArgs, Listing, NotFound, about, by_contract, field, list_query
 from .pools import backup_server_vars
 
-BJ_SELECT = ("SELECT b.id, b.client_id, c.name AS client_name, b.name, b.paths_json, b.exclude_json,"
-             " b.databases_json, b.compression, b.retention_json, b.pool_id, b.schedule, b.timezone, b.enabled,"
-             " b.next_run_at, b.last_run_at, b.verify_schedule, b.verify_next_run_at, b.verify_last_run_at,"
-             " b.prune_schedule, b.prune_next_run_at, b.prune_last_run_at, b.check_schedule, b.check_scope,"
-             " b.check_verify_data, b.check_next_run_at, b.check_last_run_at,"
-             " b.created_at, r.id AS repository_id, r.location"
-             " FROM backup_jobs b JOIN servers c ON c.id=b.client_id"
-             " LEFT JOIN repositories r ON r.backup_job_id=b.id")
+BJ_COLS = ("b.id, b.client_id, c.name AS client_name, b.name, b.paths_json, b.exclude_json,"
+           " b.databases_json, b.compression, b.retention_json, b.pool_id, b.schedule, b.timezone, b.enabled,"
+           " b.next_run_at, b.last_run_at, b.verify_schedule, b.verify_next_run_at, b.verify_last_run_at,"
+           " b.prune_schedule, b.prune_next_run_at, b.prune_last_run_at, b.check_schedule, b.check_scope,"
+           " b.check_verify_data, b.check_next_run_at, b.check_last_run_at,"
+           " b.created_at, r.id AS repository_id, r.location")
+BJ_FROM = " FROM backup_jobs b JOIN servers c ON c.id=b.client_id LEFT JOIN repositories r ON r.backup_job_id=b.id"
+BJ_SELECT = "SELECT " + BJ_COLS + BJ_FROM
+# A time never set: after every real next run, before every real last run.
+NEVER = "'9999-12-31'"
+LISTING = Listing(
+    source=BJ_FROM.strip(), key="b.id",
+    sorts={"client": ("c.name", "asc"), "name": ("b.name", "asc"), "schedule": ("COALESCE(b.schedule, '')", "asc"),
+           "next_run": (f"COALESCE(b.next_run_at, {NEVER})", "asc"),
+           "last_run": ("COALESCE(b.last_run_at, '1000-01-01')", "desc")},
+    search=("b.name", "c.name", "b.paths_json"),
+    choices={"enabled": {"yes": "b.enabled=1", "no": "b.enabled=0"}}, ids={"client_id": "b.client_id"})
 
 
 def bj_out(row):
@@ -37,8 +46,12 @@ def bj_out(row):
     return row   # the passphrase is write-only: never selected
 
 
-def list_backup_jobs(db, client_id=None, limit=50, before=None):
-    sql, args = page_query(BJ_SELECT + " WHERE 1=1", [("b.client_id", client_id)], before, limit, key="b.id")
+def list_backup_jobs(db, client_id=None, limit=50, before=None, largs=None):
+    """A page of backup jobs, newest first, or as `largs` (ListArgs of LISTING) sorts and filters."""
+    largs = largs or ListArgs("", "desc", "", {})
+    if client_id:
+        largs = largs._replace(filters={**largs.filters, "client_id": client_id})
+    sql, args = list_query(LISTING, BJ_COLS, largs, before, limit)
     return [bj_out(r) for r in query(db, sql, args)]
 
 
@@ -70,67 +83,81 @@ def next_run(schedule, tz, after=None):
 
 
 def _bj_fields(db, data, cur=None):
-    """Validated columns of a backup job, its client row and the backup as the collection resolves it."""
+    """Validated columns of a backup job, its client row and the backup as the collection resolves it.
+    A refusal names the field it is about (Invalid.field) where there is one."""
     cur = cur or {}
     out = {}
-    out["client_id"] = field(data, "client_id", cur.get("client_id"), required=True)
-    client = query(db, "SELECT * FROM servers WHERE id=%s", (out["client_id"],), one=True)
-    if not client or client["role"] != "client":
-        raise Invalid("client_id must name a client")
-    name = field(data, "name", cur.get("name"), required=True)
+    with about("client_id"):
+        out["client_id"] = field(data, "client_id", cur.get("client_id"), required=True)
+        client = query(db, "SELECT * FROM servers WHERE id=%s", (out["client_id"],), one=True)
+        if not client or client["role"] != "client":
+            raise Invalid("client_id must name a client")
+    with about("name"):
+        name = field(data, "name", cur.get("name"), required=True)
+        by_contract(contract.check_backup_name, name, client["name"])
     passphrase = data.get("passphrase")
-    if passphrase is None and cur.get("passphrase"):
-        out["passphrase"] = cur["passphrase"]   # unchanged: the stored (encrypted) value stays
-    else:
-        if not isinstance(passphrase, str) or not 8 <= len(passphrase) <= 1024:
-            raise Invalid("passphrase is required (8 to 1024 characters)")
-        out["passphrase"] = secret_store.encrypt(current_app.config, passphrase)
+    with about("passphrase"):
+        if passphrase is None and cur.get("passphrase"):
+            out["passphrase"] = cur["passphrase"]   # unchanged: the stored (encrypted) value stays
+        else:
+            if not isinstance(passphrase, str) or not 8 <= len(passphrase) <= 1024:
+                raise Invalid("passphrase is required (8 to 1024 characters)")
+            out["passphrase"] = secret_store.encrypt(current_app.config, passphrase)
     pool_id = field(data, "pool_id", cur.get("pool_id"))
     pool_name = None
     if pool_id is not None:
         pool = query(db, "SELECT server_id, name FROM storage_pools WHERE id=%s", (pool_id,), one=True)
         if not pool or pool["server_id"] != client["backup_server_id"]:
-            raise Invalid("pool_id must be a pool of the client's backup server")
+            raise Invalid("pool_id must be a pool of the client's backup server", "pool_id")
         pool_name = pool["name"]
     out["pool_id"] = pool_id
     databases = field(data, "databases", cur.get("databases", []))
     retention = field(data, "retention", cur.get("retention"))
-    # The backup exactly as the inventory plugin will hand it to the playbooks: the collection's
-    # own rules decide (same message as a playbook run would print).
     backup = {"name": name, "paths": field(data, "paths", cur.get("paths", [])),
               "exclude": field(data, "exclude", cur.get("exclude", [])),
               "compression": field(data, "compression", cur.get("compression", "lz4")),
               "passphrase": passphrase or "(stored)", "retention": retention,
               "databases": databases or None, "pool": pool_name}
+    # Each field by the contract's own check first, in the order it resolves a backup, so that a
+    # refusal names its field (a form shows it there); then the whole backup, resolved.
+    with about("databases"):
+        checked_databases = by_contract(contract.check_databases, backup["databases"], client["name"], name)
+        _databases(databases)
+    with about("paths"):
+        by_contract(contract.check_paths, backup["paths"], client["name"], name, required=not checked_databases)
+    with about("exclude"):
+        by_contract(contract.check_exclude, backup["exclude"], client["name"], name)
+    with about("compression"):
+        by_contract(contract.check_compression, backup["compression"], client["name"], name)
+    with about("retention"):
+        by_contract(contract.check_retention, retention, client["name"], name)
+    # The backup exactly as the inventory plugin will hand it to the playbooks: the collection's
+    # own rules decide (same message as a playbook run would print).
     resolved = _resolve_backup(db, client, backup)
-    _databases(databases)
     out["name"] = resolved["name"]
     out["databases_json"] = json.dumps(databases) if databases else None
     out["paths_json"] = json.dumps(resolved["paths"])
     out["exclude_json"] = json.dumps(resolved["exclude"])
     out["compression"] = resolved["compression"]
     out["retention_json"] = json.dumps(retention) if retention is not None else None
-    schedule = field(data, "schedule", cur.get("schedule"))
+    schedule = _cron(data, cur, "schedule")
     tz = field(data, "timezone", cur.get("timezone", "UTC"))
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise Invalid(f"unknown time zone {tz!r}") from None
-    # "" clears a schedule (null keeps the current one, as for every field).
-    if schedule not in (None, "") and (not isinstance(schedule, str) or not croniter.is_valid(schedule)):
-        raise Invalid(f"schedule {schedule!r} is not a cron expression")
-    out["schedule"], out["timezone"] = schedule or None, tz
+        raise Invalid(f"unknown time zone {tz!r}", "timezone") from None
+    out["schedule"], out["timezone"] = schedule, tz
     out["enabled"] = bool(field(data, "enabled", cur.get("enabled", True)))
     out["next_run_at"] = next_run(schedule, tz) if schedule and out["enabled"] else None
     verify = _cron(data, cur, "verify_schedule")
     if verify and not contract.verifiable(databases):
         raise Invalid("verify_schedule needs a database backup taken from a snapshot (method snapshot or "
-                      "auto): a dump holds SQL, there is no data directory to start")
+                      "auto): a dump holds SQL, there is no data directory to start", "verify_schedule")
     out["verify_schedule"] = verify or None
     out["verify_next_run_at"] = next_run(verify, tz) if verify and out["enabled"] else None
     prune = _cron(data, cur, "prune_schedule")
     if prune and resolved["retention"] is None:
-        raise Invalid("prune_schedule needs a retention (without one nothing is ever pruned)")
+        raise Invalid("prune_schedule needs a retention (without one nothing is ever pruned)", "prune_schedule")
     out["prune_schedule"] = prune
     out["prune_next_run_at"] = next_run(prune, tz) if prune and out["enabled"] else None
     out["check_schedule"] = _cron(data, cur, "check_schedule")
@@ -145,7 +172,7 @@ def _cron(data, cur, key):
     """A cron column: "" clears it, null keeps the current value."""
     value = field(data, key, cur.get(key))
     if value not in (None, "") and (not isinstance(value, str) or not croniter.is_valid(value)):
-        raise Invalid(f"{key} {value!r} is not a cron expression")
+        raise Invalid(f"{key} {value!r} is not a cron expression", key)
     return value or None
 
 
@@ -156,12 +183,13 @@ def check_options(scope, verify_data):
     """(scope, verify_data) of a check: what borg check verifies (--repository-only, --archives-only
     or both) and whether it also reads and verifies every chunk (--verify-data)."""
     if scope not in CHECK_SCOPES:
-        raise Invalid(f"check_scope must be one of {', '.join(CHECK_SCOPES)}")
+        raise Invalid(f"check_scope must be one of {', '.join(CHECK_SCOPES)}", "check_scope")
     if not isinstance(verify_data, bool):
-        raise Invalid("check_verify_data must be true or false")
+        raise Invalid("check_verify_data must be true or false", "check_verify_data")
     if verify_data and scope == "repository":
         # borg: --repository-only contradicts --verify-data (the data is read through the archives).
-        raise Invalid("verify data reads every archive's chunks: check the archives too (scope all or archives)")
+        raise Invalid("verify data reads every archive's chunks: check the archives too (scope all or archives)",
+                      "check_verify_data")
     return scope, verify_data
 
 
@@ -187,10 +215,13 @@ def _resolve_backup(db, client, backup):
     return by_contract(contract.resolve_backups, [backup], client["name"], hostvars, [server["name"]])[0]
 
 
-def create_backup_job(db, r, data):
+def create_backup_job(db, r, data, dry_run=False):
+    """Add a backup job (and its repository row); dry_run: only judge `data` (nothing written, None)."""
     f, client, resolved = _bj_fields(db, data)
     if query(db, "SELECT id FROM backup_jobs WHERE client_id=%s AND name=%s", (f["client_id"], f["name"]), one=True):
-        raise Invalid(f"{client['name']} already has a backup named {f['name']}")
+        raise Invalid(f"{client['name']} already has a backup named {f['name']}", "name")
+    if dry_run:
+        return None
     cols = list(f)
     bj_id = execute(db, f"INSERT INTO backup_jobs ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
                     [f[c] for c in cols])
@@ -202,13 +233,16 @@ def create_backup_job(db, r, data):
     return get_backup_job(db, bj_id)
 
 
-def update_backup_job(db, r, bj_id, data):
+def update_backup_job(db, r, bj_id, data, dry_run=False):
+    """Change a backup job; dry_run: only judge `data` (nothing written, None)."""
     cur = get_backup_job(db, bj_id)
     cur["passphrase"] = query(db, "SELECT passphrase FROM backup_jobs WHERE id=%s", (bj_id,), one=True)["passphrase"]
     for fixed in ("client_id", "name", "pool_id"):
         if fixed in data and data[fixed] != cur[fixed]:
-            raise Invalid(f"{fixed} cannot change (it names the repository); create a new backup job")
+            raise Invalid(f"{fixed} cannot change (it names the repository); create a new backup job", fixed)
     f, _, _ = _bj_fields(db, data, cur)
+    if dry_run:
+        return None
     cols = [c for c in f if c not in ("client_id", "name", "pool_id")]
     execute(db, f"UPDATE backup_jobs SET {', '.join(c + '=%s' for c in cols)} WHERE id=%s",
             [f[c] for c in cols] + [bj_id])

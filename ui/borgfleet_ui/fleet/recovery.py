@@ -14,16 +14,26 @@ from .. import queue as q
 from ..db import query
 from .archives import get_archive
 from .backup_jobs import get_backup_job
-from .common import Invalid, NotFound, field, int_between
+from .common import Invalid, ListArgs, Listing, NotFound, field, int_between, list_query
 from .servers import get_server
 
-SESSION_SELECT = (
-    "SELECT rs.id, rs.server_id, s.name AS host, rs.name, rs.backup_job_id, b.name AS backup_name,"
+SESSION_COLS = (
+    "rs.id, rs.server_id, s.name AS host, rs.name, rs.backup_job_id, b.name AS backup_name,"
     " c.name AS client_name, rs.archive_id, rs.archive, rs.repository, rs.engine, rs.address, rs.port,"
     " rs.socket_dir, rs.datadir, rs.state, rs.pid, rs.started_at, rs.layer_bytes, rs.health_json,"
-    " rs.checked_at, b.databases_json"
-    " FROM recovery_sessions rs JOIN servers s ON s.id=rs.server_id"
-    " LEFT JOIN backup_jobs b ON b.id=rs.backup_job_id LEFT JOIN servers c ON c.id=b.client_id")
+    " rs.checked_at, b.databases_json")
+SESSION_FROM = ("FROM recovery_sessions rs JOIN servers s ON s.id=rs.server_id"
+                " LEFT JOIN backup_jobs b ON b.id=rs.backup_job_id LEFT JOIN servers c ON c.id=b.client_id")
+SESSION_SELECT = f"SELECT {SESSION_COLS} {SESSION_FROM}"
+LISTING = Listing(
+    source=SESSION_FROM, key="rs.id", default="host",
+    sorts={"host": ("CONCAT(s.name, ' ', rs.name)", "asc"), "name": ("rs.name", "asc"),
+           "archive": ("COALESCE(rs.archive, '')", "asc"), "engine": ("COALESCE(rs.engine, '')", "asc"),
+           "started": ("COALESCE(rs.started_at, '1000-01-01')", "desc"), "layer": ("COALESCE(rs.layer_bytes, -1)", "desc"),
+           "checked": ("rs.checked_at", "desc")},
+    search=("s.name", "rs.name", "rs.archive", "b.name"),
+    choices={"engine": ("rs.engine", ("postgresql", "mariadb", "mysql"))}, ids={"server_id": "rs.server_id"})
+HEALTH = ("running", "stopped", "broken")
 
 # The runs that change a session on its host; a cleanup waits until none is queued or running there.
 CHANGING = ("recovery_start", "recovery_resume", "recovery_stop", "recovery_remove")
@@ -75,12 +85,18 @@ def session_out(row):
     return row
 
 
-def list_sessions(db, server_id=None):
-    sql, args = SESSION_SELECT, []
+def list_sessions(db, server_id=None, largs=None, health=None):
+    """Every session (hosts hold a few each: not paged), by host and name or as `largs` (ListArgs
+    of LISTING) sorts and filters; `health`: only those of that health_label."""
+    largs = largs or ListArgs("host", "asc", "", {})
     if server_id:
-        sql += " WHERE rs.server_id=%s"
-        args.append(server_id)
-    return [session_out(r) for r in query(db, sql + " ORDER BY s.name, rs.name", args)]
+        largs = largs._replace(filters={**largs.filters, "server_id": server_id})
+    if health and health not in HEALTH:
+        raise Invalid(f"health must be one of {', '.join(HEALTH)}", "health")
+    sql, args = list_query(LISTING, SESSION_COLS, largs)
+    sessions = [session_out(r) for r in query(db, sql, args)]
+    # The label is health_label's rule, read from the host's report: filtered here, not restated in SQL.
+    return [s for s in sessions if not health or s["health_label"] == health]
 
 
 def get_session(db, session_id):

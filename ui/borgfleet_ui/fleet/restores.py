@@ -6,7 +6,7 @@ from .. import queue as q
 from ..db import query
 from .archives import get_archive
 from .backup_jobs import get_backup_job
-from .common import Invalid, NotFound, absolute_path, field, int_between
+from .common import Invalid, NotFound, about, absolute_path, field, int_between
 from .runs import get_job
 from .servers import get_server
 
@@ -59,35 +59,41 @@ def search(db, r, backup_job_id, path, user, last=0):
                         server_id=bj["client_id"], backup_job_id=backup_job_id, user=user)
 
 
-def restore(db, r, archive_id, data, user):
+def restore(db, r, archive_id, data, user, judge_only=False):
     """Queue restore_anywhere.yml for paths of an archive.
 
     data: paths (required), client_id (default: the client backed up), target ("/" = where the files
     were, the default; else a directory), overwrite (replace differing files, keeping a copy under
-    backup_dir), dry_run (check mode: what would be written and replaced)."""
+    backup_dir), dry_run (check mode: what would be written and replaced).
+    judge_only: only judge `data` (nothing queued, None); a refusal names its field (Invalid.field)."""
     a = get_archive(db, archive_id)
-    paths = field(data, "paths", required=True)
-    if not isinstance(paths, list) or not paths or len(paths) > MAX_PATHS:
-        raise Invalid(f"paths must be a list of 1 to {MAX_PATHS} paths inside the archive")
-    paths = list(dict.fromkeys(archive_path(p, "each path") for p in paths))
-    if "" in paths:
-        raise Invalid("select files or directories, not the whole archive")
-    target = absolute_path(field(data, "target", "/"), "target")
-    if ".." in target.split("/"):
-        raise Invalid("target may not contain '..'")
+    with about("paths"):
+        paths = field(data, "paths", required=True)
+        if not isinstance(paths, list) or not paths or len(paths) > MAX_PATHS:
+            raise Invalid(f"paths must be a list of 1 to {MAX_PATHS} paths inside the archive")
+        paths = list(dict.fromkeys(archive_path(p, "each path") for p in paths))
+        if "" in paths:
+            raise Invalid("select files or directories, not the whole archive")
+    with about("target"):
+        target = absolute_path(field(data, "target", "/"), "target")
+        if ".." in target.split("/"):
+            raise Invalid("target may not contain '..'")
     overwrite, dry_run = field(data, "overwrite", False), field(data, "dry_run", False)
     if not isinstance(overwrite, bool) or not isinstance(dry_run, bool):
-        raise Invalid("overwrite and dry_run must be true or false")
+        raise Invalid("overwrite and dry_run must be true or false", "overwrite")
     backup_dir = field(data, "backup_dir", "")
     if backup_dir:
-        absolute_path(backup_dir, "backup_dir")
+        with about("backup_dir"):
+            absolute_path(backup_dir, "backup_dir")
     client_id = field(data, "client_id", _client_id(db, a))
     try:
         client = get_server(db, client_id)
     except NotFound:
-        raise Invalid(f"client_id {client_id} is not a server") from None
+        raise Invalid(f"client_id {client_id} is not a server", "client_id") from None
     if client["role"] != "client":
-        raise Invalid(f"{client['name']} is not a client: restores go to clients")
+        raise Invalid(f"{client['name']} is not a client: restores go to clients", "client_id")
+    if judge_only:
+        return None
     extravars = {"borgfleet_backup": a["backup_name"], "borgfleet_archive": a["name"],
                  "borgfleet_restore_paths": paths, "borgfleet_restore_target": target,
                  "borgfleet_restore_overwrite": overwrite}

@@ -3,7 +3,8 @@ import json
 
 from .. import queue as q
 from ..db import query
-from .common import Invalid, NotFound, page_query
+from ..kinds import KINDS
+from .common import Invalid, ListArgs, Listing, NotFound, list_query
 
 JOB_COLS = ("j.id, j.seq, j.kind, j.status, j.server_id, s.name AS server_name, j.backup_job_id,"
             " b.name AS backup_name, j.archive_id, j.created_by, j.created_at, j.started_at, j.playbook_started_at,"
@@ -17,10 +18,24 @@ def job_out(row):
     return row
 
 
-def list_jobs(db, status=None, backup_job_id=None, limit=50, before=None, kind=None):
-    sql, args = page_query(f"SELECT {JOB_COLS} FROM jobs j LEFT JOIN servers s ON s.id=j.server_id"
-                           " LEFT JOIN backup_jobs b ON b.id=j.backup_job_id WHERE 1=1",
-                           [("j.kind", kind), ("j.status", status), ("j.backup_job_id", backup_job_id)], before, limit, key="j.seq")
+JOB_FROM = "FROM jobs j LEFT JOIN servers s ON s.id=j.server_id LEFT JOIN backup_jobs b ON b.id=j.backup_job_id"
+LISTING = Listing(
+    source=JOB_FROM, key="j.seq",
+    # status: an ENUM, sorted in the order a job lives (queued, waiting, running, then the final ones).
+    sorts={"kind": ("j.kind", "asc"), "status": ("j.status", "asc"),
+           "target": ("CONCAT(COALESCE(s.name, ''), ' ', COALESCE(b.name, ''))", "asc"),
+           "created": ("j.created_at", "desc"), "finished": ("COALESCE(j.finished_at, '1000-01-01')", "desc")},
+    search=("j.id", "j.kind", "s.name", "b.name", "j.error", "j.created_by"),
+    choices={"status": ("j.status", q.STATUSES), "kind": ("j.kind", tuple(sorted(KINDS)))},
+    ids={"backup_job_id": "j.backup_job_id", "server_id": "j.server_id"})
+
+
+def list_jobs(db, status=None, backup_job_id=None, limit=50, before=None, kind=None, largs=None):
+    """A page of jobs, newest first, or as `largs` (ListArgs of LISTING) sorts and filters."""
+    largs = largs or ListArgs("", "desc", "", {})
+    given = {"status": status, "backup_job_id": backup_job_id, "kind": kind}
+    largs = largs._replace(filters={**largs.filters, **{k: v for k, v in given.items() if v}})
+    sql, args = list_query(LISTING, JOB_COLS, largs, before, limit)
     return [job_out(r) for r in query(db, sql, args)]
 
 

@@ -5,8 +5,8 @@ import re
 from .. import queue as q
 from ..contract import contract
 from ..db import execute, query
-from .common import (Forbidden, Invalid, NotFound, absolute_path, by_contract, field, int_between,
-                     matching, page_query)
+from .common import (Forbidden, Invalid, ListArgs, Listing, NotFound, about, absolute_path, by_contract,
+                     field, int_between, list_query, matching)
 from .pools import backup_server_vars, create_pool
 
 SERVER_COLS = ("id, name, role, address, port, ssh_user, connection, backup_server_id, local_pool_path,"
@@ -19,10 +19,23 @@ def server_out(row):
     return row
 
 
-def list_servers(db, role=None, limit=50, before=None):
+ROLES = ("client", "backup_server")
+SETUP_STATES = {"ok": "setup_status='ok'", "needs setup": "setup_status='needs setup'",
+                "not set up": "setup_status IS NULL"}
+LISTING = Listing(
+    source="FROM servers", key="id",
+    sorts={"name": ("name", "asc"), "role": ("role", "asc"), "address": ("address", "asc"),
+           "setup": ("COALESCE(setup_status, '')", "asc")},
+    search=("name", "address"), choices={"role": ("role", ROLES), "setup": SETUP_STATES})
+
+
+def list_servers(db, role=None, limit=50, before=None, largs=None):
+    """A page of servers, newest first, or as `largs` (ListArgs of LISTING) sorts and filters."""
+    largs = largs or ListArgs("", "desc", "", {})
     if role:
-        matching(re.compile("client|backup_server"), role, "role")
-    sql, args = page_query(f"SELECT {SERVER_COLS} FROM servers WHERE 1=1", [("role", role)], before, limit)
+        largs = largs._replace(filters={**largs.filters, "role": matching(re.compile("client|backup_server"),
+                                                                             role, "role")})
+    sql, args = list_query(LISTING, SERVER_COLS, largs, before, limit)
     return [server_out(r) for r in query(db, sql, args)]
 
 
@@ -47,36 +60,46 @@ def check_vars(vars_, role, connection):
 
 
 def _server_fields(db, data, current=None, admin=False):
+    """Validated columns of a server; a refusal names the field it is about (Invalid.field)."""
     cur = current or {}
     out = {}
-    # As boring as a backup name (the contract's rule): it names directories on the backup server.
-    out["name"] = matching(contract.BACKUP_NAME_RE, field(data, "name", cur.get("name"), required=True), "name")
-    out["role"] = field(data, "role", cur.get("role"), required=True)
-    if out["role"] not in ("client", "backup_server"):
-        raise Invalid("role must be client or backup_server")
-    out["connection"] = field(data, "connection", cur.get("connection", "ssh"))
-    if out["connection"] not in ("ssh", "local"):
-        raise Invalid("connection must be ssh or local")
+    with about("name"):
+        # As boring as a backup name (the contract's rule): it names directories on the backup server.
+        out["name"] = matching(contract.BACKUP_NAME_RE, field(data, "name", cur.get("name"), required=True), "name")
+    with about("role"):
+        out["role"] = field(data, "role", cur.get("role"), required=True)
+        if out["role"] not in ("client", "backup_server"):
+            raise Invalid("role must be client or backup_server")
+    with about("connection"):
+        out["connection"] = field(data, "connection", cur.get("connection", "ssh"))
+        if out["connection"] not in ("ssh", "local"):
+            raise Invalid("connection must be ssh or local")
     # A local client is the worker host itself, backed up (and restored) as the service's user:
     # whoever adds one can read any file there, the service's key file included.
     if out["connection"] == "local" and cur.get("connection") != "local" and not admin:
-        raise Forbidden("only an admin can add a local server (connection local runs on the worker host itself)")
-    out["address"] = _host(field(data, "address", cur.get("address", "127.0.0.1")), "address")
-    out["port"] = int_between(field(data, "port", cur.get("port", 22)), "port", 1, 65535)
-    out["ssh_user"] = matching(contract.SERVER_USER_RE, field(data, "ssh_user", cur.get("ssh_user", "root")),
-                               "ssh_user")
+        raise Forbidden("only an admin can add a local server (connection local runs on the worker host itself)",
+                        "connection")
+    with about("address"):
+        out["address"] = _host(field(data, "address", cur.get("address", "127.0.0.1")), "address")
+    with about("port"):
+        out["port"] = int_between(field(data, "port", cur.get("port", 22)), "port", 1, 65535)
+    with about("ssh_user"):
+        out["ssh_user"] = matching(contract.SERVER_USER_RE, field(data, "ssh_user", cur.get("ssh_user", "root")),
+                                   "ssh_user")
     bsid = field(data, "backup_server_id", cur.get("backup_server_id"))
     lpp = field(data, "local_pool_path", cur.get("local_pool_path"))
     if out["role"] == "client":
         if bsid is None and lpp is None:
-            raise Invalid("a client needs backup_server_id, or local_pool_path for local repositories")
+            raise Invalid("a client needs backup_server_id, or local_pool_path for local repositories",
+                          "backup_server_id")
         if bsid is not None:
             bs = query(db, "SELECT role FROM servers WHERE id=%s", (bsid,), one=True)
             if not bs or bs["role"] != "backup_server":
-                raise Invalid(f"backup_server_id {bsid} is not a backup server")
+                raise Invalid(f"backup_server_id {bsid} is not a backup server", "backup_server_id")
             lpp = None
         else:
-            lpp = absolute_path(lpp, "local_pool_path")
+            with about("local_pool_path"):
+                lpp = absolute_path(lpp, "local_pool_path")
     else:
         bsid, lpp = None, None
     out["backup_server_id"], out["local_pool_path"] = bsid, lpp
@@ -84,8 +107,9 @@ def _server_fields(db, data, current=None, admin=False):
     vars_ = field(data, "vars", old_vars)
     # Extra vars reach ssh and Ansible on the worker host: only admins set or change them.
     if vars_ != old_vars and not admin:
-        raise Forbidden("only an admin can set or change a server's extra vars")
-    out["vars_json"] = json.dumps(check_vars(vars_, out["role"], out["connection"]))
+        raise Forbidden("only an admin can set or change a server's extra vars", "vars")
+    with about("vars"):
+        out["vars_json"] = json.dumps(check_vars(vars_, out["role"], out["connection"]))
     return out
 
 
@@ -116,18 +140,22 @@ def _check_move(db, cur, f):
                           " borgfleet_server_user cannot change while clients have backup jobs there")
 
 
-def create_server(db, data, admin=False):
+def create_server(db, data, admin=False, dry_run=False):
+    """Add a server (and its pools); dry_run: only judge `data` (nothing written, None)."""
     f = _server_fields(db, data, admin=admin)
     if query(db, "SELECT id FROM servers WHERE name=%s", (f["name"],), one=True):
-        raise Invalid(f"a server named {f['name']} exists")
+        raise Invalid(f"a server named {f['name']} exists", "name")
     pools = field(data, "pools", []) or []
     if pools:
         if f["role"] != "backup_server":
-            raise Invalid("storage pools belong to backup servers")
+            raise Invalid("storage pools belong to backup servers", "pools")
         # All of them checked before the server row exists: a refused pool leaves nothing behind.
         server = {"id": None, "address": f["address"], "port": f["port"], "vars_json": f["vars_json"]}
         hv = dict(backup_server_vars(db, server), borgfleet_storage_pools=pools)
-        by_contract(contract.server_settings, f["name"], hv)
+        with about("pools"):
+            by_contract(contract.server_settings, f["name"], hv)
+    if dry_run:
+        return None
     sid = execute(db, "INSERT INTO servers (name, role, address, port, ssh_user, connection,"
                       " backup_server_id, local_pool_path, vars_json) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                   (f["name"], f["role"], f["address"], f["port"], f["ssh_user"], f["connection"],
