@@ -23,6 +23,7 @@ from . import queue as q
 from .db import connect, connect_redis, execute, query
 from .fleet import backup_jobs, servers, settings
 from .kinds import scheduled
+from .notifications import digest
 
 log = logging.getLogger("borgfleet.scheduler")
 
@@ -71,6 +72,7 @@ class Scheduler:
             q.sweep_lost(self.db, self.r)
             self.next_sweep = time.monotonic() + SWEEP_EVERY
         self.maybe_collect_stats(now)
+        self.maybe_send_digest(now)
         soonest = [row["t"] for row in (query(self.db, f"SELECT MIN({s.next}) AS t FROM backup_jobs"
                                                        f" WHERE enabled=1 AND {s.cron} IS NOT NULL", one=True)
                                         for s in (k.schedule for k in scheduled())) if row and row["t"]]
@@ -157,6 +159,18 @@ class Scheduler:
         self.next_stats = now + timedelta(minutes=minutes)
         for s in query(self.db, "SELECT id FROM servers WHERE setup_status='ok'"):
             servers.collect_stats(self.db, self.r, s["id"], None)
+
+    def maybe_send_digest(self, now):
+        """The daily or weekly digest when due (claimed once; sent by the queued sender)."""
+        try:
+            ids = digest.tick(self.db, self.r, now)
+        except (RedisError, pymysql.err.Error):
+            raise   # the loop waits out an outage
+        except Exception:  # a bad digest setting must not stop the schedules
+            log.exception("the digest could not be queued")
+            return
+        if ids:
+            log.info("digest queued: deliveries %s", ids)
 
     def run_forever(self):
         """Runs until interrupted (SIGTERM/SIGINT raise in the caller); the lock is then handed back.
