@@ -30,8 +30,9 @@ def last_due(settings, now):
     return due.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def period_of(settings, due):
-    return due - timedelta(days=7 if settings["digest_frequency"] == "weekly" else 1), due
+def period_of(settings, due, now):
+    """From one period before the due time to now (a digest queued late still covers up to its sending)."""
+    return due - timedelta(days=7 if settings["digest_frequency"] == "weekly" else 1), now
 
 
 def tick(db, r, now):
@@ -45,7 +46,7 @@ def tick(db, r, now):
                       " (digest_last_due IS NULL OR digest_last_due < %s)", (due, due))
     if won != 1:
         return []
-    return events.queue_event(db, r, "digest", period=period_of(settings, due))
+    return events.queue_event(db, r, "digest", period=period_of(settings, due, now))
 
 
 def context(db, start, end, settings, app_name):
