@@ -276,6 +276,47 @@ def test_an_abandoned_run_opens_an_incident(api, db, redis, tmp_path, notify_set
         drop_local_backup(api, cl, bj)
 
 
+def test_a_scheduled_backup_without_success_goes_stale_once(api, db, redis, ui_env, tmp_path, notify_settings, hooks):
+    """The scheduler's stale check: a backup job due hourly with no success for a day is reported once
+    (mail and signed webhook queued); a successful backup recorded through queue.finish ends it."""
+    notify_settings(stale_margin_minutes=30, webhook_url=hooks.url, webhook_secret=WEBHOOK_SECRET)
+    cl, bj = make_local_backup(api, tmp_path, "notify-stale", schedule="0 * * * *")
+    fresh_cl, fresh_bj = make_local_backup(api, tmp_path, "notify-fresh", schedule="0 * * * *")
+    assert api("viewer").put("/api/notifications/subscription", json={"email": "viewer@borgfleet.test"}).status_code == 200
+    try:
+        # Created a day ago, never backed up: its first due run plus 30 min passed long since. The other
+        # one was just created (not due yet).
+        dbm.execute(db, "UPDATE backup_jobs SET created_at=UTC_TIMESTAMP() - INTERVAL 1 DAY WHERE id=%s", (bj["id"],))
+        scheduler = Scheduler(ui_env)
+        scheduler.maybe_check_stale(datetime.now(timezone.utc).replace(tzinfo=None))
+        [incident] = dbm.query(db, "SELECT * FROM notification_incidents WHERE kind='stale' AND is_open=1")
+        assert incident["backup_job_id"] == bj["id"]
+        scheduler.next_stale_check = 0.0   # the next check: nothing new
+        scheduler.maybe_check_stale(datetime.now(timezone.utc).replace(tzinfo=None))
+        sent = dbm.query(db, "SELECT * FROM notification_deliveries WHERE incident_id=%s ORDER BY channel", (incident["id"],))
+        assert [(d["event"], d["channel"]) for d in sent] == [("stale", "email"), ("stale", "webhook")]
+        subject, text, html = deliver.build_mail(db, sent[0])
+        assert subject == "[BorgFleet] STALE: no recent backup of notify-stale/data"
+        assert "has never succeeded" in text and "Schedule:     0 * * * * (UTC)" in text and "+ 30 min" in html
+        payload = json.loads(json.dumps(deliver.payload(db, sent[1])))
+        assert (payload["event"], payload["error_kind"], payload["backup_job"]["id"]) == ("stale", "stale", bj["id"])
+
+        job_id = q.create_job_row(db, "backup", backup_job_id=bj["id"], status="running")
+        q.finish(db, job_id, "succeeded", rc=0, r=redis)
+        closed = dbm.query(db, "SELECT * FROM notification_incidents WHERE id=%s", (incident["id"],), one=True)
+        assert closed["is_open"] is None and closed["closed_job_id"] == job_id
+        [recovery] = dbm.query(db, "SELECT * FROM notification_deliveries WHERE job_id=%s AND channel='email'", (job_id,))
+        subject, text, _ = deliver.build_mail(db, recovery)
+        assert subject == "[BorgFleet] RECOVERED: backup of notify-stale/data"
+        assert "Was failing with: stale" in text and "Failed runs" not in text
+    finally:
+        for queue in q.queues(redis):
+            if queue.name == q.NOTIFY_QUEUE:
+                queue.empty()
+        drop_local_backup(api, cl, bj)
+        drop_local_backup(api, fresh_cl, fresh_bj)
+
+
 def test_settings_page_and_subscriptions_in_chromium(browser, web, users, api, smtpd, notify_settings):  # noqa: F811
     notify_settings(smtp_port=free_port("127.0.0.1"))   # nothing listens there
     page = login(browser, web, users["admin"])

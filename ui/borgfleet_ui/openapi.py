@@ -219,6 +219,8 @@ SCHEMAS = {
         "webhook_secret": {"type": "string", "nullable": True, "writeOnly": True,
                            "description": "signs each POST: X-BorgFleet-Signature: sha256=<hex HMAC-SHA256 of"
                                           " the body>; X-BorgFleet-Timestamp: Unix seconds (also in the body)"},
+        "stale_margin_minutes": {"type": "integer", "minimum": 0, "description":
+                                 "a scheduled backup without success by its next due run plus this is stale; 0: off"},
         "digest_frequency": {"type": "string", "enum": ["off", "daily", "weekly"]},
         "digest_time": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
         "digest_weekday": {"type": "integer", "minimum": 0, "maximum": 6, "description": "0 = Monday"},
@@ -226,7 +228,7 @@ SCHEMAS = {
     "TestEmail": {"type": "object", "properties": {"to": {"type": "string", "format": "email"}}},
     "Subscription": {"type": "object", "required": ["email"], "properties": {
         "email": {"type": "string", "format": "email"},
-        "events": {"type": "array", "items": {"type": "string", "enum": ["failure", "recovery", "digest"]},
+        "events": {"type": "array", "items": {"type": "string", "enum": ["failure", "recovery", "stale", "digest"]},
                    "description": "default: all"},
         "backup_job_ids": {"type": "array", "nullable": True, "items": {"type": "integer"},
                            "description": "null or absent: all backup jobs"},

@@ -23,7 +23,7 @@ from . import queue as q
 from .db import connect, connect_redis, execute, query
 from .fleet import backup_jobs, servers, settings
 from .kinds import scheduled
-from .notifications import digest
+from .notifications import digest, stale
 
 log = logging.getLogger("borgfleet.scheduler")
 
@@ -33,6 +33,7 @@ LOCK_TTL = 15
 RENEW = 5            # seconds between lock renewals (and the longest single sleep)
 MISSED_GRACE = 60    # seconds late before a run counts as missed
 SWEEP_EVERY = q.HEARTBEAT_TTL
+STALE_EVERY = 60     # seconds between checks for stale backups
 MISSED_STEPS = 10    # cron evaluations spent counting missed runs (beyond them: an estimate)
 _EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
 
@@ -50,6 +51,7 @@ class Scheduler:
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self.next_sweep = 0.0
         self.next_stats = None
+        self.next_stale_check = 0.0
 
     def hold_lock(self):
         """True while this process is the active scheduler (takes the lock or extends its own)."""
@@ -73,6 +75,7 @@ class Scheduler:
             self.next_sweep = time.monotonic() + SWEEP_EVERY
         self.maybe_collect_stats(now)
         self.maybe_send_digest(now)
+        self.maybe_check_stale(now)
         soonest = [row["t"] for row in (query(self.db, f"SELECT MIN({s.next}) AS t FROM backup_jobs"
                                                        f" WHERE enabled=1 AND {s.cron} IS NOT NULL", one=True)
                                         for s in (k.schedule for k in scheduled())) if row and row["t"]]
@@ -171,6 +174,15 @@ class Scheduler:
             return
         if ids:
             log.info("digest queued: deliveries %s", ids)
+
+    def maybe_check_stale(self, now):
+        """Stale backups (notifications/stale.py), checked at most once a minute."""
+        if time.monotonic() < self.next_stale_check:
+            return
+        self.next_stale_check = time.monotonic() + STALE_EVERY
+        ids = stale.tick(self.db, self.r, now)
+        if ids:
+            log.warning("backup jobs gone stale: %s", ids)
 
     def run_forever(self):
         """Runs until interrupted (SIGTERM/SIGINT raise in the caller); the lock is then handed back.

@@ -16,12 +16,15 @@ CREATE TABLE notification_settings (
   digest_time CHAR(5) NOT NULL DEFAULT '08:00',
   digest_weekday TINYINT NOT NULL DEFAULT 0,
   digest_timezone VARCHAR(64) NOT NULL DEFAULT 'UTC',
+  -- A scheduled backup with no success by its next due time after the last one plus this many
+  -- minutes is stale (0: never).
+  stale_margin_minutes INT NOT NULL DEFAULT 120,
   -- The due time (UTC) of the last digest queued: claimed by compare-and-set, so it is sent once.
   digest_last_due DATETIME NULL
 ) ENGINE=InnoDB;
 INSERT INTO notification_settings (id) VALUES (1);
 
--- What each user wants by mail: events (JSON list of failure, recovery, digest) and backup jobs
+-- What each user wants by mail: events (JSON list of failure, recovery, stale, digest) and backup jobs
 -- (JSON list of ids; NULL: all of them).
 CREATE TABLE notification_subscriptions (
   user_id INT PRIMARY KEY,
@@ -33,15 +36,16 @@ CREATE TABLE notification_subscriptions (
 ) ENGINE=InnoDB;
 
 -- One row per incident: a kind (backup, prune, check, verify) of a backup job failing from its
--- first failure until its next success. is_open is 1 while open and NULL once closed, so the
+-- first failure until its next success, or a backup job gone stale (kind 'stale': no job of its own,
+-- closed by the next successful backup). is_open is 1 while open and NULL once closed, so the
 -- unique key allows one open incident per backup job and kind (INSERT IGNORE opens it once).
 CREATE TABLE notification_incidents (
   id BIGINT AUTO_INCREMENT PRIMARY KEY,
   backup_job_id INT NOT NULL,
   kind VARCHAR(32) NOT NULL,
   is_open TINYINT(1) NULL DEFAULT 1,
-  first_job_id CHAR(36) NOT NULL,
-  last_job_id CHAR(36) NOT NULL,
+  first_job_id CHAR(36) NULL,
+  last_job_id CHAR(36) NULL,
   failures INT NOT NULL DEFAULT 1,
   opened_at DATETIME(3) NOT NULL DEFAULT UTC_TIMESTAMP(3),
   closed_job_id CHAR(36) NULL,

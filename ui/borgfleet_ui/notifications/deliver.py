@@ -15,7 +15,7 @@ from rq import get_current_job
 
 from ..config import load_config
 from ..db import connect, execute, query
-from . import digest, mail, store
+from . import digest, mail, stale, store
 
 KIND_LABELS = {"backup": "Backup", "prune": "Prune", "check": "Repository check", "verify": "Restore verification"}
 WEBHOOK_TIMEOUT = 15
@@ -84,9 +84,9 @@ def incident_context(db, d):
     incident = query(db, "SELECT * FROM notification_incidents WHERE id=%s", (d["incident_id"],), one=True)
     if job is None or bj is None or incident is None:
         raise LookupError(f"delivery {d['id']}: its job, backup job or incident is gone")
-    first = job if incident["first_job_id"] == job["id"] else \
+    first = job if incident["first_job_id"] in (None, job["id"]) else \
         query(db, "SELECT * FROM jobs WHERE id=%s", (incident["first_job_id"],), one=True) or job
-    kind = error_kind(first)
+    kind = "stale" if incident["kind"] == "stale" else error_kind(first)
     return {
         "event": d["event"], "app_name": app_name(db),
         "job": {"id": job["id"], "kind": job["kind"], "kind_label": KIND_LABELS.get(job["kind"], job["kind"]),
@@ -98,7 +98,8 @@ def incident_context(db, d):
         "client": {"id": bj["client_id"], "name": bj["client"]},
         "incident": {"id": incident["id"], "opened_at": incident["opened_at"], "closed_at": incident["closed_at"],
                      "failures": incident["failures"], "first_job_id": incident["first_job_id"],
-                     "first_job_url": link(settings, f"/jobs/{incident['first_job_id']}")},
+                     "first_job_url": link(settings, f"/jobs/{incident['first_job_id']}")
+                     if incident["first_job_id"] else None},
     }
 
 
@@ -107,7 +108,16 @@ def build_mail(db, d):
     if d["event"] == "digest":
         return mail.render("digest", **digest.context(db, d["period_start"], d["period_end"],
                                                       store.get_settings(db), app_name(db)))
+    if d["event"] == "stale":
+        return mail.render("stale", **stale_context(db, d))
     return mail.render(d["event"], **incident_context(db, d))
+
+
+def stale_context(db, d):
+    incident = query(db, "SELECT * FROM notification_incidents WHERE id=%s", (d["incident_id"],), one=True)
+    if incident is None:
+        raise LookupError(f"delivery {d['id']}: its incident is gone")
+    return {"event": "stale", "app_name": app_name(db), **stale.context(db, incident, store.get_settings(db))}
 
 
 def send_mail(cfg, db, d):
@@ -126,9 +136,13 @@ def _jsonable(v):
 
 
 def payload(db, d, now=None):
+    head = {"event": d["event"], "timestamp": int(now or time.time()), "delivery_id": d["id"]}
+    if d["event"] == "stale":
+        ctx = stale_context(db, d)
+        return {**head, "app_name": ctx["app_name"], "error_kind": "stale",
+                **{k: _jsonable(ctx[k]) for k in ("backup_job", "client", "incident", "last_success", "stale_since")}}
     ctx = incident_context(db, d)
-    return {"event": d["event"], "timestamp": int(now or time.time()), "delivery_id": d["id"],
-            "app_name": ctx["app_name"], "error_kind": ctx["error_kind"],
+    return {**head, "app_name": ctx["app_name"], "error_kind": ctx["error_kind"],
             **{k: _jsonable(ctx[k]) for k in ("job", "backup_job", "client", "incident")}}
 
 

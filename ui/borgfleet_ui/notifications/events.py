@@ -19,7 +19,7 @@ log = logging.getLogger("borgfleet.notifications")
 EVENT_KINDS = ("backup", "prune", "check", "verify")
 # Mail servers and webhook receivers come back: try again after 10 s, 1 min, 5 min.
 RETRY = (10, 60, 300)
-WEBHOOK_EVENTS = ("failure", "recovery")
+WEBHOOK_EVENTS = ("failure", "recovery", "stale")
 
 
 def job_finished(db, r, job_id):
@@ -46,11 +46,15 @@ def _job_finished(db, r, job_id):
             return None
         return queue_event(db, r, "failure", job_id=job_id, incident_id=incident, backup_job_id=bj)
     if job["status"] == "succeeded":
-        row = query(db, "SELECT id FROM notification_incidents WHERE backup_job_id=%s AND kind=%s AND is_open=1",
-                    (bj, kind), one=True)
-        if row and execute(db, "UPDATE notification_incidents SET is_open=NULL, closed_job_id=%s,"
-                               " closed_at=UTC_TIMESTAMP(3) WHERE id=%s AND is_open=1", (job_id, row["id"])):
-            return queue_event(db, r, "recovery", job_id=job_id, incident_id=row["id"], backup_job_id=bj)
+        # A successful backup also ends the backup job's staleness (stale.py).
+        closed = []
+        for incident_kind in (kind, "stale") if kind == "backup" else (kind,):
+            row = query(db, "SELECT id FROM notification_incidents WHERE backup_job_id=%s AND kind=%s AND is_open=1",
+                        (bj, incident_kind), one=True)
+            if row and execute(db, "UPDATE notification_incidents SET is_open=NULL, closed_job_id=%s,"
+                                   " closed_at=UTC_TIMESTAMP(3) WHERE id=%s AND is_open=1", (job_id, row["id"])):
+                closed += queue_event(db, r, "recovery", job_id=job_id, incident_id=row["id"], backup_job_id=bj)
+        return closed
     return None
 
 

@@ -10,7 +10,7 @@ from .. import secret_store
 from ..db import execute, query
 from ..fleet.common import Invalid, NotFound, int_between
 
-EVENTS = ("failure", "recovery", "digest")
+EVENTS = ("failure", "recovery", "stale", "digest")
 SECURITY = ("none", "starttls", "tls")
 FREQUENCIES = ("off", "daily", "weekly")
 SECRETS = ("smtp_password", "webhook_secret")
@@ -85,6 +85,8 @@ def _checked(key, v):
         if not isinstance(v, str) or not _TIME_RE.fullmatch(v):
             raise Invalid("digest_time must be HH:MM (24 h)")
         return v
+    if key == "stale_margin_minutes":
+        return int_between(v, "stale_margin_minutes", 0, 60 * 24 * 30)
     if key == "digest_weekday":
         return int_between(v, "digest_weekday (0 = Monday)", 0, 6)
     if key == "digest_timezone":
@@ -134,7 +136,7 @@ def list_subscriptions(db):
 
 
 def put_subscription(db, user_id, data):
-    """Create or replace a user's subscription: email (required), events (default all), backup_job_ids
+    """Create or replace a user's subscription: email (required), events (default all: EVENTS), backup_job_ids
     (null or absent: all backup jobs), enabled (default true)."""
     if not query(db, "SELECT id FROM users WHERE id=%s", (user_id,), one=True):
         raise NotFound(f"no user {user_id}")
