@@ -60,6 +60,8 @@ ACCESS = {
     "api.notify_subscription_delete": "admin", "api.notify_deliveries": "admin",
     "api.notify_my_subscription": "viewer", "api.notify_my_subscription_put": "viewer",
     "api.notify_my_subscription_delete": "viewer", "api.notify_incidents": "viewer",
+    "api.notify_pings": "operator", "api.notify_ping_put": "operator", "api.notify_ping_delete": "operator",
+    "pages.notification_ping": "operator",
     "pages.notifications": "viewer", "pages.notification_settings": "admin", "pages.notification_test_email": "admin",
 }
 PUBLIC = {endpoint for endpoint, role in ACCESS.items() if role is None}

@@ -69,13 +69,14 @@ def smtpd():
 
 @pytest.fixture(scope="module")
 def hooks():
-    """A webhook receiver: every POST's headers and raw body."""
-    received = []
+    """A webhook and ping receiver: every POST's headers and raw body (and path, for the pings)."""
+    received, paths = [], []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append((self.headers, body))   # an HTTPMessage: names case-insensitive
+            paths.append((self.path, body.decode(errors="replace")))
             self.send_response(204)
             self.end_headers()
 
@@ -83,7 +84,8 @@ def hooks():
             pass
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    server.received, server.url = received, f"http://127.0.0.1:{server.server_port}/hook"
+    server.received, server.paths = received, paths
+    server.url, server.ping = (f"http://127.0.0.1:{server.server_port}/{p}" for p in ("hook", "ping/notify"))
     yield server
     server.shutdown()
 
@@ -175,8 +177,9 @@ def test_failing_backup_mails_once_then_recovery_then_digest(api, db, redis, ui_
     assert api("operator").put("/api/notifications/subscription",
                                json={"email": "operator@borgfleet.test", "events": ["failure"],
                                      "backup_job_ids": []}).json["backup_job_ids"] == []
-    start_worker(1)
     op = api("operator")
+    assert op.put(f"/api/notifications/pings/{bj['id']}", json={"url": hooks.ping + "/"}).json["url"] == hooks.ping
+    start_worker(1)
     try:
         assert wait_job(db, op.post(f"/api/servers/{cl['id']}/setup").json["job_id"])["status"] == "succeeded"
         # The repository was made with the right passphrase; the job now holds another one.
@@ -215,8 +218,9 @@ def test_failing_backup_mails_once_then_recovery_then_digest(api, db, redis, ui_
                                                   " AND last_job_id=%s", (bj["id"], second["id"]), one=True),
                             timeout=30, what="the second failure on the incident")
         assert (incident["is_open"], incident["failures"], incident["first_job_id"]) == (1, 2, first["id"])
-        assert dbm.query(db, "SELECT COUNT(*) AS n FROM notification_deliveries WHERE job_id=%s",
-                         (second["id"],), one=True)["n"] == 0
+        # (Only its ping URL hears of it: pings report every run.)
+        assert [d["channel"] for d in dbm.query(db, "SELECT channel FROM notification_deliveries WHERE job_id=%s",
+                                                (second["id"],))] == ["ping", "ping"]
 
         # Fixed: the next success sends the recovery, once.
         assert op.put(f"/api/backup-jobs/{bj['id']}", json={"passphrase": right}).status_code == 200
@@ -231,10 +235,18 @@ def test_failing_backup_mails_once_then_recovery_then_digest(api, db, redis, ui_
         closed = dbm.query(db, "SELECT * FROM notification_incidents WHERE id=%s", (incident["id"],), one=True)
         assert closed["is_open"] is None and closed["closed_job_id"] == ok["id"]
         assert len(smtpd.to("viewer@borgfleet.test")) == 2 and smtpd.to("operator@borgfleet.test") == []
+        # The ping URL heard every run: start, then fail / fail / success (healthchecks' paths).
+        pings = wait_for(lambda: (lambda got: got if len(got) >= 6 else None)(
+            [(p, b) for p, b in hooks.paths if p.startswith("/ping/")]), timeout=60, what="six pings")
+        assert sorted(p for p, _ in pings) == sorted(["/ping/notify/start"] * 3 + ["/ping/notify/fail"] * 2
+                                                     + ["/ping/notify"])
+        assert f"job {first['id']}: fail (wrong_passphrase)" in [b.split(", ", 1)[1] for p, b in pings
+                                                                 if p == "/ping/notify/fail"]
         sent = api("admin").get("/api/notifications/deliveries").json["items"]
         assert {(d["event"], d["channel"], d["status"]) for d in sent if d["backup_job_id"] == bj["id"]} == {
             ("failure", "email", "sent"), ("failure", "webhook", "sent"),
-            ("recovery", "email", "sent"), ("recovery", "webhook", "sent")}
+            ("recovery", "email", "sent"), ("recovery", "webhook", "sent"),
+            ("start", "ping", "sent"), ("fail", "ping", "sent"), ("success", "ping", "sent")}
 
         # The digest, due now: queued by the scheduler's tick, once.
         now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -317,7 +329,8 @@ def test_a_scheduled_backup_without_success_goes_stale_once(api, db, redis, ui_e
         drop_local_backup(api, fresh_cl, fresh_bj)
 
 
-def test_settings_page_and_subscriptions_in_chromium(browser, web, users, api, smtpd, notify_settings):  # noqa: F811
+def test_settings_page_and_subscriptions_in_chromium(browser, web, users, api, smtpd, notify_settings,  # noqa: F811
+                                                     tmp_path):
     notify_settings(smtp_port=free_port("127.0.0.1"))   # nothing listens there
     page = login(browser, web, users["admin"])
     page.goto(web + "/settings/notifications")
@@ -347,7 +360,19 @@ def test_settings_page_and_subscriptions_in_chromium(browser, web, users, api, s
     assert viewer.locator("#error").count() == 0, viewer.inner_text("#error")
     mine = api("viewer").get("/api/notifications/subscription").json["subscription"]
     assert (mine["email"], mine["events"], mine["backup_job_ids"]) == ("viewer-page@borgfleet.test",
-                                                                     ["failure", "recovery"], None)
-    page.goto(web + "/notifications")
-    assert "viewer-page@borgfleet.test" in page.inner_text("#subscriptions tr[data-user=t_viewer]")
-    page.screenshot(path=str(OUT / "notifications.png"), full_page=True)
+                                                                     ["failure", "recovery", "stale"], None)
+    assert viewer.locator("#add-ping").count() == 0   # ping URLs are the operators'
+
+    cl, bj = make_local_backup(api, tmp_path, "notify-ping")
+    try:
+        page.goto(web + "/notifications")
+        assert "viewer-page@borgfleet.test" in page.inner_text("#subscriptions tr[data-user=t_viewer]")
+        page.select_option("#ping-bj", label="notify-ping/data")
+        page.fill("#ping-url", "https://hc.example.org/ping/0f9c")
+        page.click("#add-ping button")
+        page.wait_for_selector("#pings tr[data-backup='notify-ping/data']")
+        assert [(p["backup_job_id"], p["url"]) for p in api("operator").get("/api/notifications/pings").json["items"]] \
+            == [(bj["id"], "https://hc.example.org/ping/0f9c")]
+        page.screenshot(path=str(OUT / "notifications.png"), full_page=True)
+    finally:
+        drop_local_backup(api, cl, bj)

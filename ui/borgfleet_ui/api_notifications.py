@@ -1,5 +1,6 @@
 """REST routes of the notifications (on the /api blueprint): settings and the test mail (admins),
-the caller's own subscription (everyone), everyone's subscriptions and the delivery log (admins)."""
+the caller's own subscription (everyone), everyone's subscriptions and the delivery log (admins),
+the backup jobs' ping URLs (operators)."""
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, jsonify, request
@@ -114,3 +115,21 @@ def notify_deliveries():
 @role("viewer")
 def notify_incidents():
     return jsonify(items=events.list_incidents(get_db(), open_only=request.args.get("open") == "1"))
+
+
+@bp.get("/notifications/pings")
+@role("operator")
+def notify_pings():
+    return jsonify(items=store.list_pings(get_db()))
+
+
+@bp.put("/notifications/pings/<int:bid>")
+@role("operator")
+def notify_ping_put(bid):
+    return jsonify(store.set_ping(get_db(), bid, body().get("url")))
+
+
+@bp.delete("/notifications/pings/<int:bid>")
+@role("operator")
+def notify_ping_delete(bid):
+    return ("", 204) if store.delete_ping(get_db(), bid) else (jsonify(error="no ping URL for this backup job"), 404)

@@ -29,6 +29,7 @@ from .config import load_config
 from .db import connect, connect_redis, connection_lost, execute, query
 from .fleet import backup_jobs
 from .kinds import KINDS
+from .notifications import events
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def run_job(job_id):
             lock = params["lock"]
             hb.lock = (lock, int(deadline - time.monotonic()) + q.RQ_MARGIN + 60)
         execute(db, "UPDATE jobs SET status='running' WHERE id=%s", (job_id,))
+        events.job_started(db, r, job_id)   # a backup's ping URL hears /start
         run.run(timeout=max(MIN_RUN, int(deadline - time.monotonic())))
         if lock and run.status in ("canceled", "timeout"):
             _let_borg_stop(joblog)

@@ -108,6 +108,12 @@ ROUTES = [
     ("get", "/api/notifications/incidents", "viewer",
      "Incidents, newest first (?open=1: those still failing): backup job, kind, first and last failed job,"
      " failures, opened and closed", None, 200, None),
+    ("get", "/api/notifications/pings", "operator", "The backup jobs' ping URLs (healthchecks style)", None, 200,
+     None),
+    ("put", "/api/notifications/pings/{id}", "operator",
+     "Set the ping URL of a backup job ({url}): each backup POSTs <url>/start, <url> on success, <url>/fail on"
+     " failure", "PingUrl", 200, None),
+    ("delete", "/api/notifications/pings/{id}", "operator", "Remove a backup job's ping URL", None, 204, None),
     # Instant recovery (api_recovery.py)
     ("post", "/api/archives/{id}/instant-recovery", "operator",
      "Start instant recovery of an archive of a database backup (on its client, or host_id: another client)",
@@ -225,6 +231,7 @@ SCHEMAS = {
         "digest_time": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
         "digest_weekday": {"type": "integer", "minimum": 0, "maximum": 6, "description": "0 = Monday"},
         "digest_timezone": {"type": "string", "description": "IANA zone"}}},
+    "PingUrl": {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}},
     "TestEmail": {"type": "object", "properties": {"to": {"type": "string", "format": "email"}}},
     "Subscription": {"type": "object", "required": ["email"], "properties": {
         "email": {"type": "string", "format": "email"},

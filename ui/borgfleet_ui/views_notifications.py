@@ -77,9 +77,27 @@ def notifications():
     admin = has_role(g.user, "admin")
     users = fleet_users(db) if admin else []
     return render_template("notifications.html", mine=store.get_subscription(db, g.user["id"]),
+                           pings=store.list_pings(db) if has_role(g.user, "operator") else [],
                            subscriptions=store.list_subscriptions(db) if admin else [], users=users,
                            bjs=fleet.backup_jobs.list_backup_jobs(db, limit=200), events=store.EVENTS,
                            incidents=events.list_incidents(db, open_only=True), error=error), code
+
+
+@bp.post("/notifications/pings")
+@role("operator")
+def notification_ping():
+    db = get_db()
+    bid = request.form.get("backup_job_id", type=int)
+    try:
+        if request.form.get("delete"):
+            store.delete_ping(db, bid)
+        else:
+            store.set_ping(db, bid, request.form.get("url", "").strip())
+    except (fleet.Invalid, fleet.NotFound) as e:
+        flash(str(e), "error")
+    else:
+        flash("Ping URL saved." if not request.form.get("delete") else "Ping URL removed.", "saved")
+    return redirect(url_for("pages.notifications"))
 
 
 def fleet_users(db):

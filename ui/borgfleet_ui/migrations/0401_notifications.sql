@@ -55,11 +55,19 @@ CREATE TABLE notification_incidents (
   FOREIGN KEY (backup_job_id) REFERENCES backup_jobs(id) ON DELETE CASCADE
 ) ENGINE=InnoDB;
 
--- Each message to send (one recipient, or the webhook), sent by a queued job with retries.
+-- A healthchecks-style ping URL per backup job: POSTed to <url>/start when a backup starts running,
+-- <url> when it succeeds, <url>/fail when it fails or is abandoned.
+CREATE TABLE notification_pings (
+  backup_job_id INT PRIMARY KEY,
+  url VARCHAR(1024) NOT NULL,
+  FOREIGN KEY (backup_job_id) REFERENCES backup_jobs(id) ON DELETE CASCADE
+) ENGINE=InnoDB;
+
+-- Each message to send (one recipient, the webhook or a ping), sent by a queued job with retries.
 CREATE TABLE notification_deliveries (
   id BIGINT AUTO_INCREMENT PRIMARY KEY,
   event VARCHAR(32) NOT NULL,
-  channel ENUM('email','webhook') NOT NULL,
+  channel ENUM('email','webhook','ping') NOT NULL,
   recipient VARCHAR(1024) NOT NULL,
   job_id CHAR(36) NULL,
   incident_id BIGINT NULL,

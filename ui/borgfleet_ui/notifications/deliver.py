@@ -21,7 +21,7 @@ KIND_LABELS = {"backup": "Backup", "prune": "Prune", "check": "Repository check"
 WEBHOOK_TIMEOUT = 15
 
 
-class WebhookError(Exception):
+class PostError(Exception):
     pass
 
 
@@ -36,6 +36,8 @@ def deliver(delivery_id):
         try:
             if d["channel"] == "email":
                 send_mail(cfg, db, d)
+            elif d["channel"] == "ping":
+                post_ping(db, d)
             else:
                 post_webhook(cfg, db, d)
         except Exception as e:
@@ -159,11 +161,24 @@ def post_webhook(cfg, db, d):
     secret = store.secret(cfg, db, "webhook_secret")
     if secret:
         headers["X-BorgFleet-Signature"] = sign(secret, body)
-    req = urllib.request.Request(d["recipient"], data=body, headers=headers, method="POST")
+    _post(urllib.request.Request(d["recipient"], data=body, headers=headers, method="POST"), "the webhook")
+
+
+def post_ping(db, d):
+    """A healthchecks-style ping: POST with a short plain-text log line (job, status, error class)."""
+    job = query(db, "SELECT * FROM jobs WHERE id=%s", (d["job_id"],), one=True)
+    line = f"{app_name(db)} backup job {d['backup_job_id']}, job {d['job_id']}: {d['event']}"
+    if job and d["event"] == "fail":
+        line += f" ({error_kind(job)})"
+    _post(urllib.request.Request(d["recipient"], data=line.encode(), method="POST",
+                                 headers={"Content-Type": "text/plain", "User-Agent": "BorgFleet-Ping/1"}), "the ping URL")
+
+
+def _post(req, what):
     try:
         with urllib.request.urlopen(req, timeout=WEBHOOK_TIMEOUT) as resp:
             resp.read(1024)
     except urllib.error.HTTPError as e:
-        raise WebhookError(f"the webhook answered HTTP {e.code} {e.reason}") from None
+        raise PostError(f"{what} answered HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
-        raise WebhookError(f"the webhook could not be reached: {getattr(e, 'reason', e)}") from None
+        raise PostError(f"{what} could not be reached: {getattr(e, 'reason', e)}") from None

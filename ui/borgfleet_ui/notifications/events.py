@@ -32,11 +32,39 @@ def job_finished(db, r, job_id):
         return None
 
 
+def job_started(db, r, job_id):
+    """A backup starts running: its ping URL hears /start (never raises, as job_finished)."""
+    try:
+        job = query(db, "SELECT id, kind, backup_job_id FROM jobs WHERE id=%s", (job_id,), one=True)
+        if job:
+            ping(db, r, job, "start")
+    except Exception:
+        log.exception("start ping for job %s failed", job_id)
+
+
+# Healthchecks' convention: <url>/start, <url> (success), <url>/fail.
+PING_SUFFIX = {"start": "/start", "success": "", "fail": "/fail"}
+
+
+def ping(db, r, job, what):
+    """Queue the ping of a backup job's run (every run, not once per incident)."""
+    if job["kind"] != "backup" or not job["backup_job_id"]:
+        return None
+    url = store.ping_url(db, job["backup_job_id"])
+    if not url:
+        return None
+    did = execute(db, "INSERT INTO notification_deliveries (event, channel, recipient, job_id, backup_job_id)"
+                      " VALUES (%s, 'ping', %s, %s, %s)", (what, url + PING_SUFFIX[what], job["id"], job["backup_job_id"]))
+    enqueue(db, r, did)
+    return did
+
+
 def _job_finished(db, r, job_id):
     job = query(db, "SELECT id, kind, status, backup_job_id FROM jobs WHERE id=%s", (job_id,), one=True)
     if not job or job["kind"] not in EVENT_KINDS or not job["backup_job_id"]:
         return None
     bj, kind = job["backup_job_id"], job["kind"]
+    ping(db, r, job, "success" if job["status"] == "succeeded" else "fail")
     if job["status"] in ("failed", "abandoned"):
         incident = execute(db, "INSERT IGNORE INTO notification_incidents (backup_job_id, kind, first_job_id,"
                                " last_job_id) VALUES (%s, %s, %s, %s)", (bj, kind, job_id, job_id))

@@ -184,3 +184,30 @@ def recipients(db, event, backup_job_id=None):
         if sub["email"] not in out:
             out.append(sub["email"])
     return out
+
+
+# --- ping URLs (healthchecks style) ---
+def list_pings(db):
+    return query(db, "SELECT p.backup_job_id, p.url, b.name AS backup_job, c.name AS client FROM notification_pings p"
+                     " JOIN backup_jobs b ON b.id=p.backup_job_id JOIN servers c ON c.id=b.client_id"
+                     " ORDER BY c.name, b.name")
+
+
+def set_ping(db, backup_job_id, url):
+    if not query(db, "SELECT id FROM backup_jobs WHERE id=%s", (backup_job_id,), one=True):
+        raise NotFound(f"no backup job {backup_job_id}")
+    if not url:
+        raise Invalid("url is required (an http:// or https:// URL)")
+    url = _url(url, "url").rstrip("/")
+    execute(db, "INSERT INTO notification_pings (backup_job_id, url) VALUES (%s, %s)"
+                " ON DUPLICATE KEY UPDATE url=VALUES(url)", (backup_job_id, url))
+    return {"backup_job_id": backup_job_id, "url": url}
+
+
+def delete_ping(db, backup_job_id):
+    return execute(db, "DELETE FROM notification_pings WHERE backup_job_id=%s", (backup_job_id,))
+
+
+def ping_url(db, backup_job_id):
+    row = query(db, "SELECT url FROM notification_pings WHERE backup_job_id=%s", (backup_job_id,), one=True)
+    return row["url"] if row else None
