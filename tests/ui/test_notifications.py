@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from borgfleet_ui import db as dbm, queue as q
-from borgfleet_ui.notifications import deliver, events
+from borgfleet_ui.notifications import deliver
 from borgfleet_ui.scheduler import Scheduler
 from test_browser import browser, login, web  # noqa: F401  (fixtures: Chromium and the web process)
 from tests.lib.sshd import free_port
@@ -257,6 +257,11 @@ def test_failing_backup_mails_once_then_recovery_then_digest(api, db, redis, ui_
         assert digest["Subject"].startswith("[BorgFleet] Daily digest: ")
         text = _parts(digest)["text/plain"]
         assert "notify/data: 1 archive(s)" in text and f"{BASE_URL}/jobs/{second['id']}" in text, text
+        page = browser.new_page(viewport={"width": 760, "height": 900})
+        page.set_content(_parts(digest)["text/html"])
+        assert "notify/data" in page.inner_text("body")
+        page.screenshot(path=str(OUT / "notification-digest-mail.png"), full_page=True)
+        page.close()
         scheduler.tick()
         assert dbm.query(db, "SELECT COUNT(*) AS n FROM notification_deliveries WHERE event='digest'",
                          one=True)["n"] == 1
@@ -376,3 +381,20 @@ def test_settings_page_and_subscriptions_in_chromium(browser, web, users, api, s
         page.screenshot(path=str(OUT / "notifications.png"), full_page=True)
     finally:
         drop_local_backup(api, cl, bj)
+
+
+def test_digest_due_times_follow_the_local_clock():
+    """Pure logic: the latest due time of daily and weekly digests in a zone, across a DST change."""
+    from borgfleet_ui.notifications.digest import last_due
+
+    def due(frequency, at, now, weekday=0, tz="UTC"):
+        return last_due({"digest_frequency": frequency, "digest_time": at, "digest_weekday": weekday,
+                         "digest_timezone": tz}, now)
+    assert due("daily", "08:00", datetime(2026, 12, 2, 9, 0)) == datetime(2026, 12, 2, 8, 0)
+    assert due("daily", "08:00", datetime(2026, 12, 2, 7, 59)) == datetime(2026, 12, 1, 8, 0)
+    # Monday 08:00 in Paris (UTC+1 in winter), seen on a Wednesday.
+    assert due("weekly", "08:00", datetime(2026, 12, 2, 12, 0), 0, "Europe/Paris") == datetime(2026, 11, 30, 7, 0)
+    # Summer time starts in Paris on 29 March 2026: 08:00 local is 06:00 UTC that day, 07:00 UTC the day before.
+    assert due("daily", "08:00", datetime(2026, 3, 29, 10, 0), tz="Europe/Paris") == datetime(2026, 3, 29, 6, 0)
+    assert due("daily", "08:00", datetime(2026, 3, 29, 5, 0), tz="Europe/Paris") == datetime(2026, 3, 28, 7, 0)
+    assert due("off", "08:00", datetime(2026, 3, 29, 5, 0)) is None

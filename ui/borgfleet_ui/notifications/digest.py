@@ -1,7 +1,7 @@
 """The daily or weekly digest: its due time (settings: frequency, HH:MM, weekday, time zone), claimed
 once by the scheduler's tick, and what it reports over its period (jobs by kind and status,
 failures, what each backup job stored, open incidents)."""
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from ..db import execute, query
