@@ -59,6 +59,17 @@ ACCESS = {
     "pages.recovery_sessions": "viewer", "pages.recovery_session": "viewer", "pages.archive_recover": "viewer",
     "pages.recovery_action": "operator", "pages.recovery_cleanup": "operator", "pages.recovery_refresh": "operator",
     "pages.recovery_session_refresh": "operator",
+    # Notifications: everyone manages their own subscription and sees what is failing; admins the settings,
+    # the test mail, everyone's subscriptions and the delivery log (the /notifications page's POST checks
+    # inside the view that a user other than the caller is only changed by an admin).
+    "api.notify_settings_get": "admin", "api.notify_settings_put": "admin", "api.notify_test_email": "admin",
+    "api.notify_digest_now": "admin", "api.notify_subscriptions": "admin", "api.notify_subscription_put": "admin",
+    "api.notify_subscription_delete": "admin", "api.notify_deliveries": "admin",
+    "api.notify_my_subscription": "viewer", "api.notify_my_subscription_put": "viewer",
+    "api.notify_my_subscription_delete": "viewer", "api.notify_incidents": "viewer",
+    "api.notify_pings": "operator", "api.notify_ping_put": "operator", "api.notify_ping_delete": "operator",
+    "pages.notification_ping": "operator",
+    "pages.notifications": "viewer", "pages.notification_settings": "admin", "pages.notification_test_email": "admin",
 }
 PUBLIC = {endpoint for endpoint, role in ACCESS.items() if role is None}
 

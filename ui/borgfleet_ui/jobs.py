@@ -29,6 +29,7 @@ from .config import load_config
 from .db import connect, connect_redis, connection_lost, execute, query
 from .fleet import backup_jobs, facts
 from .kinds import KINDS
+from .notifications import events
 
 log = logging.getLogger(__name__)
 
@@ -101,26 +102,27 @@ def run_job(job_id):
         run = PlaybookRun(cfg, db, r, row, params, spec, joblog)
         if params.get("lock"):
             if not _wait_for_lock(joblog, r, params["lock"], deadline, run.cancelled):
-                q.finish(db, job_id, "canceled", error="canceled by a user while waiting for the repository")
+                q.finish(db, job_id, "canceled", error="canceled by a user while waiting for the repository", r=r)
                 return "canceled"
             lock = params["lock"]
             hb.lock = (lock, int(deadline - time.monotonic()) + q.RQ_MARGIN + 60)
         execute(db, "UPDATE jobs SET status='running' WHERE id=%s", (job_id,))
+        events.job_started(db, r, job_id)   # a backup's ping URL hears /start
         run.run(timeout=max(MIN_RUN, int(deadline - time.monotonic())))
         if lock and run.status in ("canceled", "timeout"):
             _let_borg_stop(joblog)
         if run.status == "canceled":
-            q.finish(db, job_id, "canceled", error="canceled by a user", rc=run.rc)
+            q.finish(db, job_id, "canceled", error="canceled by a user", rc=run.rc, r=r)
             return "canceled"
         if run.status != "successful" or run.rc != 0:
             raise JobError(run.failure_message(), result=results.failed(row, run.report(), db, params))
         result = results.record(db, row, params, run.report())
         if spec.then:
             _follow_up(db, r, joblog, spec.then, row)
-        q.finish(db, job_id, "succeeded", rc=0, result=result)
+        q.finish(db, job_id, "succeeded", rc=0, result=result, r=r)
         return "succeeded"
     except Exception as e:
-        _failed(db, joblog, row["kind"] if row else "", str(e) or repr(e), getattr(e, "result", None))
+        _failed(db, r, joblog, row["kind"] if row else "", str(e) or repr(e), getattr(e, "result", None))
         raise
     finally:
         if lock:
@@ -144,14 +146,14 @@ def _follow_up(db, r, joblog, kind, row):
         joblog.append([f"*** {kind} queued as job {follow} ***"])
 
 
-def _failed(db, joblog, kind, msg, result=None):
+def _failed(db, r, joblog, kind, msg, result=None):
     rq_job = get_current_job()
     if rq_job is not None and kind in KINDS and KINDS[kind].retry and (rq_job.retries_left or 0) > 0:
         joblog.append([f"*** attempt failed: {msg}; retrying ({rq_job.retries_left} left) ***"])
         execute(db, "UPDATE jobs SET status='queued', error=%s WHERE id=%s", (msg, joblog.job_id))
     else:
         joblog.append([f"*** job failed: {msg} ***"])
-        q.finish(db, joblog.job_id, "failed", error=msg, result=result)
+        q.finish(db, joblog.job_id, "failed", error=msg, result=result, r=r)
 
 
 # A playbook gets at least this many seconds; a lock wait leaving less fails the job instead.

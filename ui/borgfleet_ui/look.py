@@ -20,6 +20,7 @@ STATUS_COLOURS = {
     "running": "primary", "waiting": "info", "queued": "secondary",
     "failed": "danger", "abandoned": "danger", "missed": "warning", "canceled": "secondary",
     "never": "secondary", "not set up": "warning", "stale": "warning",
+    "sent": "success", "retrying": "info",   # notification deliveries
 }
 
 

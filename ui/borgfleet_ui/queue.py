@@ -47,8 +47,17 @@ def queue_name(kind):
     return KINDS[kind].queue
 
 
+# Notifications are not a job kind (no playbook): their queue comes first, it holds only quick sends.
+NOTIFY_QUEUE = "borgfleet-notify"
+
+
+def queue_names():
+    """Every queue of the service, in the order workers take them."""
+    return [NOTIFY_QUEUE] + queue_order()
+
+
 def queues(r):
-    return [Queue(name, connection=r, serializer=SERIALIZER) for name in queue_order()]
+    return [Queue(name, connection=r, serializer=SERIALIZER) for name in queue_names()]
 
 
 def create_job(db, r, kind, params=None, server_id=None, backup_job_id=None, archive_id=None,
@@ -68,7 +77,7 @@ def create_job(db, r, kind, params=None, server_id=None, backup_job_id=None, arc
             retry=Retry(max=2, interval=[10, 60]) if spec.retry else None,
             result_ttl=86400, failure_ttl=7 * 86400)
     except Exception as e:
-        finish(db, job_id, "failed", error=f"could not enqueue: {e}")
+        finish(db, job_id, "failed", error=f"could not enqueue: {e}", r=r)
         raise
     return job_id
 
@@ -84,10 +93,25 @@ def create_job_row(db, kind, server_id=None, backup_job_id=None, archive_id=None
     return job_id
 
 
-def finish(db, job_id, status, error=None, rc=None, result=None):
+def finish(db, job_id, status, error=None, rc=None, result=None, r=None):
+    """Record a job's final status: the one place every kind ends (with the sweeps below), so the
+    notifications (one per incident, a recovery) are decided here once."""
     execute(db, "UPDATE jobs SET status=%s, error=%s, rc=%s, result_json=%s,"
                 " finished_at=UTC_TIMESTAMP(3) WHERE id=%s",
             (status, error, rc, json.dumps(result) if result is not None else None, job_id))
+    notify(db, r, job_id, status)
+
+
+def notify(db, r, job_id, status):
+    """Tell the notifications a job is final (events.job_finished never raises)."""
+    if status not in ("succeeded", "failed", "abandoned"):
+        return
+    from .notifications import events
+    if r is None:
+        from .config import load_config
+        from .db import connect_redis
+        r = connect_redis(load_config())
+    events.job_finished(db, r, job_id)
 
 
 DUPLICATE_KEY = 1062   # MariaDB ER_DUP_ENTRY
@@ -199,6 +223,7 @@ def sweep_abandoned(db, r, grace=HEARTBEAT_TTL):
                      "check the host's borg state, then run it again.", row["id"]))
         if n:
             marked.append(row["id"])
+            notify(db, r, row["id"], "abandoned")
     return marked
 
 
@@ -220,6 +245,7 @@ def sweep_lost(db, r, grace=60):
             if execute(db, "UPDATE jobs SET status='failed', error=%s, finished_at=UTC_TIMESTAMP(3)"
                            " WHERE id=%s AND status='queued'", (why, row["id"])):
                 marked.append(row["id"])
+                notify(db, r, row["id"], "failed")
     return marked
 
 

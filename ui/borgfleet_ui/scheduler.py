@@ -23,6 +23,7 @@ from . import queue as q
 from .db import connect, connect_redis, execute, query
 from .fleet import Invalid, backup_jobs, pools, servers, settings
 from .kinds import scheduled
+from .notifications import digest, stale
 
 log = logging.getLogger("borgfleet.scheduler")
 
@@ -32,6 +33,7 @@ LOCK_TTL = 15
 RENEW = 5            # seconds between lock renewals (and the longest single sleep)
 MISSED_GRACE = 60    # seconds late before a run counts as missed
 SWEEP_EVERY = q.HEARTBEAT_TTL
+STALE_EVERY = 60     # seconds between checks for stale backups
 MISSED_STEPS = 10    # cron evaluations spent counting missed runs (beyond them: an estimate)
 _EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
 
@@ -49,6 +51,7 @@ class Scheduler:
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self.next_sweep = 0.0
         self.next_stats = None
+        self.next_stale_check = 0.0
 
     def hold_lock(self):
         """True while this process is the active scheduler (takes the lock or extends its own)."""
@@ -71,6 +74,8 @@ class Scheduler:
             q.sweep_lost(self.db, self.r)
             self.next_sweep = time.monotonic() + SWEEP_EVERY
         self.maybe_collect_stats(now)
+        self.maybe_send_digest(now)
+        self.maybe_check_stale(now)
         soonest = [row["t"] for row in (query(self.db, f"SELECT MIN({s.next}) AS t FROM backup_jobs"
                                                        f" WHERE enabled=1 AND {s.cron} IS NOT NULL", one=True)
                                         for s in (k.schedule for k in scheduled())) if row and row["t"]]
@@ -163,6 +168,27 @@ class Scheduler:
             pools.analyze(self.db, self.r, None)
         except Invalid:
             pass   # nothing set up yet
+
+    def maybe_send_digest(self, now):
+        """The daily or weekly digest when due (claimed once; sent by the queued sender)."""
+        try:
+            ids = digest.tick(self.db, self.r, now)
+        except (RedisError, pymysql.err.Error):
+            raise   # the loop waits out an outage
+        except Exception:  # a bad digest setting must not stop the schedules
+            log.exception("the digest could not be queued")
+            return
+        if ids:
+            log.info("digest queued: deliveries %s", ids)
+
+    def maybe_check_stale(self, now):
+        """Stale backups (notifications/stale.py), checked at most once a minute."""
+        if time.monotonic() < self.next_stale_check:
+            return
+        self.next_stale_check = time.monotonic() + STALE_EVERY
+        ids = stale.tick(self.db, self.r, now)
+        if ids:
+            log.warning("backup jobs gone stale: %s", ids)
 
     def run_forever(self):
         """Runs until interrupted (SIGTERM/SIGINT raise in the caller); the lock is then handed back.

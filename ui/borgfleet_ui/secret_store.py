@@ -18,8 +18,10 @@ from .db import execute, query
 PREFIX = "bf1:"
 DEFAULT_KEY_FILE = "/etc/borgfleet/secret.key"
 
-# (table, id column, secret column): every stored secret; add new ones here.
-SECRET_COLUMNS = [("backup_jobs", "id", "passphrase")]
+# (table, id column, secret column): every stored secret; add new ones here. NULL means "not set".
+SECRET_COLUMNS = [("backup_jobs", "id", "passphrase"),
+                  ("notification_settings", "id", "smtp_password"),
+                  ("notification_settings", "id", "webhook_secret")]
 
 
 class SecretError(Exception):
@@ -92,7 +94,7 @@ def encrypt_plaintext(cfg, conn):
     box, n = _box(cfg), 0
     for table, idc, col in SECRET_COLUMNS:
         # Names come from SECRET_COLUMNS above, never from user data.
-        for row in query(conn, f"SELECT {idc} AS id, {col} AS v FROM {table}"):
+        for row in query(conn, f"SELECT {idc} AS id, {col} AS v FROM {table} WHERE {col} IS NOT NULL"):
             if is_encrypted(row["v"]):
                 try:
                     box.decrypt(row["v"][len(PREFIX):].encode())
@@ -117,7 +119,8 @@ def rotate(cfg, conn):
     # A second pass catches a row saved concurrently by a process that encrypted with the old key.
     for _ in range(3):
         stale = [(t, i, c, r) for t, i, c in SECRET_COLUMNS
-                 for r in query(conn, f"SELECT {i} AS id, {c} AS v FROM {t}") if not _opens(new, r["v"])]
+                 for r in query(conn, f"SELECT {i} AS id, {c} AS v FROM {t} WHERE {c} IS NOT NULL")
+                 if not _opens(new, r["v"])]
         if not stale:
             _write_keys(path, [new])
             return n

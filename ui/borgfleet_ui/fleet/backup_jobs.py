@@ -306,14 +306,16 @@ STALE_GRACE_SHARE = 0.5
 STALE_MIN_GRACE = timedelta(minutes=30)
 
 
-def stale_since(schedule, tz, last_success):
-    """When a backup succeeding last at `last_success` (naive UTC) becomes stale, or None for a backup
-    without a schedule (nothing says when it should have run) or that never succeeded."""
+def stale_since(schedule, tz, last_success, min_grace=STALE_MIN_GRACE):
+    """When a backup succeeding last at `last_success` (naive UTC; the notifications pass its creation
+    when it never succeeded) becomes stale: the run due after it, plus half its interval or
+    `min_grace` (the notifications' stale margin), whichever is longer. None for a backup without a
+    schedule (nothing says when it should have run) or without a reference time."""
     if not schedule or last_success is None:
         return None
     due = next_run(schedule, tz, last_success.replace(tzinfo=timezone.utc))
     interval = next_run(schedule, tz, due.replace(tzinfo=timezone.utc)) - due
-    return due + max(STALE_MIN_GRACE, interval * STALE_GRACE_SHARE)
+    return due + max(min_grace, interval * STALE_GRACE_SHARE)
 
 
 def health(db, bjs, now=None):

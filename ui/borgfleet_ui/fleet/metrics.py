@@ -7,8 +7,7 @@ from prometheus_client.core import GaugeMetricFamily
 from rq import Queue, Worker
 
 from ..db import query
-from ..kinds import queue_order
-from ..queue import FINAL, SERIALIZER
+from ..queue import FINAL, SERIALIZER, queue_names
 from .pools import usage as pool_usage
 from .recovery import health_label
 
@@ -113,7 +112,7 @@ class FleetCollector:
 
     def _queues(self):
         depth = GaugeMetricFamily("borgfleet_queue_depth", "Jobs waiting in each RQ queue", labels=["queue"])
-        for name in queue_order():
+        for name in queue_names():
             depth.add_metric([name], float(Queue(name, connection=self.r, serializer=SERIALIZER).count))
         yield depth
         # Worker.all, not Worker.count: it drops registry entries of workers that died without a goodbye.

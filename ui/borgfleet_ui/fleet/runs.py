@@ -60,4 +60,4 @@ def cancel_job(db, r, job_id):
     r.set(q.cancel_key(job_id), "1", ex=86400)
     if job["status"] == "queued":
         # Not started: the worker skips rows already final.
-        q.finish(db, job_id, "canceled", error="canceled by a user before it started")
+        q.finish(db, job_id, "canceled", error="canceled by a user before it started", r=r)
