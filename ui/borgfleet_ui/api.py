@@ -101,6 +101,13 @@ def servers_create():
     return jsonify(fleet.servers.create_server(get_db(), body(), admin=has_role(g.user, "admin"))), 201
 
 
+@bp.post("/servers/test-connection")
+@role("operator")
+def servers_test_connection():
+    """The add-server wizard's probe (fleet/probe.py): 200 with the verdict, whatever it is."""
+    return jsonify(fleet.probe.test_connection(body(), admin=has_role(g.user, "admin")))
+
+
 @bp.get("/servers/<int:sid>")
 @role("viewer")
 def servers_get(sid):

@@ -17,6 +17,13 @@ ROUTES = [
     ("get", "/api/servers", "viewer", "List servers (paginated; ?role=client|backup_server)", None, 200, _LIST),
     ("post", "/api/servers", "operator", "Add a server (optionally with pools; vars: admins only)", "Server", 201,
      None),
+    ("post", "/api/servers/test-connection", "operator", "Test connection of a server to add (nothing saved):"
+     " TCP, then ssh with BatchMode and the key/known_hosts Ansible would use, sudo for a non-root user, and a"
+     " backup server's pool paths (exists or creatable, free space). 200 with {ok, verdict: ok|unknown_host|"
+     "port_closed|unreachable|timeout|not_ssh|host_key_changed|host_key_unknown|auth_refused|sudo_missing|"
+     "ssh_failed, title, message, public_key (auth_refused), host_keys (host key verdicts), uid, sudo, pools:"
+     " [{name, path, state, usable, message, mount, total_bytes, free_bytes}], seconds}", "ConnectionTest", 200,
+     None),
     ("get", "/api/servers/{id}", "viewer", "One server", None, 200, None),
     ("put", "/api/servers/{id}", "operator", "Change a server (vars: admins only; a client with backup jobs"
      " keeps its name and backup server)", "Server", 200, None),
@@ -150,6 +157,13 @@ SCHEMAS = {
                                                  " IdentitiesOnly=, ConnectTimeout=, ServerAliveInterval=,"
                                                  " ServerAliveCountMax="}}},
         "pools": {"type": "array", "items": {"$ref": "#/components/schemas/Pool"}}}},
+    "ConnectionTest": {"type": "object", "required": ["address"], "properties": {
+        "name": {"type": "string"}, "role": {"type": "string", "enum": ["client", "backup_server"]},
+        "address": {"type": "string"}, "port": {"type": "integer", "default": 22},
+        "ssh_user": {"type": "string", "default": "root"},
+        "vars": {"type": "object", "description": "as a Server's (admins only): its key file and known_hosts"},
+        "pools": {"type": "array", "items": {"$ref": "#/components/schemas/Pool"},
+                  "description": "backup servers: paths checked on the host after the contract's pool rules"}}},
     "Pool": {"type": "object", "required": ["path"], "properties": {
         "server_id": {"type": "integer"}, "name": {"type": "string"}, "path": {"type": "string"}}},
     "BackupJob": {"type": "object", "required": ["client_id", "name", "passphrase"], "properties": {
