@@ -100,6 +100,21 @@ def test_probe_verdicts_on_a_real_sshd(api, controller, wiz_host, tmp_path):
     assert r["verdict"] == "host_key_unknown" and [k["fingerprint"] for k in r["host_keys"]] == [real]
     assert empty.read_text() == ""          # the probe never pins a key by itself
 
+    # Trust this key: only the fingerprint the person compared, only while none is pinned.
+    trust = {**base, "vars": service_vars(controller, known_hosts=empty)}
+    wrong = admin.post("/api/servers/trust-host-key", json={**trust, "fingerprint": fingerprint(other_pub)})
+    assert wrong.status_code == 400 and "does not offer a key with fingerprint" in wrong.json["error"]
+    pinned = admin.post("/api/servers/trust-host-key", json={**trust, "fingerprint": real})
+    assert pinned.status_code == 200, pinned.json
+    assert empty.read_text() == wiz_host.known_hosts_line + "\n"
+    assert probe_(vars=trust["vars"])["verdict"] == "ok"
+    again = admin.post("/api/servers/trust-host-key", json={**trust, "fingerprint": real})
+    assert again.status_code == 400 and "already pins a key" in again.json["error"]
+    replace = admin.post("/api/servers/trust-host-key", json={**base, "vars": service_vars(controller, changed),
+                                                              "fingerprint": real})
+    assert replace.status_code == 400 and "replaced by hand" in replace.json["error"]
+    assert changed.read_text().count("\n") == 1
+
     # Extra vars name files on the service host: admins only, as when saving.
     assert api("operator").post("/api/servers/test-connection", json=base).status_code == 403
     assert api("viewer").post("/api/servers/test-connection", json=base).status_code == 403
@@ -108,20 +123,30 @@ def test_probe_verdicts_on_a_real_sshd(api, controller, wiz_host, tmp_path):
 
 
 def test_probe_finds_a_user_without_sudo(api, controller, wiz_host):
-    """A real non-root account (key accepted by the loopback sshd's <dir>/%u_keys), no sudoers entry."""
+    """A real non-root account (key accepted by the loopback sshd's <dir>/%u_keys): no sudoers entry,
+    then passwordless sudo (a sudoers.d file of its own, removed after)."""
     name = f"bfz{secrets.token_hex(3)}"
     subprocess.run(["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh", name],
                    check=True, capture_output=True)
     keys = wiz_host.dir / f"{name}_keys"
+    sudoers = Path(f"/etc/sudoers.d/borgfleet-test-{name}")
+    body = {"role": "client", "address": wiz_host.address, "port": wiz_host.port, "ssh_user": name,
+            "vars": service_vars(controller)}
     try:
         keys.write_text(controller.key.with_suffix(".pub").read_text())
         keys.chmod(0o644)     # sshd reads it as the user; StrictModes wants it owned by root or the user
-        r = api("admin").post("/api/servers/test-connection", json={
-            "role": "client", "address": wiz_host.address, "port": wiz_host.port, "ssh_user": name,
-            "vars": service_vars(controller)}).json
+        r = api("admin").post("/api/servers/test-connection", json=body).json
         assert r["verdict"] == "sudo_missing" and r["sudo"] is False and r["uid"] > 0, r
         assert f"user {name} has no passwordless sudo" in r["message"] and "password is required" in r["message"]
+        # With sudo it still cannot work: the playbooks run as the SSH user (no become).
+        sudoers.write_text(f"{name} ALL=(ALL) NOPASSWD: ALL\n")
+        sudoers.chmod(0o440)
+        subprocess.run(["visudo", "-cf", str(sudoers)], check=True, capture_output=True)
+        r = api("admin").post("/api/servers/test-connection", json=body).json
+        assert r["verdict"] == "root_needed" and r["sudo"] is True and not r["ok"], r
+        assert "without become" in r["message"] and "connect as root" in r["message"]
     finally:
+        sudoers.unlink(missing_ok=True)
         keys.unlink(missing_ok=True)
         subprocess.run(["userdel", name], capture_output=True)
 
@@ -246,22 +271,32 @@ def test_wizard_adds_a_backup_server_and_sets_it_up(browser, web, users, api, db
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make ui-deps)")
 def test_wizard_shows_the_key_to_install(browser, web, users, controller, wiz_host, tmp_path):  # noqa: F811
-    """Authentication refused, as the wizard shows it: the service's public key ready to copy; in dark."""
+    """A first connection: the host key is not pinned, Trust this key pins the one compared; then
+    authentication refused, with the service's public key ready to copy (in the dark theme)."""
     stranger = tmp_path / "wizard_key"
     pub = keygen(stranger, comment="wizard-page-key")
+    known_hosts = tmp_path / "wizard_known_hosts"      # nothing pinned yet: a first connection
     page = login(browser, web, users["admin"])
     try:
         page.goto(web + "/servers/new")
         page.fill("#w-name", "refused-host")
         page.fill("#w-address", wiz_host.address)
         page.fill("#w-port", str(wiz_host.port))
-        page.fill("#w-vars", json.dumps(service_vars(controller, key=stranger)))
+        page.fill("#w-vars", json.dumps(service_vars(controller, known_hosts=known_hosts, key=stranger)))
         page.click("#test-connection")
-        page.wait_for_selector("#probe-result[data-verdict=auth_refused]")
+        page.wait_for_selector("#probe-result[data-verdict=host_key_unknown]")
+        real = fingerprint(wiz_host.host_pubkey)
+        assert page.locator("#host-key-table li[data-fingerprint]").get_attribute("data-fingerprint") == real
+        page.screenshot(path=str(OUT / "5-host-key-unknown.png"), full_page=True)
+        page.click(f"#host-key-table li[data-fingerprint='{real}'] button.trust-key")
+        page.wait_for_selector("#pinned")
+        assert known_hosts.read_text() == wiz_host.known_hosts_line + "\n"
+        # Tested again at once: the host key is accepted now, the key is not.
+        assert page.get_attribute("#probe-result", "data-verdict") == "auth_refused"
         assert page.input_value("#public-key") == pub
         assert page.input_value("#append-key") == f"mkdir -p -m 700 ~/.ssh && echo '{pub}' >> ~/.ssh/authorized_keys"
         assert page.is_visible("#w-bs") or page.is_visible("#no-backup-server")   # client chosen: its step 2
         page.click("#theme-toggle")
-        page.screenshot(path=str(OUT / "5-auth-refused-dark.png"), full_page=True)
+        page.screenshot(path=str(OUT / "6-auth-refused-dark.png"), full_page=True)
     finally:
         page.context.close()

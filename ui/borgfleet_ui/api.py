@@ -108,6 +108,14 @@ def servers_test_connection():
     return jsonify(fleet.probe.test_connection(body(), admin=has_role(g.user, "admin")))
 
 
+@bp.post("/servers/trust-host-key")
+@role("operator")
+def servers_trust_host_key():
+    """Pin the host key whose fingerprint Test connection showed (only while none is pinned)."""
+    data = body()
+    return jsonify(fleet.probe.trust_host_key(data, data.get("fingerprint"), admin=has_role(g.user, "admin")))
+
+
 @bp.get("/servers/<int:sid>")
 @role("viewer")
 def servers_get(sid):

@@ -1,5 +1,6 @@
 """Add a server, the wizard (/servers/new): role and connection, Test connection (fleet/probe.py)
-with the exact reason when it fails, a backup server's pools checked on the host, then Save, which
+with the exact reason when it fails (and, for a host whose key is not pinned yet, Trust this key
+after comparing its fingerprint), a backup server's pools checked on the host, then Save, which
 creates the server and queues its setup (capabilities detection follows by itself, kinds.py `then`)
 and lands on the setup job's live page. Server-rendered: every step is a form post, so it works
 without JavaScript (server_wizard.js only hides the other role's fields and copies keys)."""
@@ -58,17 +59,21 @@ def server_new():
              "pools": [{"name": "main", "path": ""}]}
         return _render(f, backup_servers)
     f = _wizard_form()
-    action = request.form.get("action", "test")
+    # A Trust this key button posts the fingerprint it shows (a button sends its value only when pressed).
+    action = "trust" if request.form.get("fingerprint") else request.form.get("action", "test")
     if action == "add_pool":
         f["pools"] = (f["pools"] + [{"name": "", "path": ""}])[:MAX_POOLS]
         return _render(f, backup_servers)
+    pinned = None
     try:
         data = _data(f, admin)
+        if action == "trust":
+            pinned = fleet.probe.trust_host_key(data, request.form.get("fingerprint"), admin=admin)
         result = fleet.probe.test_connection(data, admin=admin)
     except (fleet.Invalid, fleet.Forbidden) as e:
         return _render(f, backup_servers, error=str(e)), 400
     if action != "save":
-        return _render(f, backup_servers, result=result)
+        return _render(f, backup_servers, result=result, pinned=pinned)
     if not result["ok"] and not request.form.get("save_anyway"):
         return _render(f, backup_servers, result=result,
                        error="Not saved: the test failed (below). Fix it and test again, or tick"
@@ -80,6 +85,6 @@ def server_new():
     return to_job(fleet.servers.setup_server(db, get_redis(), server["id"], g.user["username"]))
 
 
-def _render(f, backup_servers, result=None, error=None):
+def _render(f, backup_servers, result=None, error=None, pinned=None):
     return render_template("server_new.html", f=f, result=result, error=error, backup_servers=backup_servers,
-                           server_vars=sorted(contract.HOST_VARS), max_pools=MAX_POOLS)
+                           server_vars=sorted(contract.HOST_VARS), max_pools=MAX_POOLS, pinned=pinned)

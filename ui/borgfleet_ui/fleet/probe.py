@@ -21,6 +21,7 @@ from .common import Forbidden, Invalid, by_contract, int_between, matching
 
 CONNECT_TIMEOUT = 5          # seconds for the TCP connect and ssh's ConnectTimeout
 COMMAND_TIMEOUT = 15         # seconds for a whole ssh call (key exchange, auth and the command)
+PROBE_BUDGET = 30            # seconds for the whole probe: a web worker waits on it
 # The keys ssh itself tries when none is named (ssh_config(5) IdentityFile), in its order.
 DEFAULT_IDENTITIES = ("id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk")
 
@@ -35,6 +36,7 @@ VERDICTS = {
     "host_key_unknown": "Host key not known yet",
     "auth_refused": "Authentication refused",
     "sudo_missing": "Sudo missing",
+    "root_needed": "Root needed",
     "ssh_failed": "SSH failed",
 }
 
@@ -48,6 +50,7 @@ class Target:
 
     def __init__(self, address, port, user, host_vars):
         self.address, self.port, self.user = address, port, user
+        self.deadline = time.monotonic() + PROBE_BUDGET
         self.key = host_vars.get("ansible_ssh_private_key_file")
         # Validated by the contract: '-o Name=value' pairs of known options with safe values.
         self.options = (host_vars.get("ansible_ssh_common_args") or "").split()
@@ -71,11 +74,12 @@ class Target:
         return argv + [shlex.quote(w) for w in remote]
 
     def run(self, *remote):
+        timeout = max(1.0, min(COMMAND_TIMEOUT, self.deadline - time.monotonic()))
         try:
             p = subprocess.run(self.ssh_argv(*remote), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                               timeout=COMMAND_TIMEOUT, env=dict(os.environ, LC_ALL="C"))
+                               timeout=timeout, env=dict(os.environ, LC_ALL="C"))
         except subprocess.TimeoutExpired:
-            return 255, "", f"ssh did not finish within {COMMAND_TIMEOUT} s"
+            return 255, "", f"ssh did not finish within {timeout:.0f} s (timed out)"
         return p.returncode, p.stdout, p.stderr
 
     def public_key(self):
@@ -167,12 +171,14 @@ def _message(verdict, t, detail):
                             " someone is in between: compare the fingerprint with the host's own"
                             " (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the host) before trusting it",
         "host_key_unknown": f"the host key of {where} is not pinned in {t.known_hosts}: the service never"
-                            " connects to an unknown key. Compare the fingerprints below with the host's own"
-                            " and add its line to that file",
+                            " connects to an unknown key. Compare the fingerprint below with the host's own, then"
+                            " trust it (or add its line to that file)",
         "auth_refused": f"{where} refused the service's key for user {t.user}: add the public key below to"
                         f" ~{t.user}/.ssh/authorized_keys on {t.address}",
-        "sudo_missing": f"user {t.user} has no passwordless sudo on {t.address} ({detail}): setup needs root;"
-                        " connect as root, or allow the user sudo without a password",
+        "sudo_missing": f"user {t.user} has no passwordless sudo on {t.address} ({detail}), and the setup"
+                        " needs root: connect as root",
+        "root_needed": f"user {t.user} has passwordless sudo on {t.address}, but the service's playbooks run as"
+                      " the SSH user without become, and the setup needs root: connect as root",
         "ssh_failed": f"ssh to {t.user}@{t.address}:{t.port} failed: {detail}",
     }[verdict]
 
@@ -246,8 +252,10 @@ def test_connection(data, admin=False):
     if verdict == "ok" and out["uid"] != 0:
         rc, _, stderr = t.run("sudo", "-n", "true")
         out["sudo"] = rc == 0
-        if rc != 0:
-            verdict, detail = "sudo_missing", _last_line(stderr) or f"sudo -n true: rc {rc}"
+        # The playbooks run as the SSH user (the service sets no become, and the contract refuses
+        # ansible_become in a server's vars): with or without sudo, setup needs root.
+        verdict, detail = ("root_needed", "") if rc == 0 else \
+            ("sudo_missing", _last_line(stderr) or f"sudo -n true: rc {rc}")
     out.update(extra)
     if verdict == "auth_refused":
         out["public_key_file"], out["public_key"] = t.public_key()
@@ -262,8 +270,7 @@ def test_connection(data, admin=False):
         out["host_keys"] = _host_keys(t)
     if verdict == "ok":
         out["ok"] = True
-        who = "root" if out["uid"] == 0 else f"{t.user} (uid {out['uid']}) with passwordless sudo"
-        out["message"] = f"connected to {t.address} port {t.port} as {who}"
+        out["message"] = f"connected to {t.address} port {t.port} as root"
         if pools:
             out["pools"] = check_pools(t, pools)
             bad = [p for p in out["pools"] if not p["usable"]]
@@ -340,3 +347,29 @@ def check_pools(t, pools):
                        message=f"cannot be created: {at} is a {kind['type']}, not a directory")
         out.append(row)
     return out
+
+
+def trust_host_key(data, fingerprint, admin=False):
+    """Pin the host key a person compared (Test connection said "host key not known yet"): scan the
+    host again and append the line whose fingerprint is the one shown to the known_hosts file the
+    connection uses. Only while no key of that host is pinned: a changed key may be an attack and is
+    replaced by hand, never from a page."""
+    t, _, _ = check_target(data, admin)
+    if not isinstance(fingerprint, str) or not re.fullmatch(r"SHA256:[A-Za-z0-9+/]{43}", fingerprint):
+        raise Invalid("fingerprint must be the SHA256:... shown by Test connection")
+    host = t.address[1:-1] if t.address.startswith("[") else t.address
+    name = host if t.port == 22 else f"[{host}]:{t.port}"
+    if os.path.exists(t.known_hosts):
+        found = subprocess.run(["ssh-keygen", "-F", name, "-f", t.known_hosts], stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=10)
+        if found.returncode == 0 and found.stdout.strip():
+            raise Invalid(f"{t.known_hosts} already pins a key for {name}: a changed host key is replaced by hand"
+                          " (ssh-keygen -R), after checking why it changed")
+    match = [k for k in _host_keys(t) if k["fingerprint"] == fingerprint]
+    if not match:
+        raise Invalid(f"{name} does not offer a key with fingerprint {fingerprint} now: test the connection again")
+    os.makedirs(os.path.dirname(t.known_hosts), mode=0o700, exist_ok=True)
+    with open(t.known_hosts, "a") as f:
+        f.write(match[0]["known_hosts_line"] + "\n")
+    return {"pinned": match[0]["known_hosts_line"], "fingerprint": fingerprint, "type": match[0]["type"],
+            "known_hosts": t.known_hosts}
