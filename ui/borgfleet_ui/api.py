@@ -113,6 +113,21 @@ def servers_create():
     return jsonify(fleet.servers.create_server(get_db(), body(), admin=has_role(g.user, "admin"))), 201
 
 
+@bp.post("/servers/test-connection")
+@role("operator")
+def servers_test_connection():
+    """The add-server wizard's probe (fleet/probe.py): 200 with the verdict, whatever it is."""
+    return jsonify(fleet.probe.test_connection(body(), admin=has_role(g.user, "admin")))
+
+
+@bp.post("/servers/trust-host-key")
+@role("operator")
+def servers_trust_host_key():
+    """Pin the host key whose fingerprint Test connection showed (only while none is pinned)."""
+    data = body()
+    return jsonify(fleet.probe.trust_host_key(data, data.get("fingerprint"), admin=has_role(g.user, "admin")))
+
+
 @bp.get("/servers/<int:sid>")
 @role("viewer")
 def servers_get(sid):

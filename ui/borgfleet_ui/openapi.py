@@ -58,6 +58,18 @@ ROUTES = [
      None, 200, _LIST),
     ("post", "/api/servers", "operator", "Add a server (optionally with pools; vars: admins only)", "Server", 201,
      None),
+    ("post", "/api/servers/test-connection", "operator", "Test connection of a server to add (nothing saved):"
+     " TCP, then ssh with BatchMode and the key/known_hosts Ansible would use, sudo for a non-root user, and a"
+     " backup server's pool paths (exists or creatable, free space). 200 with {ok, verdict: ok|unknown_host|"
+     "port_closed|unreachable|timeout|not_ssh|host_key_changed|host_key_unknown|auth_refused|sudo_missing|"
+     "ssh_failed, title, message, public_key (auth_refused), host_keys (host key verdicts), uid, sudo, pools:"
+     " [{name, path, state, usable, message, mount, total_bytes, free_bytes}], seconds}", "ConnectionTest", 200,
+     None),
+    ("post", "/api/servers/trust-host-key", "operator", "Pin the host key whose fingerprint (SHA256:...)"
+     " Test connection showed, in the known_hosts the connection uses (the server's UserKnownHostsFile, else"
+     " the service account's ~/.ssh/known_hosts); 400 when a key of that host is pinned already (a changed key"
+     " is replaced by hand) or the host no longer offers it. 200 {pinned, fingerprint, type, known_hosts}",
+     "TrustHostKey", 200, None),
     ("get", "/api/servers/{id}", "viewer", "One server", None, 200, None),
     ("put", "/api/servers/{id}", "operator", "Change a server (vars: admins only; a client with backup jobs"
      " keeps its name and backup server)", "Server", 200, None),
@@ -230,6 +242,18 @@ SCHEMAS = {
                                                  " IdentitiesOnly=, ConnectTimeout=, ServerAliveInterval=,"
                                                  " ServerAliveCountMax="}}},
         "pools": {"type": "array", "items": {"$ref": "#/components/schemas/Pool"}}}},
+    "ConnectionTest": {"type": "object", "required": ["address"], "properties": {
+        "name": {"type": "string"}, "role": {"type": "string", "enum": ["client", "backup_server"]},
+        "address": {"type": "string"}, "port": {"type": "integer", "default": 22},
+        "ssh_user": {"type": "string", "default": "root"},
+        "vars": {"type": "object", "description": "as a Server's (admins only): its key file and known_hosts"},
+        "pools": {"type": "array", "items": {"$ref": "#/components/schemas/Pool"},
+                  "description": "backup servers: paths checked on the host after the contract's pool rules"}}},
+    "TrustHostKey": {"type": "object", "required": ["address", "fingerprint"], "properties": {
+        "address": {"type": "string"}, "port": {"type": "integer", "default": 22},
+        "ssh_user": {"type": "string", "default": "root"}, "role": {"type": "string"},
+        "vars": {"type": "object", "description": "as a Server's (admins only)"},
+        "fingerprint": {"type": "string", "description": "SHA256:... as Test connection showed it"}}},
     "Pool": {"type": "object", "required": ["path"], "properties": {
         "server_id": {"type": "integer"}, "name": {"type": "string"}, "path": {"type": "string"}}},
     "BackupJob": {"type": "object", "required": ["client_id", "name", "passphrase"], "properties": {

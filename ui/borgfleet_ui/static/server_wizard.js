@@ -1,0 +1,25 @@
+// Add-a-server wizard: show only the chosen role's step 2 (without JavaScript both show, each
+// labelled with its role), and copy buttons for the public key and known_hosts lines.
+(function () {
+  var form = document.getElementById('server-wizard');
+  if (!form) { return; }
+  var sync = function () {
+    var checked = form.querySelector('input[name=role]:checked');
+    var role = checked ? checked.value : 'client';
+    document.querySelectorAll('[data-role-only]').forEach(function (el) {
+      el.hidden = el.dataset.roleOnly !== role;
+    });
+  };
+  form.addEventListener('change', function (e) { if (e.target.name === 'role') { sync(); } });
+  sync();
+
+  document.addEventListener('click', function (e) {
+    var button = e.target.closest('button.copy');
+    if (!button) { return; }
+    var field = document.getElementById(button.dataset.copy);
+    field.select();
+    var done = function () { button.textContent = 'Copied'; };
+    if (navigator.clipboard) { navigator.clipboard.writeText(field.value).then(done, function () {}); }
+    else if (document.execCommand('copy')) { done(); }
+  });
+}());
