@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from borgfleet_ui import workers
 from uilib import REPO, wait_for, worker_env
 from tests.lib.borgrepo import BorgRepo
 from tests.lib.sshd import free_port
@@ -148,12 +149,16 @@ def test_browser_flow(browser, web, users, start_worker, tmp_path, api):
 
     admin = login(browser, web, users["admin"])
     admin.goto(web + "/workers")
-    assert admin.locator("#workers td.state").count() >= 1
-    assert admin.locator("#workers td.state").first.inner_text() in ("idle", "busy")
-    admin.locator("#workers button.worker-stop").first.click()
-    admin.wait_for_url(web + "/workers")
-    wait_for(lambda: admin.reload() and admin.locator("#workers button.worker-stop").count() == 0, timeout=30,
-             what="the stopped worker to leave the list")
+    row = f"#workers tr[data-name='{workers.worker_name(1)}']"
+    assert admin.locator(f"{row} td.state").inner_text() in ("idle", "busy")
+    admin.locator(f"{row} button.worker-stop").click()            # asks first, in the modal
+    admin.wait_for_selector("#confirm-modal.show")
+    with admin.expect_navigation():
+        admin.click("#confirm-yes")
+    # It finishes, leaves RQ's registry and stays listed as stopped (started by hand: no start button).
+    wait_for(lambda: admin.reload() and admin.locator(row).get_attribute("data-state") == "stopped", timeout=30,
+             what="the stopped worker listed as stopped")
+    assert admin.locator(f"{row} button.worker-stop").count() == 0
 
     cl = [s for s in api("viewer").get("/api/servers").json["items"] if s["name"] == "web-client"][0]
     for bj in api("viewer").get("/api/backup-jobs", query_string={"client_id": cl["id"]}).json["items"]:
