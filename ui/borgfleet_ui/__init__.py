@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import api, auth, db, look, metrics, views, views_backup_job
 # The restore and recovery areas add their routes to api.bp and views.bp.
 from . import api_recovery, api_restore, views_pools, views_recovery, views_restore, views_servers  # noqa: F401
+from . import views_wizard  # noqa: F401  (the backup wizard, on views.bp)
 from .config import load_config, web_config
 
 # The pages load only their own static files: no inline script or style, no framing.
