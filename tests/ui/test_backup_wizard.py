@@ -135,6 +135,73 @@ def test_api_create_with_setup_queues_the_clients_setup(api, db, tmp_path):
         op.delete(f"/api/servers/{cl['id']}")
 
 
+def _logged_in(app, user):
+    c = app.test_client()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").get_data(as_text=True)).group(1)
+    assert c.post("/login", data={"username": user[0], "password": user[1], "csrf_token": csrf}).status_code == 302
+    return c, re.search(r'name="csrf-token" content="([^"]+)"', c.get("/").get_data(as_text=True)).group(1)
+
+
+def test_wizard_steps_without_javascript_refuse_as_the_api_does(app, api, db, users, tmp_path):
+    cl = api("admin").post("/api/servers", json={"name": "wiz-nojs", "role": "client", "connection": "local",
+                                                 "local_pool_path": str(tmp_path / "repos")}).json
+    c, csrf = _logged_in(app, users["operator"])
+    op, bid = api("operator"), None
+
+    def post(step, **form):
+        return c.post(f"/backup-jobs/new/{step}", data={"csrf_token": csrf, **form})
+
+    def error(resp):
+        assert resp.status_code == 400
+        return re.search(r'id="error">([^<]*)<', resp.get_data(as_text=True)).group(1)
+    try:
+        assert c.get("/backup-jobs/new/keep").headers["Location"].endswith("/backup-jobs/new/client")
+        assert c.get(f"/backup-jobs/new?client_id={cl['id']}").headers["Location"].endswith("/backup-jobs/new/what")
+        # The step's message is the one the API gives for the same backup.
+        refused = op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": "files", "paths": ["etc"],
+                                                    "passphrase": "p" * 10}).json["error"]
+        assert error(post("what", kind="paths", paths="etc")) == refused.replace("'", "&#39;")
+        assert post("what", kind="paths", path_preset="config", exclude_preset="tmp", paths="/opt/app\n").status_code == 302
+        assert post("where").headers["Location"].endswith("/backup-jobs/new/when")
+        # "Show next runs" renders the runs of what was typed and keeps nothing.
+        shown = post("when", schedule_preset="custom", cron="30 2 * * *", timezone="Europe/Berlin", action="preview")
+        assert shown.status_code == 200 and shown.get_data(as_text=True).count("<time datetime=") == 5
+        assert c.get("/backup-jobs/new/keep").headers["Location"].endswith("/backup-jobs/new/when")
+        assert error(post("when", schedule_preset="custom", cron="every night", timezone="UTC")) == \
+            "schedule &#39;every night&#39; is not a cron expression"
+        assert post("when", schedule_preset="custom", cron="30 2 * * *", timezone="Europe/Berlin").status_code == 302
+        assert "retention keeps nothing" in error(post("keep", retention_preset="custom", daily="0"))
+        assert post("keep", retention_preset="short").headers["Location"].endswith("/backup-jobs/new/passphrase")
+        page = c.get("/backup-jobs/new/passphrase").get_data(as_text=True)
+        generated = re.search(r'id="generated" name="generated" value="([^"]+)"', page).group(1)
+        assert c.get("/backup-jobs/new/passphrase").get_data(as_text=True).count(generated) == 0   # shown once
+
+        def create(**form):
+            return c.post("/backup-jobs/new/create", data={"csrf_token": csrf, "generated": generated, **form})
+        unticked = create(mode="generated")
+        assert "I have stored" in error(unticked) and generated in unticked.get_data(as_text=True)
+        assert error(create(mode="own", own="abcdefghij", own2="abcdefghiX", stored="1")) == \
+            "the two passphrases typed differ"
+        assert error(create(mode="own", own="short", own2="short", stored="1")) == \
+            "passphrase is required (8 to 1024 characters)"
+        done = create(mode="generated", stored="1")
+        assert done.status_code == 302 and generated not in done.headers["Location"]
+        setup_id = done.headers["Location"].rsplit("/", 1)[1]
+        (bj,) = op.get(f"/api/backup-jobs?client_id={cl['id']}").json["items"]
+        bid = bj["id"]
+        assert (bj["name"], bj["paths"], bj["exclude"]) == ("files", ["/etc", "/opt/app"], wizard.EXCLUDE_PRESETS["tmp"][1])
+        assert (bj["schedule"], bj["timezone"], bj["retention"]) == ("30 2 * * *", "Europe/Berlin", {"daily": 14})
+        assert dbm.query(db, "SELECT kind, server_id FROM jobs WHERE id=%s", (setup_id,), one=True) == \
+            {"kind": "setup", "server_id": cl["id"]}
+        op.post(f"/api/jobs/{setup_id}/cancel")   # no worker in this test
+        # The wizard is over: a new one starts at the client.
+        assert c.get("/backup-jobs/new/passphrase").headers["Location"].endswith("/backup-jobs/new/client")
+    finally:
+        if bid:
+            op.delete(f"/api/backup-jobs/{bid}")
+        op.delete(f"/api/servers/{cl['id']}")
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make ui-deps)")
 def test_wizard_backs_up_the_detected_postgresql(browser, web, users, api, db, start_worker, tmp_path):  # noqa: F811
     OUT.mkdir(parents=True, exist_ok=True)
