@@ -275,6 +275,10 @@ def test_wizard_backs_up_the_detected_postgresql(browser, web, users, api, db, s
         assert "the backups are lost" in page.inner_text("#passphrase-warning")
         assert page.is_checked("#mode-generated") and not page.is_checked("#stored")
         page.screenshot(path=str(OUT / "6-passphrase.png"), full_page=True)
+        page.click("#theme-toggle")
+        assert page.get_attribute("html", "data-bs-theme") == "dark"
+        page.screenshot(path=str(OUT / "6-passphrase-dark.png"), full_page=True)
+        page.click("#theme-toggle")
         page.check("#stored")
         page.click("#wizard-create")
 
