@@ -157,11 +157,16 @@ def test_wizard_steps_without_javascript_refuse_as_the_api_does(app, api, db, us
     try:
         assert c.get("/backup-jobs/new/keep").headers["Location"].endswith("/backup-jobs/new/client")
         assert c.get(f"/backup-jobs/new?client_id={cl['id']}").headers["Location"].endswith("/backup-jobs/new/what")
-        # The step's message is the one the API gives for the same backup.
+        # The step's message is the one the API gives for the same backup (created, or only checked).
         refused = op.post("/api/backup-jobs", json={"client_id": cl["id"], "name": "files", "paths": ["etc"],
                                                     "passphrase": "p" * 10}).json["error"]
+        draft = op.post("/api/backup-jobs/check-draft", json={"client_id": cl["id"], "name": "files", "paths": ["etc"]})
+        assert draft.status_code == 400 and draft.json["error"] == refused
+        draft = op.post("/api/backup-jobs/check-draft", json={"client_id": cl["id"], "name": "files", "paths": ["/etc"]})
+        assert draft.status_code == 200 and draft.json["repository"] == str(tmp_path / "repos" / "wiz-nojs" / "files")
         assert error(post("what", kind="paths", paths="etc")) == refused.replace("'", "&#39;")
-        assert post("what", kind="paths", path_preset="config", exclude_preset="tmp", paths="/opt/app\n").status_code == 302
+        assert post("what", kind="paths", path_preset="config", exclude_preset="tmp",
+                    paths="/opt/app\n").status_code == 302
         assert post("where").headers["Location"].endswith("/backup-jobs/new/when")
         # "Show next runs" renders the runs of what was typed and keeps nothing.
         shown = post("when", schedule_preset="custom", cron="30 2 * * *", timezone="Europe/Berlin", action="preview")
@@ -189,7 +194,8 @@ def test_wizard_steps_without_javascript_refuse_as_the_api_does(app, api, db, us
         setup_id = done.headers["Location"].rsplit("/", 1)[1]
         (bj,) = op.get(f"/api/backup-jobs?client_id={cl['id']}").json["items"]
         bid = bj["id"]
-        assert (bj["name"], bj["paths"], bj["exclude"]) == ("files", ["/etc", "/opt/app"], wizard.EXCLUDE_PRESETS["tmp"][1])
+        assert (bj["name"], bj["paths"], bj["exclude"]) == \
+            ("files", ["/etc", "/opt/app"], wizard.EXCLUDE_PRESETS["tmp"][1])
         assert (bj["schedule"], bj["timezone"], bj["retention"]) == ("30 2 * * *", "Europe/Berlin", {"daily": 14})
         assert dbm.query(db, "SELECT kind, server_id FROM jobs WHERE id=%s", (setup_id,), one=True) == \
             {"kind": "setup", "server_id": cl["id"]}

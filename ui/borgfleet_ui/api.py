@@ -221,6 +221,16 @@ def bj_create():
     return jsonify(dict(bj, setup_job_id=job_id)), 201
 
 
+@bp.post("/backup-jobs/check-draft")
+@role("operator")
+def bj_check_draft():
+    """A backup job's data checked as POST /backup-jobs checks it, the passphrase apart (the backup
+    wizard's step check), nothing saved: the backup as the collection resolves it."""
+    resolved = fleet.backup_jobs.check_draft(get_db(), body())
+    return jsonify({k: resolved[k] for k in ("name", "repository", "local", "pool", "paths", "exclude",
+                                             "compression", "retention")})
+
+
 @bp.get("/schedules/next-runs")
 @role("viewer")
 def schedules_next_runs():

@@ -42,6 +42,10 @@ ROUTES = [
     ("get", "/api/backup-jobs", "viewer", "List backup jobs (paginated; ?client_id=)", None, 200, _LIST),
     ("post", "/api/backup-jobs", "operator", "Define a backup (and its repository); with setup: true the client's"
      " setup is queued too (it creates the repository), its job id returned as setup_job_id", "BackupJob", 201, None),
+    ("post", "/api/backup-jobs/check-draft", "operator", "Check a backup job as POST /api/backup-jobs would,"
+     " the passphrase apart, saving nothing (the backup wizard's steps): {name, repository, local, pool, paths,"
+     " exclude, compression, retention} as the collection resolves them, or 400 with the same message",
+     "BackupJob", 200, None),
     ("get", "/api/schedules/next-runs", "viewer", "The next runs of ?cron= in ?timezone= (default UTC) as the"
      " scheduler computes them (DST-aware): {cron, timezone, runs: [{utc, local (ISO 8601 with the zone's offset),"
      " text, utc_text}]}; ?count=1..50 (5), ?after= ISO 8601 time (now); 400 for a bad cron or zone", None, 200,
