@@ -208,6 +208,35 @@ def test_wizard_steps_without_javascript_refuse_as_the_api_does(app, api, db, us
         op.delete(f"/api/servers/{cl['id']}")
 
 
+def test_wizard_where_offers_the_pools_of_the_clients_backup_server(app, api, users):
+    admin, op = api("admin"), api("operator")
+    bs = admin.post("/api/servers", json={"name": "wiz-bs", "role": "backup_server", "address": "192.0.2.7",
+                                          "pools": [{"name": "main", "path": "/srv/borg"},
+                                                    {"name": "big", "path": "/srv/big"}]}).json
+    other = admin.post("/api/servers", json={"name": "wiz-bs2", "role": "backup_server", "address": "192.0.2.8",
+                                             "pools": [{"name": "main", "path": "/srv/borg"}]}).json
+    cl = admin.post("/api/servers", json={"name": "wiz-remote", "role": "client", "address": "192.0.2.9",
+                                          "backup_server_id": bs["id"]}).json
+    pools = {p["name"]: p["id"] for p in op.get(f"/api/storage-pools?server_id={bs['id']}").json["items"]}
+    (foreign,) = op.get(f"/api/storage-pools?server_id={other['id']}").json["items"]
+    c, csrf = _logged_in(app, users["operator"])
+    try:
+        c.get(f"/backup-jobs/new?client_id={cl['id']}")
+        assert c.post("/backup-jobs/new/what", data={"csrf_token": csrf, "kind": "paths",
+                                                     "path_preset": "home"}).status_code == 302
+        page = c.get("/backup-jobs/new/where").get_data(as_text=True)
+        assert re.findall(r'data-name="(\w+)"', page) == ["main", "big"] and "wiz-bs" in page
+        refused = c.post("/backup-jobs/new/where", data={"csrf_token": csrf, "pool_id": foreign["id"]})
+        assert refused.status_code == 400 and "pool_id must be a pool of the client&#39;s backup server" in \
+            refused.get_data(as_text=True)
+        assert c.post("/backup-jobs/new/where", data={"csrf_token": csrf, "pool_id": pools["big"]}).status_code == 302
+        page = c.get("/backup-jobs/new/where").get_data(as_text=True)
+        assert "ssh://borg@192.0.2.7:22/srv/big/wiz-remote/files</code>" in page
+    finally:
+        for sid in (cl["id"], bs["id"], other["id"]):
+            op.delete(f"/api/servers/{sid}")
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make ui-deps)")
 def test_wizard_backs_up_the_detected_postgresql(browser, web, users, api, db, start_worker, tmp_path):  # noqa: F811
     OUT.mkdir(parents=True, exist_ok=True)
