@@ -30,6 +30,10 @@ ACCESS = {
     "api.bj_create": "operator", "api.bj_update": "operator", "api.bj_delete": "operator",
     "api.bj_run": "operator", "api.bj_verify": "operator", "api.bj_refresh": "operator",
     "api.bj_prune": "operator", "api.bj_prune_preview": "operator", "api.bj_check": "operator",
+    "api.schedules_next_runs": "viewer", "api.bj_check_draft": "operator",
+    # The backup wizard: operators only (it ends by creating a backup job).
+    "pages.bj_wizard_start": "operator", "pages.bj_wizard": "operator", "pages.bj_wizard_post": "operator",
+    "pages.bj_wizard_reload": "operator", "pages.bj_wizard_create": "operator",
     "api.archives_list": "viewer", "api.archives_get": "viewer", "api.archives_delete": "operator",
     "api.jobs_list": "viewer", "api.jobs_get": "viewer", "api.jobs_log": "viewer", "api.jobs_cancel": "operator",
     "api.settings_get": "viewer", "api.settings_put": "admin",

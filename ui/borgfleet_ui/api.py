@@ -1,4 +1,5 @@
 """REST API under /api (JSON). Documented in openapi.json, served at /api/openapi.json."""
+from datetime import datetime, timezone
 
 from flask import Blueprint, g, jsonify, request
 from werkzeug.datastructures import MultiDict
@@ -237,7 +238,41 @@ def bj_list():
 @bp.post("/backup-jobs")
 @role("operator")
 def bj_create():
-    return jsonify(fleet.backup_jobs.create_backup_job(get_db(), get_redis(), body())), 201
+    data = body()
+    setup = data.pop("setup", False)
+    if not isinstance(setup, bool):
+        raise fleet.Invalid("setup must be true or false")
+    if not setup:
+        return jsonify(fleet.backup_jobs.create_backup_job(get_db(), get_redis(), data)), 201
+    # The client's setup queued too: it creates the repository (the backup wizard does the same).
+    bj, job_id = fleet.backup_jobs.create_and_set_up(get_db(), get_redis(), data, g.user["username"])
+    return jsonify(dict(bj, setup_job_id=job_id)), 201
+
+
+@bp.post("/backup-jobs/check-draft")
+@role("operator")
+def bj_check_draft():
+    """A backup job's data checked as POST /backup-jobs checks it, the passphrase apart (the backup
+    wizard's step check), nothing saved: the backup as the collection resolves it."""
+    resolved = fleet.backup_jobs.check_draft(get_db(), body())
+    return jsonify({k: resolved[k] for k in ("name", "repository", "local", "pool", "paths", "exclude",
+                                             "compression", "retention")})
+
+
+@bp.get("/schedules/next-runs")
+@role("viewer")
+def schedules_next_runs():
+    """The next runs of ?cron= in ?timezone= (UTC), as the scheduler computes them (the backup wizard)."""
+    cron, tz = request.args.get("cron", ""), request.args.get("timezone") or "UTC"
+    count = fleet.common.int_between(request.args.get("count", 5), "count", 1, 50)
+    after = request.args.get("after")
+    if after:
+        try:
+            after = datetime.fromisoformat(after.replace("Z", "+00:00"))
+        except ValueError:
+            raise fleet.Invalid("after must be an ISO 8601 time") from None
+        after = after if after.tzinfo else after.replace(tzinfo=timezone.utc)   # naive: UTC
+    return jsonify(cron=cron, timezone=tz, runs=fleet.wizard.run_times(cron, tz, count, after or None))
 
 
 @bp.get("/backup-jobs/<int:bid>")

@@ -94,7 +94,16 @@ ROUTES = [
      _JOB),
     ("get", "/api/backup-jobs", "viewer",
      "List backup jobs (paginated; sort and filter: ?sort=&order=&q=&client_id=&enabled=)", None, 200, _LIST),
-    ("post", "/api/backup-jobs", "operator", "Define a backup (and its repository)", "BackupJob", 201, None),
+    ("post", "/api/backup-jobs", "operator", "Define a backup (and its repository); with setup: true the client's"
+     " setup is queued too (it creates the repository), its job id returned as setup_job_id", "BackupJob", 201, None),
+    ("post", "/api/backup-jobs/check-draft", "operator", "Check a backup job as POST /api/backup-jobs would,"
+     " the passphrase apart, saving nothing (the backup wizard's steps): {name, repository, local, pool, paths,"
+     " exclude, compression, retention} as the collection resolves them, or 400 with the same message",
+     "BackupJob", 200, None),
+    ("get", "/api/schedules/next-runs", "viewer", "The next runs of ?cron= in ?timezone= (default UTC) as the"
+     " scheduler computes them (DST-aware): {cron, timezone, runs: [{utc, local (ISO 8601 with the zone's offset),"
+     " text, utc_text}]}; ?count=1..50 (5), ?after= ISO 8601 time (now); 400 for a bad cron or zone", None, 200,
+     None),
     ("get", "/api/backup-jobs/{id}", "viewer", "One backup job (passphrase never returned)", None, 200, None),
     ("put", "/api/backup-jobs/{id}", "operator", "Change a backup job", "BackupJob", 200, None),
     ("delete", "/api/backup-jobs/{id}", "operator", "Remove a backup job from the service", None, 204, None),
@@ -273,7 +282,9 @@ SCHEMAS = {
                            " (only with a retention)"},
         "check_schedule": {"type": "string", "nullable": True, "description": "cron expression for check.yml"},
         "check_scope": {"type": "string", "enum": ["all", "repository", "archives"]},
-        "check_verify_data": {"type": "boolean", "description": "borg check --verify-data (reads every chunk)"}}},
+        "check_verify_data": {"type": "boolean", "description": "borg check --verify-data (reads every chunk)"},
+        "setup": {"type": "boolean", "default": False, "writeOnly": True,
+                  "description": "POST only: queue the client's setup too (creates the repository)"}}},
     "RetentionPreview": {"type": "object", "properties": {
         "retention": {"type": "object", "description": "as a backup's retention; absent: the saved one"}}},
     "CheckOptions": {"type": "object", "properties": {

@@ -11,7 +11,7 @@ from .. import queue as q
 from .. import secret_store
 from ..contract import contract
 from ..db import execute, query
-from . import runs
+from . import runs, servers
 from .common import Invalid, ListArgs, Listing, NotFound, about, by_contract, field, list_query
 from .pools import backup_server_vars
 
@@ -82,22 +82,61 @@ def next_run(schedule, tz, after=None):
     return nxt.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def _bj_fields(db, data, cur=None):
+def next_runs(schedule, tz, count=5, after=None):
+    """The next `count` due times (naive UTC) of a schedule, each found by next_run from the one
+    before it, as the scheduler finds them; the schedule and time zone checked as a backup job's."""
+    check_cron(schedule, "schedule", required=True)
+    check_timezone(tz)
+    out, t = [], after or datetime.now(timezone.utc)
+    for _ in range(count):
+        nxt = next_run(schedule, tz, t)
+        out.append(nxt)
+        t = nxt.replace(tzinfo=timezone.utc)
+    return out
+
+
+def check_timezone(tz):
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise Invalid(f"unknown time zone {tz!r}", "timezone") from None
+    return tz
+
+
+def check_cron(value, key, required=False):
+    """A cron expression, or None for "" and null (no schedule) unless required."""
+    if value in (None, "") and not required:
+        return None
+    if not isinstance(value, str) or not croniter.is_valid(value):
+        raise Invalid(f"{key} {value!r} is not a cron expression", key)
+    return value
+
+
+def get_client(db, client_id):
+    """The server row of a backup job's client."""
+    client = query(db, "SELECT * FROM servers WHERE id=%s", (client_id,), one=True)
+    if not client or client["role"] != "client":
+        raise Invalid("client_id must name a client", "client_id")
+    return client
+
+
+def _bj_fields(db, data, cur=None, draft=False):
     """Validated columns of a backup job, its client row and the backup as the collection resolves it.
-    A refusal names the field it is about (Invalid.field) where there is one."""
+    A refusal names the field it is about (Invalid.field) where there is one. draft: everything but
+    the passphrase, which the backup wizard asks last (no column for it then)."""
     cur = cur or {}
     out = {}
     with about("client_id"):
         out["client_id"] = field(data, "client_id", cur.get("client_id"), required=True)
-        client = query(db, "SELECT * FROM servers WHERE id=%s", (out["client_id"],), one=True)
-        if not client or client["role"] != "client":
-            raise Invalid("client_id must name a client")
+        client = get_client(db, out["client_id"])
     with about("name"):
         name = field(data, "name", cur.get("name"), required=True)
         by_contract(contract.check_backup_name, name, client["name"])
     passphrase = data.get("passphrase")
     with about("passphrase"):
-        if passphrase is None and cur.get("passphrase"):
+        if draft:
+            passphrase = "(asked last)"
+        elif passphrase is None and cur.get("passphrase"):
             out["passphrase"] = cur["passphrase"]   # unchanged: the stored (encrypted) value stays
         else:
             if not isinstance(passphrase, str) or not 8 <= len(passphrase) <= 1024:
@@ -140,13 +179,11 @@ def _bj_fields(db, data, cur=None):
     out["exclude_json"] = json.dumps(resolved["exclude"])
     out["compression"] = resolved["compression"]
     out["retention_json"] = json.dumps(retention) if retention is not None else None
-    schedule = _cron(data, cur, "schedule")
-    tz = field(data, "timezone", cur.get("timezone", "UTC"))
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise Invalid(f"unknown time zone {tz!r}", "timezone") from None
-    out["schedule"], out["timezone"] = schedule, tz
+    schedule = field(data, "schedule", cur.get("schedule"))
+    tz = check_timezone(field(data, "timezone", cur.get("timezone", "UTC")))
+    # "" clears a schedule (null keeps the current one, as for every field).
+    out["schedule"], out["timezone"] = check_cron(schedule, "schedule"), tz
+    schedule = out["schedule"]
     out["enabled"] = bool(field(data, "enabled", cur.get("enabled", True)))
     out["next_run_at"] = next_run(schedule, tz) if schedule and out["enabled"] else None
     verify = _cron(data, cur, "verify_schedule")
@@ -170,10 +207,7 @@ def _bj_fields(db, data, cur=None):
 
 def _cron(data, cur, key):
     """A cron column: "" clears it, null keeps the current value."""
-    value = field(data, key, cur.get(key))
-    if value not in (None, "") and (not isinstance(value, str) or not croniter.is_valid(value)):
-        raise Invalid(f"{key} {value!r} is not a cron expression", key)
-    return value or None
+    return check_cron(field(data, key, cur.get(key)), key)
 
 
 CHECK_SCOPES = ("all", "repository", "archives")   # roles/check borgfleet_check_scope
@@ -215,11 +249,23 @@ def _resolve_backup(db, client, backup):
     return by_contract(contract.resolve_backups, [backup], client["name"], hostvars, [server["name"]])[0]
 
 
+def _name_free(db, client, name):
+    if query(db, "SELECT id FROM backup_jobs WHERE client_id=%s AND name=%s", (client["id"], name), one=True):
+        raise Invalid(f"{client['name']} already has a backup named {name}", "name")
+
+
+def check_draft(db, data):
+    """What create_backup_job checks, but the passphrase (the backup wizard checks each step with it):
+    the backup as the collection resolves it (its repository, pool, paths...)."""
+    f, client, resolved = _bj_fields(db, data, draft=True)
+    _name_free(db, client, f["name"])
+    return resolved
+
+
 def create_backup_job(db, r, data, dry_run=False):
     """Add a backup job (and its repository row); dry_run: only judge `data` (nothing written, None)."""
     f, client, resolved = _bj_fields(db, data)
-    if query(db, "SELECT id FROM backup_jobs WHERE client_id=%s AND name=%s", (f["client_id"], f["name"]), one=True):
-        raise Invalid(f"{client['name']} already has a backup named {f['name']}", "name")
+    _name_free(db, client, f["name"])
     if dry_run:
         return None
     cols = list(f)
@@ -231,6 +277,13 @@ def create_backup_job(db, r, data, dry_run=False):
     execute(db, "UPDATE servers SET setup_status='needs setup' WHERE id=%s", (f["client_id"],))
     q.wake_scheduler(r)
     return get_backup_job(db, bj_id)
+
+
+def create_and_set_up(db, r, data, user):
+    """create_backup_job, then the setup of its client queued at once (setup.yml creates the
+    repository, so the backup can run without a separate step): (backup job, setup job id)."""
+    bj = create_backup_job(db, r, data)
+    return bj, servers.setup_server(db, r, bj["client_id"], user)
 
 
 def update_backup_job(db, r, bj_id, data, dry_run=False):

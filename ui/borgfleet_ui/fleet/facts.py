@@ -54,32 +54,54 @@ def capabilities(db, server_id):
     return {"detected_at": row["detected_at"], "data": json.loads(row["data_json"])} if row else None
 
 
+# Where Debian keeps the MariaDB maintenance login (capabilities.mysql.auth.debian_cnf).
+DEBIAN_CNF = "/etc/mysql/debian.cnf"
+
+
 def databases(caps):
     """The databases a detection found, one flat row each, as the server page and the backup wizard
     list them: engine, version, where (cluster / port / socket), datadir, running, which login works
-    (never a password) and the storage under its datadir (snapshot capable or why not)."""
+    (never a password) and the storage under its datadir (snapshot capable or why not); key names
+    the row, entry is the `databases` entry of a backup of it (docs/contract.md) with the login
+    detection found working, its method left to choose."""
     out = []
     if not caps:
         return out
     my = caps.get("mysql") or {}
     if my.get("server_installed"):
         auth = my.get("auth") or {}
-        out.append({"engine": my.get("flavor") or "mysql", "version": my.get("server_version") or my.get("version"),
+        engine = my.get("flavor") or "mysql"
+        entry = {"engine": engine}
+        if auth.get("method") == "socket" and my.get("socket"):
+            entry["login_unix_socket"] = my["socket"]
+        elif auth.get("method") == "debian_cnf":
+            entry["defaults_file"] = DEBIAN_CNF
+        out.append({"key": engine, "engine": engine, "version": my.get("server_version") or my.get("version"),
                     "where": my.get("socket") or (f"port {my['port']}" if my.get("port") else ""),
                     "datadir": my.get("datadir"), "running": my.get("running"),
-                    "login": auth.get("method"), "storage": my.get("storage")})
+                    "login": auth.get("method"), "storage": my.get("storage"), "entry": entry})
     pg = caps.get("postgresql") or {}
     for c in pg.get("clusters") or []:
-        out.append({"engine": "postgresql", "version": c.get("version"),
+        entry = {"engine": "postgresql"}
+        for key, value in (("login_port", c.get("port")), ("login_unix_socket", c.get("socket_directory")),
+                           ("os_user", c.get("owner"))):
+            if value:
+                entry[key] = value
+        out.append({"key": f"postgresql-{c.get('version')}-{c.get('name')}", "engine": "postgresql",
+                    "version": c.get("version"),
                     "where": f"cluster {c.get('version')}/{c.get('name')}, port {c.get('port')}",
                     "datadir": c.get("data_directory"), "running": c.get("status") == "online",
                     "login": "peer" if c.get("peer_auth") else None, "storage": c.get("storage"),
-                    "cluster": f"{c.get('version')}/{c.get('name')}", "port": c.get("port")})
+                    "cluster": f"{c.get('version')}/{c.get('name')}", "port": c.get("port"), "entry": entry})
     mongo = caps.get("mongodb") or {}
     if mongo.get("server_installed"):
-        out.append({"engine": "mongodb", "version": mongo.get("version"), "where": f"port {mongo.get('port')}",
+        entry = {"engine": "mongodb"}
+        if mongo.get("port"):
+            entry["login_port"] = mongo["port"]
+        out.append({"key": "mongodb", "engine": "mongodb", "version": mongo.get("version"),
+                    "where": f"port {mongo.get('port')}",
                     "datadir": mongo.get("datadir"), "running": mongo.get("running"), "login": None,
-                    "storage": mongo.get("storage")})
+                    "storage": mongo.get("storage"), "entry": entry})
     return out
 
 

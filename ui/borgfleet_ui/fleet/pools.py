@@ -130,11 +130,12 @@ def full_in_days(free_bytes, growth):
     return free_bytes / growth
 
 
-def usage(db):
-    """Every analysed pool: its newest analysis (capacity, used, free, repositories with borg's
-    figures), whether it is above the warning threshold, its growth a day and "full in N days"."""
+def usage(db, server_id=None):
+    """Every analysed pool (or a server's): its newest analysis (capacity, used, free, repositories with
+    borg's figures), whether it is above the warning threshold, its growth a day and "full in N days"."""
     rows = query(db, "SELECT l.*, s.name AS server_name, s.role AS server_role FROM pool_latest l"
-                     " JOIN servers s ON s.id=l.server_id ORDER BY s.name, l.pool_name")
+                     " JOIN servers s ON s.id=l.server_id" + (" WHERE l.server_id=%s" if server_id else "")
+                 + " ORDER BY s.name, l.pool_name", (server_id,) if server_id else ())
     out = []
     for row in rows:
         pool = json.loads(row["data_json"])
