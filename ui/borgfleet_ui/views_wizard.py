@@ -15,8 +15,8 @@ from .auth import role
 from .contract import contract
 from .db import get_db, get_redis
 from .fleet import wizard as wz
+from .forms import retention_of
 from .views import bp
-from .views_backup_job import _form_retention
 
 STEPS = (("client", "Client"), ("what", "What"), ("where", "Where"), ("when", "When"), ("keep", "Keep"),
          ("passphrase", "Passphrase"))
@@ -177,7 +177,7 @@ def _form_step(db, step, state, f):
         state["retention_preset"] = preset
         if preset == "custom":
             # The fields as typed, read as the backup job page reads them; the contract judges them.
-            state["retention"] = _form_retention()
+            state["retention"] = retention_of(request.form)
         else:
             state["retention"] = (wz.RETENTION_PRESETS.get(preset) or (None, None))[1]
 
