@@ -144,8 +144,9 @@ def clients_text(entries):
 def split(text):
     """(lines without grants, grants) of a file: each grant {client, id, expires, path, public_key}.
 
-    A grant counts only as grant_block() writes it: records of one client, then its line; any
-    other shape (a hand edit) is dropped, never carried over.
+    A grant counts only as grant_block() writes it: records of one client, then its line holding
+    each recorded path; any other shape (a hand edit) is dropped with the line in its place, never
+    carried over. Other lines are kept as they are.
     """
     kept, grants, records = [], [], []
     for line in (text or "").splitlines():
@@ -162,8 +163,8 @@ def split(text):
                 records = []
                 continue
             records = []
-            if match:
-                continue  # a grant line under broken records: dropped with them
+            if line.strip() and not line.startswith("#"):
+                continue  # the line in a broken grant's place goes with its records
         kept.append(line)
     return kept, grants
 
@@ -238,8 +239,8 @@ def new_grant(lines, grants, client, public_key, paths, hours, now_epoch, grant_
     now = utc(now_epoch)
     for other, (other_key, _dirs) in own_lines(lines).items():
         if other != client and key_id(other_key) == key_id(key):
-            _fail("grant for client %r: its key (%s) is client %r's key on this server; a grant would reach "
-                  "that client too" % (client, key_fingerprint(key), other))
+            _fail("grant for client %r: its key (%s) is the key of client %r on this server; a grant would "
+                  "reach that client too" % (client, key_fingerprint(key), other))
     for grant in grants:
         if grant["expires"] > now and key_id(grant["public_key"]) == key_id(key) and grant["client"] != client:
             _fail("grant for client %r: its key (%s) holds a grant of client %r" % (client, key_fingerprint(key),
