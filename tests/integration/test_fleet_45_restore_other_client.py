@@ -48,6 +48,12 @@ def test_restore_onto_another_client_through_a_grant_that_is_revoked(fleet, back
     assert refused(fleet, "client1", "etc", key_of="client2")
     assert fleet.repo("client2", "home").archive_names()
 
+    # Searching its archives from client2 goes through a grant too.
+    r = fleet.play("search.yml", extra_vars={"borgfleet_restore_hosts": "client2", "borgfleet_restore_source": "client1",
+                                             "borgfleet_backup": "etc", "borgfleet_search_path": "*/data/sub"})
+    assert r.rc == 0 and "change: added" in r.output, r
+    assert keys_file(fleet) == before
+
     # A restore that fails (no such archive) revokes too.
     r = fleet.play("restore_anywhere.yml", extra_vars=dict(ev, borgfleet_archive="etc-no-such-archive"))
     assert r.rc != 0 and "etc-no-such-archive" in r.output, r
