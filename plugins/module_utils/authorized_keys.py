@@ -243,8 +243,8 @@ def new_grant(lines, grants, client, public_key, paths, hours, now_epoch, grant_
                   "reach that client too" % (client, key_fingerprint(key), other))
     for grant in grants:
         if grant["expires"] > now and key_id(grant["public_key"]) == key_id(key) and grant["client"] != client:
-            _fail("grant for client %r: its key (%s) holds a grant of client %r" % (client, key_fingerprint(key),
-                                                                                  grant["client"]))
+            _fail("grant for client %r: its key (%s) holds a grant of client %r"
+                  % (client, key_fingerprint(key), grant["client"]))
         if grant["expires"] > now and grant["client"] == client and key_id(grant["public_key"]) != key_id(key):
             _fail("grant for client %r: it holds a grant with another key (%s) until %s; revoke it first"
                   % (client, key_fingerprint(grant["public_key"]), grant["expires"]))

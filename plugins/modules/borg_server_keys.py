@@ -10,11 +10,11 @@ DOCUMENTATION = r'''
 module: borg_server_keys
 short_description: A backup server's authorized_keys - client lines and temporary grants
 description:
-  - Writes the borg user's authorized_keys on a backup server: one forced-command line per client
+  - Writes the borg user's authorized_keys on a backup server, one forced-command line per client
     (C(command="borg serve --restrict-to-path <pool>/<client> ...",restrict <key>)), and temporary grants
     that let a client's key read one more repository (another client's, to restore onto this client).
   - A grant is a line above the client's own line, with the client's own directories, the granted
-    repository and C(expiry-time): sshd uses the first matching line that has not expired, so the grant
+    repository and C(expiry-time). sshd uses the first matching line that has not expired, so the grant
     ends at the latest when it expires, even if nothing revokes it. Each grant is recorded in the file.
   - Every change happens under an exclusive lock (C(<path>.lock)), so that setup and grants or
     revocations running at the same time never lose each other's lines. Expired grants are dropped at
@@ -32,7 +32,7 @@ options:
     required: true
   owner:
     description:
-      - The borg user: the file is owned by it and its primary group, mode C(0600). Default the current owner.
+      - The borg user, who owns the file (with its primary group, mode C(0600)). Default the current owner.
     type: str
   clients:
     description:
@@ -43,7 +43,7 @@ options:
     elements: dict
   grant:
     description:
-      - Add a grant; its id is returned in RV(grant_id).
+      - Add a grant. Its id is returned in RV(grant_id).
     type: dict
     suboptions:
       client:
