@@ -12,30 +12,19 @@ tests/unit/test_filter_backups.py.
 from __future__ import annotations
 
 import functools
-import re
 
 try:
     from ansible.errors import AnsibleFilterError
 except ImportError:  # pragma: no cover - the unit tests always have ansible-core
     AnsibleFilterError = ValueError
 
-from ansible_collections.borgfleet.backup.plugins.module_utils import contract
+from ansible_collections.borgfleet.backup.plugins.module_utils import authorized_keys, contract
 from ansible_collections.borgfleet.backup.plugins.module_utils.contract import DEFAULT_LOCAL_POOL_PATH, PRIVATE_KEYS, ContractError
 
-SSH_KEY_TYPES = (
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-)
-# base64 body of an OpenSSH public key, and an optional plain comment.
-_KEY_BODY_RE = re.compile(r"[A-Za-z0-9+/]+={0,3}\Z")
-_KEY_COMMENT_RE = re.compile(r"[A-Za-z0-9@._:+-]*\Z")
+# The file's format is module_utils/authorized_keys.py's (the server module writes it too).
+SSH_KEY_TYPES = authorized_keys.SSH_KEY_TYPES
 # The marker the server role writes above each client's authorized_keys line.
-AUTHORIZED_KEYS_MARKER = "# borgfleet client: "
+AUTHORIZED_KEYS_MARKER = authorized_keys.CLIENT_MARKER
 
 
 def _fail(msg):
@@ -60,37 +49,11 @@ resolve_backups = _filter(contract.resolve_backups)
 run_retention = _filter(contract.run_retention)
 known_hosts_name = contract.known_hosts_name
 public_backups = contract.public_backups
-
-
-def validate_public_key(key, owner="client"):
-    """Return the key as one clean line, or fail: one line, known type, no options."""
-    if not isinstance(key, str):
-        _fail("%s: public key must be a string, got %r" % (owner, type(key).__name__))
-    text = key.strip()
-    if not text:
-        _fail("%s: public key is empty" % owner)
-    if "\n" in text or "\r" in text or "\0" in text:
-        _fail("%s: public key must be a single line" % owner)
-    fields = text.split()
-    if fields[0] not in SSH_KEY_TYPES:
-        _fail("%s: public key must start with a key type (%s), not options or %r"
-              % (owner, ", ".join(SSH_KEY_TYPES), fields[0][:40]))
-    if len(fields) < 2 or not _KEY_BODY_RE.match(fields[1]):
-        _fail("%s: public key has no valid base64 body" % owner)
-    # The body names its own type first (SSH wire format): a mangled copy fails here, for
-    # this client alone, instead of failing ssh-keygen on the server's whole file.
-    if not _key_blob(fields[1]).startswith(len(fields[0]).to_bytes(4, "big") + fields[0].encode()):
-        _fail("%s: public key body is not a %s key" % (owner, fields[0]))
-    comment = fields[2:]
-    if len(comment) > 1 or (comment and not _KEY_COMMENT_RE.match(comment[0])):
-        # A comment with quotes or spaces could smuggle nothing into sshd, but the
-        # line is ours: keep it predictable.
-        _fail("%s: public key comment must be a single plain word" % owner)
-    return " ".join(fields)
+validate_public_key = _filter(authorized_keys.validate_public_key)
 
 
 # A line exactly as authorized_keys_line() writes it: restricted borg serve, then the key.
-_AUTHORIZED_LINE_RE = re.compile(r'command="borg serve(?P<restrict>(?: --restrict-to-path [^ "]+)+)",restrict (?P<key>\S+ \S+(?: \S+)?)\Z')
+_AUTHORIZED_LINE_RE = authorized_keys.CLIENT_LINE_RE
 
 
 def parse_authorized_entries(text):
@@ -123,27 +86,8 @@ def parse_authorized_keys(text):
     return {client: entry["public_key"] for client, entry in parse_authorized_entries(text).items()}
 
 
-def _key_blob(body):
-    """The bytes of a public key's base64 body (b'' if it does not decode)."""
-    import base64  # only the key functions need it
-    import binascii
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        return b""
-
-
-def key_fingerprint(key):
-    """The SHA256 fingerprint `ssh-keygen -l` shows for a validated public key."""
-    import base64
-    import hashlib
-    digest = hashlib.sha256(_key_blob(key.split()[1])).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def _key_id(key):
-    """What sshd matches a login against: key type and blob, not the comment."""
-    return " ".join(key.split()[:2])
+key_fingerprint = authorized_keys.key_fingerprint
+_key_id = authorized_keys.key_id
 
 
 def _message(err):
@@ -274,8 +218,7 @@ def server_clients(hostvars, clients, server, backup_servers=None, existing_auth
 
 def authorized_keys_line(entry):
     """The forced-command line for one client of server_clients()."""
-    restrict = "".join(" --restrict-to-path %s" % d for d in entry["client_dirs"])
-    return 'command="borg serve%s",restrict %s' % (restrict, entry["public_key"])
+    return authorized_keys.client_line(entry["client_dirs"], entry["public_key"])
 
 
 def verifiable_backups(backups):

@@ -1,9 +1,12 @@
 """Restore and instant recovery on another host than the one backed up: a backup server and a
-recovery host on loopback sshd; the recovery host reads the client's repository with its own key,
-which the server restricts to that client's path (borg serve --restrict-to-path)."""
+recovery host on loopback sshd; the recovery host reads the client's repository with its own key.
+A restore, browse or search gets a temporary grant on the server for that (restore_anywhere.yml);
+instant recovery still needs the key authorised by hand (borg serve --restrict-to-path)."""
 import filecmp
 import json
 import os
+import re
+import secrets
 import subprocess
 import tempfile
 from pathlib import Path
@@ -30,11 +33,16 @@ def remote(test_root, sshd_factory, controller, pg_crashed):
     server, target = sshd_factory("ir-server"), sshd_factory("ir-target")
     pool = root / "pool"
     (pool / "db1").mkdir(parents=True)
-    # The recovery host's own key, restricted by the server to db1's repositories.
+    # The server's borg user (a unique name: the machine is shared), with an empty authorized_keys:
+    # the recovery host's key is authorised only by a grant (restore) or by hand (instant recovery).
+    user, home = f"bfr{secrets.token_hex(3)}", root / "borg-home"
+    subprocess.run(["useradd", "--system", "--home-dir", str(home), "--create-home", "--shell", "/bin/sh",
+                    "--password", "*", user], check=True, capture_output=True)
+    (home / ".ssh").mkdir(mode=0o700)
+    (home / ".ssh" / "authorized_keys").touch(mode=0o600)
+    # The recovery host's own key.
     key = root / "target_key"
     pub = keygen(key, comment="recovery-host")
-    with open(server.dir / "root_keys", "a") as f:
-        f.write(f'command="borg serve --restrict-to-path {pool}/db1",restrict {pub}\n')
     known = root / "target_known_hosts"
     known.write_text(server.known_hosts_line + "\n")
     files = root / "files"
@@ -48,6 +56,7 @@ def remote(test_root, sshd_factory, controller, pg_crashed):
                        capture_output=True)
         subprocess.run(["borg", "create", f"{pool}/db1/{name}::{name}-2026-11-25T02:00:00", str(path)], env=env,
                        check=True)
+    subprocess.run(["chown", "-R", f"{user}:{user}", str(pool), str(home)], check=True)
     inv = {"all": {
         "vars": {"ansible_user": "root", "ansible_python_interpreter": "/usr/bin/python3",
                  "ansible_ssh_private_key_file": str(controller.key),
@@ -55,7 +64,8 @@ def remote(test_root, sshd_factory, controller, pg_crashed):
                                             "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"},
         "children": {
             "backup_servers": {"hosts": {"server1": {
-                "ansible_host": server.address, "ansible_port": server.port, "borgfleet_server_user": "root",
+                "ansible_host": server.address, "ansible_port": server.port, "borgfleet_server_user": user,
+                "borgfleet_server_user_home": str(home),
                 "borgfleet_storage_pools": [{"name": "main", "path": str(pool)}]}}},
             # db1 was backed up; it is not even reachable - only its inventory is used.
             "clients": {"hosts": {"db1": {
@@ -71,11 +81,27 @@ def remote(test_root, sshd_factory, controller, pg_crashed):
     inventory = root / "inventory.yml"
     inventory.write_text(yaml.safe_dump(inv))
     inventory.chmod(0o600)
-    url = f"ssh://root@{server.address}:{server.port}{pool}"
-    return dict(root=root, inventory=inventory, files=files, key=key, known=known, url=url)
+    url = f"ssh://{user}@{server.address}:{server.port}{pool}"
+    yield dict(root=root, inventory=inventory, files=files, key=key, pub=pub, known=known, url=url, pool=pool,
+               authorized_keys=home / ".ssh" / "authorized_keys")
+    subprocess.run(["userdel", user], capture_output=True)
 
 
-def test_restore_onto_another_host_with_its_own_restricted_key(remote, ansible_control_dir):
+def refused(remote, repository):
+    """True if the recovery host's key is refused on this repository by the server's forced command."""
+    repo = BorgRepo(remote["url"] + repository, SECRET, ssh_key=remote["key"], known_hosts=remote["known"],
+                    base_dir=remote["root"] / "probe")
+    try:
+        repo.run("list", repo.url)
+    except BorgFailed as e:
+        # Permission denied: no line at all for the key; PathNotAllowed: a line, for other paths.
+        assert re.search("Permission denied|not allowed|PathNotAllowed", str(e)), str(e)
+        return True
+    return False
+
+
+def test_restore_onto_another_host_through_a_grant(remote, ansible_control_dir):
+    assert refused(remote, "/db1/files")
     target = remote["root"] / "restored-on-target1"
     ev = {"borgfleet_restore_hosts": "target1", "borgfleet_restore_source": "db1", "borgfleet_backup": "files",
           "borgfleet_archive": "latest", "borgfleet_restore_target": str(target)}
@@ -94,14 +120,16 @@ def test_restore_onto_another_host_with_its_own_restricted_key(remote, ansible_c
         "borgfleet_restore_hosts": "target1", "borgfleet_restore_source": "db1", "borgfleet_backup": "files",
         "borgfleet_search_path": "*/app/config.yml"}, control_dir=ansible_control_dir)
     assert r.rc == 0 and "change: added" in r.output and "files-2026-11-25T02:00:00" in r.output, r
-    # The key reaches db1's repositories only.
-    other = BorgRepo(remote["url"] + "/db2/files", SECRET, ssh_key=remote["key"], known_hosts=remote["known"],
-                     base_dir=remote["root"] / "probe")
-    with pytest.raises(BorgFailed, match="not allowed|PathNotAllowed|restrict"):
-        other.run("list", other.url)
+    # Each grant was revoked: the key reaches nothing again.
+    assert "borg serve" not in remote["authorized_keys"].read_text()
+    assert refused(remote, "/db1/files")
 
 
 def test_instant_recovery_on_a_recovery_host(remote, ansible_control_dir):
+    # No grant for instant recovery yet: the key is authorised by hand, for db1's directory only.
+    remote["authorized_keys"].write_text(f'command="borg serve --restrict-to-path {remote["pool"]}/db1",restrict '
+                                         f'{remote["pub"]}\n')
+    assert refused(remote, "/db2/files") and not refused(remote, "/db1/files")
     ev = {"borgfleet_recovery_hosts": "target1", "borgfleet_recovery_source": "db1", "borgfleet_backup": "pg",
           "borgfleet_archive": "latest", "borgfleet_recovery_name": "remote-pg",
           "borgfleet_recovery_query": "SELECT count(*) FROM accounts"}
@@ -110,7 +138,7 @@ def test_instant_recovery_on_a_recovery_host(remote, ansible_control_dir):
     assert SECRET not in r.output
     assert f"- '{PG_ROWS + 1}'" in r.output, r
     session = json.loads((STATE_DIR / "ir-remote-pg.json").read_text())
-    assert session["repository"].startswith("ssh://root@")
+    assert session["repository"].startswith(remote["url"])
     r = run_playbook("instant_recovery.yml", remote["inventory"], control_dir=ansible_control_dir, extra_vars={
         "borgfleet_recovery_hosts": "target1", "borgfleet_recovery_state": "absent",
         "borgfleet_recovery_name": "remote-pg"})

@@ -134,27 +134,32 @@ def drop_local_backup(api, cl, bj):
     api("operator").delete(f"/api/servers/{cl['id']}")
 
 
+def _ssh_hostvars(controller, host):
+    """Host vars of a loopback-sshd host the API has no column for (saved as vars, admin only)."""
+    from tests.lib import fleet as fl
+    common = fl.inventory(controller, [], [])["all"]["vars"]
+    hv = {k: v for k, v in host.hostvars().items()
+          if k not in ("ansible_host", "ansible_port", "borgfleet_storage_pools", "borgfleet_backups",
+                       "borgfleet_backup_server")}
+    hv.update({k: v for k, v in common.items() if k != "ansible_user"})
+    return hv
+
+
+def add_ssh_client(api, controller, client, server_id):
+    """Register a loopback-sshd client (tests/lib/fleet.py) of backup server server_id through the API."""
+    cl = api("admin").post("/api/servers", json={
+        "name": client.name, "role": "client", "address": client.sshd.address, "port": client.sshd.port,
+        "ssh_user": "root", "backup_server_id": server_id, "vars": _ssh_hostvars(controller, client)})
+    assert cl.status_code == 201, cl.json
+    return cl.json
+
+
 def add_ssh_pair(api, controller, server, client):
     """Register a loopback-sshd backup server and client (tests/lib/fleet.py) through the API, with the
     connection settings the API has columns for in columns and the rest (keys, pinned known_hosts, the
     borg user) as saved host vars, which only an admin sets. Returns the two server records."""
-    from tests.lib import fleet as fl
-    common = fl.inventory(controller, [], [])["all"]["vars"]
-
-    def hostvars(h):
-        hv = {k: v for k, v in h.hostvars().items()
-              if k not in ("ansible_host", "ansible_port", "borgfleet_storage_pools", "borgfleet_backups",
-                           "borgfleet_backup_server")}
-        hv.update({k: v for k, v in common.items() if k != "ansible_user"})
-        return hv
-
-    admin = api("admin")
-    bs = admin.post("/api/servers", json={"name": server.name, "role": "backup_server", "address": server.sshd.address,
-                                          "port": server.sshd.port, "ssh_user": "root", "vars": hostvars(server),
-                                          "pools": server.pools})
+    bs = api("admin").post("/api/servers", json={
+        "name": server.name, "role": "backup_server", "address": server.sshd.address, "port": server.sshd.port,
+        "ssh_user": "root", "vars": _ssh_hostvars(controller, server), "pools": server.pools})
     assert bs.status_code == 201, bs.json
-    cl = admin.post("/api/servers", json={"name": client.name, "role": "client", "address": client.sshd.address,
-                                          "port": client.sshd.port, "ssh_user": "root",
-                                          "backup_server_id": bs.json["id"], "vars": hostvars(client)})
-    assert cl.status_code == 201, cl.json
-    return bs.json, cl.json
+    return bs.json, add_ssh_client(api, controller, client, bs.json["id"])
