@@ -4,6 +4,7 @@ import datetime
 import os
 
 from flask import Blueprint
+from flask_babel import lazy_gettext as _l
 
 # Installed by `make setup` from ui/package.json (pinned); only the toolkit's dist folder is served.
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "node_modules")
@@ -75,6 +76,21 @@ def duration(seconds, coarse=False):
     return parts[0] if coarse else " ".join(parts[:2])
 
 
+# The status words the pages show (jobs, setup, recovery sessions, backup job states, deliveries),
+# in the page's language; an unknown word is shown as it is.
+STATUS_LABELS = {
+    "queued": _l("queued"), "waiting": _l("waiting"), "running": _l("running"), "succeeded": _l("succeeded"),
+    "failed": _l("failed"), "abandoned": _l("abandoned"), "canceled": _l("canceled"), "missed": _l("missed"),
+    "ok": _l("ok"), "needs setup": _l("needs setup"), "not set up": _l("not set up"), "stopped": _l("stopped"),
+    "broken": _l("broken"), "stale": _l("stale"), "never": _l("never"), "passed": _l("passed"),
+    "sent": _l("sent"), "retrying": _l("retrying"), "pending": _l("pending"), "idle": _l("idle"), "busy": _l("busy"),
+}
+
+
+def status_label(status):
+    return str(STATUS_LABELS[status]) if status in STATUS_LABELS else (status or "")
+
+
 def status_colour(status):
     return STATUS_COLOURS.get(status or "", "secondary")
 
@@ -82,4 +98,5 @@ def status_colour(status):
 def init_app(app):
     app.register_blueprint(vendor)
     app.register_blueprint(vendor_charts)
-    app.jinja_env.filters.update(size=size, when=when, ago=ago, duration=duration, status_colour=status_colour)
+    app.jinja_env.filters.update(size=size, when=when, ago=ago, duration=duration, status_colour=status_colour,
+                                status_label=status_label)
