@@ -63,11 +63,16 @@ def _guard(argv, env, cwd, grace, daemon):
             return 127  # as a shell says "not found"; callers report it as not installed
         os.write(2, ('cannot run %s: %s\n' % (argv[0], e.strerror or e)).encode('utf-8', 'replace'))
         return 126
-    while proc.poll() is None:
-        readable = select.select([0], [], [], _POLL)[0]
-        if readable and not os.read(0, 64):
-            _stop(proc, grace)
-            break
+    exited = _exit_fd(proc.pid)
+    try:
+        while proc.poll() is None:
+            readable = select.select([0] + exited, [], [], _POLL)[0]
+            if 0 in readable and not os.read(0, 64):
+                _stop(proc, grace)
+                break
+    finally:
+        for fd in exited:
+            os.close(fd)
     rc = proc.wait()
     if not (daemon and rc == 0):
         try:
@@ -75,6 +80,16 @@ def _guard(argv, env, cwd, grace, daemon):
         except OSError:
             pass
     return rc if rc >= 0 else 128 - rc
+
+
+def _exit_fd(pid):
+    """[a pidfd that turns readable when ``pid`` exits], or [] where the system has none (then the exit is
+    seen at the next _POLL). Without it every command took up to _POLL longer than it ran (measured: a
+    0.26 s ``borg with-lock`` returned after 0.5 s)."""
+    try:
+        return [os.pidfd_open(pid)]
+    except (AttributeError, OSError):
+        return []
 
 
 def _default_signals():
