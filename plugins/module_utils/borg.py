@@ -107,6 +107,8 @@ class BorgSettings:
             raise BorgError('borg_timeout must be 0 (none) or a number of seconds, not %s' % borg_timeout,
                             kind='invalid_input')
         self.borg_timeout = borg_timeout or None
+        # Set by callers, not users: more borg settings for the environment (BORG_KEYS_DIR of a frozen copy).
+        self.extra_environment = {}
 
     @classmethod
     def from_params(cls, params):
@@ -153,6 +155,7 @@ class BorgSettings:
             env['BORG_PASSPHRASE'] = ''
         if self.borg_base_dir:
             env['BORG_BASE_DIR'] = self.borg_base_dir
+        env.update(self.extra_environment)
         if not os.environ.get('BORG_HOST_ID'):  # an operator's own setting wins
             hostid = host_id()
             if hostid:
@@ -610,6 +613,18 @@ class Borg:
         location = self.settings.location(name) if name is not None else self.settings.location()
         # borg mount leaves its FUSE daemon running, and with it the ssh to a remote repository.
         return self.run(self.command(['mount'], opts, [location, mountpoint]), daemon=True)
+
+    def with_lock(self, command):
+        """Run ``command`` (an argv list, on this host) while holding the repository's exclusive lock.
+
+        borg exits with the command's own exit code, which must be 0 (rc 1 is no borg warning here)."""
+        argv = self.command(['with-lock'], [], [self.settings.location()] + list(command))
+        result = self.run(argv)
+        if result.rc != 0:
+            raise BorgError('%s under the lock of %s failed (rc %s): %s' % (
+                command[0], self.settings.repository, result.rc, (result.stderr.strip().splitlines() or [''])[-1]),
+                kind='command_failed', cmd=argv, rc=result.rc, stderr=result.stderr[-4000:])
+        return result
 
     def umount(self, mountpoint):
         return self.run([self.settings.borg_binary, 'umount', '--', mountpoint])

@@ -23,6 +23,12 @@ description:
     never archives WAL. Other versions take plain crash recovery. The WAL prefetcher is off (each
     prefetched page would decrypt a whole chunk); C(shared_buffers) is a quarter of the host's memory
     between 128 MiB and 1 GiB, without huge pages.
+  - A session never holds the lock of a local repository: it reads a frozen copy of it, made of hard links beside
+    the repository (C(<repository dir>/.borgfleet-ir-<name>)) under its lock in milliseconds (borg never rewrites a
+    segment file, it writes new ones and deletes old ones), with a private C(BORG_BASE_DIR) whose security entry is
+    the repository's (same key type, no older manifest). Backups, prune and compact of the repository run while the
+    session lives, and the session's data never changes; the copy is removed with the session. A repository over
+    SSH is still mounted itself (its lock is held while the session is mounted).
   - The archive and the repository are never written. Each session is recorded in
     C(/var/lib/borgfleet/recovery/ir-<name>.json) (archive, engine, port, mounts, pids, started at).
   - V(stopped) shuts the engine down cleanly and keeps the layer (V(started) again resumes with its changes);
@@ -198,6 +204,7 @@ session:
     address: {description: Listen address., type: str}
     port: {description: TCP port., type: int}
     socket_dir: {description: Directory of the engine's unix socket., type: str}
+    frozen_copy: {description: The frozen copy of the repository the session reads (null over SSH)., type: str}
     datadir: {description: Data directory in the writable layer., type: str}
     pid: {description: Engine process id (null when stopped)., type: int}
     started_at: {description: 'When the session was created (UTC, ISO 8601).', type: str}
@@ -218,7 +225,8 @@ ready_seconds:
   returned: when the engine was started
   type: float
 timings:
-  description: Seconds since the start of the task when the archive was mounted (C(mount)), the layer mounted
+  description: Seconds since the start of the task when the frozen copy was made (C(frozen_copy), local
+    repositories), the archive was mounted (C(mount)), the layer mounted
     (C(layer)), the data directory located (C(located)), the engine started (C(engine_started)) and the first
     query answered (C(ready)).
   returned: when a new session was built
@@ -241,6 +249,7 @@ report:
   type: dict
 '''
 
+import copy
 import datetime
 import os
 import time
@@ -250,11 +259,35 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.borgfleet.backup.plugins.module_utils.borg import (
     BORG_COMMON_MUTUALLY_EXCLUSIVE, Borg, BorgError, borg_common_argument_spec, validate_archive_name)
-from ansible_collections.borgfleet.backup.plugins.module_utils import recovery as rc
+from ansible_collections.borgfleet.backup.plugins.module_utils import frozen, recovery as rc
+
+
+def frozen_reader(borg, session):
+    """The Borg that mounts the session's archive.
+
+    A local repository: a frozen copy of it, hard-linked beside it under its lock (milliseconds), read with a
+    private BORG_BASE_DIR seeded with the repository's security entry (module_utils/frozen.py). The session
+    then holds no lock of the repository: backups, prune and compact of it run while the session lives.
+    Over SSH the copy would have to be made on the backup server (the client's key runs only `borg serve`):
+    not done yet, so such a session mounts the repository itself and holds its lock, as before."""
+    if borg.settings.is_remote:
+        return borg
+    session['frozen_copy'] = frozen.copy_path_for(borg.settings.repository, session['name'])
+    session['borg_base'] = os.path.join(rc.session_dir(session['name']), 'borg')
+    rc.save_session(session)  # before the copy exists: whatever fails from here, teardown removes it
+    session['frozen'] = frozen.freeze(borg, session['frozen_copy'])
+    rc.save_session(session)
+    settings = copy.copy(borg.settings)
+    settings.repository = session['frozen_copy']
+    env = frozen.seed_security(session['frozen_copy'], session['frozen_copy'],
+                               dict(os.environ, **borg.settings.environment()), session['borg_base'])
+    settings.borg_base_dir = env.pop('BORG_BASE_DIR')
+    settings.extra_environment = env
+    return Borg(settings)
 
 
 def build(module, p, name, started):
-    """Mount, layer, engine: a fresh session. Recorded before each step so failures can be undone."""
+    """Frozen copy, mount, layer, engine: a fresh session. Recorded before each step so failures can be undone."""
     base = rc.PREFIX + name
     session = {
         'name': name, 'archive': p['archive'], 'repository': p['repository'], 'state': 'starting',
@@ -262,17 +295,21 @@ def build(module, p, name, started):
         'archive_mount': rc.mountpoint_for(base + '-archive'), 'layer_mount': rc.mountpoint_for(base),
         'delta_dir': os.path.join(rc.session_dir(name), 'delta'), 'socket_dir': os.path.join(rc.RUN_DIR, name),
         'started_at': datetime.datetime.utcnow().replace(microsecond=0).isoformat() + 'Z',
+        'frozen_copy': None, 'timings': {},
     }
     os.makedirs(rc.session_dir(name), 0o700, exist_ok=True)
     rc.save_session(session)
     borg = Borg.from_module(module)
     borg.check_installed()
+    borg = frozen_reader(borg, session)
+    if session['frozen_copy']:
+        session['timings']['frozen_copy'] = round(time.time() - started, 3)
     rc.prepare_mountpoint(session['archive_mount'])
     # borg mount reads it from its environment (the module's, inherited by run_command).
     os.environ['BORG_MOUNT_DATA_CACHE_ENTRIES'] = str(p['mount_cache_chunks'])
     borg.mount(session['archive_mount'], name=p['archive'], options=('allow_other',))
     rc.set_read_ahead(session['archive_mount'])
-    session['timings'] = {'mount': round(time.time() - started, 3)}
+    session['timings']['mount'] = round(time.time() - started, 3)
     session['rowfs_proc'] = rc.start_rowfs(session['archive_mount'], session['delta_dir'], session['layer_mount'],
                                            os.path.join(rc.session_dir(name), 'rowfs.log'))
     rc.set_read_ahead(session['layer_mount'])
