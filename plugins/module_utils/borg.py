@@ -107,8 +107,10 @@ class BorgSettings:
             raise BorgError('borg_timeout must be 0 (none) or a number of seconds, not %s' % borg_timeout,
                             kind='invalid_input')
         self.borg_timeout = borg_timeout or None
-        # Set by callers, not users: more borg settings for the environment (BORG_KEYS_DIR of a frozen copy).
+        # Set by callers, not users: more borg settings for the environment (BORG_KEYS_DIR of a frozen copy),
+        # and (uid, gid) to run borg as (a repository's owner, when root works on a backup server).
         self.extra_environment = {}
+        self.run_as = None
 
     @classmethod
     def from_params(cls, params):
@@ -350,14 +352,14 @@ def probe_ssh_port(repository, timeout=5):
 
 # Runners: how a command is executed --------------------------------------------------------
 
-def subprocess_runner(argv, environ_update, cwd=None, timeout=None, daemon=False):
+def subprocess_runner(argv, environ_update, cwd=None, timeout=None, daemon=False, user=None):
     """Run argv without a shell; returns (rc, stdout, stderr) like AnsibleModule.run_command.
 
     Through module_utils/_process: borg is stopped with SIGINT, a bounded wait, then SIGKILL on a
     timeout, when the playbook goes away, or when the module is killed (raises _process.Stopped)."""
     env = dict(os.environ)
     env.update(environ_update)
-    return _process.run(argv, env, cwd=cwd, timeout=timeout, daemon=daemon)
+    return _process.run(argv, env, cwd=cwd, timeout=timeout, daemon=daemon, user=user)
 
 
 def _succeeded(rc):
@@ -421,6 +423,8 @@ class Borg:
         kwargs = {'timeout': self.settings.borg_timeout} if self.settings.borg_timeout else {}
         if daemon:
             kwargs['daemon'] = True
+        if self.settings.run_as:
+            kwargs['user'] = self.settings.run_as
         try:
             rc, out, err = self.runner(argv, self.settings.environment(), cwd=cwd, **kwargs)
         except _process.Stopped as e:

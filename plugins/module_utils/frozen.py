@@ -25,9 +25,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import os
+import pwd
 import re
 import shutil
+import socket
 import time
 
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import RecoveryError
@@ -43,10 +46,36 @@ def is_frozen_copy_name(name):
     return name.startswith(PREFIX)
 
 
-def copy_path_for(repository, session_name):
-    """Where the frozen copy of a local repository for a session goes: beside the repository."""
-    repository = os.path.abspath(repository.rstrip('/'))
-    return os.path.join(os.path.dirname(repository), PREFIX + session_name)
+def copy_path_for(repository, session_name, host_tag=None):
+    """Where the frozen copy of a repository (its path on its own host) for a session goes: beside it.
+
+    ``host_tag`` tells apart the sessions of several recovery hosts reading the same repository over SSH."""
+    repository = os.path.normpath(repository.rstrip('/'))
+    return os.path.join(os.path.dirname(repository), PREFIX + session_name + ('-' + host_tag if host_tag else ''))
+
+
+def host_tag():
+    """This host, for the names of its frozen copies on a backup server: a prefix of its machine id."""
+    try:
+        with open('/etc/machine-id') as f:
+            machine_id = f.read().strip()
+    except (IOError, OSError):
+        machine_id = ''
+    if re.match(r'^[0-9a-f]{32}$', machine_id):
+        return machine_id[:12]
+    return re.sub(r'[^A-Za-z0-9.-]', '-', socket.gethostname())[:40] or 'host'
+
+
+def check_copy_path(repository, copy_path):
+    """A frozen copy must sit beside its repository (the client's own directory, which its restricted key
+    reads) and carry our prefix (so that nothing else is ever removed)."""
+    repository = os.path.normpath(repository.rstrip('/'))
+    copy_path = os.path.normpath(copy_path)
+    if not os.path.isabs(copy_path) or os.path.dirname(copy_path) != os.path.dirname(repository) \
+            or not is_frozen_copy_name(os.path.basename(copy_path)):
+        raise RecoveryError('a frozen copy of %s must be a directory %s<name> beside it, not %s'
+                            % (repository, PREFIX, copy_path))
+    return copy_path
 
 
 def link_command(repository, copy_path):
@@ -94,22 +123,40 @@ def settle(copy_path):
 def freeze(borg, copy_path):
     """Hard-link a frozen copy of ``borg``'s local repository at ``copy_path`` (under its lock)."""
     if borg.settings.is_remote:
-        raise RecoveryError('a frozen copy is made only of a local repository, not of %s' % borg.settings.repository)
-    if not is_frozen_copy_name(os.path.basename(copy_path)):
-        raise RecoveryError('refusing to make a frozen copy at %s (not named %s...)' % (copy_path, PREFIX))
+        raise RecoveryError('a frozen copy is made on the host of the repository, not over SSH (%s)'
+                            % borg.settings.repository)
+    check_copy_path(borg.settings.repository, copy_path)
     started = time.time()
-    if os.path.lexists(copy_path):  # a leftover of a killed start of the same session
+    if os.path.lexists(copy_path):  # a leftover of a killed start, or the copy of an older session of that name
         remove(copy_path)
-    borg.with_lock(link_command(borg.settings.repository, copy_path))
+    as_owner(borg, os.stat(borg.settings.repository)).with_lock(link_command(borg.settings.repository, copy_path))
     figures = settle(copy_path)
     figures['seconds'] = round(time.time() - started, 3)
     return figures
 
 
+def as_owner(borg, st):
+    """``borg`` itself, or - when root works on a repository of another user (the borg user of a backup server) -
+    a Borg running as that user with its home as BORG_BASE_DIR: what borg writes under the lock (a commit) and the
+    links' directories stay the owner's, who serves the repository and reads the copy."""
+    if os.geteuid() != 0 or st.st_uid == 0:
+        return borg
+    settings = copy.copy(borg.settings)
+    settings.run_as = (st.st_uid, st.st_gid)
+    try:
+        settings.borg_base_dir = pwd.getpwuid(st.st_uid).pw_dir
+    except KeyError:
+        raise RecoveryError('the owner (uid %d) of %s is no user of this host' % (st.st_uid, borg.settings.repository))
+    return type(borg)(settings)
+
+
 def remove(copy_path):
     """Remove a frozen copy (only ours: the name says so). True if there was one."""
-    if not copy_path or not is_frozen_copy_name(os.path.basename(copy_path.rstrip('/'))):
+    if not copy_path or not os.path.isabs(copy_path) \
+            or not is_frozen_copy_name(os.path.basename(os.path.normpath(copy_path))):
         raise RecoveryError('refusing to remove %r: not a frozen copy' % (copy_path,))
+    if os.path.islink(copy_path):
+        raise RecoveryError('refusing to remove %s: a symbolic link, not a frozen copy' % copy_path)
     if not os.path.lexists(copy_path):
         return False
     shutil.rmtree(copy_path)
@@ -138,21 +185,55 @@ def borg_dirs(env):
             'keys': env.get('BORG_KEYS_DIR', os.path.join(config, 'keys'))}
 
 
-def seed_security(copy_path, location, real_env, private_base):
-    """A private BORG_BASE_DIR for reading the copy, whose security entry is the repository's own.
+def known_ids(real_env, location):
+    """Ids of the repositories borg's security database (of ``real_env``) knows at ``location``."""
+    security = borg_dirs(real_env)['security']
+    ids = []
+    try:
+        entries = sorted(os.listdir(security))
+    except OSError:
+        return ids
+    for repo_id in entries:
+        try:
+            with open(os.path.join(security, repo_id, 'location')) as f:
+                if f.read() == location:
+                    ids.append(repo_id)
+        except (IOError, OSError):
+            pass
+    return ids
+
+
+_SSH_RE = re.compile(r'^(ssh://[^/]+)(/.*)$')
+
+
+def ssh_path(url):
+    """The path on the server of an ``ssh://`` repository URL, or None (another form)."""
+    m = _SSH_RE.match(url or '')
+    return os.path.normpath(m.group(2)) if m else None
+
+
+def ssh_url_with_path(url, path):
+    """``url`` (ssh://user@host:port/...) leading to ``path`` instead: as borg writes a location (canonical)."""
+    return _SSH_RE.match(url).group(1) + os.path.normpath(path)
+
+
+def seed_security(location, repo_ids, real_env, private_base):
+    """A private BORG_BASE_DIR for reading the copy at ``location``, whose security entry is the repository's own.
 
     Same repository id at another place: with the repository's base dir borg would ask about a
     relocated repository. A fresh base dir alone would trust the copy blindly. So the copy gets the
     repository's known key type and newest manifest timestamp (borg still refuses a downgrade to no
     encryption or an older manifest), with the copy's own location; the repository's entry is not touched.
+    An id borg does not know yet stays unknown (borg's first-use rules, as for the repository).
     Returns the environment to add (BORG_BASE_DIR, and BORG_KEYS_DIR for keyfile repositories)."""
-    repo_id = repository_id(copy_path)
     real = borg_dirs(real_env)
     mine = borg_dirs({'BORG_BASE_DIR': private_base})
-    src, dst = os.path.join(real['security'], repo_id), os.path.join(mine['security'], repo_id)
-    os.makedirs(dst, 0o700, exist_ok=True)
-    known = [n for n in ('key-type', 'manifest-timestamp') if os.path.isfile(os.path.join(src, n))]
-    if len(known) == 2:
+    for repo_id in repo_ids:
+        src, dst = os.path.join(real['security'], repo_id), os.path.join(mine['security'], repo_id)
+        known = [n for n in ('key-type', 'manifest-timestamp') if os.path.isfile(os.path.join(src, n))]
+        if len(known) < 2:
+            continue
+        os.makedirs(dst, 0o700, exist_ok=True)
         for name in known:
             shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
         with open(os.path.join(dst, 'location'), 'w') as f:

@@ -325,7 +325,8 @@ def teardown(session):
     for path in (layer, archive):
         if path:
             remove_mountpoint(path)
-    if session.get('frozen_copy') and frozen.remove(session['frozen_copy']):  # nothing reads it any more
+    # Nothing reads the copy any more. One on a backup server is the role's to remove (remote_copy()).
+    if session.get('frozen_copy') and not session.get('frozen_copy_host') and frozen.remove(session['frozen_copy']):
         removed.append('frozen copy')
     for path in (session.get('delta_dir'), session.get('socket_dir'), session_dir(session['name'])):
         if path and os.path.isdir(path):
@@ -337,6 +338,14 @@ def teardown(session):
     except FileNotFoundError:
         pass
     return removed
+
+
+def remote_copy(session):
+    """The frozen copy a session read on a backup server (inventory host, path, the repository's path there), or None."""
+    if not (session and session.get('frozen_copy') and session.get('frozen_copy_host')):
+        return None
+    return {'host': session['frozen_copy_host'], 'path': session['frozen_copy'],
+            'repository': session.get('frozen_copy_of')}
 
 
 def orphan_mounts():
