@@ -26,6 +26,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import errno
 import os
 import pwd
 import re
@@ -150,7 +151,7 @@ def as_owner(borg, st):
     return type(borg)(settings)
 
 
-def remove(copy_path):
+def remove(copy_path, timeout=10):
     """Remove a frozen copy (only ours: the name says so). True if there was one."""
     if not copy_path or not os.path.isabs(copy_path) \
             or not is_frozen_copy_name(os.path.basename(os.path.normpath(copy_path))):
@@ -159,8 +160,22 @@ def remove(copy_path):
         raise RecoveryError('refusing to remove %s: a symbolic link, not a frozen copy' % copy_path)
     if not os.path.lexists(copy_path):
         return False
-    shutil.rmtree(copy_path)
-    return True
+    # The borg mount that read the copy releases its lock (files in the copy) as it exits, just after the
+    # unmount: a file gone meanwhile is fine, a directory not empty yet is tried again.
+    deadline = time.time() + timeout
+    while True:
+        try:
+            shutil.rmtree(copy_path, onerror=_gone_is_fine)
+            return True
+        except OSError as e:
+            if e.errno != errno.ENOTEMPTY or time.time() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _gone_is_fine(func, path, exc_info):
+    if not isinstance(exc_info[1], FileNotFoundError):
+        raise exc_info[1]
 
 
 # -- borg's security database for the copy --------------------------------------------------------
