@@ -47,12 +47,12 @@ def is_frozen_copy_name(name):
     return name.startswith(PREFIX)
 
 
-def copy_path_for(repository, session_name, host_tag=None):
+def copy_path_for(repository, session_name, host=None):
     """Where the frozen copy of a repository (its path on its own host) for a session goes: beside it.
 
-    ``host_tag`` tells apart the sessions of several recovery hosts reading the same repository over SSH."""
+    ``host`` (host_tag()) tells apart the sessions of several recovery hosts reading the same repository over SSH."""
     repository = os.path.normpath(repository.rstrip('/'))
-    return os.path.join(os.path.dirname(repository), PREFIX + session_name + ('-' + host_tag if host_tag else ''))
+    return os.path.join(os.path.dirname(repository), PREFIX + session_name + ('-' + host if host else ''))
 
 
 def host_tag():

@@ -224,7 +224,8 @@ session:
     address: {description: Listen address., type: str}
     port: {description: TCP port., type: int}
     socket_dir: {description: Directory of the engine's unix socket., type: str}
-    frozen_copy: {description: The frozen copy of the repository the session reads (null over SSH)., type: str}
+    frozen_copy: {description: 'The frozen copy of the repository the session reads (on the backup server over SSH); null
+        when it mounts the repository itself (over SSH without O(repository_copy)).', type: str}
     datadir: {description: Data directory in the writable layer., type: str}
     pid: {description: Engine process id (null when stopped)., type: int}
     started_at: {description: 'When the session was created (UTC, ISO 8601).', type: str}
@@ -256,8 +257,8 @@ ready_seconds:
   returned: when the engine was started
   type: float
 timings:
-  description: Seconds since the start of the task when the frozen copy was made (C(frozen_copy), local
-    repositories), the archive was mounted (C(mount)), the layer mounted
+  description: Seconds since the start of the task when the frozen copy was ready (C(frozen_copy); over SSH the role
+    made it before the task), the archive was mounted (C(mount)), the layer mounted
     (C(layer)), the data directory located (C(located)), the engine started (C(engine_started)) and the first
     query answered (C(ready)).
   returned: when a new session was built
