@@ -74,7 +74,7 @@ path:
   type: str
 copy:
   description: With V(present), the copy's figures - C(transaction) (the borg transaction it holds), C(segments)
-    (linked segment files), C(uncommitted_dropped), C(seconds).
+    (linked segment files), C(uncommitted_dropped), C(locked_seconds) (under the repository's lock), C(seconds).
   returned: when a copy was made
   type: dict
 '''

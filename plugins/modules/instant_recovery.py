@@ -236,6 +236,12 @@ sessions:
   returned: when state is query or cleanup
   type: list
   elements: dict
+frozen_copy:
+  description: The frozen copy made for a new session of a local repository - C(transaction) (the borg transaction it
+    holds), C(segments) (linked), C(uncommitted_dropped), C(locked_seconds) (under the repository's lock - borg's
+    start-up included), C(seconds) (all).
+  returned: when a session of a local repository was built
+  type: dict
 copy_needed:
   description: With O(plan_copy), the path on the backup server where the new session's frozen copy is to be made;
     null when no session is to be built (it runs, or resumes).
@@ -637,6 +643,8 @@ def main():
         result['ready_seconds'] = round(time.time() - started, 3)
         if session.get('timings'):
             result['timings'] = session['timings']
+        if session.get('frozen') and building:
+            result['frozen_copy'] = session['frozen']
         result.update(extras(p, engine))
         module.exit_json(session=rc.public(session), **result)
     except Exception as e:  # a half-built session is undone whatever went wrong
