@@ -6,7 +6,9 @@ Per size (pgbench scale 13 is ~200 MB, 200 is ~3 GB): initdb + pgbench -i, CHECK
 seconds of pgbench writes, then the server is SIGKILLed - the data dir is what a crash-consistent
 snapshot holds - and backed up with borg (repokey-blake2, lz4) into a local repository. Then, one
 after the other, from the same archive:
-  ours      the instant_recovery module through ansible-playbook (borg mount + rowfs + postgres)
+  ours      the instant_recovery module through ansible-playbook (frozen copy of the repository by hard links
+            under its lock + borg mount + rowfs + postgres); the copy's cost is printed with its peer, the
+            same `cp -a -l` without borg
   extract   borg extract into a directory + postgres started on it
   overlay   borg mount + kernel overlayfs (upper dir on local disk) + postgres
 Each: seconds from the request to the first answered query (crash recovery included), bytes
@@ -166,8 +168,15 @@ def contender_ours(root, repo):
     psql(s["socket_dir"], s["port"], "CHECKPOINT")
     layer_after_scan = du(Path("/var/lib/borgfleet/recovery/ir-bench/delta"))
     module_task(root, {"name": "bench", "state": "absent"})
+    # The session's frozen copy (borg with-lock + cp -a -l), and its peer: the same hard links without borg.
+    links = repo.parent / ".links-peer"
+    t = time.time()
+    run(["cp", "-a", "-l", "-T", str(repo), str(links)])
+    links_s = round(time.time() - t, 4)
+    shutil.rmtree(links)
     return {"first_query_s": round(wall, 3), "module_ready_s": r["ready_seconds"], "timings": r.get("timings"), "layer_bytes": s["layer_bytes"],
-            "layer_bytes_after_scan_and_checkpoint": layer_after_scan, "scan_s": scan_s, "scan_result": rows}
+            "layer_bytes_after_scan_and_checkpoint": layer_after_scan, "scan_s": scan_s, "scan_result": rows,
+            "frozen_copy": r.get("frozen_copy"), "hard_links_alone_s": links_s}
 
 
 def contender_extract(root, repo, datadir_in_archive):
@@ -293,6 +302,11 @@ def main():
                          f"{c['layer_bytes_after_scan_and_checkpoint'] / 1e6:.1f} MB)")
             print(f"{r['scale']:>6} {r['database_bytes'] / 1e6:>7.0f} {name:>9} {first:>14.2f} "
                   f"{c['layer_bytes'] / 1e6:>11.1f} {c['scan_s']:>7.2f}{extra}")
+            if c.get("frozen_copy"):
+                f = c["frozen_copy"]
+                print(f"{'':>6} {'':>7} {'':>9} frozen copy {f['seconds']:.3f} s ({f['segments']} segments; under the "
+                      f"lock {f['locked_seconds']:.3f} s, borg start-up included; the links alone "
+                      f"{c['hard_links_alone_s'] * 1000:.1f} ms)")
     ok = True
     for key, target in TARGETS.items():
         if key not in summary:

@@ -49,25 +49,33 @@ class Stopped(Exception):
         self.reason, self.rc, self.stdout, self.stderr, self.seconds = reason, rc, stdout, stderr, seconds
 
 
-def _guard(argv, env, cwd, grace, daemon):
-    """Body of the guard process (fd 0: control pipe, fds 1 and 2: the module's pipes)."""
+def _guard(argv, env, cwd, grace, daemon, user=None):
+    """Body of the guard process (fd 0: control pipe, fds 1 and 2: the module's pipes).
+
+    ``user``: (uid, gid) the command runs as (the guard stays root to stop it)."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # only the control pipe tells the guard to stop
     try:
         # A session of its own: signals meant for the guard's group never reach borg unasked,
         # and the SIGKILL below takes borg's ssh with it.
+        as_user = dict(user=user[0], group=user[1], extra_groups=[]) if user else {}
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=_default_signals)
+                                preexec_fn=_default_signals, **as_user)
     except OSError as e:
         if e.errno == errno.ENOENT:
             return 127  # as a shell says "not found"; callers report it as not installed
         os.write(2, ('cannot run %s: %s\n' % (argv[0], e.strerror or e)).encode('utf-8', 'replace'))
         return 126
-    while proc.poll() is None:
-        readable = select.select([0], [], [], _POLL)[0]
-        if readable and not os.read(0, 64):
-            _stop(proc, grace)
-            break
+    exited = _exit_fd(proc.pid)
+    try:
+        while proc.poll() is None:
+            readable = select.select([0] + exited, [], [], _POLL)[0]
+            if 0 in readable and not os.read(0, 64):
+                _stop(proc, grace)
+                break
+    finally:
+        for fd in exited:
+            os.close(fd)
     rc = proc.wait()
     if not (daemon and rc == 0):
         try:
@@ -75,6 +83,16 @@ def _guard(argv, env, cwd, grace, daemon):
         except OSError:
             pass
     return rc if rc >= 0 else 128 - rc
+
+
+def _exit_fd(pid):
+    """[a pidfd that turns readable when ``pid`` exits], or [] where the system has none (then the exit is
+    seen at the next _POLL). Without it every command took up to _POLL longer than it ran (measured: a
+    0.26 s ``borg with-lock`` returned after 0.5 s)."""
+    try:
+        return [os.pidfd_open(pid)]
+    except (AttributeError, OSError):
+        return []
 
 
 def _default_signals():
@@ -93,7 +111,7 @@ def _stop(proc, grace):
             pass
 
 
-def _start(argv, env, cwd, grace, daemon):
+def _start(argv, env, cwd, grace, daemon, user=None):
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     ctl_r, ctl_w = os.pipe()
@@ -107,7 +125,7 @@ def _start(argv, env, cwd, grace, daemon):
             os.dup2(err_w, 2)
             # Nothing else of the module's: above all not its stdout, whose reader must see it close.
             os.closerange(3, _max_fd())
-            code = _guard(argv, env, cwd, grace, daemon)
+            code = _guard(argv, env, cwd, grace, daemon, user)
         except BaseException as e:
             os.write(2, ('borgfleet: cannot start %s: %r\n' % (argv[0], e)).encode('utf-8', 'replace'))
         finally:
@@ -130,7 +148,7 @@ def _hung_up(poller):
     return any(ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, ev in poller.poll(0))
 
 
-def run(argv, env, cwd=None, timeout=None, grace=STOP_GRACE, watch_fd=1, daemon=False):
+def run(argv, env, cwd=None, timeout=None, grace=STOP_GRACE, watch_fd=1, daemon=False, user=None):
     """Run argv (no shell) with exactly ``env``; returns (rc, stdout, stderr) as text.
 
     ``daemon``: the command leaves a daemon behind when it succeeds (``borg mount``): then what
@@ -140,7 +158,7 @@ def run(argv, env, cwd=None, timeout=None, grace=STOP_GRACE, watch_fd=1, daemon=
     module's stdout) lost its reader. On KeyboardInterrupt or SystemExit (Ctrl-C, a SIGTERM
     handler) the command is stopped the same way before the exception goes on."""
     started = time.monotonic()
-    pid, out_r, err_r, ctl_w = _start(argv, env, cwd, grace, daemon)
+    pid, out_r, err_r, ctl_w = _start(argv, env, cwd, grace, daemon, user)
     chunks = {out_r: [], err_r: []}
     poller = None
     if watch_fd is not None:

@@ -107,6 +107,10 @@ class BorgSettings:
             raise BorgError('borg_timeout must be 0 (none) or a number of seconds, not %s' % borg_timeout,
                             kind='invalid_input')
         self.borg_timeout = borg_timeout or None
+        # Set by callers, not users: more borg settings for the environment (BORG_KEYS_DIR of a frozen copy),
+        # and (uid, gid) to run borg as (a repository's owner, when root works on a backup server).
+        self.extra_environment = {}
+        self.run_as = None
 
     @classmethod
     def from_params(cls, params):
@@ -153,6 +157,7 @@ class BorgSettings:
             env['BORG_PASSPHRASE'] = ''
         if self.borg_base_dir:
             env['BORG_BASE_DIR'] = self.borg_base_dir
+        env.update(self.extra_environment)
         if not os.environ.get('BORG_HOST_ID'):  # an operator's own setting wins
             hostid = host_id()
             if hostid:
@@ -347,14 +352,14 @@ def probe_ssh_port(repository, timeout=5):
 
 # Runners: how a command is executed --------------------------------------------------------
 
-def subprocess_runner(argv, environ_update, cwd=None, timeout=None, daemon=False):
+def subprocess_runner(argv, environ_update, cwd=None, timeout=None, daemon=False, user=None):
     """Run argv without a shell; returns (rc, stdout, stderr) like AnsibleModule.run_command.
 
     Through module_utils/_process: borg is stopped with SIGINT, a bounded wait, then SIGKILL on a
     timeout, when the playbook goes away, or when the module is killed (raises _process.Stopped)."""
     env = dict(os.environ)
     env.update(environ_update)
-    return _process.run(argv, env, cwd=cwd, timeout=timeout, daemon=daemon)
+    return _process.run(argv, env, cwd=cwd, timeout=timeout, daemon=daemon, user=user)
 
 
 def _succeeded(rc):
@@ -418,6 +423,8 @@ class Borg:
         kwargs = {'timeout': self.settings.borg_timeout} if self.settings.borg_timeout else {}
         if daemon:
             kwargs['daemon'] = True
+        if self.settings.run_as:
+            kwargs['user'] = self.settings.run_as
         try:
             rc, out, err = self.runner(argv, self.settings.environment(), cwd=cwd, **kwargs)
         except _process.Stopped as e:
@@ -610,6 +617,18 @@ class Borg:
         location = self.settings.location(name) if name is not None else self.settings.location()
         # borg mount leaves its FUSE daemon running, and with it the ssh to a remote repository.
         return self.run(self.command(['mount'], opts, [location, mountpoint]), daemon=True)
+
+    def with_lock(self, command):
+        """Run ``command`` (an argv list, on this host) while holding the repository's exclusive lock.
+
+        borg exits with the command's own exit code, which must be 0 (rc 1 is no borg warning here)."""
+        argv = self.command(['with-lock'], [], [self.settings.location()] + list(command))
+        result = self.run(argv)
+        if result.rc != 0:
+            raise BorgError('%s under the lock of %s failed (rc %s): %s' % (
+                command[0], self.settings.repository, result.rc, (result.stderr.strip().splitlines() or [''])[-1]),
+                kind='command_failed', cmd=argv, rc=result.rc, stderr=result.stderr[-4000:])
+        return result
 
     def umount(self, mountpoint):
         return self.run([self.settings.borg_binary, 'umount', '--', mountpoint])

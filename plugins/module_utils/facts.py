@@ -20,7 +20,7 @@ import re
 import socket
 import time
 
-from ansible_collections.borgfleet.backup.plugins.module_utils import engines, mounts, storage
+from ansible_collections.borgfleet.backup.plugins.module_utils import engines, frozen, mounts, storage
 from ansible_collections.borgfleet.backup.plugins.module_utils.probes import (
     call_with_timeout, read_text, search, to_int)
 
@@ -418,7 +418,8 @@ def find_repositories(pool_path, max_depth=3):
             continue
         if current.rstrip('/').count('/') - base_depth >= max_depth:
             dirs[:] = []
-        dirs.sort()
+        # An instant-recovery session's frozen copy of a repository (hard links) is no repository of the pool.
+        dirs[:] = sorted(d for d in dirs if not frozen.is_frozen_copy_name(d))
     return sorted(found)
 
 

@@ -6,7 +6,8 @@
 What is specific to an engine (its data directory, how it starts, answers and stops) is in
 module_utils/engines/<engine>.py (``Recovered``); ``ENGINES`` names those instant recovery starts.
 
-One instant-recovery session = a borg mount of the archive (read-only, lazy) + a rowfs layer over
+One instant-recovery session = a frozen copy of a local repository (hard links, module_utils/frozen.py:
+the session holds no lock of the repository) + a borg mount of the archive from it (read-only, lazy) + a rowfs layer over
 it (writes go to a sparse delta) + a database engine started on the layer. Each session is a JSON
 file under STATE_DIR so that ``absent`` and ``cleanup`` can always find and remove every piece,
 even after the engine was killed or a mount died. Every mount and state name carries PREFIX so a
@@ -28,7 +29,7 @@ import socket
 import sys
 import time
 
-from ansible_collections.borgfleet.backup.plugins.module_utils import _process, engines
+from ansible_collections.borgfleet.backup.plugins.module_utils import _process, engines, frozen
 from ansible_collections.borgfleet.backup.plugins.module_utils._process import alive
 from ansible_collections.borgfleet.backup.plugins.module_utils.errors import RecoveryError
 from ansible_collections.borgfleet.backup.plugins.module_utils.mounts import mount_table
@@ -289,7 +290,7 @@ def health(session):
 def public(session):
     """A session as modules return it."""
     keys = ('name', 'archive', 'repository', 'engine', 'address', 'port', 'datadir', 'archive_mount',
-            'layer_mount', 'socket_dir', 'started_at', 'state')
+            'layer_mount', 'socket_dir', 'started_at', 'state', 'frozen_copy')
     out = dict((k, session.get(k)) for k in keys)
     out['pid'] = (session.get('engine_proc') or {}).get('pid')
     out['health'] = health(session)
@@ -324,6 +325,9 @@ def teardown(session):
     for path in (layer, archive):
         if path:
             remove_mountpoint(path)
+    # Nothing reads the copy any more. One on a backup server is the role's to remove (remote_copy()).
+    if session.get('frozen_copy') and not session.get('frozen_copy_host') and frozen.remove(session['frozen_copy']):
+        removed.append('frozen copy')
     for path in (session.get('delta_dir'), session.get('socket_dir'), session_dir(session['name'])):
         if path and os.path.isdir(path):
             shutil.rmtree(path)
@@ -334,6 +338,14 @@ def teardown(session):
     except FileNotFoundError:
         pass
     return removed
+
+
+def remote_copy(session):
+    """The frozen copy a session read on a backup server (inventory host, path, the repository's path there), or None."""
+    if not (session and session.get('frozen_copy') and session.get('frozen_copy_host')):
+        return None
+    return {'host': session['frozen_copy_host'], 'path': session['frozen_copy'],
+            'repository': session.get('frozen_copy_of')}
 
 
 def orphan_mounts():

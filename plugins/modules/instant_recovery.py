@@ -23,6 +23,13 @@ description:
     never archives WAL. Other versions take plain crash recovery. The WAL prefetcher is off (each
     prefetched page would decrypt a whole chunk); C(shared_buffers) is a quarter of the host's memory
     between 128 MiB and 1 GiB, without huge pages.
+  - A session never holds the lock of its repository. It reads a frozen copy of it, made of hard links beside
+    the repository (C(<repository dir>/.borgfleet-ir-<name>)) under its lock in milliseconds (borg never rewrites a
+    segment file, it writes new ones and deletes old ones), with a private C(BORG_BASE_DIR) whose security entry is
+    the repository's (same key type, no older manifest). Backups, prune and compact of the repository run while the
+    session lives, and the session's data never changes; the copy is removed with the session. Over SSH the copy is
+    made on the backup server by the role (see O(plan_copy), O(repository_copy)), which also removes it
+    (RV(remote_copies)); the module alone over SSH mounts the repository itself, holding its lock.
   - The archive and the repository are never written. Each session is recorded in
     C(/var/lib/borgfleet/recovery/ir-<name>.json) (archive, engine, port, mounts, pids, started at).
   - V(stopped) shuts the engine down cleanly and keeps the layer (V(started) again resumes with its changes);
@@ -131,6 +138,25 @@ options:
       - Memory is at most this many chunks (about 2 MiB each with borg's default chunker).
     type: int
     default: 512
+  plan_copy:
+    description:
+      - With a repository over SSH (C(ssh://user@host:port/path)) and no O(repository_copy), when a session is to be
+        built, only return where its frozen copy is to be made on the backup server (RV(copy_needed)); nothing is
+        mounted. The role then makes it there (M(borgfleet.backup.borg_repository_copy)) and calls again with
+        O(repository_copy).
+    type: bool
+    default: false
+  repository_copy:
+    description:
+      - Path on the backup server of the frozen copy of O(repository) a new session reads instead of the repository
+        (beside it, named C(.borgfleet-ir-...)). Over SSH without it, the session mounts the repository itself and
+        holds its lock while it is mounted.
+    type: str
+  repository_copy_host:
+    description:
+      - Inventory name of the host holding O(repository_copy), recorded with the session and returned in
+        RV(remote_copies) when the session is removed.
+    type: str
   keep_on_failure:
     description:
       - Leave a session that failed to start in place for inspection (V(cleanup) or V(absent) remove it).
@@ -198,6 +224,8 @@ session:
     address: {description: Listen address., type: str}
     port: {description: TCP port., type: int}
     socket_dir: {description: Directory of the engine's unix socket., type: str}
+    frozen_copy: {description: 'The frozen copy of the repository the session reads (on the backup server over SSH); null
+        when it mounts the repository itself (over SSH without O(repository_copy)).', type: str}
     datadir: {description: Data directory in the writable layer., type: str}
     pid: {description: Engine process id (null when stopped)., type: int}
     started_at: {description: 'When the session was created (UTC, ISO 8601).', type: str}
@@ -206,6 +234,23 @@ session:
 sessions:
   description: All sessions (V(query)); those kept (V(cleanup)).
   returned: when state is query or cleanup
+  type: list
+  elements: dict
+frozen_copy:
+  description: The frozen copy made for a new session of a local repository - C(transaction) (the borg transaction it
+    holds), C(segments) (linked), C(uncommitted_dropped), C(locked_seconds) (under the repository's lock - borg's
+    start-up included), C(seconds) (all).
+  returned: when a session of a local repository was built
+  type: dict
+copy_needed:
+  description: With O(plan_copy), the path on the backup server where the new session's frozen copy is to be made;
+    null when no session is to be built (it runs, or resumes).
+  returned: when state is started
+  type: str
+remote_copies:
+  description: Frozen copies on backup servers that sessions removed by this task read, for the role to remove -
+    C(host) (O(repository_copy_host)), C(path), C(repository) (the repository's path there).
+  returned: when a session with one was removed
   type: list
   elements: dict
 removed:
@@ -218,7 +263,8 @@ ready_seconds:
   returned: when the engine was started
   type: float
 timings:
-  description: Seconds since the start of the task when the archive was mounted (C(mount)), the layer mounted
+  description: Seconds since the start of the task when the frozen copy was ready (C(frozen_copy); over SSH the role
+    made it before the task), the archive was mounted (C(mount)), the layer mounted
     (C(layer)), the data directory located (C(located)), the engine started (C(engine_started)) and the first
     query answered (C(ready)).
   returned: when a new session was built
@@ -241,6 +287,7 @@ report:
   type: dict
 '''
 
+import copy
 import datetime
 import os
 import time
@@ -250,11 +297,66 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.borgfleet.backup.plugins.module_utils.borg import (
     BORG_COMMON_MUTUALLY_EXCLUSIVE, Borg, BorgError, borg_common_argument_spec, validate_archive_name)
-from ansible_collections.borgfleet.backup.plugins.module_utils import recovery as rc
+from ansible_collections.borgfleet.backup.plugins.module_utils import frozen, recovery as rc
+
+
+def frozen_reader(borg, session, p):
+    """The Borg that mounts the session's archive: one of a frozen copy of the repository (module_utils/frozen.py),
+    read with a private BORG_BASE_DIR seeded with the repository's security entry. The session then holds no lock
+    of the repository: backups, prune and compact of it run while the session lives.
+
+    A local repository: the copy is hard-linked beside it here, under its lock (milliseconds). Over SSH: the role
+    made it on the backup server (borg_repository_copy) and names it in O(repository_copy); without one, the
+    repository itself is mounted and its lock held while the session is mounted."""
+    real_env = dict(os.environ, **borg.settings.environment())
+    if not borg.settings.is_remote:
+        path = frozen.copy_path_for(borg.settings.repository, session['name'])
+        session.update(frozen_copy=path, frozen_copy_host=None, frozen_copy_of=borg.settings.repository)
+        rc.save_session(session)  # before the copy exists: whatever fails from here, teardown removes it
+        session['frozen'] = frozen.freeze(borg, path)
+        location = path
+        repo_ids = [frozen.repository_id(path)]
+    elif p['repository_copy']:
+        server_path = frozen.ssh_path(borg.settings.repository)
+        if not server_path:
+            raise rc.RecoveryError('repository_copy needs an ssh://user@host:port/path repository, not %s'
+                                   % borg.settings.repository)
+        path = frozen.check_copy_path(server_path, p['repository_copy'])
+        session.update(frozen_copy=path, frozen_copy_host=p['repository_copy_host'] or 'unknown',
+                       frozen_copy_of=server_path)
+        location = frozen.ssh_url_with_path(borg.settings.repository, path)
+        repo_ids = frozen.known_ids(real_env, frozen.ssh_url_with_path(borg.settings.repository, server_path))
+    else:
+        return borg
+    session['borg_base'] = os.path.join(rc.session_dir(session['name']), 'borg')
+    rc.save_session(session)
+    settings = copy.copy(borg.settings)
+    settings.repository = location
+    env = frozen.seed_security(location, repo_ids, real_env, session['borg_base'])
+    settings.borg_base_dir = env.pop('BORG_BASE_DIR')
+    settings.extra_environment = env
+    return Borg(settings)
+
+
+def copy_to_make(p, name):
+    """With O(plan_copy), where the role is to make the frozen copy on the backup server; else None."""
+    server_path = frozen.ssh_path(p['repository'])
+    if not (p['plan_copy'] and not p['repository_copy'] and server_path):
+        return None
+    return frozen.copy_path_for(server_path, name, frozen.host_tag())
+
+
+def torn_down(session, result):
+    """Tear a session down into ``result``: what was removed, and its copy on a backup server for the role."""
+    result['removed'] = result.get('removed', []) + rc.teardown(session)
+    remote = rc.remote_copy(session)
+    if remote:
+        result.setdefault('remote_copies', []).append(remote)
+    return result
 
 
 def build(module, p, name, started):
-    """Mount, layer, engine: a fresh session. Recorded before each step so failures can be undone."""
+    """Frozen copy, mount, layer, engine: a fresh session. Recorded before each step so failures can be undone."""
     base = rc.PREFIX + name
     session = {
         'name': name, 'archive': p['archive'], 'repository': p['repository'], 'state': 'starting',
@@ -262,17 +364,21 @@ def build(module, p, name, started):
         'archive_mount': rc.mountpoint_for(base + '-archive'), 'layer_mount': rc.mountpoint_for(base),
         'delta_dir': os.path.join(rc.session_dir(name), 'delta'), 'socket_dir': os.path.join(rc.RUN_DIR, name),
         'started_at': datetime.datetime.utcnow().replace(microsecond=0).isoformat() + 'Z',
+        'frozen_copy': None, 'timings': {},
     }
     os.makedirs(rc.session_dir(name), 0o700, exist_ok=True)
     rc.save_session(session)
     borg = Borg.from_module(module)
     borg.check_installed()
+    borg = frozen_reader(borg, session, p)
+    if session['frozen_copy']:
+        session['timings']['frozen_copy'] = round(time.time() - started, 3)
     rc.prepare_mountpoint(session['archive_mount'])
     # borg mount reads it from its environment (the module's, inherited by run_command).
     os.environ['BORG_MOUNT_DATA_CACHE_ENTRIES'] = str(p['mount_cache_chunks'])
     borg.mount(session['archive_mount'], name=p['archive'], options=('allow_other',))
     rc.set_read_ahead(session['archive_mount'])
-    session['timings'] = {'mount': round(time.time() - started, 3)}
+    session['timings']['mount'] = round(time.time() - started, 3)
     session['rowfs_proc'] = rc.start_rowfs(session['archive_mount'], session['delta_dir'], session['layer_mount'],
                                            os.path.join(rc.session_dir(name), 'rowfs.log'))
     rc.set_read_ahead(session['layer_mount'])
@@ -375,7 +481,7 @@ def run_verification(module, p, name, started):
             report['archive'] = p['archive'] = newest_archive(module, p)
         leftover = rc.load_session(name)
         if leftover:  # of a verification that was killed
-            result['removed'] = rc.teardown(leftover)
+            torn_down(leftover, result)
         session = build(module, p, name, started)
         engine = make_engine(p, session)
         report.update(engine=session['engine'], ready_seconds=round(time.time() - started, 3))
@@ -396,7 +502,7 @@ def run_verification(module, p, name, started):
             result['session'] = rc.public(session)
             report['layer_bytes'] = result['session']['layer_bytes']
             try:
-                result['removed'] = result['removed'] + rc.teardown(session)
+                torn_down(session, result)
             except Exception as e:  # still a report: the verification failed, and says why
                 if not fail:
                     fail = failure_of(e)
@@ -409,7 +515,7 @@ def run_verification(module, p, name, started):
 
 
 def cleanup(check_mode):
-    removed, kept = [], []
+    removed, kept, remote_copies = [], [], []
     for session in rc.list_sessions():
         h = rc.health(session)
         healthy = h['intact'] and (h['engine_running'] or session.get('state') == 'stopped')
@@ -419,12 +525,14 @@ def cleanup(check_mode):
         removed.append('session %s' % session['name'])
         if not check_mode:
             removed += rc.teardown(session)
+            if rc.remote_copy(session):
+                remote_copies.append(rc.remote_copy(session))
     for path in rc.orphan_mounts():
         removed.append(path)
         if not check_mode:
             rc.unmount(path)
             rc.remove_mountpoint(path)
-    return removed, kept
+    return removed, kept, remote_copies
 
 
 def main():
@@ -449,6 +557,9 @@ def main():
         db_password=dict(type='str', no_log=True),
         keep_on_failure=dict(type='bool', default=False),
         mount_cache_chunks=dict(type='int', default=512),
+        plan_copy=dict(type='bool', default=False),
+        repository_copy=dict(type='str'),
+        repository_copy_host=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=BORG_COMMON_MUTUALLY_EXCLUSIVE)
@@ -462,8 +573,8 @@ def main():
         if state == 'query':
             module.exit_json(sessions=[rc.public(s) for s in rc.list_sessions()], **result)
         if state == 'cleanup':
-            removed, kept = cleanup(module.check_mode)
-            module.exit_json(changed=bool(removed), removed=removed, sessions=kept)
+            removed, kept, remote_copies = cleanup(module.check_mode)
+            module.exit_json(changed=bool(removed), removed=removed, sessions=kept, remote_copies=remote_copies)
         if p['archive']:
             validate_archive_name(p['archive'])
         if state == 'verified':
@@ -485,7 +596,7 @@ def main():
             if session:
                 result['changed'] = True
                 if not module.check_mode:
-                    result['removed'] = rc.teardown(session)
+                    torn_down(session, result)
             module.exit_json(**result)
 
         if state == 'stopped':
@@ -519,22 +630,28 @@ def main():
         else:
             if session:
                 # Broken (a mount died): nothing of the old layer can be trusted; start afresh.
-                result['removed'] = rc.teardown(session)
+                torn_down(session, result)
                 p['archive'] = p['archive'] or session['archive']
                 p['repository'] = p['repository'] or session['repository']
+            result['copy_needed'] = copy_to_make(p, name)
+            if result['copy_needed']:  # the role makes it on the backup server, then calls again with it
+                result['changed'] = bool(result['removed'])
+                module.exit_json(**result)
             building = name
             session = build(module, p, name, started)
             engine = make_engine(p, session)
         result['ready_seconds'] = round(time.time() - started, 3)
         if session.get('timings'):
             result['timings'] = session['timings']
+        if session.get('frozen') and building:
+            result['frozen_copy'] = session['frozen']
         result.update(extras(p, engine))
         module.exit_json(session=rc.public(session), **result)
     except Exception as e:  # a half-built session is undone whatever went wrong
         fail = failure_of(e)
         partial = rc.load_session(building) if building else None
         if partial and not p['keep_on_failure']:
-            fail['removed'] = rc.teardown(partial)
+            fail.update(torn_down(partial, {}))
         module.fail_json(**fail)
 
 

@@ -139,8 +139,38 @@ def test_instant_recovery_on_a_recovery_host(remote, ansible_control_dir):
     assert f"- '{PG_ROWS + 1}'" in r.output, r
     session = json.loads((STATE_DIR / "ir-remote-pg.json").read_text())
     assert session["repository"].startswith(remote["url"])
+    # The session reads a frozen copy the role made on the backup server, beside the repository (inside the
+    # client's directory, which the recovery host's restricted key reaches), not the repository itself.
+    pool_db1 = remote["root"] / "pool" / "db1"
+    copy = Path(session["frozen_copy"])
+    assert copy.parent == pool_db1 and copy.name.startswith(".borgfleet-ir-remote-pg-") and (copy / "config").exists()
+    mount_argv = [p for p in Path("/proc").glob("[0-9]*/cmdline")
+                  if session["archive_mount"].encode() in p.read_bytes() and b"/usr/bin/borg\0mount" in p.read_bytes()]
+    assert mount_argv and all(str(copy).encode() in p.read_bytes() for p in mount_argv)
+    (seeded,) = (STATE_DIR / "ir-remote-pg" / "borg" / ".config" / "borg" / "security").glob("*/location")
+    assert seeded.read_text() == remote["url"].rsplit(str(remote["root"]), 1)[0] + str(copy)
+    # Again: the running session is kept, and so is its copy (not made afresh under it).
+    inode = (copy / "config").stat().st_ino
+    r = run_playbook("instant_recovery.yml", remote["inventory"], extra_vars=ev, control_dir=ansible_control_dir)
+    assert r.rc == 0, r
+    assert (copy / "config").stat().st_ino == inode
+
+    # While it lives, the recovery host's own restricted key backs up into the same repository over SSH, then
+    # prunes and compacts it (a short lock wait: a held lock would fail them in seconds).
+    repo = BorgRepo(remote["url"] + "/db1/pg", SECRET, ssh_key=remote["key"], known_hosts=remote["known"],
+                    base_dir=remote["root"] / "target-borg")
+    repo.run("create", "--lock-wait", "5", repo.archive("pg-2026-11-26T02:00:00"), str(remote["files"]))
+    repo.run("prune", "--lock-wait", "5", "--keep-last", "1", "--glob-archives", "pg-*", repo.url)
+    repo.run("compact", "--lock-wait", "5", repo.url)
+    assert repo.archive_names() == ["pg-2026-11-26T02:00:00"]
+    answered = subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-A", "-t", "-h", session["socket_dir"],
+                               "-p", str(session["port"]), "-d", "postgres", "-c", "SELECT count(*) FROM accounts"],
+                              capture_output=True, text=True, user="postgres", group="postgres", extra_groups=[])
+    assert answered.stdout.strip() == str(PG_ROWS + 1), answered.stderr
+
     r = run_playbook("instant_recovery.yml", remote["inventory"], control_dir=ansible_control_dir, extra_vars={
         "borgfleet_recovery_hosts": "target1", "borgfleet_recovery_state": "absent",
         "borgfleet_recovery_name": "remote-pg"})
     assert r.rc == 0, r
     assert_nothing_left("remote-pg", session["engine_proc"]["pid"])
+    assert not copy.exists()  # removed on the backup server by the role
