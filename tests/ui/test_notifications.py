@@ -6,6 +6,7 @@ import email.policy
 import hashlib
 import hmac
 import json
+import re
 import threading
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -398,3 +399,45 @@ def test_digest_due_times_follow_the_local_clock():
     assert due("daily", "08:00", datetime(2026, 3, 29, 10, 0), tz="Europe/Paris") == datetime(2026, 3, 29, 6, 0)
     assert due("daily", "08:00", datetime(2026, 3, 29, 5, 0), tz="Europe/Paris") == datetime(2026, 3, 28, 7, 0)
     assert due("off", "08:00", datetime(2026, 3, 29, 5, 0)) is None
+
+
+def test_a_mail_goes_out_in_its_recipients_language(api, db, redis, users, tmp_path, notify_settings):
+    """The subscriber's users.language picks the mail's language (subject, text and HTML parts), in the
+    worker's way (no request); with no language set the same delivery is in English. No playbook runs:
+    the failure is recorded through queue.finish."""
+    notify_settings()
+    cl, bj = make_local_backup(api, tmp_path, "notify-fr")
+    assert api("viewer").put("/api/notifications/subscription", json={"email": "viewer@borgfleet.test"}).status_code == 200
+    try:
+        job_id = q.create_job_row(db, "backup", backup_job_id=bj["id"], status="running")
+        q.finish(db, job_id, "failed", error="borg: passphrase rejected", rc=2, r=redis,
+                 result={"failed": [{"error_kind": "wrong_passphrase"}]})
+        [d] = dbm.query(db, "SELECT * FROM notification_deliveries WHERE job_id=%s AND channel='email'", (job_id,))
+        dbm.execute(db, "UPDATE users SET language='fr' WHERE username=%s", (users["viewer"][0],))
+        subject, text, html = deliver.build_mail(db, d)
+        assert subject == "[BorgFleet] ÉCHEC : sauvegarde de notify-fr/data (mauvaise phrase secrète)"
+        assert "L’opération « sauvegarde » de la sauvegarde data du client notify-fr a échoué." in text
+        assert "Classe d’erreur : mauvaise phrase secrète" in text and f"{BASE_URL}/jobs/{job_id}" in text
+        assert '<html lang="fr">' in html and "Sauvegarde de notify-fr/data : échec" in html and "Ouvrir la tâche" in html
+        dbm.execute(db, "UPDATE users SET language=NULL WHERE username=%s", (users["viewer"][0],))
+        en_subject, en_text, en_html = deliver.build_mail(db, d)
+        assert en_subject == "[BorgFleet] FAILED: backup of notify-fr/data (wrong passphrase)"
+        assert '<html lang="en">' in en_html and "Open the job" in en_html
+        # Every word the English text part's template writes is gone from the French one (the data
+        # stays: links, names, the job's id and error, times in UTC; "client" and "message" are French too).
+        data = (f"{BASE_URL}/jobs/{job_id}", f"{BASE_URL}/backup-jobs/{bj['id']}", "notify-fr", "data", job_id,
+                "borg: passphrase rejected", "BorgFleet")
+
+        def words(t):
+            for value in data:
+                t = t.replace(value, " ")
+            return set(re.findall(r"[A-Za-zÀ-ÿ’']+", t))
+        english = words(en_text)
+        assert {"The", "Error", "class", "Finished", "Sent"} <= english
+        assert english & words(text) <= {"client", "message", "UTC"}, english & words(text)
+    finally:
+        dbm.execute(db, "UPDATE users SET language=NULL WHERE username=%s", (users["viewer"][0],))
+        for queue in q.queues(redis):
+            if queue.name == q.NOTIFY_QUEUE:
+                queue.empty()
+        drop_local_backup(api, cl, bj)

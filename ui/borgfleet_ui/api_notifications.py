@@ -4,8 +4,9 @@ the backup jobs' ping URLs (operators)."""
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, jsonify, request
+from flask_babel import gettext as _
 
-from . import fleet
+from . import fleet, i18n
 from .api import body, bp
 from .auth import role
 from .db import get_db, get_redis
@@ -18,7 +19,9 @@ def send_test_mail(to):
     to = store.email_address(to, "recipient")
     settings = store.get_settings(db)
     name = deliver.app_name(db)
-    subject, text, html = mail.render("test", app_name=name, sender_user=g.user["username"])
+    # In the language of the address's subscriber, else in the admin's (who reads it, testing).
+    language = deliver.recipient_language(db, to) or i18n.current()
+    subject, text, html = mail.render("test", language, app_name=name, sender_user=g.user["username"])
     msg = mail.message(settings["smtp_sender"] or "nobody@invalid", to, subject, text, html, name)
     mail.send(settings, store.secret(current_app.config, db, "smtp_password"), msg)
     return to
@@ -47,7 +50,7 @@ def notify_test_email():
     data = request.get_json(silent=True) or {}
     to = data.get("to") or default_recipient()
     if not to:
-        raise fleet.Invalid("to: the address to send the test message to (or subscribe yourself first)")
+        raise fleet.Invalid(_("to: the address to send the test message to (or subscribe yourself first)"))
     try:
         sent_to = send_test_mail(to)
     except mail.MailError as e:
@@ -102,7 +105,7 @@ def notify_subscription_put(uid):
 @bp.delete("/notifications/subscriptions/<int:uid>")
 @role("admin")
 def notify_subscription_delete(uid):
-    return ("", 204) if store.delete_subscription(get_db(), uid) else (jsonify(error="no such subscription"), 404)
+    return ("", 204) if store.delete_subscription(get_db(), uid) else (jsonify(error=_("no such subscription")), 404)
 
 
 @bp.get("/notifications/deliveries")
@@ -132,4 +135,4 @@ def notify_ping_put(bid):
 @bp.delete("/notifications/pings/<int:bid>")
 @role("operator")
 def notify_ping_delete(bid):
-    return ("", 204) if store.delete_ping(get_db(), bid) else (jsonify(error="no ping URL for this backup job"), 404)
+    return ("", 204) if store.delete_ping(get_db(), bid) else (jsonify(error=_("no ping URL for this backup job")), 404)

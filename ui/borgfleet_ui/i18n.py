@@ -5,10 +5,11 @@ extracted with `make i18n-extract` (pybabel, ui/babel.cfg) and compiled by `make
 The collection's own output (playbooks, modules, the contract's messages) stays English, as
 Ansible's is; the service's pages, messages and mails are translated."""
 import os
+from contextlib import contextmanager, nullcontext
 from urllib.parse import urlparse
 
-from flask import Blueprint, g, redirect, request, url_for
-from flask_babel import Babel, get_locale
+from flask import Blueprint, Flask, g, has_app_context, redirect, request, url_for
+from flask_babel import Babel, force_locale, get_locale
 
 from .db import execute, get_db
 
@@ -45,6 +46,26 @@ def init_app(app):
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.policies["ext.i18n.trimmed"] = True   # {% trans %} blocks: whitespace folded
     app.jinja_env.globals.update(languages=LANGUAGES, current_language=current)
+
+
+_catalogs_app = None
+
+
+@contextmanager
+def in_language(lang):
+    """Translate in `lang` (None or unknown: English) whatever the request's language: a mail goes
+    out in its recipient's. Outside a request (the notification worker) Flask-Babel needs an app
+    context: a bare app holding only the catalogs provides it."""
+    global _catalogs_app
+    if has_app_context():
+        outer = nullcontext()
+    else:
+        if _catalogs_app is None:
+            _catalogs_app = Flask(__name__)
+            Babel(_catalogs_app, default_translation_directories=TRANSLATIONS)
+        outer = _catalogs_app.app_context()
+    with outer, force_locale(lang if lang in LANGUAGES else DEFAULT):
+        yield
 
 
 def set_preferences(user, data):

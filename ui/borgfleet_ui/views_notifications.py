@@ -1,6 +1,7 @@
 """Notification pages on the pages blueprint: the settings (admins: SMTP, links, webhook, digest, a
 test mail, what was sent) and subscriptions (everyone their own; admins everyone's)."""
 from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from . import fleet, secret_store
 from .api_notifications import default_recipient, send_test_mail
@@ -36,7 +37,7 @@ def notification_settings():
         store.update_settings(current_app.config, get_db(), data)
     except (fleet.Invalid, secret_store.SecretError) as e:
         return _settings_page(error=str(e), code=400)
-    flash("Notification settings saved.", "saved")
+    flash(_("Notification settings saved."), "saved")
     return redirect(url_for("pages.notification_settings"))
 
 
@@ -49,7 +50,7 @@ def notification_test_email():
         return _settings_page(test_result={"ok": False, "message": str(e)}, code=400)
     except mail.MailError as e:
         return _settings_page(test_result={"ok": False, "message": str(e)}, code=502)
-    return _settings_page(test_result={"ok": True, "message": f"Test message sent to {to}."})
+    return _settings_page(test_result={"ok": True, "message": _("Test message sent to %(to)s.", to=to)})
 
 
 @bp.route("/notifications", methods=["GET", "POST"])
@@ -70,7 +71,7 @@ def notifications():
                     "email": request.form.get("email", "").strip(), "events": request.form.getlist("events"),
                     "backup_job_ids": ids if request.form.get("scope") == "some" else None,
                     "enabled": bool(request.form.get("enabled"))})
-            flash("Subscription saved.", "saved")
+            flash(_("Subscription saved."), "saved")
             return redirect(url_for("pages.notifications"))
         except (fleet.Invalid, fleet.NotFound) as e:
             error, code = str(e), 400
@@ -96,7 +97,7 @@ def notification_ping():
     except (fleet.Invalid, fleet.NotFound) as e:
         flash(str(e), "error")
     else:
-        flash("Ping URL saved." if not request.form.get("delete") else "Ping URL removed.", "saved")
+        flash(_("Ping URL saved.") if not request.form.get("delete") else _("Ping URL removed."), "saved")
     return redirect(url_for("pages.notifications"))
 
 

@@ -17,6 +17,9 @@ from ..config import load_config
 from ..db import connect, execute, query
 from . import digest, mail, stale, store
 
+
+# The webhook's JSON keeps these English words (machine-read); mails name kinds and error classes in
+# their recipient's language (mail.py's filters kind_name, error_label).
 KIND_LABELS = {"backup": "Backup", "prune": "Prune", "check": "Repository check", "verify": "Restore verification"}
 WEBHOOK_TIMEOUT = 15
 
@@ -105,14 +108,23 @@ def incident_context(db, d):
     }
 
 
+def recipient_language(db, address):
+    """The language of the user subscribed with this address (users.language; None: English). Two
+    users sharing an address: the first one's, as store.recipients dedups them."""
+    row = query(db, "SELECT u.language FROM notification_subscriptions s JOIN users u ON u.id=s.user_id"
+                    " WHERE s.email=%s ORDER BY s.enabled DESC, u.disabled, s.user_id LIMIT 1", (address,), one=True)
+    return row["language"] if row else None
+
+
 def build_mail(db, d):
-    """(subject, text, html) of a delivery's mail."""
+    """(subject, text, html) of a delivery's mail, in its recipient's language."""
+    language = recipient_language(db, d["recipient"])
     if d["event"] == "digest":
-        return mail.render("digest", **digest.context(db, d["period_start"], d["period_end"],
-                                                      store.get_settings(db), app_name(db)))
+        return mail.render("digest", language, **digest.context(db, d["period_start"], d["period_end"],
+                                                                store.get_settings(db), app_name(db)))
     if d["event"] == "stale":
-        return mail.render("stale", **stale_context(db, d))
-    return mail.render(d["event"], **incident_context(db, d))
+        return mail.render("stale", language, **stale_context(db, d))
+    return mail.render(d["event"], language, **incident_context(db, d))
 
 
 def stale_context(db, d):
