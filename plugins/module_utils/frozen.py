@@ -167,7 +167,7 @@ def remove(copy_path, timeout=10):
     deadline = time.time() + timeout
     while True:
         try:
-            shutil.rmtree(copy_path, onerror=_gone_is_fine)
+            shutil.rmtree(copy_path, onerror=gone_is_fine)
             return True
         except OSError as e:
             if e.errno != errno.ENOTEMPTY or time.time() >= deadline:
@@ -175,7 +175,8 @@ def remove(copy_path, timeout=10):
             time.sleep(0.05)
 
 
-def _gone_is_fine(func, path, exc_info):
+def gone_is_fine(func, path, exc_info):
+    """shutil.rmtree's onerror: a file already gone is removed enough; anything else is raised."""
     if not isinstance(exc_info[1], FileNotFoundError):
         raise exc_info[1]
 

@@ -18,13 +18,16 @@ FR = UI / "borgfleet_ui" / "translations" / "fr" / "LC_MESSAGES"
 
 
 def service_messages():
-    """The msgids pybabel extracts from the service (ui/babel.cfg), as `make i18n-extract` does."""
-    method_map = [("borgfleet_ui/**.py", "python"), ("borgfleet_ui/templates/**.html", "jinja2")]
-    options = {"borgfleet_ui/templates/**.html": {"extensions": "jinja2.ext.i18n", "trimmed": "true"}}
+    """The msgids pybabel extracts from the service with ui/babel.cfg, as `make i18n-extract` does."""
+    from babel.messages.frontend import parse_mapping_cfg
+    with open(UI / "babel.cfg") as f:
+        method_map, options_map = parse_mapping_cfg(f)
     ids = set()
-    for _, _, msg, _, _ in extract_from_dir(str(UI), method_map, options_map=options,
+    for _, _, msg, _, _ in extract_from_dir(str(UI.parent), method_map, options_map=options_map,
                                             keywords={"_": None, "gettext": None, "_l": None, "lazy_gettext": None,
-                                                      "ngettext": (1, 2)}):
+                                                      "ngettext": (1, 2)},
+                                            directory_filter=lambda d: os.path.basename(d) not in (
+                                                ".venv", "node_modules", ".git", "tests", "plugins", "roles")):
         ids.add(msg if isinstance(msg, str) else msg[0])
     return ids
 
