@@ -7,6 +7,7 @@ without JavaScript (server_wizard.js only hides the other role's fields and copi
 import json
 
 from flask import g, render_template, request
+from flask_babel import gettext
 
 from . import fleet
 from .auth import has_role, role
@@ -36,11 +37,11 @@ def _data(f, admin):
         try:
             data["vars"] = json.loads(f["vars"])
         except ValueError:
-            raise fleet.Invalid("extra vars must be JSON") from None
+            raise fleet.Invalid(gettext("extra vars must be JSON")) from None
     if f["role"] == "backup_server":
         pools = [p for p in f["pools"] if p["path"]]
         if not pools:
-            raise fleet.Invalid("a backup server needs at least one storage pool path")
+            raise fleet.Invalid(gettext("a backup server needs at least one storage pool path"))
         data["pools"] = [{"name": p["name"] or "main", "path": p["path"]} for p in pools]
     elif f["backup_server_id"]:
         data["backup_server_id"] = fleet.common.int_between(f["backup_server_id"], "backup server", 1, 2**62)
@@ -76,8 +77,8 @@ def server_new():
         return _render(f, backup_servers, result=result, pinned=pinned)
     if not result["ok"] and not request.form.get("save_anyway"):
         return _render(f, backup_servers, result=result,
-                       error="Not saved: the test failed (below). Fix it and test again, or tick"
-                             " \"Save even though the test failed\" to set the server up later."), 400
+                       error=gettext("Not saved: the test failed (below). Fix it and test again, or tick"
+                                     " \"Save even though the test failed\" to set the server up later.")), 400
     try:
         server = fleet.servers.create_server(db, data, admin=admin)
     except (fleet.Invalid, fleet.Forbidden) as e:

@@ -6,8 +6,11 @@
   var FINAL = ['succeeded', 'failed', 'abandoned', 'canceled', 'missed'];
   var COLOURS = {succeeded: 'success', running: 'primary', waiting: 'info', queued: 'secondary',
                  failed: 'danger', abandoned: 'danger', missed: 'warning', canceled: 'secondary'};
+  // The status words in the page's language (data-labels from job.html); unknown ones as they are.
+  var LABELS = JSON.parse(script.dataset.labels || '{}');
   function show(s) {
-    status.textContent = s;
+    status.textContent = LABELS[s] || s;
+    status.dataset.status = s;
     status.className = 'badge status-badge text-bg-' + (COLOURS[s] || 'secondary');
     if (progress) { progress.classList.toggle('d-none', FINAL.indexOf(s) >= 0); }
   }

@@ -18,7 +18,7 @@
     if (!button) { return; }
     var field = document.getElementById(button.dataset.copy);
     field.select();
-    var done = function () { button.textContent = 'Copied'; };
+    var done = function () { button.textContent = button.dataset.copied || 'Copied'; };
     if (navigator.clipboard) { navigator.clipboard.writeText(field.value).then(done, function () {}); }
     else if (document.execCommand('copy')) { done(); }
   });
