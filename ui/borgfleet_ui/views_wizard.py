@@ -248,7 +248,7 @@ def bj_wizard_create():
         return _render("passphrase", state, error=error, code=400, own=own,
                        generated=generated or wz.generate_passphrase())
     session.pop(KEY, None)
-    flash(_("Backup job %(name)s created: this setup creates its repository.",
-            name=f"{bj['client_name']}/{bj['name']}"))
+    name = bj["client_name"] + "/" + bj["name"]
+    flash(_("Backup job %(name)s created: this setup creates its repository.", name=name))
     flash(setup_job, "queued")
     return redirect(url_for("pages.job", job_id=setup_job))
