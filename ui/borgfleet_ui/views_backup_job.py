@@ -2,6 +2,7 @@
 actions on its repository: prune now, check now, and retention edited with a preview (a queued
 prune.yml --check of the retention in the form, shown as a table before anything is saved)."""
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from . import fleet, forms, views
 from .auth import role
@@ -76,7 +77,7 @@ def retention(bid):
     if queued:
         return redirect(url_for("backup_job.page", bid=bid, preview=queued[0], **forms.retention_of(request.form),
                                 _anchor="retention"))
-    flash("Retention saved.")
+    flash(_("Retention saved."))
     return redirect(url_for("backup_job.page", bid=bid, _anchor="retention"))
 
 
@@ -87,7 +88,7 @@ def check_settings(bid):
                                    lambda data: fleet.backup_jobs.update_backup_job(get_db(), get_redis(), bid, data))
     if errors:
         return _page(bid, errors, code)
-    flash("Check settings saved.")
+    flash(_("Check settings saved."))
     return redirect(url_for("backup_job.page", bid=bid, _anchor="checks"))
 
 

@@ -9,6 +9,7 @@ would refuse, with the same message."""
 from zoneinfo import available_timezones
 
 from flask import abort, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _, lazy_gettext as _l
 
 from . import fleet, secret_store
 from .auth import role
@@ -18,8 +19,8 @@ from .fleet import wizard as wz
 from .forms import retention_of
 from .views import bp
 
-STEPS = (("client", "Client"), ("what", "What"), ("where", "Where"), ("when", "When"), ("keep", "Keep"),
-         ("passphrase", "Passphrase"))
+STEPS = (("client", _l("Client")), ("what", _l("What")), ("where", _l("Where")), ("when", _l("When")),
+         ("keep", _l("Keep")), ("passphrase", _l("Passphrase")))
 NAMES = [s for s, _ in STEPS]
 KEY = "bj_wizard"
 ACTIVE = ("queued", "waiting", "running")
@@ -142,8 +143,8 @@ def _form_what(db, state, f, suggest=True):
         _, found = _detected(db, state["client_id"])
         database = next((d for d in found if d["key"] == state["database_key"]), None)
         if database is None:
-            raise fleet.Invalid("choose one of the databases detected on the client (Reload capabilities"
-                                " if it is not listed)")
+            raise fleet.Invalid(_("choose one of the databases detected on the client (Reload capabilities"
+                                  " if it is not listed)"))
         state.update(paths=[], exclude=[], databases=[wz.database_entry(database, state["method"])])
     else:
         state.update(databases=[], paths=wz.with_lines(wz.chosen(wz.PATH_PRESETS, state["path_presets"]),
@@ -233,9 +234,9 @@ def bj_wizard_create():
     passphrase = f.get("own", "") if own else generated
     error = None
     if own and passphrase != f.get("own2", ""):
-        error = "the two passphrases typed differ"
+        error = _("the two passphrases typed differ")
     elif not f.get("stored"):
-        error = "tick “I have stored the passphrase”: without it the backups cannot be read"
+        error = _("tick “I have stored the passphrase”: without it the backups cannot be read")
     if error is None:
         try:
             bj, setup_job = fleet.backup_jobs.create_and_set_up(
@@ -247,6 +248,7 @@ def bj_wizard_create():
         return _render("passphrase", state, error=error, code=400, own=own,
                        generated=generated or wz.generate_passphrase())
     session.pop(KEY, None)
-    flash(f"Backup job {bj['client_name']}/{bj['name']} created: this setup creates its repository.")
+    name = bj["client_name"] + "/" + bj["name"]
+    flash(_("Backup job %(name)s created: this setup creates its repository.", name=name))
     flash(setup_job, "queued")
     return redirect(url_for("pages.job", job_id=setup_job))

@@ -7,51 +7,53 @@ import secrets
 from datetime import timezone
 from zoneinfo import ZoneInfo
 
+from flask_babel import lazy_gettext as _l
+
 from ..contract import contract
 from .backup_jobs import next_runs
 
-# key -> (label, paths)
+# key -> (label, paths); the labels are shown in the page's language (lazy_gettext).
 PATH_PRESETS = {
-    "config": ("System configuration", ["/etc"]),
-    "home": ("Home directories", ["/home", "/root"]),
-    "web": ("Web roots", ["/var/www", "/srv"]),
-    "logs": ("Logs", ["/var/log"]),
+    "config": (_l("System configuration"), ["/etc"]),
+    "home": (_l("Home directories"), ["/home", "/root"]),
+    "web": (_l("Web roots"), ["/var/www", "/srv"]),
+    "logs": (_l("Logs"), ["/var/log"]),
 }
 # key -> (label, borg patterns): `sh:` patterns, so ** spans directories.
 EXCLUDE_PRESETS = {
-    "caches": ("Caches", ["sh:**/.cache", "sh:/var/cache/*", "sh:**/node_modules"]),
-    "tmp": ("Temporary files", ["sh:/tmp/*", "sh:/var/tmp/*", "sh:**/*.tmp", "sh:**/*.swp"]),
-    "trash": ("Trash", ["sh:**/.local/share/Trash"]),
+    "caches": (_l("Caches"), ["sh:**/.cache", "sh:/var/cache/*", "sh:**/node_modules"]),
+    "tmp": (_l("Temporary files"), ["sh:/tmp/*", "sh:/var/tmp/*", "sh:**/*.tmp", "sh:**/*.swp"]),
+    "trash": (_l("Trash"), ["sh:**/.local/share/Trash"]),
 }
 # key -> (label, cron expression or None: run by hand only)
 SCHEDULE_PRESETS = {
-    "hourly": ("Every hour, on the hour", "0 * * * *"),
-    "6h": ("Every 6 hours", "0 */6 * * *"),
-    "daily": ("Daily at 02:00", "0 2 * * *"),
-    "weekly": ("Weekly, Sunday at 03:00", "0 3 * * 0"),
-    "monthly": ("Monthly, the 1st at 04:00", "0 4 1 * *"),
-    "manual": ("Manual only (Run now)", None),
+    "hourly": (_l("Every hour, on the hour"), "0 * * * *"),
+    "6h": (_l("Every 6 hours"), "0 */6 * * *"),
+    "daily": (_l("Daily at 02:00"), "0 2 * * *"),
+    "weekly": (_l("Weekly, Sunday at 03:00"), "0 3 * * 0"),
+    "monthly": (_l("Monthly, the 1st at 04:00"), "0 4 1 * *"),
+    "manual": (_l("Manual only (Run now)"), None),
 }
 DEFAULT_SCHEDULE = "daily"
 # key -> (label, retention or None: never prune)
 RETENTION_PRESETS = {
-    "standard": ("7 daily, 4 weekly, 6 monthly", {"daily": 7, "weekly": 4, "monthly": 6}),
-    "frequent": ("24 hourly, 7 daily, 4 weekly", {"hourly": 24, "daily": 7, "weekly": 4}),
-    "short": ("14 daily", {"daily": 14}),
-    "long": ("30 daily, 12 monthly, 5 yearly", {"daily": 30, "monthly": 12, "yearly": 5}),
-    "forever": ("Keep every archive (never prune)", None),
+    "standard": (_l("7 daily, 4 weekly, 6 monthly"), {"daily": 7, "weekly": 4, "monthly": 6}),
+    "frequent": (_l("24 hourly, 7 daily, 4 weekly"), {"hourly": 24, "daily": 7, "weekly": 4}),
+    "short": (_l("14 daily"), {"daily": 14}),
+    "long": (_l("30 daily, 12 monthly, 5 yearly"), {"daily": 30, "monthly": 12, "yearly": 5}),
+    "forever": (_l("Keep every archive (never prune)"), None),
 }
 DEFAULT_RETENTION = "standard"
 
 # What `databases: [{method: ...}]` does (docs/contract.md, plugins/module_utils/db_backup.py), one sentence each.
 METHODS = {
-    "auto": "Decided at each backup: a snapshot when the data directory, WAL and tablespaces are all on "
-            "btrfs or LVM, else a dump.",
-    "snapshot": "The database is quiesced for a moment, its btrfs or LVM volume snapshotted and the data "
-                "directory archived from the read-only snapshot (restorable as files, verifiable by starting "
-                "it); fails on plain storage.",
-    "dump": "A logical dump (mariadb-dump, pg_dump/pg_dumpall, mongodump) into one file per archive: any "
-            "storage, restored by loading it, not verifiable by starting it.",
+    "auto": _l("Decided at each backup: a snapshot when the data directory, WAL and tablespaces are all on "
+               "btrfs or LVM, else a dump."),
+    "snapshot": _l("The database is quiesced for a moment, its btrfs or LVM volume snapshotted and the data "
+                   "directory archived from the read-only snapshot (restorable as files, verifiable by starting "
+                   "it); fails on plain storage."),
+    "dump": _l("A logical dump (mariadb-dump, pg_dump/pg_dumpall, mongodump) into one file per archive: any "
+               "storage, restored by loading it, not verifiable by starting it."),
 }
 
 GENERATED_PASSPHRASE_BYTES = 24   # 32 characters of token_urlsafe: 192 random bits

@@ -8,7 +8,8 @@
     if (!button) { return; }
     var field = document.getElementById(button.dataset.copy);
     field.select();
-    var done = function () { button.textContent = 'Copied'; };
+    // The button's data-copied is the page's word for it, in the page's language.
+    var done = function () { button.textContent = button.dataset.copied || 'Copied'; };
     if (navigator.clipboard) { navigator.clipboard.writeText(field.value).then(done, function () {}); }
     else if (document.execCommand('copy')) { done(); }
   });

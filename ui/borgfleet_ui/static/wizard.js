@@ -30,8 +30,9 @@
   function refresh() {
     var expr = chosenCron();
     if (!expr) {
-      show([note(form.querySelector('#sp-custom:checked') ? 'Type a cron expression.' :
-                 'Runs only when started by hand (Run now).', 'text-body-secondary', 'runs-none')]);
+      // The texts come from the page (data-type-cron, data-by-hand), in its language.
+      show([note(form.querySelector('#sp-custom:checked') ? box.dataset.typeCron : box.dataset.byHand,
+                 'text-body-secondary', 'runs-none')]);
       return;
     }
     var url = box.dataset.api + '?cron=' + encodeURIComponent(expr) + '&timezone=' + encodeURIComponent(tz.value.trim() || 'UTC');
