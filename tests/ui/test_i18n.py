@@ -47,14 +47,15 @@ def test_every_message_has_a_french_translation():
     assert (FR / "messages.mo").stat().st_mtime >= (FR / "messages.po").stat().st_mtime
 
 
-# The templates translated so far (PENDING: the rest, translated next; the list only shrinks).
-PENDING = True
+# Not translated yet (being rewritten for the archive index): the list only shrinks.
+PENDING = {"_restore.html", "_restore_result.html", "archive_browse.html", "file_versions.html", "restore_start.html",
+           "restore_wizard.html"}
 
 
 def test_templates_hold_no_untranslated_text(app):
     problems = {}
     for path in sorted(TEMPLATES.glob("*.html")):
-        if PENDING is not None and path.name not in ("base.html", "login.html", "message.html", "_ui.html"):
+        if path.name in PENDING:
             continue
         found = untranslated(app.jinja_env, path.read_text())
         if found:
@@ -104,3 +105,15 @@ def test_languages_are_the_catalogs_present():
     assert set(i18n.LANGUAGES) == {"en"} | {p.name for p in (UI / "borgfleet_ui" / "translations").iterdir()
                                            if p.is_dir()}
     assert os.path.isfile(FR / "messages.po")
+
+
+def test_sizes_and_times_read_in_the_pages_language(app):
+    import datetime
+    from borgfleet_ui import look
+    three_hours = datetime.datetime.utcnow() - datetime.timedelta(hours=3, minutes=1)
+    with app.test_request_context(headers={"Accept-Language": "fr"}):
+        assert (look.size(1536), look.size(10), look.duration(90061), look.ago(three_hours)) == (
+            "1,5 Kio", "10 o", "1 j 1 h", "il y a 3 h")
+        assert look.status_label("succeeded") == "réussi"
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert (look.size(1536), look.duration(90061), look.ago(three_hours)) == ("1.5 KiB", "1 d 1 h", "3 h ago")

@@ -4,7 +4,10 @@ import datetime
 import os
 
 from flask import Blueprint
+from babel.numbers import format_decimal
 from flask_babel import lazy_gettext as _l
+
+from .i18n import current as current_language
 
 # Installed by `make setup` from ui/package.json (pinned); only the toolkit's dist folder is served.
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "node_modules")
@@ -25,20 +28,30 @@ STATUS_COLOURS = {
 }
 
 
+# Unit names in the page's language (French: o for octet, j for jour).
+_UNIT_NAMES = {"B": _l("B"), "KiB": _l("KiB"), "MiB": _l("MiB"), "GiB": _l("GiB"), "TiB": _l("TiB"), "PiB": _l("PiB"),
+               "d": _l("d"), "h": _l("h"), "min": _l("min"), "s": _l("s")}
+
+
+def _number(n):
+    """One decimal in the page's language (1.5 / 1,5)."""
+    return format_decimal(n, "0.0", locale=current_language())
+
+
 def size(value):
-    """Bytes as a person reads them: 1536 → '1.5 KiB'; None → ''."""
+    """Bytes as a person reads them: 1536 → '1.5 KiB' ('1,5 Kio' in French); None → ''."""
     if value is None or value == "":
         return ""
     n = float(value)
     for unit in _UNITS:
         if abs(n) < 1024 or unit == _UNITS[-1]:
-            return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{int(n)} {_UNIT_NAMES[unit]}" if unit == "B" else f"{_number(n)} {_UNIT_NAMES[unit]}"
         n /= 1024
     return ""  # not reached
 
 
 def when(value):
-    """A UTC time from the database, to the minute: '2026-12-02 09:14 UTC'."""
+    """A UTC time from the database, to the minute: '2026-12-02 09:14 UTC' (the same in every language)."""
     if not value:
         return ""
     if isinstance(value, str):
@@ -59,8 +72,8 @@ def ago(value, now=None):
     seconds = (now - value.replace(tzinfo=None)).total_seconds()
     text = duration(abs(seconds), coarse=True)
     if abs(seconds) < 60:
-        return "just now"
-    return f"{text} ago" if seconds > 0 else f"in {text}"
+        return str(_l("just now"))
+    return str(_l("%(time)s ago", time=text)) if seconds > 0 else str(_l("in %(time)s", time=text))
 
 
 def duration(seconds, coarse=False):
@@ -71,7 +84,7 @@ def duration(seconds, coarse=False):
     parts = []
     for unit, length in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
         if s >= length or (unit == "s" and not parts):
-            parts.append(f"{s // length} {unit}")
+            parts.append(f"{s // length} {_UNIT_NAMES[unit]}")
             s %= length
     return parts[0] if coarse else " ".join(parts[:2])
 
