@@ -39,6 +39,7 @@ ACCESS = {
     "api.settings_get": "viewer", "api.settings_put": "admin",
     "api.tokens_list": "viewer", "api.tokens_create": "viewer", "api.tokens_delete": "viewer",
     "api.users_list": "admin", "api.users_create": "admin", "api.users_update": "admin",
+    "api.users_reset_password": "admin", "api.servers_deletion": "viewer",
     "api.workers_list": "admin", "api.workers_control": "admin", "api.workers_logs": "admin",
     # Inline validation of the pages' forms: every form it judges is an operator's.
     "api.validate": "operator",
@@ -49,6 +50,11 @@ ACCESS = {
     "pages.workers_page": "admin", "pages.worker_control": "admin", "pages.worker_logs": "admin",
     "backup_job.page": "viewer", "backup_job.preview_part": "viewer",
     "backup_job.prune": "operator", "backup_job.check": "operator", "backup_job.check_settings": "operator",
+    "backup_job.settings": "operator", "backup_job.enabled": "operator", "backup_job.delete": "operator",
+    "pages.server_edit": "operator", "pages.server_delete": "operator", "pages.server_pool_add": "operator",
+    "pages.server_pool_delete": "operator", "pages.users_page": "admin", "pages.users_create": "admin",
+    "pages.users_update": "admin", "pages.users_reset_password": "admin", "pages.tokens_page": "viewer",
+    "pages.tokens_create": "viewer", "pages.tokens_revoke": "viewer", "pages.settings_page": "admin",
     "backup_job.refresh_archives": "operator", "backup_job.retention": "operator",
     # Restore: viewers browse and look for a file's versions; operators restore.
     "api.archives_browse": "viewer", "api.bj_search": "viewer", "api.archives_restore": "operator",

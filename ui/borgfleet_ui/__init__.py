@@ -12,7 +12,7 @@ from . import api, auth, db, i18n, look, metrics, views, views_backup_job
 # The restore, recovery, notification, pool and server areas and the wizards add their routes to
 # api.bp and views.bp.
 from . import (api_notifications, api_recovery, api_restore, views_notifications, views_pools,  # noqa: F401
-               views_recovery, views_restore, views_server_wizard, views_servers, views_wizard)
+               views_edit, views_recovery, views_restore, views_server_wizard, views_servers, views_wizard)
 from .config import load_config, web_config
 
 # The pages load only their own static files: no inline script or style, no framing.

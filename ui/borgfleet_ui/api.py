@@ -5,12 +5,11 @@ from flask import Blueprint, g, jsonify, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
-from . import auth, fleet, forms, i18n, secret_store, workers
+from . import fleet, forms, i18n, secret_store, workers
 from . import openapi as openapi_doc
 from .auth import has_role, role
-from .contract import contract
-from .db import execute, get_db, get_redis, query
-from .fleet.common import list_args, matching
+from .db import get_db, get_redis, query
+from .fleet.common import list_args
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -139,6 +138,13 @@ def servers_get(sid):
 @role("operator")
 def servers_update(sid):
     return jsonify(fleet.servers.update_server(get_db(), sid, body(), admin=has_role(g.user, "admin")))
+
+
+@bp.get("/servers/<int:sid>/deletion")
+@role("viewer")
+def servers_deletion(sid):
+    """What deleting the server would take with it in the service (its repositories stay on the backup server)."""
+    return jsonify(fleet.servers.deletion(get_db(), sid))
 
 
 @bp.delete("/servers/<int:sid>")
@@ -452,60 +458,38 @@ def settings_put():
 @bp.get("/users")
 @role("admin")
 def users_list():
-    return jsonify(items=query(get_db(), "SELECT id, username, role, disabled, created_at FROM users ORDER BY id"))
+    return jsonify(items=fleet.users.list_users(get_db()))
 
 
 @bp.post("/users")
 @role("admin")
 def users_create():
     data = body()
-    name = matching(contract.SERVER_USER_RE, data.get("username"), "username")   # as boring as an OS account
-    if data.get("role") not in auth.ROLES:
-        raise fleet.Invalid(f"role must be one of {auth.ROLES}")
-    if query(get_db(), "SELECT id FROM users WHERE username=%s", (name,), one=True):
-        raise fleet.Invalid(f"user {name} exists")
-    if data.get("password") is not None:
-        auth.check_password_rule(data["password"])
-    password = auth.create_user(get_db(), name, data["role"], data.get("password"))
-    return jsonify(username=name, role=data["role"], password=None if data.get("password") else password), 201
+    user, password = fleet.users.create_user(get_db(), data)
+    return jsonify(username=user["username"], role=user["role"], id=user["id"],
+                   password=None if data.get("password") else password), 201
 
 
 @bp.put("/users/<int:uid>")
 @role("admin")
 def users_update(uid):
     """Change a user's password, role or disabled flag; a new password or disabling ends its sessions."""
-    data, db = body(), get_db()
-    user = query(db, "SELECT * FROM users WHERE id=%s", (uid,), one=True)
-    if user is None:
-        raise fleet.NotFound(f"no user {uid}")
-    unknown = set(data) - {"password", "role", "disabled"}
-    if unknown:
-        raise fleet.Invalid(f"unknown fields: {sorted(unknown)}")
-    new_role = data.get("role", user["role"])
-    if new_role not in auth.ROLES:
-        raise fleet.Invalid(f"role must be one of {auth.ROLES}")
-    disabled = data.get("disabled", bool(user["disabled"]))
-    if not isinstance(disabled, bool):
-        raise fleet.Invalid("disabled must be true or false")
-    if "password" in data:
-        auth.check_password_rule(data["password"])
-    if user["role"] == "admin" and (new_role != "admin" or disabled) and not query(
-            db, "SELECT id FROM users WHERE role='admin' AND disabled=0 AND id<>%s LIMIT 1", (uid,)):
-        raise fleet.Invalid("this is the last enabled admin: add another admin first")
-    execute(db, "UPDATE users SET role=%s WHERE id=%s", (new_role, uid))
-    auth.set_disabled(db, uid, disabled)
-    if "password" in data:
-        auth.set_password(db, uid, data["password"])
-    return jsonify(query(db, "SELECT id, username, role, disabled, created_at FROM users WHERE id=%s", (uid,), one=True))
+    return jsonify(fleet.users.update_user(get_db(), uid, body()))
+
+
+@bp.post("/users/<int:uid>/reset-password")
+@role("admin")
+def users_reset_password(uid):
+    """A new generated password, returned once; the old one is refused from now on."""
+    db = get_db()
+    password = fleet.users.reset_password(db, uid)
+    return jsonify(dict(fleet.users.get_user(db, uid), password=password))
 
 
 @bp.post("/tokens")
 @role("viewer")
 def tokens_create():
-    data = body()
-    name = matching(contract.BACKUP_NAME_RE, data.get("name"), "token name")   # as boring as a backup name
-    expires_at = auth.parse_expiry(data.get("expires_at"))
-    token = auth.create_token(get_db(), g.user["id"], name, expires_at)
+    name, token, expires_at = fleet.users.create_token(get_db(), g.user["id"], body())
     # Shown once; only its hash is stored.
     return jsonify(name=name, token=token, expires_at=expires_at), 201
 
@@ -513,12 +497,11 @@ def tokens_create():
 @bp.get("/tokens")
 @role("viewer")
 def tokens_list():
-    return jsonify(items=query(get_db(), "SELECT id, name, created_at, expires_at, last_used_at FROM api_tokens"
-                                         " WHERE user_id=%s ORDER BY id", (g.user["id"],)))
+    return jsonify(items=fleet.users.list_tokens(get_db(), g.user["id"]))
 
 
 @bp.delete("/tokens/<int:tid>")
 @role("viewer")
 def tokens_delete(tid):
-    n = execute(get_db(), "DELETE FROM api_tokens WHERE id=%s AND user_id=%s", (tid, g.user["id"]))
-    return ("", 204) if n else (jsonify(error="no such token"), 404)
+    fleet.users.revoke_token(get_db(), g.user["id"], tid)
+    return "", 204

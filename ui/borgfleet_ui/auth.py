@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .db import execute, get_db, get_redis, query
-from .fleet import Invalid   # the API answers 400 with its message
+from .fleet.common import Invalid   # the API answers 400 with its message
 
 bp = Blueprint("auth", __name__)
 
@@ -69,8 +69,12 @@ def check_password_rule(password):
     return password
 
 
+def generate_password():
+    return secrets.token_urlsafe(15)
+
+
 def create_user(db, username, role_name, password=None):
-    password = password or secrets.token_urlsafe(15)
+    password = password or generate_password()
     execute(db, "INSERT INTO users (username, password_hash, role) VALUES (%s, %s, %s)",
             (username, generate_password_hash(password), role_name))
     return password

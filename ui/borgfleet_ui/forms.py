@@ -72,6 +72,22 @@ def _server_judge(db, data, ctx):
     fleet.servers.create_server(db, data, admin=ctx.get("admin", False), dry_run=True)
 
 
+# --- a server (its edit page) ---
+
+def _server_edit_parse(values, ctx):
+    p = Parsed(values)
+    # Name and address are always sent ("" is refused as such); the others keep their value when empty.
+    data = {"name": (values.get("name") or "").strip(), "address": (values.get("address") or "").strip()}
+    data.update({k: p.text(k) for k in ("port", "ssh_user", "local_pool_path")})
+    data["backup_server_id"] = p.number("backup_server_id")
+    p.data = {k: v for k, v in data.items() if v is not None}
+    return p.done()
+
+
+def _server_edit_judge(db, data, ctx):
+    fleet.servers.update_server(db, ctx["server_id"], data, admin=ctx.get("admin", False), dry_run=True)
+
+
 # --- backup jobs (add) ---
 
 def _backup_job_parse(values, ctx):
@@ -79,7 +95,7 @@ def _backup_job_parse(values, ctx):
     p.data = {"client_id": p.number("client_id"), "name": p.text("name"), "paths": p.lines("paths"),
               "exclude": p.lines("exclude"), "databases": p.json("databases", []),
               "passphrase": values.get("passphrase") or None, "schedule": p.text("schedule"),
-              "verify_schedule": p.text("verify_schedule"), "timezone": p.text("timezone", "UTC"),
+              "verify_schedule": p.text("verify_schedule"), "timezone": p.text("timezone"),
               "retention": p.json("retention", None)}
     return p.done()
 
@@ -108,6 +124,18 @@ def _retention_parse(values, ctx):
 
 def _update_judge(db, data, ctx):
     fleet.backup_jobs.update_backup_job(db, None, ctx["backup_job_id"], data, dry_run=True)
+
+
+# --- a backup job's schedule, time zone, excludes, compression (its page) ---
+
+def _bj_settings_parse(values, ctx):
+    p = Parsed(values)
+    p.data = {"schedule": p.text("schedule", ""), "timezone": p.text("timezone"), "exclude": p.lines("exclude"),
+              "compression": p.text("compression")}
+    if "verify_schedule" in values:   # only database backups taken from a snapshot have one
+        p.data["verify_schedule"] = p.text("verify_schedule", "")
+    p.data = {k: v for k, v in p.data.items() if v is not None}
+    return p.done()
 
 
 # --- a backup job's check settings (its page) ---
@@ -141,6 +169,10 @@ FORMS = {
                     "local_pool_path", "pool_name", "pool_path", "vars"),
                    _server_parse, _server_judge, aliases={"pools": "pool_path"},
                    neutral={"name": "validation-probe", "address": "127.0.0.1", "port": 22, "ssh_user": "root"}),
+    "server_edit": Form(("name", "address", "port", "ssh_user", "backup_server_id", "local_pool_path"),
+                        _server_edit_parse, _server_edit_judge, context="server_id"),
+    "backup_settings": Form(("schedule", "timezone", "exclude", "compression", "verify_schedule"),
+                            _bj_settings_parse, _update_judge, context="backup_job_id"),
     "backup_job": Form(("client_id", "name", "passphrase", "paths", "exclude", "databases", "retention",
                         "schedule", "verify_schedule", "timezone"),
                        _backup_job_parse, _backup_job_judge,

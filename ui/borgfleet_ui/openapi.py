@@ -73,7 +73,12 @@ ROUTES = [
     ("get", "/api/servers/{id}", "viewer", "One server", None, 200, None),
     ("put", "/api/servers/{id}", "operator", "Change a server (vars: admins only; a client with backup jobs"
      " keeps its name and backup server)", "Server", 200, None),
-    ("delete", "/api/servers/{id}", "operator", "Remove a server", None, 204, None),
+    ("get", "/api/servers/{id}/deletion", "viewer", "What deleting the server takes with it in the service:"
+     " counts of backup_jobs, archives (rows), pools, clients; its repositories on the backup server stay", None,
+     200, None),
+    ("delete", "/api/servers/{id}", "operator", "Remove a server and, in the service, its backup jobs and their"
+     " archive rows (its repositories on the backup server stay; refused while it holds repositories or has"
+     " clients)", None, 204, None),
     ("post", "/api/servers/{id}/setup", "operator", "Queue setup.yml for the server (and its peer)", None, 202, _JOB),
     ("post", "/api/servers/{id}/collect-stats", "operator", "Queue collect_stats.yml", None, 202, _JOB),
     ("get", "/api/servers/{id}/stats", "viewer", "Stats history (latest 100)", None, 200, None),
@@ -157,13 +162,16 @@ ROUTES = [
     ("get", "/api/workers/{name}/logs", "admin", "Worker log (journal or serve log file); ?lines=1..5000 (200),"
      " ?since=UTC time or age (15m, 2h, 1d)", None, 200, None),
     ("get", "/api/settings", "viewer", "Settings", None, 200, None),
-    ("put", "/api/settings", "admin", "Change settings (app_name, stats_interval_minutes)", "Settings", 200, None),
+    ("put", "/api/settings", "admin", "Change settings (app_name, default_timezone, stats_interval_minutes,"
+     " pool_warn_percent, detect_after_setup); all are checked before any is saved", "Settings", 200, None),
     ("get", "/api/users", "admin", "List users", None, 200, None),
     ("post", "/api/users", "admin", "Add a user (password generated and returned once if not given)", "User",
      201, None),
     ("put", "/api/users/{id}", "admin",
      "Change a user's password, role or disabled flag (a new password or disabling ends its login sessions)",
      "UserUpdate", 200, None),
+    ("post", "/api/users/{id}/reset-password", "admin", "A new generated password for the user, returned once"
+     " (the old one is refused from now on, its login sessions end)", None, 200, None),
     ("get", "/api/tokens", "viewer", "The caller's API tokens (created_at, expires_at, last_used_at)", None, 200, None),
     ("post", "/api/tokens", "viewer", "New API token for the caller (shown once; optional expires_at)", "Token",
      201, None),
@@ -319,8 +327,11 @@ SCHEMAS = {
             "description": "each input's name and text as the form would post it"},
         "backup_job_id": {"type": "integer", "description": "forms retention and check: the backup job edited"},
         "archive_id": {"type": "integer", "description": "form restore: the archive restored from"}}},
-    "Settings": {"type": "object", "properties": {"app_name": {"type": "string"},
-                                                  "stats_interval_minutes": {"type": "integer"}}},
+    "Settings": {"type": "object", "properties": {
+        "app_name": {"type": "string"}, "stats_interval_minutes": {"type": "integer"},
+        "default_timezone": {"type": "string", "description": "IANA time zone of new backup jobs that name none"},
+        "pool_warn_percent": {"type": "integer", "minimum": 1, "maximum": 100},
+        "detect_after_setup": {"type": "integer", "enum": [0, 1]}}},
     "NotificationSettings": {"type": "object", "additionalProperties": False, "properties": {
         "smtp_host": {"type": "string"}, "smtp_port": {"type": "integer", "minimum": 1, "maximum": 65535},
         "smtp_security": {"type": "string", "enum": ["none", "starttls", "tls"]},

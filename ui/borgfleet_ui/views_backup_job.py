@@ -1,6 +1,8 @@
 """The backup job page (/backup-jobs/<id>): its settings, runs, archives count, schedules, and the
 actions on its repository: prune now, check now, and retention edited with a preview (a queued
 prune.yml --check of the retention in the form, shown as a table before anything is saved)."""
+from zoneinfo import available_timezones
+
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
@@ -31,7 +33,7 @@ def _page(bid, errors=None, code=200):
         else (bj["retention"] or {})
     return render_template("backup_job.html", bj=bj, preview=preview, shown=shown, errors=errors or {},
                            values=request.form if errors else {}, form=request.form.get("form") if errors else None,
-                           retention_keys=contract.RETENTION_KEYS), code
+                           retention_keys=contract.RETENTION_KEYS, timezones=sorted(available_timezones())), code
 
 
 @bp.get("/backup-jobs/<int:bid>/preview/<job_id>")
@@ -79,6 +81,38 @@ def retention(bid):
                                 _anchor="retention"))
     flash(_("Retention saved."))
     return redirect(url_for("backup_job.page", bid=bid, _anchor="retention"))
+
+
+@bp.post("/backup-jobs/<int:bid>/settings")
+@role("operator")
+def settings(bid):
+    """Schedule, time zone, excludes, compression and verify schedule (PUT /api/backup-jobs/<id>)."""
+    errors, code = views.submitted("backup_settings", {"backup_job_id": bid},
+                                   lambda data: fleet.backup_jobs.update_backup_job(get_db(), get_redis(), bid, data))
+    if errors:
+        return _page(bid, errors, code)
+    flash(_("Backup settings saved."))
+    return redirect(url_for("backup_job.page", bid=bid, _anchor="bj-edit"))
+
+
+@bp.post("/backup-jobs/<int:bid>/enabled")
+@role("operator")
+def enabled(bid):
+    """Enable or disable the backup job: a disabled one has no next run (nothing scheduled)."""
+    on = request.form.get("enabled") == "1"
+    fleet.backup_jobs.update_backup_job(get_db(), get_redis(), bid, {"enabled": on})
+    flash(_("Backup job enabled.") if on else _("Backup job disabled."))
+    return redirect(url_for("backup_job.page", bid=bid))
+
+
+@bp.post("/backup-jobs/<int:bid>/delete")
+@role("operator")
+def delete(bid):
+    """Delete the backup job and its rows in the service; its repository and archives stay in borg."""
+    bj = fleet.backup_jobs.get_backup_job(get_db(), bid)
+    fleet.backup_jobs.delete_backup_job(get_db(), get_redis(), bid)
+    flash(_("Backup job %(name)s deleted.", name=bj["name"]))
+    return redirect(url_for("pages.server_page", sid=bj["client_id"]))
 
 
 @bp.post("/backup-jobs/<int:bid>/check-settings")

@@ -10,6 +10,6 @@ What a backup, pool, retention, name or host is: the collection's contract (cont
 re-stated here. Only what is the service's own lives in these modules: no stored database
 password, one database per job, schedules, time zones, who may change what.
 """
-from . import archives, backup_jobs, facts, metrics, pools, probe, recovery, restores, runs, servers, settings  # noqa: F401  (the areas)
+from . import archives, backup_jobs, facts, metrics, pools, probe, recovery, restores, runs, servers, settings, users  # noqa: F401  (the areas)
 from . import wizard  # noqa: F401  (the backup wizard's presets and choices)
 from .common import Forbidden, Invalid, NotFound, page_args  # noqa: F401  (what every caller needs)

@@ -14,6 +14,7 @@ from ..db import execute, query
 from . import runs, servers
 from .common import Invalid, ListArgs, Listing, NotFound, about, by_contract, field, list_query
 from .pools import backup_server_vars
+from .settings import default_timezone
 
 BJ_COLS = ("b.id, b.client_id, c.name AS client_name, b.name, b.paths_json, b.exclude_json,"
            " b.databases_json, b.compression, b.retention_json, b.pool_id, b.schedule, b.timezone, b.enabled,"
@@ -180,7 +181,8 @@ def _bj_fields(db, data, cur=None, draft=False):
     out["compression"] = resolved["compression"]
     out["retention_json"] = json.dumps(retention) if retention is not None else None
     schedule = field(data, "schedule", cur.get("schedule"))
-    tz = check_timezone(field(data, "timezone", cur.get("timezone", "UTC")))
+    # A new backup job without a time zone takes the service's default one (Settings).
+    tz = check_timezone(field(data, "timezone", cur.get("timezone") or default_timezone(db)))
     # "" clears a schedule (null keeps the current one, as for every field).
     out["schedule"], out["timezone"] = check_cron(schedule, "schedule"), tz
     schedule = out["schedule"]

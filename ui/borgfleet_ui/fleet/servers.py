@@ -165,12 +165,15 @@ def create_server(db, data, admin=False, dry_run=False):
     return get_server(db, sid)
 
 
-def update_server(db, server_id, data, admin=False):
+def update_server(db, server_id, data, admin=False, dry_run=False):
+    """Change a server; dry_run: only judge `data` (nothing written, None)."""
     cur = get_server(db, server_id)
     f = _server_fields(db, data, cur, admin=admin)
     if f["name"] != cur["name"] and query(db, "SELECT id FROM servers WHERE name=%s", (f["name"],), one=True):
-        raise Invalid(f"a server named {f['name']} exists")
+        raise Invalid(f"a server named {f['name']} exists", "name")
     _check_move(db, cur, f)
+    if dry_run:
+        return None
     execute(db, "UPDATE servers SET name=%s, role=%s, address=%s, port=%s, ssh_user=%s, connection=%s,"
                 " backup_server_id=%s, local_pool_path=%s, vars_json=%s WHERE id=%s",
             (f["name"], f["role"], f["address"], f["port"], f["ssh_user"], f["connection"],
@@ -189,10 +192,24 @@ def update_server(db, server_id, data, admin=False):
     return get_server(db, server_id)
 
 
+def deletion(db, server_id):
+    """What deleting a server takes with it in the service: its backup jobs (their archive rows,
+    runs' links), its pools. Repositories on a backup server are never touched."""
+    get_server(db, server_id)
+    n = lambda sql: query(db, sql, (server_id,), one=True)["n"]   # noqa: E731
+    return {"backup_jobs": n("SELECT COUNT(*) AS n FROM backup_jobs WHERE client_id=%s"),
+            "archives": n("SELECT COUNT(*) AS n FROM archives a JOIN repositories r ON r.id=a.repository_id"
+                          " WHERE r.client_id=%s"),
+            "pools": n("SELECT COUNT(*) AS n FROM storage_pools WHERE server_id=%s"),
+            "clients": n("SELECT COUNT(*) AS n FROM servers WHERE backup_server_id=%s")}
+
+
 def delete_server(db, server_id):
     get_server(db, server_id)
     if query(db, "SELECT id FROM servers WHERE backup_server_id=%s LIMIT 1", (server_id,), one=True):
         raise Invalid("clients still use this backup server; move or delete them first")
+    if query(db, "SELECT id FROM repositories WHERE server_id=%s LIMIT 1", (server_id,), one=True):
+        raise Invalid("backup jobs keep repositories on this backup server; delete them first")
     execute(db, "DELETE FROM servers WHERE id=%s", (server_id,))
 
 
