@@ -134,7 +134,11 @@ def _hook(hooks, event):
 
 def test_a_missed_run_and_a_pool_forecast_full_are_reported(api, db, redis, ui_env, tmp_path, notify_settings):
     """No worker: the deliveries are queued and built as the worker would (deliver.build_mail)."""
-    notify_settings(pool_full_days=14)
+    shown = notify_settings(pool_full_days=14)
+    assert (shown["server_disk_percent"], shown["server_memory_percent"], shown["server_cpu_percent"]) == (90, 95, 95)
+    for bad in ({"server_cpu_percent": 101}, {"pool_full_days": -1}, {"server_disk_percent": "x"}):
+        resp = api("admin").put("/api/notifications/settings", json=bad)
+        assert resp.status_code == 400 and list(bad)[0] in resp.json["error"], resp.json
     cl, bj = make_local_backup(api, tmp_path, "alerts-miss", schedule="*/5 * * * *")
     assert api("viewer").put("/api/notifications/subscription", json={"email": "viewer@borgfleet.test"}).status_code == 200
     scheduler = Scheduler(ui_env)
