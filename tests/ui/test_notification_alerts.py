@@ -73,7 +73,7 @@ def test_pool_server_and_session_alerts_mail_once_and_recover(api, db, redis, tm
         # A pool above its warning threshold: one mail (and a signed webhook) for the incident.
         _record(db, "analyze_pools", _pools_report(host, pool_path, 91.0))
         [alert] = _mails(smtpd, to, "POOL", 1, "the pool mail")
-        assert alert["Subject"] == f"[BorgFleet] POOL: local on {host} is 91 % full"
+        assert alert["Subject"] == f"[{deliver.app_name(db)}] POOL: local on {host} is 91 % full"
         for body in _parts(alert).values():
             assert f"{BASE_URL}/pools" in body and "above its warning threshold of 80 %" in body
         payload = _verified(*_hook(hooks, "pool"))
@@ -87,7 +87,7 @@ def test_pool_server_and_session_alerts_mail_once_and_recover(api, db, redis, tm
         # Below and shrinking (no forecast): the recovery.
         _record(db, "analyze_pools", _pools_report(host, pool_path, 40.0))
         [recovered] = _mails(smtpd, to, "RECOVERED", 1, "the pool recovery mail")
-        assert recovered["Subject"] == f"[BorgFleet] RECOVERED: pool local on {host}"
+        assert recovered["Subject"] == f"[{deliver.app_name(db)}] RECOVERED: pool local on {host}"
         assert "is below its warning threshold again" in _parts(recovered)["text/plain"]
         assert dbm.query(db, "SELECT is_open FROM notification_incidents WHERE id=%s", (incident["id"],),
                          one=True)["is_open"] is None
@@ -97,7 +97,7 @@ def test_pool_server_and_session_alerts_mail_once_and_recover(api, db, redis, tm
         assert _deliveries(db, "server") == []
         _record(db, "collect_stats", {host: _system(96.0)})
         [server_mail] = _mails(smtpd, to, "SERVER", 1, "the server mail")
-        assert server_mail["Subject"] == f"[BorgFleet] SERVER: disk of {host} at 96 %"
+        assert server_mail["Subject"] == f"[{deliver.app_name(db)}] SERVER: disk of {host} at 96 %"
         text = _parts(server_mail)["text/plain"]
         assert "disk (/srv)" in text and f"{BASE_URL}/servers/{cl['id']}" in text
         _record(db, "collect_stats", {host: _system(97.0)})
@@ -109,7 +109,7 @@ def test_pool_server_and_session_alerts_mail_once_and_recover(api, db, redis, tm
         job_id, result = _record(db, "recovery_start", {host: {"session": _session(), "ready_seconds": 2}},
                                  server_id=cl["id"], backup_job_id=bj["id"], params=params)
         [started] = _mails(smtpd, to, "started", 1, "the session mail")
-        assert started["Subject"] == f"[BorgFleet] Instant recovery ir-1 started on {host}"
+        assert started["Subject"] == f"[{deliver.app_name(db)}] Instant recovery ir-1 started on {host}"
         for body in _parts(started).values():
             assert f"{BASE_URL}/recovery/{result['session_id']}" in body and "127.0.0.1:15432" in body
         _record(db, "recovery_stop", {host: {"session": dict(_session(), state="stopped", pid=None)}},
@@ -153,7 +153,7 @@ def test_a_missed_run_and_a_pool_forecast_full_are_reported(api, db, redis, ui_e
         job = dbm.query(db, "SELECT * FROM jobs WHERE id=%s", (d["job_id"],), one=True)
         assert job["status"] == "missed"
         subject, text, html = deliver.build_mail(db, d)
-        assert subject == "[BorgFleet] MISSED: scheduled backup of alerts-miss/data"
+        assert subject == f"[{deliver.app_name(db)}] MISSED: scheduled backup of alerts-miss/data"
         assert "scheduled run(s) missed" in text and f"{BASE_URL}/jobs/{job['id']}" in html
 
         # A pool at 60 % that grew 2 GiB a day for a week: 40 GiB free, full in about 20 days. With
@@ -171,7 +171,7 @@ def test_a_missed_run_and_a_pool_forecast_full_are_reported(api, db, redis, ui_e
         _record(db, "analyze_pools", _pools_report(host, "/p", 60.0))
         [d] = mine()
         subject, text, _ = deliver.build_mail(db, d)
-        assert subject == f"[BorgFleet] POOL: local on {host} full in about 20 days"
+        assert subject == f"[{deliver.app_name(db)}] POOL: local on {host} full in about 20 days"
         assert json.loads(d["detail_json"])["forecast_full"] is True and "Full in about:" in text
     finally:
         api("admin").put("/api/notifications/settings", json={"pool_full_days": 14})
