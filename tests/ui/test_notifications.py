@@ -365,8 +365,8 @@ def test_settings_page_and_subscriptions_in_chromium(browser, web, users, api, s
     viewer.wait_for_selector(".toast, #error")
     assert viewer.locator("#error").count() == 0, viewer.inner_text("#error")
     mine = api("viewer").get("/api/notifications/subscription").json["subscription"]
-    assert (mine["email"], mine["events"], mine["backup_job_ids"]) == ("viewer-page@borgfleet.test",
-                                                                     ["failure", "recovery", "stale"], None)
+    assert (mine["email"], mine["events"], mine["backup_job_ids"]) == (
+        "viewer-page@borgfleet.test", ["failure", "recovery", "stale", "missed", "pool", "server", "session"], None)
     assert viewer.locator("#add-ping").count() == 0   # ping URLs are the operators'
 
     cl, bj = make_local_backup(api, tmp_path, "notify-ping")

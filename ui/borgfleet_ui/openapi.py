@@ -347,12 +347,18 @@ SCHEMAS = {
         "digest_frequency": {"type": "string", "enum": ["off", "daily", "weekly"]},
         "digest_time": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
         "digest_weekday": {"type": "integer", "minimum": 0, "maximum": 6, "description": "0 = Monday"},
-        "digest_timezone": {"type": "string", "description": "IANA zone"}}},
+        "digest_timezone": {"type": "string", "description": "IANA zone"},
+        "pool_full_days": {"type": "integer", "minimum": 0, "maximum": 366, "description":
+                           "a pool forecast full within this many days is reported; 0: off"},
+        **{f"server_{r}_percent": {"type": "integer", "minimum": 0, "maximum": 100, "description":
+                                   f"a server's {r} use at or above this in two samples in a row is reported; 0: off"}
+           for r in ("disk", "memory", "cpu")}}},
     "PingUrl": {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}},
     "TestEmail": {"type": "object", "properties": {"to": {"type": "string", "format": "email"}}},
     "Subscription": {"type": "object", "required": ["email"], "properties": {
         "email": {"type": "string", "format": "email"},
-        "events": {"type": "array", "items": {"type": "string", "enum": ["failure", "recovery", "stale", "digest"]},
+        "events": {"type": "array", "items": {"type": "string", "enum": ["failure", "recovery", "stale", "digest", "missed",
+                                                                        "pool", "server", "session"]},
                    "description": "default: all"},
         "backup_job_ids": {"type": "array", "nullable": True, "items": {"type": "integer"},
                            "description": "null or absent: all backup jobs"},

@@ -9,6 +9,7 @@ import json
 
 from .db import execute, query
 from .fleet import facts, pools
+from .notifications import alerts
 
 
 class ResultError(Exception):
@@ -89,16 +90,17 @@ def _setup(db, job, params, report):
 def _collect_stats(db, job, params, report):
     """{host: server_facts' `system` dict} (docs/contract.md, Facts), one server_stats row each."""
     names = {s["name"]: s["id"] for s in query(db, "SELECT id, name FROM servers")}
-    n = 0
+    recorded = []
     for host, system in (report or {}).items():
         if host in names and isinstance(system, dict):
             execute(db, "INSERT INTO server_stats (server_id, data_json) VALUES (%s, %s)",
                     (names[host], json.dumps(system, default=str)))
             facts.thin_stats(db, names[host])
-            n += 1
-    if not n:
+            recorded.append(names[host])
+    if not recorded:
         raise ResultError("collect_stats.yml succeeded but reported no system stats of a known server")
-    return {"servers": n}
+    alerts.stats_collected(db, None, recorded)   # disk / memory / CPU above their thresholds
+    return {"servers": len(recorded)}
 
 
 @recorder("detect_capabilities", partial=True)
@@ -119,6 +121,7 @@ def _analyze_pools(db, job, params, report):
     n = pools.record_analysis(db, report)
     if not n:
         raise ResultError("analyze_pools.yml reported no pool of a known server (stats key borgfleet_pools)")
+    alerts.pools_analysed(db, None, report)   # above the threshold or forecast full
     return {"pools": n}
 
 
@@ -312,6 +315,7 @@ def _session_started(db, job, params, report):
     if not isinstance(s, dict) or not s.get("name"):
         raise ResultError("instant_recovery.yml started nothing: no session in its report")
     session_id = save_session(db, job["server_id"], s, job["backup_job_id"])
+    alerts.session_event(db, None, "session_started", job, s, session_id)
     bj = query(db, "SELECT databases_json FROM backup_jobs WHERE id=%s", (job["backup_job_id"],), one=True)
     databases = json.loads(bj["databases_json"] or "[]") if bj else []
     return {"host": params["host"], "session_id": session_id, "session": s,
@@ -327,14 +331,18 @@ def _session_stopped(db, job, params, report):
     s = _host_report(job, params, report).get("session")
     if not isinstance(s, dict) or not s.get("name"):
         raise ResultError("instant_recovery.yml stopped nothing: no session in its report")
-    return {"host": params["host"], "session_id": save_session(db, job["server_id"], s, job["backup_job_id"]),
-            "session": s}
+    session_id = save_session(db, job["server_id"], s, job["backup_job_id"])
+    alerts.session_event(db, None, "session_stopped", job, s, session_id)
+    return {"host": params["host"], "session_id": session_id, "session": s}
 
 
 @recorder("recovery_remove")
 def _session_removed(db, job, params, report):
     entry = _host_report(job, params, report)
+    session = query(db, "SELECT * FROM recovery_sessions WHERE id=%s", (params["session_id"],), one=True)
     execute(db, "DELETE FROM recovery_sessions WHERE id=%s", (params["session_id"],))
+    if session:
+        alerts.session_event(db, None, "session_removed", job, session, params["session_id"])
     return {"host": params["host"], "removed": entry.get("removed") or []}
 
 

@@ -23,7 +23,7 @@ from . import queue as q
 from .db import connect, connect_redis, execute, query
 from .fleet import Invalid, backup_jobs, pools, servers, settings
 from .kinds import scheduled
-from .notifications import digest, stale
+from .notifications import alerts, digest, stale
 
 log = logging.getLogger("borgfleet.scheduler")
 
@@ -126,6 +126,7 @@ class Scheduler:
                    f" and {now:%Y-%m-%d %H:%M:%S} UTC (scheduler not running); one catch-up run queued")
             jid = q.create_job_row(self.db, kind.name, backup_job_id=b["id"], status="missed", error=msg)
             log.warning("%s of backup job %s: %s (%s)", kind.name, b["id"], msg, jid)
+            alerts.run_missed(self.db, self.r, jid)
         try:
             job_id = backup_jobs.run(self.db, self.r, kind.name, b["id"], None)
         except Exception as e:  # one bad job must not stop the others; create_job marked its row failed

@@ -11,7 +11,8 @@ from .notifications import events, mail, store
 from .views import bp
 
 SETTING_FIELDS = ("smtp_host", "smtp_port", "smtp_security", "smtp_user", "smtp_sender", "base_url",
-                  "webhook_url", "stale_margin_minutes", "digest_frequency", "digest_time", "digest_weekday", "digest_timezone")
+                  "webhook_url", "stale_margin_minutes", "digest_frequency", "digest_time", "digest_weekday", "digest_timezone",
+                  "pool_full_days", "server_disk_percent", "server_memory_percent", "server_cpu_percent")
 
 
 def _settings_page(error=None, test_result=None, code=200):

@@ -116,9 +116,53 @@ def recipient_language(db, address):
     return row["language"] if row else None
 
 
+# The mail template of each event of alerts.py (a recovery shares its alert's, which tells them apart).
+ALERT_TEMPLATES = {"missed": "missed", "pool": "pool", "pool_recovery": "pool", "server": "server",
+                   "server_recovery": "server", "session_started": "session", "session_stopped": "session",
+                   "session_removed": "session"}
+
+
+def alert_context(db, d):
+    """What a message of alerts.py says: its detail as queued (figures, names), the incident's times,
+    the job and backup job it names, and links to the pool, server, session, job and backup job pages."""
+    settings = store.get_settings(db)
+    detail = json.loads(d.get("detail_json") or "{}")
+    incident = query(db, "SELECT * FROM notification_incidents WHERE id=%s", (d["incident_id"],), one=True) \
+        if d.get("incident_id") else None
+    job = query(db, "SELECT id, kind, status, error, created_at, finished_at FROM jobs WHERE id=%s", (d["job_id"],),
+                one=True) if d.get("job_id") else None
+    bj = query(db, "SELECT b.id, b.name, c.id AS client_id, c.name AS client FROM backup_jobs b"
+                   " JOIN servers c ON c.id=b.client_id WHERE b.id=%s", (d["backup_job_id"],), one=True) \
+        if d.get("backup_job_id") else None
+    if d["event"] == "missed" and (job is None or bj is None):
+        raise LookupError(f"delivery {d['id']}: its job or backup job is gone")
+    session_id = detail.get("session_id")
+    return {
+        "event": d["event"], "app_name": app_name(db), "detail": detail, "at": d["created_at"],
+        "recovered": d["event"].endswith("_recovery"),
+        "incident": {"id": incident["id"], "opened_at": incident["opened_at"], "closed_at": incident["closed_at"],
+                     "failures": incident["failures"]} if incident else None,
+        "job": {"id": job["id"], "kind": job["kind"], "status": job["status"],
+                # The scheduler's own words on a missed run (when, how many); no secret is in them.
+                "error": (job["error"] or "")[:1000], "at": job["finished_at"] or job["created_at"],
+                "url": link(settings, f"/jobs/{job['id']}")} if job else None,
+        "backup_job": {"id": bj["id"], "name": bj["name"], "url": link(settings, f"/backup-jobs/{bj['id']}")}
+        if bj else None,
+        "client": {"id": bj["client_id"], "name": bj["client"]} if bj else None,
+        "server": {"id": d.get("server_id"), "name": detail.get("server"),
+                   "url": link(settings, f"/servers/{d['server_id']}") if d.get("server_id") else None},
+        "pools_url": link(settings, "/pools"),
+        # A removed session has no page left: the list of sessions instead.
+        "session_url": link(settings, f"/recovery/{session_id}" if session_id and d["event"] != "session_removed"
+                            else "/recovery"),
+    }
+
+
 def build_mail(db, d):
     """(subject, text, html) of a delivery's mail, in its recipient's language."""
     language = recipient_language(db, d["recipient"])
+    if d["event"] in ALERT_TEMPLATES:
+        return mail.render(ALERT_TEMPLATES[d["event"]], language, **alert_context(db, d))
     if d["event"] == "digest":
         return mail.render("digest", language, **digest.context(db, d["period_start"], d["period_end"],
                                                                 store.get_settings(db), app_name(db)))
@@ -151,6 +195,11 @@ def _jsonable(v):
 
 def payload(db, d, now=None):
     head = {"event": d["event"], "timestamp": int(now or time.time()), "delivery_id": d["id"]}
+    if d["event"] in ALERT_TEMPLATES:
+        ctx = alert_context(db, d)
+        return {**head, "app_name": ctx["app_name"],
+                **{k: _jsonable(ctx[k]) for k in ("detail", "incident", "job", "backup_job", "client", "server")},
+                "links": {k: ctx[k] for k in ("pools_url", "session_url")}}
     if d["event"] == "stale":
         ctx = stale_context(db, d)
         return {**head, "app_name": ctx["app_name"], "error_kind": "stale",

@@ -6,6 +6,7 @@ incident (one per backup job and kind) and queues one message per recipient; lat
 count on the open incident; the next success closes it and queues the recovery message. Each
 message is a row of notification_deliveries sent by a queued job (deliver.py) with retries.
 """
+import json
 import logging
 
 from rq import Queue, Retry
@@ -19,7 +20,8 @@ log = logging.getLogger("borgfleet.notifications")
 EVENT_KINDS = ("backup", "prune", "check", "verify")
 # Mail servers and webhook receivers come back: try again after 10 s, 1 min, 5 min.
 RETRY = (10, 60, 300)
-WEBHOOK_EVENTS = ("failure", "recovery", "stale")
+WEBHOOK_EVENTS = ("failure", "recovery", "stale", "missed", "pool", "pool_recovery", "server", "server_recovery",
+                  "session_started", "session_stopped", "session_removed")
 
 
 def job_finished(db, r, job_id):
@@ -86,9 +88,10 @@ def _job_finished(db, r, job_id):
     return None
 
 
-def queue_event(db, r, event, job_id=None, incident_id=None, backup_job_id=None, period=(None, None)):
+def queue_event(db, r, event, job_id=None, incident_id=None, backup_job_id=None, period=(None, None),
+                server_id=None, detail=None):
     """One delivery per subscribed address (and the webhook for incident events), each queued;
-    returns their ids."""
+    returns their ids. detail: what the message says that may be gone when it is sent (alerts.py)."""
     settings = store.get_settings(db)
     targets = [("email", a) for a in store.recipients(db, event, backup_job_id)]
     if settings["webhook_url"] and event in WEBHOOK_EVENTS:
@@ -96,8 +99,10 @@ def queue_event(db, r, event, job_id=None, incident_id=None, backup_job_id=None,
     ids = []
     for channel, recipient in targets:
         did = execute(db, "INSERT INTO notification_deliveries (event, channel, recipient, job_id, incident_id,"
-                          " backup_job_id, period_start, period_end) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                      (event, channel, recipient, job_id, incident_id, backup_job_id, period[0], period[1]))
+                          " backup_job_id, period_start, period_end, server_id, detail_json)"
+                          " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                      (event, channel, recipient, job_id, incident_id, backup_job_id, period[0], period[1],
+                       server_id, json.dumps(detail, default=str) if detail is not None else None))
         ids.append(did)
         if channel == "email" and not settings["smtp_host"]:
             _failed(db, did, "mail is not set up: an admin sets the SMTP host and the sender address first")

@@ -10,7 +10,14 @@ from .. import secret_store
 from ..db import execute, query
 from ..fleet.common import Invalid, NotFound, int_between
 
-EVENTS = ("failure", "recovery", "stale", "digest")
+EVENTS = ("failure", "recovery", "stale", "digest", "missed", "pool", "server", "session")
+# The subscription's event of each message's event that is not one itself: a pool's or a server's
+# recovery goes to those who chose its alerts.
+SUBSCRIPTION_OF = {"pool_recovery": "pool", "server_recovery": "server", "session_started": "session",
+                   "session_stopped": "session", "session_removed": "session"}
+# 0 turns a threshold off; percentages up to 100, days up to a year.
+THRESHOLDS = {"pool_full_days": 366, "server_disk_percent": 100, "server_memory_percent": 100,
+              "server_cpu_percent": 100}
 SECURITY = ("none", "starttls", "tls")
 FREQUENCIES = ("off", "daily", "weekly")
 SECRETS = ("smtp_password", "webhook_secret")
@@ -85,6 +92,8 @@ def _checked(key, v):
         if not isinstance(v, str) or not _TIME_RE.fullmatch(v):
             raise Invalid("digest_time must be HH:MM (24 h)")
         return v
+    if key in THRESHOLDS:
+        return int_between(v, key, 0, THRESHOLDS[key])
     if key == "stale_margin_minutes":
         return int_between(v, "stale_margin_minutes", 0, 60 * 24 * 30)
     if key == "digest_weekday":
@@ -173,6 +182,7 @@ def delete_subscription(db, user_id):
 
 def recipients(db, event, backup_job_id=None):
     """The addresses subscribed to an event (of this backup job), enabled users only."""
+    event = SUBSCRIPTION_OF.get(event, event)
     out = []
     for row in query(db, "SELECT s.* FROM notification_subscriptions s JOIN users u ON u.id=s.user_id"
                          " WHERE s.enabled=1 AND u.disabled=0 ORDER BY s.user_id"):
