@@ -320,7 +320,11 @@ SCHEMAS = {
         "backup_job_id": {"type": "integer", "description": "forms retention and check: the backup job edited"},
         "archive_id": {"type": "integer", "description": "form restore: the archive restored from"}}},
     "Settings": {"type": "object", "properties": {"app_name": {"type": "string"},
-                                                  "stats_interval_minutes": {"type": "integer"}}},
+                                                  "stats_interval_minutes": {"type": "integer"},
+                                                  "job_log_retention_days": {
+                                                      "type": "integer", "description":
+                                                      "log lines of finished jobs older than this are"
+                                                      " deleted (0: kept forever; default 90)"}}},
     "NotificationSettings": {"type": "object", "additionalProperties": False, "properties": {
         "smtp_host": {"type": "string"}, "smtp_port": {"type": "integer", "minimum": 1, "maximum": 65535},
         "smtp_security": {"type": "string", "enum": ["none", "starttls", "tls"]},

@@ -14,7 +14,9 @@ def update_settings(db, data):
                # A pool used beyond this percentage is flagged (pools page, analyze_pools.yml).
                "pool_warn_percent": re.compile(r"[1-9]\d?|100"),
                # "0": a setup is not followed by a capabilities detection (Reload capabilities still is).
-               "detect_after_setup": re.compile(r"[01]")}
+               "detect_after_setup": re.compile(r"[01]"),
+               # Log lines of finished jobs older than this many days are deleted ("0": kept forever).
+               "job_log_retention_days": re.compile(r"\d{1,5}")}
     for k, v in data.items():
         if k not in allowed:
             raise Invalid(f"unknown setting {k}")
