@@ -331,7 +331,9 @@ SCHEMAS = {
         "app_name": {"type": "string"}, "stats_interval_minutes": {"type": "integer"},
         "default_timezone": {"type": "string", "description": "IANA time zone of new backup jobs that name none"},
         "pool_warn_percent": {"type": "integer", "minimum": 1, "maximum": 100},
-        "detect_after_setup": {"type": "integer", "enum": [0, 1]}}},
+        "detect_after_setup": {"type": "integer", "enum": [0, 1]},
+        "job_log_retention_days": {"type": "integer", "description": "log lines of finished jobs older than this"
+                                   " are deleted (0: kept forever; default 90)"}}},
     "NotificationSettings": {"type": "object", "additionalProperties": False, "properties": {
         "smtp_host": {"type": "string"}, "smtp_port": {"type": "integer", "minimum": 1, "maximum": 65535},
         "smtp_security": {"type": "string", "enum": ["none", "starttls", "tls"]},

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from . import queue as q
 from .db import connect, connect_redis, execute, query
-from .fleet import Invalid, backup_jobs, pools, servers, settings
+from .fleet import Invalid, backup_jobs, pools, runs, servers, settings
 from .kinds import scheduled
 from .notifications import alerts, digest, stale
 
@@ -72,6 +72,7 @@ class Scheduler:
         if time.monotonic() >= self.next_sweep:
             q.sweep_abandoned(self.db, self.r)
             q.sweep_lost(self.db, self.r)
+            self.purge_job_logs()
             self.next_sweep = time.monotonic() + SWEEP_EVERY
         self.maybe_collect_stats(now)
         self.maybe_send_digest(now)
@@ -148,6 +149,18 @@ class Scheduler:
             return n, True
         step = (t - due).total_seconds() / n
         return n + int((now - t).total_seconds() // step) + 1, False
+
+    def purge_job_logs(self):
+        """Job-log retention (setting job_log_retention_days): a bounded share each sweep, so a tick
+        stays short and a backlog is worked off over the following sweeps."""
+        raw = settings.get_settings(self.db).get("job_log_retention_days", str(runs.DEFAULT_LOG_RETENTION_DAYS))
+        try:
+            n = runs.purge_job_logs(self.db, int(raw or 0))
+        except pymysql.MySQLError as e:   # retention must never stop the scheduling
+            log.error("job log retention failed: %s", e)
+            return
+        if n:
+            log.info("job log retention: %s log lines of jobs older than %s days deleted", n, raw)
 
     def maybe_collect_stats(self, now):
         """Periodic stats of every server and analysis of the pools (settings.stats_interval_minutes),

@@ -4,7 +4,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from . import fleet, forms, i18n, secret_store, workers
 from .auth import has_role, role
 from .contract import contract
-from .db import get_db, get_redis
+from .db import get_db, get_redis, query
 from .fleet.common import list_args
 from .queue import STATUSES
 
@@ -52,12 +52,19 @@ def submitted(name, ctx, act):
         return forms.verdict(get_db(), name, request.form, ctx) or {forms.FORM_ERROR: str(err)}, code
 
 
+DASHBOARD_ROWS = 50   # servers and backup jobs the dashboard lists (newest first)
+
+
 @bp.get("/")
 @role("viewer")
 def dashboard():
     db = get_db()
-    servers = fleet.servers.list_servers(db, limit=200)
-    bjs = fleet.backup_jobs.list_backup_jobs(db, limit=200)
+    # Bounded: a fleet of thousands is browsed on the servers and backup jobs pages (paged); the
+    # totals are counted.
+    servers = fleet.servers.list_servers(db, limit=DASHBOARD_ROWS)
+    bjs = fleet.backup_jobs.list_backup_jobs(db, limit=DASHBOARD_ROWS)
+    totals = query(db, "SELECT (SELECT COUNT(*) FROM servers) AS servers,"
+                       " (SELECT COUNT(*) FROM backup_jobs) AS backup_jobs", one=True)
     failures = [j for status in ("failed", "abandoned", "missed")
                 for j in fleet.runs.list_jobs(db, status=status, limit=10)]
     recent = fleet.runs.list_jobs(db, limit=10)
@@ -68,7 +75,7 @@ def dashboard():
                                                            "repositories_size_bytes")}
     storage["original"] = sum(r["original_size"] or 0 for p in pools for r in p["repositories"])
     storage["deduplicated"] = sum(r["deduplicated_size"] or 0 for p in pools for r in p["repositories"])
-    return render_template("dashboard.html", servers=servers, bjs=bjs, failures=failures, recent=recent,
+    return render_template("dashboard.html", servers=servers, bjs=bjs, totals=totals, failures=failures, recent=recent,
                            active=active, health=health, pools=pools, storage=storage,
                            sessions=[x for x in fleet.recovery.list_sessions(db) if x["health_label"] != "stopped"])
 

@@ -21,6 +21,10 @@ LISTING = Listing(
            "files": ("COALESCE(a.nfiles, -1)", "desc"), "original": ("COALESCE(a.original_size, -1)", "desc"),
            "deduplicated": ("COALESCE(a.deduplicated_size, -1)", "desc")},
     search=("a.name", "c.name", "b.name"), ids={"backup_job_id": "b.id"})
+# Sorts by a column of archives alone (the listing's expression, indexed: migration 0952), paged on
+# the archives table before the names are joined; the others sort through the joins.
+OWN_SORTS = {"id": "id", "name": "name", "start": "sort_start", "files": "sort_files",
+             "original": "sort_original", "deduplicated": "sort_deduplicated"}
 
 
 def archive_out(row):
@@ -36,7 +40,8 @@ def list_archives(db, backup_job_id=None, limit=50, before=None, largs=None):
     largs = largs or ListArgs("", "desc", "", {})
     if backup_job_id:
         largs = largs._replace(filters={**largs.filters, "backup_job_id": backup_job_id})
-    if largs.sort or largs.q or largs.order != "desc":
+    own = OWN_SORTS.get(largs.sort or "id")
+    if own is None or largs.q:
         sql, args = list_query(LISTING, ARCHIVE_COLS, largs, before, limit)
         return [archive_out(r) for r in query(db, sql, args)]
     backup_job_id = largs.filters.get("backup_job_id")
@@ -48,9 +53,29 @@ def list_archives(db, backup_job_id=None, limit=50, before=None, largs=None):
         if not repo:
             return []
         repo_id = repo["id"]   # a constant, so ix_archives_repo_id serves filter and order
-    inner, args = page_query("SELECT * FROM archives WHERE 1=1", [("repository_id", repo_id)], before, limit)
+    if own == "id" and largs.order == "desc":
+        inner, args = page_query("SELECT * FROM archives WHERE 1=1", [("repository_id", repo_id)], before, limit)
+        return [archive_out(r) for r in
+                query(db, f"SELECT {ARCHIVE_COLS} FROM ({inner}) a{ARCHIVE_JOINS} ORDER BY a.id DESC", args)]
+    # A column of archives alone (indexed, migration 0952): the same page the listing's query gives,
+    # read from that index; the cursor row's value is read first so the range is on constants.
+    direction, cmp = ("DESC", "<") if largs.order == "desc" else ("ASC", ">")
+    inner, args = "SELECT * FROM archives WHERE 1=1", []
+    if repo_id is not None:
+        inner += " AND repository_id=%s"
+        args.append(repo_id)
+    if before:
+        # The listing's cursor is read through its joins: an archive whose names are gone ends the list.
+        mark = query(db, f"SELECT a.{own} AS v FROM archives a{ARCHIVE_JOINS} WHERE a.id=%s", (before,), one=True)
+        if mark is None:
+            return []
+        inner += f" AND ({own} {cmp} %s OR ({own} = %s AND id {cmp} %s))"
+        args += [mark["v"], mark["v"], before]
+    inner += f" ORDER BY {own} {direction}, id {direction} LIMIT %s"
+    args.append(limit)
     return [archive_out(r) for r in
-            query(db, f"SELECT {ARCHIVE_COLS} FROM ({inner}) a{ARCHIVE_JOINS} ORDER BY a.id DESC", args)]
+            query(db, f"SELECT {ARCHIVE_COLS} FROM ({inner}) a{ARCHIVE_JOINS}"
+                      f" ORDER BY a.{own} {direction}, a.id {direction}", args)]
 
 
 def get_archive(db, archive_id):

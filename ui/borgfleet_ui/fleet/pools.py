@@ -136,12 +136,17 @@ def usage(db, server_id=None):
     rows = query(db, "SELECT l.*, s.name AS server_name, s.role AS server_role FROM pool_latest l"
                      " JOIN servers s ON s.id=l.server_id" + (" WHERE l.server_id=%s" if server_id else "")
                  + " ORDER BY s.name, l.pool_name", (server_id,) if server_id else ())
+    # The growth windows of all these pools in one query (not one a pool).
+    window = {}
+    for x in query(db, "SELECT server_id, pool_name, sampled_at, used_bytes FROM pool_samples"
+                       " WHERE sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY"
+                       + (" AND server_id=%s" if server_id else "") + " ORDER BY sampled_at",
+                   (GROWTH_WINDOW.days, server_id) if server_id else (GROWTH_WINDOW.days,)):
+        window.setdefault((x["server_id"], x["pool_name"]), []).append(x)
     out = []
     for row in rows:
         pool = json.loads(row["data_json"])
-        samples = query(db, "SELECT sampled_at, used_bytes FROM pool_samples WHERE server_id=%s AND pool_name=%s"
-                            " AND sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY ORDER BY sampled_at",
-                        (row["server_id"], row["pool_name"], GROWTH_WINDOW.days))
+        samples = window.get((row["server_id"], row["pool_name"]), [])
         growth = growth_per_day([(s["sampled_at"], s["used_bytes"]) for s in samples])
         used = pool.get("used_percent")
         out.append({

@@ -1,15 +1,16 @@
 """Runs (the jobs table): their rows, logs and cancellation. They are queued by the area they act on."""
 import json
+from datetime import timedelta
 
 from .. import queue as q
-from ..db import query
+from ..db import execute, query
 from ..kinds import KINDS
 from .common import Invalid, ListArgs, Listing, NotFound, list_query
 
 JOB_COLS = ("j.id, j.seq, j.kind, j.status, j.server_id, s.name AS server_name, j.backup_job_id,"
             " b.name AS backup_name, j.archive_id, j.created_by, j.created_at, j.started_at, j.playbook_started_at,"
             " j.finished_at,"
-            " j.worker, j.rc, j.error, j.result_json")
+            " j.worker, j.rc, j.error, j.result_json, j.log_purged_at")
 
 
 def job_out(row):
@@ -61,3 +62,36 @@ def cancel_job(db, r, job_id):
     if job["status"] == "queued":
         # Not started: the worker skips rows already final.
         q.finish(db, job_id, "canceled", error="canceled by a user before it started", r=r)
+
+
+DEFAULT_LOG_RETENTION_DAYS = 90
+PURGE_JOBS_PER_BATCH = 50       # jobs whose logs one batch deletes
+PURGE_LINES_PER_DELETE = 5000   # rows one DELETE removes: each statement's locks are short
+
+
+def purge_job_logs(db, days, max_lines=50_000, now=None):
+    """Delete the log lines of finished jobs that finished more than `days` days ago (0: keep all),
+    at most about `max_lines` lines a call, in small DELETEs; the job rows stay, marked
+    log_purged_at. Queued, waiting and running jobs are never touched. Returns the lines deleted."""
+    if days <= 0:
+        return 0
+    cutoff = query(db, "SELECT UTC_TIMESTAMP() - INTERVAL %s DAY AS t", (days,), one=True)["t"] if now is None \
+        else now - timedelta(days=days)
+    final = tuple(q.FINAL)
+    deleted = 0
+    while deleted < max_lines:
+        jobs = query(db, "SELECT id FROM jobs WHERE log_purged_at IS NULL AND finished_at < %s AND status IN %s"
+                         " ORDER BY finished_at LIMIT %s", (cutoff, final, PURGE_JOBS_PER_BATCH))
+        if not jobs:
+            break
+        for j in jobs:
+            while True:
+                n = execute(db, "DELETE FROM job_log WHERE job_id=%s ORDER BY n LIMIT %s",
+                            (j["id"], PURGE_LINES_PER_DELETE))
+                deleted += n
+                if n < PURGE_LINES_PER_DELETE:
+                    break
+            execute(db, "UPDATE jobs SET log_purged_at=UTC_TIMESTAMP() WHERE id=%s", (j["id"],))
+            if deleted >= max_lines:
+                break
+    return deleted

@@ -16,7 +16,9 @@ def update_settings(db, data):
                # "0": a setup is not followed by a capabilities detection (Reload capabilities still is).
                "detect_after_setup": re.compile(r"[01]"),
                # The time zone of a new backup job that names none (its schedule is read in it).
-               "default_timezone": re.compile(r"[A-Za-z0-9_+/-]{1,64}")}
+               "default_timezone": re.compile(r"[A-Za-z0-9_+/-]{1,64}"),
+               # Log lines of finished jobs older than this many days are deleted ("0": kept forever).
+               "job_log_retention_days": re.compile(r"\d{1,5}")}
     for k in data:
         if k not in allowed:
             raise Invalid(f"unknown setting {k}", k)
