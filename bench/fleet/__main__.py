@@ -32,8 +32,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))                     # tests.lib: the loopback sshd fleet
 sys.path.insert(1, str(REPO / "tests" / "ui"))    # uilib: workers and Redis db claims as the tests run them
 sys.path.insert(2, str(Path(__file__).resolve().parent))
+sys.path.insert(3, str(REPO / "bench" / "backup_overhead"))  # cpu: CPU seconds from cgroups
 
 import trees  # noqa: E402
+from cpu import CpuMeter  # noqa: E402
 from tests.lib import fleet as fl  # noqa: E402
 from tests.lib.playbook import run_playbook  # noqa: E402
 from tests.lib.sshd import Sshd, keygen  # noqa: E402
@@ -58,6 +60,8 @@ class Fleet:
     """The sshds, the inventory and the playbook runs."""
 
     def __init__(self, n, seed):
+        # First: every process started from here on (ansible, the clients' sshds, borg) is counted.
+        self.cpu = CpuMeter(log=log)
         self.sshds, self.server = [], None
         RUN_PARENT.mkdir(mode=0o755, parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix="fleet-", dir=RUN_PARENT))
@@ -83,6 +87,7 @@ class Fleet:
         sd.mkdir(mode=0o755)
         self.server = fl.Server(name="fleetserver", sshd=self._sshd("fleetserver", "127.0.3.1"), dir=sd,
                                 user=f"bff{secrets.token_hex(3)}", pools=[{"name": "main", "path": str(sd / "pool")}])
+        self.cpu.join("server", self.server.sshd.proc.pid)  # borg serve is counted as server CPU
         self.clients = []
         for i, tree in enumerate(self.trees):
             name = f"fleet{i:02d}"
@@ -98,16 +103,19 @@ class Fleet:
                                             fl.inventory(self.controller, [self.server], self.clients))
 
     def playbook(self, name, limit=None, env=None):
-        """Run one playbook; its wall seconds. Raises if it failed."""
+        """Run one playbook; its wall seconds (self.last_cpu: its CPU seconds, every process of
+        the run on both sides, or None). Raises if it failed."""
         cp = Path(tempfile.mkdtemp(prefix="cp-", dir=self.root))
         cp.chmod(0o700)
         saved = dict(os.environ)
         os.environ.update(env or {})
         try:
             os.sync()  # the previous run's dirty pages are flushed untimed
-            t0 = time.monotonic()
+            cpu_before, t0 = self.cpu.sample(), time.monotonic()
             result = run_playbook(name, self.inventory, limit=limit, control_dir=cp, timeout=TIMEOUT)
             seconds = time.monotonic() - t0
+            cpu = self.cpu.delta(cpu_before, self.cpu.sample())
+            self.last_cpu = sum(cpu.values()) if cpu else None
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -132,6 +140,7 @@ class Fleet:
                 log(f"warning: stopping sshd {sshd.name}: {e}")
         if self.server is not None:
             self.server.remove_user()
+        self.cpu.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -303,12 +312,16 @@ def main(argv=None):
         log(f"setup {out['setup_s']:.1f} s, initial fleet backup {out['initial_fleet_s']:.1f} s")
         for k in range(args.rounds):
             fleet.change()
-            single = {c.name: fleet.playbook("backup.yml", limit=c.name) for c in fleet.clients}
+            single, single_cpu = {}, []
+            for c in fleet.clients:
+                single[c.name] = fleet.playbook("backup.yml", limit=c.name)
+                single_cpu.append(fleet.last_cpu)
             archives += 1
             fleet.change()
             fleet_s = fleet.playbook("backup.yml")
             archives += 1
-            rnd = {"single_s": single, "fleet_s": fleet_s}
+            rnd = {"single_s": single, "fleet_s": fleet_s, "fleet_cpu_s": fleet.last_cpu,
+                   "single_cpu_s": None if None in single_cpu else sum(single_cpu)}
             rnd["fleet_forks_s"] = {}
             for forks in args.compare_forks:
                 fleet.change()
@@ -363,6 +376,12 @@ def table(out, args):
         lines.append(f"| {k} | {r['median_single_s']:.1f} | {r['slowest_single_s']:.1f} | {r['sum_single_s']:.1f} |"
                      f" {r['fleet_s']:.1f} | {r['ratio']:.2f}x {verdict} |"
                      + "".join(f" {v:.1f} ({v / r['slowest_single_s']:.2f}x) |" for v in r["fleet_forks_s"].values()))
+    for k, r in enumerate(out["rounds"], 1):
+        if r["fleet_cpu_s"] is not None and r["single_cpu_s"] is not None:
+            floor = r["fleet_cpu_s"] / os.cpu_count()
+            lines.append(f"round {k} CPU seconds (both sides, every process): all singles {r['single_cpu_s']:.1f},"
+                         f" the fleet run {r['fleet_cpu_s']:.1f}, i.e. {floor:.1f} s of wall time at the very least on"
+                         f" {os.cpu_count()} CPUs = {floor / r['slowest_single_s']:.2f}x the slowest single run")
     if "service" in out:
         s = out["service"]
         lines += ["", f"service, {s['workers']} workers, Run now for all {s['backups']} backup jobs at once"
