@@ -122,7 +122,10 @@ def _env(record, control_dir=None, host_python=False):
                ANSIBLE_NOCOLOR="1",
                ANSIBLE_FORCE_COLOR="0",
                ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
-               ANSIBLE_CALLBACKS_ENABLED="borgfleet_test_record",
+               # Callbacks the caller enabled too (the bench's junit profile) stay enabled.
+               ANSIBLE_CALLBACKS_ENABLED=",".join(
+                   ["borgfleet_test_record"] + [c for c in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",")
+                                                if c.strip() and c.strip() != "borgfleet_test_record"]),
                BORGFLEET_TEST_RECORD=str(record),
                PYTHONUNBUFFERED="1")
     if host_python:
