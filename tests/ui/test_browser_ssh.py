@@ -14,7 +14,8 @@ import time
 import pytest
 
 from test_browser import CHROMIUM, browser, wait_final, web  # noqa: F401 (fixtures)
-from uilib import REPO, worker_env
+from tests.lib.borgrepo import BorgFailed
+from uilib import REPO, add_ssh_client, worker_env
 from tests.lib import fleet as fl
 from tests.lib.trees import compare_trees, make_tree
 
@@ -35,7 +36,15 @@ def fleet_hosts(test_root, controller, sshd_factory):
     client = fl.Client(name="br-client", sshd=sshd_factory("br-client"), dir=cd, server=server,
                        backups=[{"name": "data", "paths": [str(cd / "data")], "exclude": ["*.tmp"],
                                  "passphrase": fl.passphrase()}])
-    yield server, client
+    # Another client of the same server, with a backup of its own (so setup gives it a key): the
+    # browser restores the first client's files onto it.
+    od = test_root / "br-other"
+    od.mkdir(mode=0o700)
+    (od / "own").mkdir()
+    (od / "own" / "note.txt").write_text("br-other's own files\n")
+    other = fl.Client(name="br-other", sshd=sshd_factory("br-other"), dir=od, server=server,
+                      backups=[{"name": "own", "paths": [str(od / "own")], "passphrase": fl.passphrase()}])
+    yield server, client, other
     server.remove_user()
 
 
@@ -83,7 +92,7 @@ def watch_live(page, timeout=180):
 
 
 def test_browser_ssh_fleet(browser, web, start_worker, controller, fleet_hosts, tmp_path, api):  # noqa: F811
-    server, client = fleet_hosts
+    server, client, other = fleet_hosts
     b = client.backups[0]
     start_worker(1)
     admin = cli_admin()
@@ -123,6 +132,11 @@ def test_browser_ssh_fleet(browser, web, start_worker, controller, fleet_hosts, 
     page.wait_for_url(web + "/backup-jobs")
     bj_row = page.locator(f"#backup-jobs tr[data-name='{client.name}/{b['name']}']")
     assert client.repo_url(b["name"]) in bj_row.inner_text(), page.content()
+
+    # The other client (through the API: the page's own steps were just shown) with its own backup.
+    bs_id = next(x["id"] for x in api("viewer").get("/api/servers").json["items"] if x["name"] == server.name)
+    ot = add_ssh_client(api, controller, other, bs_id)
+    assert api("operator").post("/api/backup-jobs", json={"client_id": ot["id"], **other.backups[0]}).status_code == 201
 
     # Setup from the backup server's row covers its clients too.
     page.goto(web + "/servers")
@@ -173,8 +187,43 @@ def test_browser_ssh_fleet(browser, web, start_worker, controller, fleet_hosts, 
     whole = repo.extract(name, tmp_path / "whole")
     assert compare_trees(src, whole / str(src).lstrip("/"), ignore=["scratch.tmp", "sub/deep/also.tmp"]) == []
 
+    # Restore onto the other client, through the pages: browse the archive down to the tree, pick two
+    # files, the wizard's "another client" with a directory there. br-other reads br-client's
+    # repository with its own key, through a temporary grant on the backup server (docs/security.md).
+    page.goto(web + "/archives")
+    with page.expect_navigation():
+        page.locator(f"#archives tr[data-name='{name}'] button.browse").click()
+    prefix = str(src).lstrip("/")
+    aid = re.search(r"/archives/(\d+)/browse", page.url).group(1)
+    page.goto(f"{web}/archives/{aid}/browse?path={prefix}")
+    if page.locator("#list").count():
+        with page.expect_navigation():
+            page.click("#list")
+    page.wait_for_selector("#entries, #job-failed", timeout=180_000)
+    picked = sorted(p for p in src.iterdir() if p.is_file() and not p.is_symlink() and p.suffix != ".tmp")[:2]
+    assert len(picked) == 2
+    for p in picked:
+        page.locator(f"#entries tr[data-path='{prefix}/{p.name}'] input[name=sel]").check()
+    with page.expect_navigation():
+        page.click("#restore-selected")
+    page.select_option("#client_id", label=other.name)
+    page.check("#where-directory")
+    onto = other.dir / "from-br-client"
+    page.fill("#target_dir", str(onto))
+    with page.expect_navigation():
+        page.click("#restore-go")
+    assert wait_final(page) == "succeeded", (page.inner_text("#error"), page.inner_text("#log"))
+    for p in picked:
+        assert filecmp.cmp(p, onto / prefix / p.name, shallow=False), p
+    page.screenshot(path=str(tmp_path / "restored-onto-other.png"), full_page=True)
+    # The grant is gone: the other client's key is refused on br-client's repository again.
+    foreign = client.repo(b["name"], controller, ssh_key=other.ssh_key)
+    with pytest.raises(BorgFailed, match="not allowed|PathNotAllowed|Permission denied"):
+        foreign.run("list", foreign.url)
+
     ids = {s["name"]: s["id"] for s in api("viewer").get("/api/servers").json["items"]}
-    for bj in api("viewer").get("/api/backup-jobs", query_string={"client_id": ids[client.name]}).json["items"]:
-        api("operator").delete(f"/api/backup-jobs/{bj['id']}")
-    api("operator").delete(f"/api/servers/{ids[client.name]}")
+    for cname in (client.name, other.name):
+        for bj in api("viewer").get("/api/backup-jobs", query_string={"client_id": ids[cname]}).json["items"]:
+            api("operator").delete(f"/api/backup-jobs/{bj['id']}")
+        api("operator").delete(f"/api/servers/{ids[cname]}")
     api("operator").delete(f"/api/servers/{ids[server.name]}")
