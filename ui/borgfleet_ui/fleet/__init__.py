@@ -1,5 +1,5 @@
 """Fleet operations shared by the REST API, the pages, the CLI and the scheduler, one module per
-area: servers, pools, backup_jobs, archives, restores (browse, versions, restore runs), recovery
+area: servers, pools, backup_jobs, archives, archive_index (the archive index), restores (browse, versions, restore runs), recovery
 (instant recovery sessions), runs (the jobs table), settings, metrics (what /metrics reports); common holds the errors callers turn
 into responses (Invalid 400, Forbidden 403, NotFound 404) and field checks.
 
@@ -7,5 +7,5 @@ What a backup, pool, retention, name or host is: the collection's contract (cont
 re-stated here. Only what is the service's own lives in these modules: no stored database
 password, one database per job, schedules, time zones, who may change what.
 """
-from . import archives, backup_jobs, metrics, pools, recovery, restores, runs, servers, settings  # noqa: F401  (the areas)
+from . import archive_index, archives, backup_jobs, metrics, pools, recovery, restores, runs, servers, settings  # noqa: F401  (the areas)
 from .common import Forbidden, Invalid, NotFound, page_args  # noqa: F401  (what every caller needs)
