@@ -42,14 +42,56 @@ CLIENT, BACKUP = "bench-client", "data"
 
 
 class Service(Bench):
-    """bench/service's throwaway service (database, Redis db 13, gunicorn, one worker), without its client."""
+    """bench/service's throwaway service (database, gunicorn, one worker), without its client, on a Redis db
+    claimed as the tests claim theirs (bench/service's db 13 is shared by other benchmarks, which flush it),
+    and a worker instance number of its own (RQ's shutdown commands go by worker name over pub/sub, which
+    spans every Redis db)."""
+
+    WORKER_INSTANCE = "77"
+
+    def __init__(self, args):   # bench/service's Bench.__init__, with the claimed Redis db
+        import tempfile
+        import uuid
+        sys.path.insert(0, str(REPO / "tests" / "ui"))
+        from uilib import claim_redis_db
+        self.redis_db, self.unclaim = claim_redis_db()
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="bf-bench-browse-"))
+        os.environ.update(BORGFLEET_DB_NAME=f"bf_bench_browse_{os.getpid()}",
+                          BORGFLEET_REDIS_URL=f"redis://127.0.0.1:6379/{self.redis_db}",
+                          BORGFLEET_RUN_DIR=str(self.tmp / "runs"), BORGFLEET_SECRET_KEY=uuid.uuid4().hex,
+                          BORGFLEET_SECRET_KEY_FILE=str(self.tmp / "secret.key"))
+        from borgfleet_ui import db as dbm, queue as q, secret_store
+        from borgfleet_ui.auth import create_token, create_user
+        from borgfleet_ui.config import load_config
+        from run import free_port
+        self.dbm, self.q = dbm, q
+        self.cfg = load_config()
+        secret_store.ensure_key(self.cfg)
+        dbm.create_database(self.cfg)
+        self.db = dbm.connect(self.cfg)
+        dbm.upgrade(self.db)
+        self.r = dbm.connect_redis(self.cfg)
+        self.r.flushdb()
+        create_user(self.db, "bench", "admin")
+        uid = dbm.query(self.db, "SELECT id FROM users WHERE username='bench'", one=True)["id"]
+        self.token = create_token(self.db, uid, "bench")
+        self.procs = {}
+        self.port = free_port()
+        self.env = dict(os.environ, PYTHONPATH=str(REPO / "ui"))
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            self.unclaim()
 
     def start_service_only(self):
         import urllib.request
         py = sys.executable
         self.spawn("web", [str(Path(py).parent / "gunicorn"), "-b", f"127.0.0.1:{self.port}", "-w", "2",
                            "--threads", "4", "borgfleet_ui:create_app()"])
-        self.spawn("worker", [py, "-m", "borgfleet_ui", "worker", "--instance", "1"])
+        self.spawn("worker", [py, "-m", "borgfleet_ui", "worker", "--instance", self.WORKER_INSTANCE])
         deadline = time.monotonic() + 30
         while True:
             try:
