@@ -298,7 +298,7 @@ def main():
 
     f = out["index"]["first"]
     print(f"\nbrowse: {out['files']} files, {args.archives} archives (each after a small change; borg dedups)")
-    print(f"index, first archive: job {f["job_s"]:.1f} s (from the playbook's start {f["playbook_s"]:.1f} s, load into MariaDB"
+    print(f"index, first archive: job {f['job_s']:.1f} s (from the playbook's start {f['playbook_s']:.1f} s, load into MariaDB"
           f" {f['load_s']:.1f} s, {f['items']} items); later archives p50: job {out['index']['others_p50_job_s']:.1f} s,"
           f" load {out['index']['others_p50_load_s']:.1f} s")
     for t, s in out["tables"].items():
