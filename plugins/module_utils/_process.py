@@ -148,8 +148,12 @@ def _hung_up(poller):
     return any(ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, ev in poller.poll(0))
 
 
-def run(argv, env, cwd=None, timeout=None, grace=STOP_GRACE, watch_fd=1, daemon=False, user=None):
+def run(argv, env, cwd=None, timeout=None, grace=STOP_GRACE, watch_fd=1, daemon=False, user=None,
+        stdout_sink=None):
     """Run argv (no shell) with exactly ``env``; returns (rc, stdout, stderr) as text.
+
+    ``stdout_sink``: a callable given each chunk of stdout (bytes) as it comes, instead of keeping it:
+    output too large to hold in memory (every item of an archive); stdout is then returned as ''.
 
     ``daemon``: the command leaves a daemon behind when it succeeds (``borg mount``): then what
     it left in its process group - the daemon's ssh to the repository - is not killed.
@@ -170,7 +174,9 @@ def run(argv, env, cwd=None, timeout=None, grace=STOP_GRACE, watch_fd=1, daemon=
         while open_fds:
             for fd in select.select(open_fds, [], [], _POLL)[0]:
                 data = os.read(fd, 65536)
-                if data:
+                if data and fd == out_r and stdout_sink is not None:
+                    stdout_sink(data)
+                elif data:
                     chunks[fd].append(data)
                 else:
                     open_fds.remove(fd)

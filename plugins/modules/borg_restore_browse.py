@@ -17,6 +17,9 @@ description:
   - Without O(archive), searches O(path) - an exact path or a glob such as C(etc/nginx/*.conf) - in every
     archive matching O(match_archives) and returns, per path, the archives holding it and the changes
     between consecutive archives (added, modified by size/mtime, removed).
+  - With O(archive) and O(dest), writes every item of the archive (C(borg list --json-lines), gzip-compressed
+    as it streams) to the new file O(dest) on the managed host instead of returning a level - the whole tree
+    for an index (the service's C(index_archive) job fetches it), never through the task's result.
   - Read-only; never writes to the repository.
 version_added: 0.2.0
 author:
@@ -41,6 +44,11 @@ options:
     description: Search only the newest N archives (0 = all).
     type: int
     default: 0
+  dest:
+    description:
+      - With O(archive) - a file to write every item of the archive to (gzip of JSON lines, mode 0600).
+        It must not exist; its directory must.
+    type: path
   limit:
     description: At most this many entries (browse) or matching paths (search).
     type: int
@@ -50,11 +58,13 @@ attributes:
     platforms: posix
   check_mode:
     support: full
+    details: Writes O(dest) in check mode too (a file of its own, never the repository).
   diff_mode:
     support: none
   idempotent:
     description: Whether running the task again with the same options changes nothing.
-    support: full
+    support: partial
+    details: With O(dest) the file must not exist yet.
 '''
 
 EXAMPLES = r'''
@@ -72,6 +82,14 @@ EXAMPLES = r'''
     passphrase: "{{ vault_etc_passphrase }}"
     match_archives: etc-*
     path: /etc/nginx/nginx.conf
+  no_log: true
+
+- name: Every item of an archive into a file, for an index
+  borgfleet.backup.borg_restore_browse:
+    repository: ssh://borg@backup1.example.com:22/srv/borg/web1/etc
+    passphrase: "{{ vault_etc_passphrase }}"
+    archive: etc-2026-11-25T02:00:00
+    dest: /tmp/etc-items.jsonl.gz
   no_log: true
 '''
 
@@ -92,6 +110,10 @@ found:
   returned: without archive
   type: list
   elements: dict
+items:
+  description: With O(dest) - the number of items written.
+  returned: with dest
+  type: int
 archives_searched:
   description: Number of archives searched.
   returned: without archive
@@ -188,6 +210,7 @@ def main():
         match_archives=dict(type='str'),
         last=dict(type='int', default=0),
         limit=dict(type='int', default=1000),
+        dest=dict(type='path'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=BORG_COMMON_MUTUALLY_EXCLUSIVE + [('archive', 'match_archives')])
@@ -195,6 +218,11 @@ def main():
     borg = Borg.from_module(module)
     try:
         borg.version()
+        if p['dest'] and not p['archive']:
+            module.fail_json(msg='dest needs archive: it receives the items of one archive')
+        if p['archive'] and p['dest']:
+            validate_archive_name(p['archive'])
+            module.exit_json(changed=True, items=borg.write_items(p['archive'], p['dest']), truncated=False)
         if p['archive']:
             validate_archive_name(p['archive'])
             entries, truncated = browse(borg, p['archive'], p['path'], p['limit'])

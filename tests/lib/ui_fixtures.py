@@ -27,7 +27,9 @@ def ui_env(tmp_path_factory):
            "BORGFLEET_RUN_DIR": str(run_dir), "BORGFLEET_SECRET_KEY": "test-" + uuid.uuid4().hex,
            "BORGFLEET_SECRET_KEY_FILE": str(tmp_path_factory.mktemp("etc") / "secret.key"),
            # Every test client logs in from 127.0.0.1: the tests of the limit set their own low one.
-           "BORGFLEET_LOGIN_MAX_FAILURES": "1000"}
+           "BORGFLEET_LOGIN_MAX_FAILURES": "1000",
+           # No index run after each backup of every test (the archive index tests turn it on).
+           "BORGFLEET_INDEX_AFTER_BACKUP": "0"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     cfg = load_config()

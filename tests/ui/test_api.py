@@ -58,6 +58,7 @@ ACCESS = {
     "backup_job.refresh_archives": "operator", "backup_job.retention": "operator",
     # Restore: viewers browse and look for a file's versions; operators restore.
     "api.archives_browse": "viewer", "api.bj_search": "viewer", "api.archives_restore": "operator",
+    "api.archives_index": "viewer", "api.archives_tree": "viewer", "api.bj_versions": "viewer",
     "pages.restore_start": "viewer", "pages.archive_browse": "viewer", "pages.archive_browse_post": "viewer",
     "pages.file_versions": "viewer", "pages.file_versions_post": "viewer",
     "pages.restore_wizard": "operator", "pages.restore_run": "operator",

@@ -116,17 +116,28 @@ def test_browse_versions_and_restore_anywhere(api, app, users, db, start_worker,
     html = c.get(f"/jobs/{job['id']}").get_data(as_text=True)
     assert "and were replaced" in html and f'<code id="backup-dir">{keep}</code>' in html
 
-    # The pages without JavaScript: a browse form queues the listing, the page refreshes by itself
-    # until the job ends, then lists the level; a selection travels in the URL and the forms.
+    # The pages without JavaScript: the first browse of an archive queues its index job, the page
+    # refreshes by itself until the job ends, then lists the level from the index; a selection travels
+    # in the URL and the forms.
     resp = c.post(f"/archives/{new}/browse", data={"open": prefix, "sel": [f"{prefix}/b.txt"], "csrf_token": csrf})
-    assert resp.status_code == 302 and "job=" in resp.headers["Location"]
+    assert resp.status_code == 302
     first = c.get(resp.headers["Location"]).get_data(as_text=True)   # a playbook run takes seconds
     assert 'data-wait-job' in first and '<noscript><meta http-equiv="refresh"' in first
-    job_id = re.search(r"job=([0-9a-f-]{36})", resp.headers["Location"]).group(1)
+    job_id = re.search(r'data-wait-job="([0-9a-f-]{36})"', first).group(1)
+    assert dbm.query(db, "SELECT kind FROM jobs WHERE id=%s", (job_id,), one=True)["kind"] == "index_archive"
     assert wait_job(db, job_id)["status"] == "succeeded"
     html = c.get(resp.headers["Location"]).get_data(as_text=True)
     assert f'data-path="{prefix}/a.txt"' in html and "1 selected" in html
     assert re.search(rf'value="{re.escape(prefix)}/b.txt" aria-label="Select b.txt" checked', html)
+    # Then every level and page is answered from the index, no job queued.
+    jobs = dbm.query(db, "SELECT COUNT(*) AS n FROM jobs", one=True)["n"]
+    resp = c.post(f"/archives/{new}/browse", data={"open": f"{prefix}/many", "csrf_token": csrf})
+    html = c.get(resp.headers["Location"]).get_data(as_text=True)
+    assert html.count('data-path="') == 100 and "page 1 of 2" in html
+    resp = c.post(f"/archives/{new}/browse", data={"cur": f"{prefix}/many", "page": "2", "csrf_token": csrf})
+    html = c.get(resp.headers["Location"]).get_data(as_text=True)
+    assert html.count('data-path="') == MANY - 100 and f'data-path="{prefix}/many/f129.txt"' in html
+    assert dbm.query(db, "SELECT COUNT(*) AS n FROM jobs", one=True)["n"] == jobs
     wizard = c.post(f"/archives/{new}/restore", data={"sel": [f"{prefix}/b.txt", f"{prefix}/a.txt"],
                                                      "csrf_token": csrf}).get_data(as_text=True)
     assert wizard.count('name="sel"') == 2 and 'id="dry-run"' in wizard

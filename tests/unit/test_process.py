@@ -85,3 +85,25 @@ def test_borg_guard_kills_what_a_command_left_in_its_group_unless_it_is_a_daemon
         assert rc == 0 and not _gone(left, 1)
     finally:
         os.kill(left, 9)
+
+
+def test_stdout_sink_streams_a_large_output_to_a_gzip_file(tmp_path):
+    """borg's item list goes to a sink as it comes (never held whole); the file holds every line, and a
+    restart (borg run again after a lock) leaves only the second run's output."""
+    import gzip
+
+    from ansible_collections.borgfleet.backup.plugins.module_utils import borg
+
+    script = 'i=0; while [ $i -lt 20000 ]; do echo "{\\"path\\": \\"d/f$i\\"}"; i=$((i+1)); done; echo warn >&2'
+    dest = tmp_path / "items.jsonl.gz"
+    sink = borg._GzipLines(str(dest))
+    rc, out, err = _process.run(["sh", "-c", "echo stale"], dict(os.environ), stdout_sink=sink, watch_fd=None)
+    sink.restart()
+    rc, out, err = _process.run(["sh", "-c", script], dict(os.environ), stdout_sink=sink, watch_fd=None)
+    assert (rc, out, err) == (0, "", "warn\n")
+    assert sink.close() == 20000
+    lines = gzip.open(dest, "rt").read().splitlines()
+    assert lines[0] == '{"path": "d/f0"}' and lines[-1] == '{"path": "d/f19999"}' and len(lines) == 20000
+    assert oct(dest.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(FileExistsError):   # never over an existing file
+        borg._GzipLines(str(dest))

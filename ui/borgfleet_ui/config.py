@@ -22,6 +22,9 @@ def load_config():
         # Private data dirs of ansible-runner runs; each run's dir is removed when it ends.
         "RUN_DIR": env("BORGFLEET_RUN_DIR", os.path.join(_ROOT, "ui", "instance", "runs")),
         "SYSTEMD": env("BORGFLEET_SYSTEMD", "auto"),
+        # Index each new archive after its backup (the index_archive follow-up; fleet/archive_index.py).
+        # Off: archives are indexed on their first browse only.
+        "INDEX_AFTER_BACKUP": env("BORGFLEET_INDEX_AFTER_BACKUP", "1") != "0",
         # Client timeouts (seconds). A dead server or network must fail a call, never hang it.
         "DB_CONNECT_TIMEOUT": float(env("BORGFLEET_DB_CONNECT_TIMEOUT", "5")),
         # Our queries are small; a lock wait (innodb_lock_wait_timeout, 50 s) must still fit.

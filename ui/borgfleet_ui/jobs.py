@@ -108,19 +108,24 @@ def run_job(job_id):
             hb.lock = (lock, int(deadline - time.monotonic()) + q.RQ_MARGIN + 60)
         execute(db, "UPDATE jobs SET status='running' WHERE id=%s", (job_id,))
         events.job_started(db, r, job_id)   # a backup's ping URL hears /start
-        run.run(timeout=max(MIN_RUN, int(deadline - time.monotonic())))
-        if lock and run.status in ("canceled", "timeout"):
-            _let_borg_stop(joblog)
-        if run.status == "canceled":
-            q.finish(db, job_id, "canceled", error="canceled by a user", rc=run.rc, r=r)
-            return "canceled"
-        if run.status != "successful" or run.rc != 0:
-            raise JobError(run.failure_message(), result=results.failed(row, run.report(), db, params))
-        result = results.record(db, row, params, run.report())
-        if spec.then:
-            _follow_up(db, r, joblog, spec.then, row)
-        q.finish(db, job_id, "succeeded", rc=0, result=result, r=r)
-        return "succeeded"
+        try:
+            run.run(timeout=max(MIN_RUN, int(deadline - time.monotonic())))
+            if lock and run.status in ("canceled", "timeout"):
+                _let_borg_stop(joblog)
+            if run.status == "canceled":
+                q.finish(db, job_id, "canceled", error="canceled by a user", rc=run.rc, r=r)
+                return "canceled"
+            if run.status != "successful" or run.rc != 0:
+                raise JobError(run.failure_message(), result=results.failed(row, run.report(), db, params))
+            # The recorder reads what the playbook fetched into the run directory (kinds.py `fetches`).
+            result = results.record(db, row, dict(params, run_dir=run.pdd), run.report())
+            for kind in spec.then:
+                if kind != "index_archive" or cfg["INDEX_AFTER_BACKUP"]:
+                    _follow_up(db, r, joblog, kind, row)
+            q.finish(db, job_id, "succeeded", rc=0, result=result, r=r)
+            return "succeeded"
+        finally:
+            run.remove_dir()
     except Exception as e:
         _failed(db, r, joblog, row["kind"] if row else "", str(e) or repr(e), getattr(e, "result", None))
         raise
@@ -132,11 +137,12 @@ def run_job(job_id):
 
 
 def _follow_up(db, r, joblog, kind, row):
-    """Queue the kind that follows a successful run (kinds.py `then`) when its backup job (or, for a
-    run of no backup job, its server) asks for it; this run succeeded whatever happens here."""
+    """Queue a kind that follows a successful run (kinds.py `then`) when its backup job (or, for a run
+    of no backup job, its server) asks for it; this run succeeded whatever happens here."""
     try:
         if row["backup_job_id"]:
-            follow = backup_jobs.follow_up(db, r, kind, row["backup_job_id"])
+            archive = query(db, "SELECT archive_id FROM jobs WHERE id=%s", (row["id"],), one=True)["archive_id"]
+            follow = backup_jobs.follow_up(db, r, kind, row["backup_job_id"], archive)
         else:
             follow = facts.follow_up(db, r, kind, row)
     except Exception as e:  # a deleted job, Redis away: the run itself stays a success
@@ -235,6 +241,7 @@ class PlaybookRun:
         self.pending_start, self.pending_log = None, []
         self.db_down_at = None   # monotonic time of the last failed write, None while MariaDB answers
         self.timeout = spec.timeout
+        self.pdd = None   # the private data dir, from run() until remove_dir()
 
     def report(self):
         """What the playbook reported under its kind's result_key (None: nothing)."""
@@ -247,11 +254,15 @@ class PlaybookRun:
         if not os.path.isfile(playbook):
             raise JobError(f"playbook {self.spec.playbook} is missing from {root}/playbooks")
         os.makedirs(self.cfg["RUN_DIR"], exist_ok=True)
-        pdd = tempfile.mkdtemp(prefix=f"job-{self.job_id}-", dir=self.cfg["RUN_DIR"])
+        self.pdd = pdd = tempfile.mkdtemp(prefix=f"job-{self.job_id}-", dir=self.cfg["RUN_DIR"])
         password = None
         try:
             inv = write_inventory(self.cfg, os.path.join(pdd, "inventory"))
-            write_extravars(pdd, self.params.get("extravars"))
+            extravars = self.params.get("extravars")
+            if self.spec.fetches:
+                # Where the playbook fetches its file to: inside this run's directory, removed with it.
+                extravars = dict(extravars or {}, borgfleet_index_dest=results.fetched_path(pdd))
+            write_extravars(pdd, extravars)
             env = {
                 "ANSIBLE_CONFIG": os.path.join(root, "ansible.cfg"),
                 "ANSIBLE_NOCOLOR": "1",
@@ -284,7 +295,12 @@ class PlaybookRun:
         finally:
             if password:
                 password.close()
-            remove_tree(pdd)
+
+    def remove_dir(self):
+        """Remove the run's private data dir (once what it fetched is recorded)."""
+        if self.pdd:
+            remove_tree(self.pdd)
+            self.pdd = None
 
     def on_event(self, event):
         etype = event.get("event")

@@ -8,7 +8,7 @@ playbook, budget and result key; results.py: what the result becomes) and the sc
 A new kind: a row here; if its result becomes rows, a recorder in results.py; and the
 playbook reports under `result_key` with set_stats (docs/contract.md).
 """
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 
 class Schedule(NamedTuple):
@@ -33,9 +33,12 @@ class Kind(NamedTuple):
     schedule: Optional[Schedule] = None
     # Run the playbook in check mode (--check): a dry run that changes nothing.
     check_mode: bool = False
-    # A kind queued after each successful run of this one: for the same backup job when it asks
-    # for it (fleet/backup_jobs.py follow_up), or for the same server (fleet/facts.py follow_up).
-    then: Optional[str] = None
+    # The kinds queued after each successful run of this one: for the same backup job when it asks
+    # for them (fleet/backup_jobs.py follow_up), or for the same server (fleet/facts.py follow_up).
+    then: Tuple[str, ...] = ()
+    # A file the playbook fetches to the controller (the worker's run directory; extra var
+    # borgfleet_index_dest): the recorder reads it before the run directory is removed.
+    fetches: bool = False
 
 
 def _recovery(action, timeout, retry, locks_repository):
@@ -53,6 +56,10 @@ _ROWS = (
          locks_repository=False, result_key="borgfleet_browse"),
     Kind("search", "search.yml", "borgfleet-browse", 1800, retry=False,
          locks_repository=False, result_key="borgfleet_search"),
+    # Every item of one archive into the service's index (fleet/archive_index.py): after each backup and
+    # on the first browse of an archive. Read-only like browse, and idempotent (a load replaces nothing).
+    Kind("index_archive", "index_archive.yml", "borgfleet-browse", 1800, retry=True,
+         locks_repository=False, result_key="borgfleet_index", fetches=True),
     Kind("delete_archive", "delete_archive.yml", "borgfleet-delete_archive", 1800, retry=False,
          locks_repository=True, result_key="borgfleet_delete_archive"),
     # What a retention would keep (and by which rule) and prune: prune.yml --check, a real
@@ -61,7 +68,7 @@ _ROWS = (
          locks_repository=True, result_key="borgfleet_prune", check_mode=True),
     # A server set up is then asked what it runs (databases, storage), unless settings say not to.
     Kind("setup", "setup.yml", "borgfleet-setup", 3600, retry=True,
-         locks_repository=False, result_key="borgfleet_repository", then="detect_capabilities"),
+         locks_repository=False, result_key="borgfleet_repository", then=("detect_capabilities",)),
     Kind("list_archives", "list_archives.yml", "borgfleet-list_archives", 900, retry=True,
          locks_repository=True, result_key="borgfleet_list_archives"),
     # Writes files on a client (a dry run: check mode, params "check"): never retried.
@@ -99,7 +106,7 @@ _ROWS = (
          schedule=Schedule("check_schedule", "check_next_run_at", "check_last_run_at")),
     Kind("backup", "backup.yml", "borgfleet-backup", 6 * 3600, retry=False,
          locks_repository=True, result_key="borgfleet_backup",
-         schedule=Schedule("schedule", "next_run_at", "last_run_at"), then="prune"),
+         schedule=Schedule("schedule", "next_run_at", "last_run_at"), then=("prune", "index_archive")),
 )
 KINDS = {k.name: k for k in _ROWS}
 

@@ -137,6 +137,17 @@ ROUTES = [
     ("post", "/api/backup-jobs/{id}/search", "viewer",
      "Queue search.yml: which archives hold a path or glob and when it changed (body {path, last}; the"
      " job's result: found [{path, archives, changes}], archives_searched)", "Search", 202, _JOB),
+    ("post", "/api/archives/{id}/index", "viewer",
+     "Index the archive: queue index_archive.yml (every item, borg list on the client, loaded into the"
+     " service's archive index; 202), or 200 {indexed, items, dirs, new_listings, seconds, indexed_at} when"
+     " it is indexed already. Archives are also indexed after each backup", None, 202, _JOB),
+    ("get", "/api/archives/{id}/tree", "viewer",
+     "One level of an indexed archive from the index (?path=&page=&per_page=, at most 1000): archive, path,"
+     " entries [{name, path, type, size, mtime, mode, user, group, linktarget}] (directories first), total,"
+     " page, pages; 409 {error, index_job} while the archive is not indexed", None, 200, None),
+    ("get", "/api/backup-jobs/{id}/versions", "viewer",
+     "From the index: which archives hold a path or glob (?path=&last=) and when it changed: path, found"
+     " [{path, archives, changes}], archives_searched, archives_not_indexed, truncated", None, 200, None),
     ("post", "/api/archives/{id}/restore", "operator",
      "Queue restore_anywhere.yml under the repository's lock: paths of the archive to the original place"
      " (target /: a differing file refuses the restore unless overwrite, which keeps a copy), another"

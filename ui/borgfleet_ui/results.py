@@ -6,10 +6,14 @@ backup ({backup, client, repository, failed, msg, error_kind, ...} and the kind'
 or, for per-host results, {host: value}.
 """
 import json
+import logging
+import os
 
 from .db import execute, query
 from .fleet import facts, pools
 from .notifications import alerts
+
+log = logging.getLogger(__name__)
 
 
 class ResultError(Exception):
@@ -75,8 +79,46 @@ def _backup(db, job, params, report):
 @recorder("delete_archive")
 def _delete_archive(db, job, params, report):
     # The playbook succeeded, so borg no longer has the archive.
+    row = query(db, "SELECT repository_id FROM archives WHERE id=%s", (job["archive_id"],), one=True)
     execute(db, "DELETE FROM archives WHERE id=%s", (job["archive_id"],))
+    if row:
+        _collect_index_garbage(db, row["repository_id"])
     return {"deleted": params["extravars"]["borgfleet_archive"]}
+
+
+def _collect_index_garbage(db, repository_id):
+    """Archive rows went (their index rows with them): drop the index listings no archive reaches now.
+    What borg did stays recorded if this fails; the next collection removes what this one left."""
+    from .fleet import archive_index   # imported here: the fleet package pulls in the web side's modules
+    try:
+        archive_index.collect_garbage(db, repository_id)
+    except Exception as e:
+        log.warning("index listings of repository %s not collected: %s", repository_id, e)
+
+
+def fetched_path(run_dir):
+    """Where a kind that fetches a file (kinds.py `fetches`) has its playbook put it, in its run directory."""
+    return os.path.join(run_dir, "fetched", "items.jsonl.gz")
+
+
+@recorder("index_archive")
+def _index_archive(db, job, params, report):
+    """Load the items index_archive.yml fetched (gzip of borg list --json-lines) into the archive index,
+    then delete the file."""
+    from .fleet import archive_index
+    values = [v for v in report.values() if isinstance(v, dict)] if isinstance(report, dict) else []
+    if len(values) != 1 or not isinstance(values[0].get("items"), int):
+        raise ResultError("index_archive.yml succeeded but reported no items of one host under borgfleet_index")
+    path = fetched_path(params["run_dir"])
+    if not os.path.isfile(path):
+        raise ResultError("index_archive.yml succeeded but fetched no file of items")
+    try:
+        stats = archive_index.load(db, job["archive_id"], path)
+    finally:
+        os.unlink(path)
+    if stats["items"] != values[0]["items"]:
+        raise ResultError(f"the items file holds {stats['items']} items where borg listed {values[0]['items']}")
+    return dict(stats, archive=values[0].get("archive"))
 
 
 @recorder("setup")
@@ -140,6 +182,8 @@ def _list_archives(db, job, params, report):
             if r["name"] not in names]
     for archive_id in gone:
         execute(db, "DELETE FROM archives WHERE id=%s", (archive_id,))
+    if gone:
+        _collect_index_garbage(db, repo_id)
     return {"archives": len(names), "removed": len(gone)}
 
 
@@ -179,6 +223,8 @@ def _prune(db, job, params, report):
         execute(db, "DELETE FROM archives WHERE repository_id=%s AND name=%s", (params["repository_id"], name))
     for a in entry["kept"]:
         upsert_archive(db, params["repository_id"], {"name": a["name"]})
+    if pruned:
+        _collect_index_garbage(db, params["repository_id"])
     return {"kept": entry["kept"], "pruned": pruned, "compacted": bool(entry.get("compacted"))}
 
 

@@ -341,11 +341,14 @@ def run(db, r, kind, bj_id, user, options=None):
                         repository=f"{bj['client_name']}/{bj['name']}")
 
 
-def follow_up(db, r, kind, bj_id):
+def follow_up(db, r, kind, bj_id, archive_id=None):
     """Queue `kind` after a successful run of this backup job when the job asks for it (kinds.py
     `then`): a prune after each backup when it has a retention and no prune_schedule of its own.
     One not started yet already covers this backup (frequent backups never pile up prunes).
-    Returns the job id, or None."""
+    index_archive: the archive the run made goes into the archive index. Returns the job id, or None."""
+    if kind == "index_archive":
+        from . import archive_index   # it imports this module
+        return archive_index.queue_index(db, r, archive_id) if archive_id else None
     bj = get_backup_job(db, bj_id)
     if kind != "prune" or not bj["retention"] or bj["prune_schedule"]:
         return None
