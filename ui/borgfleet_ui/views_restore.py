@@ -7,6 +7,7 @@ yet is indexed on its first browse: a form posts, the page shows the index job u
 versions across archives not all indexed yet are a search.yml run shown the same way. The selection
 of paths travels with the forms (checkboxes named sel) and the URL."""
 from flask import g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from . import fleet
 from .auth import role
@@ -19,7 +20,7 @@ PER_PAGE = 100
 def _selection(values):
     sel = list(dict.fromkeys(fleet.restores.archive_path(p, "a selected path") for p in values if p.strip("/")))
     if len(sel) > fleet.restores.MAX_PATHS:
-        raise fleet.Invalid(f"at most {fleet.restores.MAX_PATHS} paths can be selected at once")
+        raise fleet.Invalid(_("at most %(n)s paths can be selected at once", n=fleet.restores.MAX_PATHS))
     return sel
 
 
@@ -107,7 +108,7 @@ def restore_wizard(aid):
     """The selected paths and where they go: the original place, another directory, another client."""
     sel = _selection(request.form.getlist("sel"))
     if not sel:
-        raise fleet.Invalid("select at least one file or directory to restore")
+        raise fleet.Invalid(_("select at least one file or directory to restore"))
     return _wizard(aid, sel)
 
 

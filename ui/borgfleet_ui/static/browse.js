@@ -5,6 +5,7 @@
   if (!form || !count) { return; }
   form.addEventListener('change', function () {
     var n = form.querySelectorAll('input[name=sel][type=hidden], input[name=sel]:checked').length;
-    count.textContent = n + ' selected';
+    // The page's words (data-one / data-many, "{n}" for the number); French puts 0 in the singular.
+    count.textContent = (n < 2 ? count.dataset.one : count.dataset.many).replace('{n}', n);
   });
 })();
