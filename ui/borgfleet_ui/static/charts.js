@@ -1,11 +1,11 @@
-// The server page's history charts (uPlot, vendored): one per figure of #history-data, in the
+// The server page's history charts (uPlot, vendored): one per figure of #charts' data-history, in the
 // theme's colours, drawn again when the theme or the width changes.
 (function () {
   function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
   function draw() {
-    var source = document.getElementById('history-data');
-    if (!source || !window.uPlot) { return; }
-    var data = JSON.parse(source.textContent);
+    var source = document.getElementById('charts');
+    if (!source || !source.dataset.history || !window.uPlot) { return; }
+    var data = JSON.parse(source.dataset.history);
     var text = css('--bs-body-color'), grid = css('--bs-border-color'), line = css('--bs-primary');
     document.querySelectorAll('.chart[data-series]').forEach(function (box) {
       box.textContent = '';
