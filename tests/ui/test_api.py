@@ -21,6 +21,7 @@ ACCESS = {
     "api.servers_create": "operator", "api.servers_update": "operator", "api.servers_delete": "operator",
     "api.servers_setup": "operator", "api.servers_collect": "operator",
     "api.servers_test_connection": "operator", "api.servers_trust_host_key": "operator", "pages.server_new": "operator",
+    "api.servers_edit_test_connection": "operator", "api.servers_edit_trust_host_key": "operator",
     "api.servers_stats_history": "viewer", "api.servers_capabilities": "viewer", "api.servers_detect": "operator",
     "pages.server_page": "viewer", "pages.server_detect": "operator", "pages.server_collect": "operator",
     "api.pools_list": "viewer", "api.pools_create": "operator", "api.pools_delete": "operator",

@@ -134,10 +134,37 @@ def servers_get(sid):
     return jsonify(fleet.servers.get_server(get_db(), sid))
 
 
-@bp.put("/servers/<int:sid>")
+@bp.errorhandler(fleet.servers.ConnectionFailed)
+def _connection_failed(e):
+    return jsonify(error=str(e), connection_test=e.result), 400
+
+
+@bp.route("/servers/<int:sid>", methods=["PUT", "PATCH"])
 @role("operator")
 def servers_update(sid):
-    return jsonify(fleet.servers.update_server(get_db(), sid, body(), admin=has_role(g.user, "admin")))
+    """Both partial: absent fields keep their value. test_connection / setup: see openapi.py."""
+    data = body()
+    test, setup = bool(data.pop("test_connection", False)), bool(data.pop("setup", False))
+    server, result, job = fleet.servers.edit_server(get_db(), get_redis() if setup else None, sid, data,
+                                                    g.user["username"], admin=has_role(g.user, "admin"),
+                                                    test=test, setup=setup)
+    return jsonify({**server, "connection_test": result, "setup_job_id": job})
+
+
+@bp.post("/servers/<int:sid>/test-connection")
+@role("operator")
+def servers_edit_test_connection(sid):
+    """Test connection of the server as the body would change it (nothing saved): 200 with the verdict."""
+    return jsonify(fleet.servers.test_edit(get_db(), sid, body(), admin=has_role(g.user, "admin")))
+
+
+@bp.post("/servers/<int:sid>/trust-host-key")
+@role("operator")
+def servers_edit_trust_host_key(sid):
+    """Pin the key Test connection showed for the server's (edited) endpoint, while none is pinned."""
+    data = body()
+    fingerprint = data.pop("fingerprint", None)
+    return jsonify(fleet.servers.trust_edit(get_db(), sid, data, fingerprint, admin=has_role(g.user, "admin")))
 
 
 @bp.get("/servers/<int:sid>/deletion")

@@ -46,6 +46,16 @@ _VERDICT = {"type": "object", "properties": {
                               " that names no field"}}}
 
 # (method, path, role, summary, request body schema name or None, 2xx code, response schema)
+_SERVER_EDIT = (" (absent fields keep their value; vars: admins only). A client with backup jobs keeps its"
+     " name and backup server; the role changes only when nothing depends on the old one (a client without backup jobs; a"
+     " backup server without clients nor repositories, whose empty pools then go), else 400 saying what to move"
+     " or delete first. A new connection (address, port, ssh_user, connection) or role marks the server"
+     " setup_status 'needs setup'; a new address or port drops the host key pinned for the old endpoint (pin"
+     " the new one with .../trust-host-key). test_connection: true runs Test connection on the new connection"
+     " first and saves nothing when it fails (400 {error, connection_test}); setup: true queues setup.yml when"
+     " the connection or role changed. 200: the Server with connection_test (verdict or null) and setup_job_id"
+     " (or null)")
+
 ROUTES = [
     ("get", "/api/health", None, "Database and Redis reachability (no login)", None, 200, None),
     ("get", "/api/openapi.json", "viewer", "This document", None, 200, None),
@@ -71,8 +81,17 @@ ROUTES = [
      " is replaced by hand) or the host no longer offers it. 200 {pinned, fingerprint, type, known_hosts}",
      "TrustHostKey", 200, None),
     ("get", "/api/servers/{id}", "viewer", "One server", None, 200, None),
-    ("put", "/api/servers/{id}", "operator", "Change a server (vars: admins only; a client with backup jobs"
-     " keeps its name and backup server)", "Server", 200, None),
+    ("put", "/api/servers/{id}", "operator", "Change a server" + _SERVER_EDIT, "ServerEdit", 200, None),
+    ("patch", "/api/servers/{id}", "operator", "Change some fields of a server (as PUT)" + _SERVER_EDIT, "ServerEdit",
+     200, None),
+    ("post", "/api/servers/{id}/test-connection", "operator", "Test connection of the server as the body would"
+     " change it (nothing saved): its new address, port, ssh_user, with its saved key and known_hosts (vars);"
+     " a backup server's pools checked on that host. 200 with the verdict (as /api/servers/test-connection);"
+     " 400 for a local server or a refused change", "ServerEdit", 200, None),
+    ("post", "/api/servers/{id}/trust-host-key", "operator", "Pin the host key Test connection showed for the"
+     " server's (edited) endpoint in the known_hosts its connection uses; only while none is pinned there"
+     " (400 otherwise: a changed key is replaced by hand). 200 {pinned, fingerprint, type, known_hosts}",
+     "ServerEdit", 200, None),
     ("get", "/api/servers/{id}/deletion", "viewer", "What deleting the server takes with it in the service:"
      " counts of backup_jobs, archives (rows), pools, clients; its repositories on the backup server stay", None,
      200, None),
@@ -277,6 +296,18 @@ SCHEMAS = {
         "vars": {"type": "object", "description": "as a Server's (admins only): its key file and known_hosts"},
         "pools": {"type": "array", "items": {"$ref": "#/components/schemas/Pool"},
                   "description": "backup servers: paths checked on the host after the contract's pool rules"}}},
+    "ServerEdit": {"type": "object", "description": "a Server's fields, each optional (absent: unchanged)",
+                   "properties": {
+        "name": {"type": "string"}, "role": {"type": "string", "enum": ["client", "backup_server"]},
+        "address": {"type": "string"}, "port": {"type": "integer"}, "ssh_user": {"type": "string"},
+        "connection": {"type": "string", "enum": ["ssh", "local"], "description": "local: admins only"},
+        "backup_server_id": {"type": "integer", "nullable": True}, "local_pool_path": {"type": "string"},
+        "vars": {"type": "object", "description": "as a Server's (admins only)"},
+        "test_connection": {"type": "boolean", "default": False, "description": "PUT/PATCH: test a new"
+                            " connection first; nothing saved when it fails"},
+        "setup": {"type": "boolean", "default": False, "description": "PUT/PATCH: queue setup.yml when the"
+                  " connection or role changed"},
+        "fingerprint": {"type": "string", "description": "trust-host-key: SHA256:... as Test connection showed"}}},
     "TrustHostKey": {"type": "object", "required": ["address", "fingerprint"], "properties": {
         "address": {"type": "string"}, "port": {"type": "integer", "default": 22},
         "ssh_user": {"type": "string", "default": "root"}, "role": {"type": "string"},

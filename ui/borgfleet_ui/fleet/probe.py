@@ -205,9 +205,10 @@ def _host_keys(t):
     return out
 
 
-def check_target(data, admin=False):
+def check_target(data, admin=False, saved_vars=None):
     """The connection fields of a server to add (address, port, ssh_user, vars) -> Target.
-    Extra vars name key files and known_hosts on the service host: admins only, as when saving."""
+    Extra vars name key files and known_hosts on the service host: admins only, as when saving.
+    saved_vars: an existing server's own vars (set by an admin), used instead of typed ones."""
     address = data.get("address") or ""
     problem = contract.host_problem(address)
     if problem:
@@ -218,17 +219,19 @@ def check_target(data, admin=False):
     if role not in ("client", "backup_server"):
         raise Invalid("role must be client or backup_server")
     host_vars = data.get("vars") or {}
-    if host_vars and not admin:
+    if saved_vars is not None:
+        host_vars = saved_vars
+    elif host_vars and not admin:
         raise Forbidden("only an admin can set a server's extra vars")
     host_vars = by_contract(contract.check_host_vars, host_vars, role, "ssh")
     return Target(address, port, user, host_vars), role, host_vars
 
 
-def test_connection(data, admin=False):
-    """Run the probe for one server to add; returns a JSON-able verdict:
-    {ok, verdict, title, message, seconds, public_key..., host_keys, uid, sudo, pools}."""
+def test_connection(data, admin=False, saved_vars=None):
+    """Run the probe for one server to add (or as edited: saved_vars, see check_target); returns a
+    JSON-able verdict: {ok, verdict, title, message, seconds, public_key..., host_keys, uid, sudo, pools}."""
     started = time.monotonic()
-    t, role, host_vars = check_target(data, admin)
+    t, role, host_vars = check_target(data, admin, saved_vars)
     pools = None
     if role == "backup_server" and data.get("pools"):
         # The contract's pool rules first (names, plain absolute paths, no nesting): only accepted
@@ -349,16 +352,21 @@ def check_pools(t, pools):
     return out
 
 
-def trust_host_key(data, fingerprint, admin=False):
+def known_hosts_name(address, port):
+    """How ssh names an endpoint in known_hosts: the host alone on port 22, else [host]:port."""
+    host = address[1:-1] if address.startswith("[") else address
+    return host if int(port) == 22 else f"[{host}]:{port}"
+
+
+def trust_host_key(data, fingerprint, admin=False, saved_vars=None):
     """Pin the host key a person compared (Test connection said "host key not known yet"): scan the
     host again and append the line whose fingerprint is the one shown to the known_hosts file the
     connection uses. Only while no key of that host is pinned: a changed key may be an attack and is
     replaced by hand, never from a page."""
-    t, _, _ = check_target(data, admin)
+    t, _, _ = check_target(data, admin, saved_vars)
     if not isinstance(fingerprint, str) or not re.fullmatch(r"SHA256:[A-Za-z0-9+/]{43}", fingerprint):
         raise Invalid("fingerprint must be the SHA256:... shown by Test connection")
-    host = t.address[1:-1] if t.address.startswith("[") else t.address
-    name = host if t.port == 22 else f"[{host}]:{t.port}"
+    name = known_hosts_name(t.address, t.port)
     if os.path.exists(t.known_hosts):
         found = subprocess.run(["ssh-keygen", "-F", name, "-f", t.known_hosts], stdin=subprocess.DEVNULL,
                                capture_output=True, text=True, timeout=10)
@@ -373,3 +381,25 @@ def trust_host_key(data, fingerprint, admin=False):
         f.write(match[0]["known_hosts_line"] + "\n")
     return {"pinned": match[0]["known_hosts_line"], "fingerprint": fingerprint, "type": match[0]["type"],
             "known_hosts": t.known_hosts}
+
+
+def known_hosts_file(host_vars):
+    """The known_hosts file a server's connection uses (its UserKnownHostsFile, else the account's)."""
+    return Target("", 22, "root", host_vars).known_hosts
+
+
+def forget_host_key(address, port, host_vars):
+    """Drop the keys pinned for an endpoint a server no longer uses (its address or port changed):
+    a stale pin would later read "host key changed" to whoever reuses that endpoint. True when a
+    line went. ssh-keygen -R keeps the former file as <file>.old, as ssh's own tools do."""
+    path = known_hosts_file(host_vars)
+    if not os.path.exists(path):
+        return False
+    name = known_hosts_name(address, port)
+    found = subprocess.run(["ssh-keygen", "-F", name, "-f", path], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=10)
+    if found.returncode != 0 or not found.stdout.strip():
+        return False
+    subprocess.run(["ssh-keygen", "-R", name, "-f", path], stdin=subprocess.DEVNULL, capture_output=True,
+                   text=True, timeout=10, check=True)
+    return True

@@ -7,6 +7,7 @@ from ..contract import contract
 from ..db import execute, query
 from .common import (Forbidden, Invalid, ListArgs, Listing, NotFound, about, absolute_path, by_contract,
                      field, int_between, list_query, matching)
+from . import probe
 from .pools import backup_server_vars, create_pool
 
 SERVER_COLS = ("id, name, role, address, port, ssh_user, connection, backup_server_id, local_pool_path,"
@@ -113,31 +114,63 @@ def _server_fields(db, data, current=None, admin=False):
     return out
 
 
+def role_change_problem(db, server):
+    """Why `server` cannot change its role now (what to move or delete first), or None when nothing
+    depends on its current role: a client's backup jobs have repositories named after it on its
+    backup server; a backup server's clients send their backups to it and its pools hold repositories."""
+    sid, name = server["id"], server["name"]
+    n = lambda sql: query(db, sql, (sid,), one=True)["n"]   # noqa: E731
+    if server["role"] == "client":
+        jobs = n("SELECT COUNT(*) AS n FROM backup_jobs WHERE client_id=%s")
+        if jobs:
+            return (f"client {name} has {jobs} backup job(s) whose repositories are named after it: it cannot be"
+                    " turned into a backup server while they back it up; delete its backup jobs first (their"
+                    " repositories stay on the backup server), or add the host again as a new server")
+        return None
+    clients = n("SELECT COUNT(*) AS n FROM servers WHERE backup_server_id=%s")
+    repos = n("SELECT COUNT(*) AS n FROM repositories WHERE server_id=%s")
+    if clients:
+        return (f"backup server {name} has clients ({clients}): it cannot become a client; move them to another"
+                " backup server or delete them first" + (f", and delete the backup jobs whose {repos} repository(ies)"
+                                                          " its pools hold" if repos else ""))
+    if repos:
+        return (f"backup server {name} holds {repos} repository(ies) in its pools: it cannot become a client;"
+                " delete the backup jobs they belong to first")
+    return None
+
+
 def _check_move(db, cur, f):
     """A server's repositories live at <pool>/<client name>/<backup> on its backup server (or under
     its local pool path): renaming or moving a client that has some would strand its archives."""
-    if cur["role"] == "client":
+    if cur["role"] == "client" and f["role"] == "client":
         n = query(db, "SELECT COUNT(*) AS n FROM backup_jobs WHERE client_id=%s", (cur["id"],), one=True)["n"]
         if n:
-            for col, what in (("name", "renamed"), ("role", "turned into a backup server"),
-                              ("backup_server_id", "moved to another backup server"),
+            for col, what in (("name", "renamed"), ("backup_server_id", "moved to another backup server"),
                               ("local_pool_path", "moved to another place")):
                 if f[col] != cur[col]:
                     raise Invalid(f"client {cur['name']} has {n} backup job(s) whose repositories are named after"
                                   f" it and live on its current backup server: it cannot be {what}"
                                   " (its archives would become unreachable); delete its backup jobs first,"
-                                  " or add a new client")
-    elif f["role"] != cur["role"] and query(db, "SELECT id FROM servers WHERE backup_server_id=%s LIMIT 1",
-                                            (cur["id"],), one=True):
-        raise Invalid(f"backup server {cur['name']} has clients: it cannot become a client;"
-                      " move or delete them first")
-    elif query(db, "SELECT id FROM repositories WHERE server_id=%s LIMIT 1", (cur["id"],), one=True):
+                                  " or add a new client", col)
+    elif cur["role"] == "backup_server" and \
+            query(db, "SELECT id FROM repositories WHERE server_id=%s LIMIT 1", (cur["id"],), one=True):
         # The repositories belong to the account running borg serve; another account cannot open them.
         # (Its name, address and port may change: repositories are found by pool, client and backup.)
         old_user = cur["vars"].get("borgfleet_server_user", "borg")
         if json.loads(f["vars_json"]).get("borgfleet_server_user", "borg") != old_user:
             raise Invalid(f"backup server {cur['name']} holds repositories owned by {old_user}:"
-                          " borgfleet_server_user cannot change while clients have backup jobs there")
+                          " borgfleet_server_user cannot change while clients have backup jobs there", "vars")
+
+
+# What changes how the service (and its playbooks) reach a server: setup must run again for it.
+CONNECTION_FIELDS = ("address", "port", "ssh_user", "connection")
+
+
+def needs_setup(cur, f):
+    """Whether these validated fields change the server's connection or role (setup must follow:
+    a new host needs borg and its keys; a moved backup server's clients must pin its new endpoint)."""
+    return f["role"] != cur["role"] or any(f[k] != cur[k] for k in CONNECTION_FIELDS) or \
+        json.loads(f["vars_json"]) != cur["vars"]
 
 
 def create_server(db, data, admin=False, dry_run=False):
@@ -165,20 +198,41 @@ def create_server(db, data, admin=False, dry_run=False):
     return get_server(db, sid)
 
 
-def update_server(db, server_id, data, admin=False, dry_run=False):
-    """Change a server; dry_run: only judge `data` (nothing written, None)."""
-    cur = get_server(db, server_id)
+def _judged(db, cur, data, admin):
+    """The validated columns of `cur` changed by `data` (Invalid/Forbidden naming the field)."""
+    role = data.get("role") or cur["role"]
+    if role != cur["role"] and role in ROLES:
+        # Before the other fields: what depends on the old role is what the person must act on first.
+        problem = role_change_problem(db, cur)
+        if problem:
+            raise Invalid(problem, "role")
     f = _server_fields(db, data, cur, admin=admin)
     if f["name"] != cur["name"] and query(db, "SELECT id FROM servers WHERE name=%s", (f["name"],), one=True):
         raise Invalid(f"a server named {f['name']} exists", "name")
     _check_move(db, cur, f)
+    return f
+
+
+def update_server(db, server_id, data, admin=False, dry_run=False):
+    """Change a server; dry_run: only judge `data` (nothing written, None). A new connection or role
+    marks it "needs setup" (edit_server queues it); a new address or port drops the host key pinned
+    for the old endpoint (the new one is pinned by a person: Test connection, Trust this key)."""
+    cur = get_server(db, server_id)
+    f = _judged(db, cur, data, admin)
     if dry_run:
         return None
     execute(db, "UPDATE servers SET name=%s, role=%s, address=%s, port=%s, ssh_user=%s, connection=%s,"
                 " backup_server_id=%s, local_pool_path=%s, vars_json=%s WHERE id=%s",
             (f["name"], f["role"], f["address"], f["port"], f["ssh_user"], f["connection"],
              f["backup_server_id"], f["local_pool_path"], f["vars_json"], server_id))
-    if cur["role"] == "backup_server":
+    if needs_setup(cur, f):
+        execute(db, "UPDATE servers SET setup_status='needs setup' WHERE id=%s", (server_id,))
+    if cur["role"] == "backup_server" and f["role"] == "client":
+        # Nothing is in them (role_change_problem): a client has no pools. Their directories stay on the host.
+        execute(db, "DELETE FROM storage_pools WHERE server_id=%s", (server_id,))
+    if cur["connection"] == "ssh" and (f["address"], f["port"]) != (cur["address"], cur["port"]):
+        _forget_old_endpoint(db, cur)
+    if cur["role"] == f["role"] == "backup_server":
         # Same repositories reached by a new address/port/user: keep the shown locations what clients use.
         settings = by_contract(contract.server_settings, f["name"], backup_server_vars(db, {**cur, **f}))
         for repo in query(db, "SELECT r.id, c.name AS client, b.name, p.path AS pool_path"
@@ -190,6 +244,72 @@ def update_server(db, server_id, data, admin=False, dry_run=False):
                                         f"{pool_path}/{repo['client']}/{repo['name']}")
             execute(db, "UPDATE repositories SET location=%s WHERE id=%s", (location, repo["id"]))
     return get_server(db, server_id)
+
+
+def _forget_old_endpoint(db, cur):
+    """The host key pinned for the endpoint `cur` left, unless another server still uses that
+    endpoint through the same known_hosts file (the same host under two names, a port forward...)."""
+    known_hosts = probe.known_hosts_file(cur["vars"])
+    for other in query(db, "SELECT vars_json FROM servers WHERE address=%s AND port=%s AND connection='ssh'"
+                           " AND id<>%s", (cur["address"], cur["port"], cur["id"])):
+        if probe.known_hosts_file(json.loads(other["vars_json"] or "{}")) == known_hosts:
+            return False
+    return probe.forget_host_key(cur["address"], cur["port"], cur["vars"])
+
+
+class ConnectionFailed(Invalid):
+    """Test connection failed for the edited connection: nothing saved. `result` is the probe's verdict."""
+
+    def __init__(self, result):
+        super().__init__(f"not saved: the connection test failed ({result['title']}): {result['message']}")
+        self.result = result
+
+
+def _probe_data(db, cur, f):
+    """What the probe takes for the server as edited: its new connection, and a backup server's
+    pools (checked on the host it now points to)."""
+    data = {"name": f["name"], "role": f["role"], "address": f["address"], "port": f["port"],
+            "ssh_user": f["ssh_user"]}
+    if f["role"] == "backup_server":
+        data["pools"] = [{"name": p["name"], "path": p["path"]}
+                         for p in query(db, "SELECT name, path FROM storage_pools WHERE server_id=%s ORDER BY id",
+                                        (cur["id"],))]
+    return data
+
+
+def test_edit(db, server_id, data, admin=False):
+    """Test connection for a server as `data` would change it (nothing saved), with the key and
+    known_hosts its saved (or, for an admin, new) vars name: the add-server wizard's probe."""
+    cur = get_server(db, server_id)
+    f = _judged(db, cur, data, admin)
+    if f["connection"] != "ssh":
+        raise Invalid("a local server runs on the worker host itself: there is no connection to test", "connection")
+    return probe.test_connection(_probe_data(db, cur, f), saved_vars=json.loads(f["vars_json"]))
+
+
+def trust_edit(db, server_id, data, fingerprint, admin=False):
+    """Trust this key for the server's edited endpoint (probe.trust_host_key: only while none is pinned)."""
+    cur = get_server(db, server_id)
+    f = _judged(db, cur, data, admin)
+    return probe.trust_host_key(_probe_data(db, cur, f), fingerprint, saved_vars=json.loads(f["vars_json"]))
+
+
+def edit_server(db, r, server_id, data, user, admin=False, test=True, setup=True):
+    """Change a server as an operator does from its page: when the connection changes, Test
+    connection first (test=True: a failure raises ConnectionFailed, nothing saved), then save, then
+    queue its setup (setup=True) when its connection or role changed. -> (server, probe result or
+    None, setup job id or None)."""
+    cur = get_server(db, server_id)
+    f = _judged(db, cur, data, admin)
+    changed = needs_setup(cur, f)
+    result = None
+    if test and f["connection"] == "ssh" and any(f[k] != cur[k] for k in CONNECTION_FIELDS):
+        result = probe.test_connection(_probe_data(db, cur, f), saved_vars=json.loads(f["vars_json"]))
+        if not result["ok"]:
+            raise ConnectionFailed(result)
+    server = update_server(db, server_id, data, admin=admin)
+    job = setup_server(db, r, server_id, user) if setup and changed else None
+    return server, result, job
 
 
 def deletion(db, server_id):
