@@ -78,7 +78,7 @@ def _server_edit_parse(values, ctx):
     p = Parsed(values)
     # Name and address are always sent ("" is refused as such); the others keep their value when empty.
     data = {"name": (values.get("name") or "").strip(), "address": (values.get("address") or "").strip()}
-    data.update({k: p.text(k) for k in ("port", "ssh_user", "local_pool_path")})
+    data.update({k: p.text(k) for k in ("role", "connection", "port", "ssh_user", "local_pool_path")})
     data["backup_server_id"] = p.number("backup_server_id")
     p.data = {k: v for k, v in data.items() if v is not None}
     return p.done()
@@ -169,7 +169,8 @@ FORMS = {
                     "local_pool_path", "pool_name", "pool_path", "vars"),
                    _server_parse, _server_judge, aliases={"pools": "pool_path"},
                    neutral={"name": "validation-probe", "address": "127.0.0.1", "port": 22, "ssh_user": "root"}),
-    "server_edit": Form(("name", "address", "port", "ssh_user", "backup_server_id", "local_pool_path"),
+    "server_edit": Form(("name", "role", "connection", "address", "port", "ssh_user", "backup_server_id",
+                         "local_pool_path"),
                         _server_edit_parse, _server_edit_judge, context="server_id"),
     "backup_settings": Form(("schedule", "timezone", "exclude", "compression", "verify_schedule"),
                             _bj_settings_parse, _update_judge, context="backup_job_id"),

@@ -9,8 +9,8 @@ from flask_babel import gettext as _
 
 from . import fleet, forms
 from .auth import ROLES, has_role, role
-from .db import get_db
-from .views import bp, submitted
+from .db import get_db, get_redis
+from .views import bp, submitted, to_job
 
 
 # --- a server ---
@@ -18,17 +18,54 @@ from .views import bp, submitted
 @bp.route("/servers/<int:sid>/edit", methods=["GET", "POST"])
 @role("operator")
 def server_edit(sid):
+    """Edit a server. Test connection (and Trust this key) probe the connection as typed, as the
+    add-server wizard does; Save tests a changed connection first (unless "save even though the
+    test failed"), saves, and queues the setup when the connection or role changed (fleet.servers.edit_server)."""
     db = get_db()
     server = fleet.servers.get_server(db, sid)
-    errors, code = {}, 200
+    admin = has_role(g.user, "admin")
+    ctx = {"admin": admin, "server_id": sid}
+    errors, code, result, pinned = {}, 200, None, None
     if request.method == "POST":
-        admin = has_role(g.user, "admin")
-        errors, code = submitted("server_edit", {"admin": admin, "server_id": sid},
-                                 lambda data: fleet.servers.update_server(db, sid, data, admin=admin))
-        if not errors:
-            flash(_("Server saved."))
-            return redirect(url_for("pages.server_page", sid=sid))
-    return render_template("server_edit.html", server=server, errors=errors, values=request.form if errors else {},
+        # A Trust this key button posts the fingerprint it shows (a button sends its value only when pressed).
+        action = "trust" if request.form.get("fingerprint") else request.form.get("action", "save")
+        if action in ("test", "trust"):
+            data, errors = forms.FORMS["server_edit"].parse(request.form, ctx)
+            try:
+                if errors:
+                    raise fleet.Invalid(next(iter(errors.values())))
+                if action == "trust":
+                    pinned = fleet.servers.trust_edit(db, sid, data, request.form.get("fingerprint"), admin=admin)
+                result = fleet.servers.test_edit(db, sid, data, admin=admin)
+            except (fleet.Invalid, fleet.Forbidden) as err:
+                errors, code = forms.verdict(db, "server_edit", request.form, ctx) or {forms.FORM_ERROR: str(err)}, 400
+        else:
+            done = {}
+
+            def save(data):
+                try:
+                    done["out"] = fleet.servers.edit_server(db, get_redis(), sid, data, g.user["username"], admin=admin,
+                                                            test=not request.form.get("save_anyway"))
+                except fleet.servers.ConnectionFailed as err:
+                    done["failed"] = err.result
+                    raise
+
+            errors, code = submitted("server_edit", ctx, save)
+            if "failed" in done:
+                result = done["failed"]
+                errors = {forms.FORM_ERROR: _("Not saved: the connection test failed (below). Fix it and test again,"
+                                              " or tick \"Save even though the test failed\" to set the server up"
+                                              " later.")}
+            elif not errors:
+                _saved, _probe, job = done["out"]
+                if job:
+                    flash(_("Server saved. Its connection or role changed: its setup is queued so its keys follow."))
+                    return to_job(job)
+                flash(_("Server saved."))
+                return redirect(url_for("pages.server_page", sid=sid))
+    return render_template("server_edit.html", server=server, errors=errors,
+                           values=request.form if request.method == "POST" else {},
+                           result=result, pinned=pinned, role_problem=fleet.servers.role_change_problem(db, server),
                            deletion=fleet.servers.deletion(db, sid),
                            backup_servers=fleet.servers.list_servers(db, role="backup_server", limit=200)), code
 

@@ -1,7 +1,8 @@
-// Add-a-server wizard: show only the chosen role's step 2 (without JavaScript both show, each
-// labelled with its role), and copy buttons for the public key and known_hosts lines.
+// Add-a-server wizard and a server's edit page: show only the chosen role's fields (without
+// JavaScript both show, each labelled with its role), and copy buttons for the public key and
+// known_hosts lines of Test connection's verdict.
 (function () {
-  var form = document.getElementById('server-wizard');
+  var form = document.getElementById('server-wizard') || document.getElementById('server-edit-form');
   if (!form) { return; }
   var sync = function () {
     var checked = form.querySelector('input[name=role]:checked');
