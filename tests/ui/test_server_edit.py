@@ -217,3 +217,24 @@ def test_edit_page_tests_the_connection_before_saving(browser, web, users, api, 
         assert moved_client["known_hosts"].read_text() == edit_host.known_hosts_line + "\n"
     finally:
         page.context.close()
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make ui-deps)")
+def test_edit_page_changes_a_role_nothing_depends_on(browser, web, users, api, db):  # noqa: F811
+    name = f"role-page-{secrets.token_hex(2)}"
+    cl = api("operator").post("/api/servers", json={"name": name, "role": "client", "address": "127.0.0.1",
+                                                    "local_pool_path": f"/var/tmp/{name}"}).json
+    page = login(browser, web, users["operator"])
+    try:
+        page.goto(f"{web}/servers/{cl['id']}/edit")
+        assert page.locator("#role-locked").count() == 0 and page.is_enabled("#e-role-backup-server")
+        page.check("#e-role-backup-server")
+        assert page.is_hidden("#e-lpp")                # a client's own field hides with the role
+        page.click("#server-save")
+        page.wait_for_url(re.compile(r".*/jobs/[0-9a-f-]{36}$"))
+        assert setup_jobs(db, cl["id"]) == [page.url.rsplit("/", 1)[1]]
+        assert stored(db, cl["id"])["role"] == "backup_server"
+    finally:
+        page.context.close()
+        cancel(api, db, cl["id"])
+        api("operator").delete(f"/api/servers/{cl['id']}")
