@@ -18,8 +18,9 @@ from . import store
 log = logging.getLogger("borgfleet.notifications")
 
 EVENT_KINDS = ("backup", "prune", "check", "verify")
-# Mail servers and webhook receivers come back: try again after 10 s, 1 min, 5 min.
+# Mail servers, webhook receivers and chat services come back: try again after 10 s, 1 min, 5 min.
 RETRY = (10, 60, 300)
+# The events the webhook and the Apprise URLs hear (the digest is mail only).
 WEBHOOK_EVENTS = ("failure", "recovery", "stale", "missed", "pool", "pool_recovery", "server", "server_recovery",
                   "session_started", "session_stopped", "session_removed")
 
@@ -96,6 +97,9 @@ def queue_event(db, r, event, job_id=None, incident_id=None, backup_job_id=None,
     targets = [("email", a) for a in store.recipients(db, event, backup_job_id)]
     if settings["webhook_url"] and event in WEBHOOK_EVENTS:
         targets.append(("webhook", settings["webhook_url"]))
+    if settings["apprise_urls_set"] and event in WEBHOOK_EVENTS:
+        # The URLs carry tokens: the delivery row names the channel only; they are read when it is sent.
+        targets.append(("apprise", "apprise"))
     ids = []
     for channel, recipient in targets:
         did = execute(db, "INSERT INTO notification_deliveries (event, channel, recipient, job_id, incident_id,"

@@ -1,6 +1,7 @@
-"""Notification settings (SMTP, base URL, webhook, digest) and per-user subscriptions: read, checked,
-written. The SMTP password and the webhook secret are stored encrypted (secret_store) and never
-returned: readers get `smtp_password_set` / `webhook_secret_set` instead."""
+"""Notification settings (SMTP, base URL, webhook, Apprise URLs, digest) and per-user subscriptions:
+read, checked, written. The SMTP password, the webhook secret and the Apprise URLs (they carry tokens)
+are stored encrypted (secret_store) and never returned: readers get `smtp_password_set`,
+`webhook_secret_set` and `apprise_urls_set` instead."""
 import json
 import re
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ from flask_babel import gettext as _
 from .. import secret_store
 from ..db import execute, query
 from ..fleet.common import Invalid, NotFound, int_between
+from . import chat
 
 EVENTS = ("failure", "recovery", "stale", "digest", "missed", "pool", "server", "session")
 # The subscription's event of each message's event that is not one itself: a pool's or a server's
@@ -22,7 +24,7 @@ THRESHOLDS = {"pool_full_days": 366, "server_disk_percent": 100, "server_memory_
               "server_cpu_percent": 100}
 SECURITY = ("none", "starttls", "tls")
 FREQUENCIES = ("off", "daily", "weekly")
-SECRETS = ("smtp_password", "webhook_secret")
+SECRETS = ("smtp_password", "webhook_secret", "apprise_urls")
 
 _HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,253})|\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Fa-f:.]{2,45}")
 # A mailbox as a person types it: local@domain, no spaces, no header characters.
@@ -45,7 +47,8 @@ def get_settings(db):
 
 
 def secret(cfg, db, name):
-    """A decrypted secret (smtp_password, webhook_secret), '' when not set. Worker and web side only."""
+    """A decrypted secret (smtp_password, webhook_secret, apprise_urls), '' when not set. Worker and web
+    side only."""
     stored = _raw(db)[name]
     return secret_store.decrypt(cfg, stored) if stored else ""
 
@@ -113,7 +116,10 @@ def update_settings(cfg, db, data):
     """Change the settings given. A secret: a string sets it (encrypted), '' or null clears it,
     absent keeps it."""
     for key, v in data.items():
-        if key in SECRETS:
+        if key == "apprise_urls":
+            urls = chat.check_urls(v) if v not in (None, "") else []
+            stored = secret_store.encrypt(cfg, "\n".join(urls)) if urls else None
+        elif key in SECRETS:
             if v not in (None, "") and (not isinstance(v, str) or len(v) > 512 or "\n" in v or "\0" in v):
                 raise Invalid(_("%(key)s must be one line of at most 512 characters", key=key))
             stored = secret_store.encrypt(cfg, v) if v else None
