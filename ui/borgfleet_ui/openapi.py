@@ -215,8 +215,9 @@ ROUTES = [
      "Messages queued, sent or failed, newest first (?limit=, at most 200): event, channel, recipient, status,"
      " attempts, error", None, 200, None),
     ("get", "/api/notifications/incidents", "viewer",
-     "Incidents, newest first (?open=1: those still failing): backup job, kind, first and last failed job,"
-     " failures, opened and closed", None, 200, None),
+     "Incidents, newest first (?open=1: those still failing): a backup job's (backup_job, client, kind, first"
+     " and last failed job) or a pool's / a server's (kind pool or server, server_id, server, subject: the pool"
+     " or disk/memory/cpu); failures, opened and closed", None, 200, None),
     ("get", "/api/notifications/pings", "operator", "The backup jobs' ping URLs (healthchecks style)", None, 200,
      None),
     ("put", "/api/notifications/pings/{id}", "operator",

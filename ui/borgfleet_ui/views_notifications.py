@@ -7,7 +7,7 @@ from . import fleet, secret_store
 from .api_notifications import default_recipient, send_test_chat, send_test_mail
 from .auth import has_role, role
 from .db import get_db
-from .notifications import chat, events, mail, store
+from .notifications import alerts, chat, events, mail, store
 from .views import bp
 
 SETTING_FIELDS = ("smtp_host", "smtp_port", "smtp_security", "smtp_user", "smtp_sender", "base_url",
@@ -94,7 +94,7 @@ def notifications():
                            pings=store.list_pings(db) if has_role(g.user, "operator") else [],
                            subscriptions=store.list_subscriptions(db) if admin else [], users=users,
                            bjs=fleet.backup_jobs.list_backup_jobs(db, limit=200), events=store.EVENTS,
-                           incidents=events.list_incidents(db, open_only=True), error=error), code
+                           incidents=alerts.failing_now(db), error=error), code
 
 
 @bp.post("/notifications/pings")

@@ -134,6 +134,9 @@ def list_deliveries(db, limit=50):
 
 
 def list_incidents(db, open_only=False, limit=50):
-    return query(db, "SELECT i.*, b.name AS backup_job, c.name AS client FROM notification_incidents i"
-                     " JOIN backup_jobs b ON b.id=i.backup_job_id JOIN servers c ON c.id=b.client_id"
+    """Incidents newest first: a backup job's (backup_job, client named) and, from alerts.py, a pool's
+    or a server's resource (server named, subject: the pool's name or disk/memory/cpu)."""
+    return query(db, "SELECT i.*, b.name AS backup_job, c.name AS client, s.name AS server"
+                     " FROM notification_incidents i LEFT JOIN backup_jobs b ON b.id=i.backup_job_id"
+                     " LEFT JOIN servers c ON c.id=b.client_id LEFT JOIN servers s ON s.id=i.server_id"
                      + (" WHERE i.is_open=1" if open_only else "") + " ORDER BY i.id DESC LIMIT %s", (limit,))
