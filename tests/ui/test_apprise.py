@@ -71,6 +71,14 @@ def test_urls_are_checked_stored_encrypted_and_never_returned(api, db, admin_set
     assert path == "/borgfleet" and headers["Content-Type"].startswith("application/json")
     assert message["title"].endswith("Test message") and "t_admin" in message["message"] and TOKEN not in raw
 
+    # A key rotation re-encrypts them with the rest (secret_store.SECRET_COLUMNS): they still work after.
+    cfg = load_config()
+    old_key = open(secret_store.key_file(cfg)).read().strip()
+    assert secret_store.rotate(cfg, db) >= 1
+    stored = dbm.query(db, "SELECT apprise_urls FROM notification_settings WHERE id=1", one=True)["apprise_urls"]
+    assert secret_store._opens(old_key, stored) is False and secret_store.decrypt(cfg, stored) == receiver.url
+    assert admin.post("/api/notifications/test-apprise").json == {"sent": True, "urls": 1}
+
 
 def test_a_failing_backup_reaches_the_chat_once_and_names_job_and_event(api, db, redis, tmp_path, admin_settings,
                                                                        receiver, caplog):

@@ -9,6 +9,7 @@ import pytest
 
 from borgfleet_ui import fleet
 from borgfleet_ui.contract import ContractError, contract
+from test_restore_jobs import logged_in
 
 ROOT = Path(__file__).resolve().parents[2]
 UI = ROOT / "ui" / "borgfleet_ui"
@@ -74,6 +75,20 @@ def test_a_french_user_reads_french_errors_whatever_the_browser(app, users):
         "sort must be one of ")
 
 
+def test_http_errors_in_the_readers_language(app, users):
+    """Werkzeug's own descriptions are English: the usual codes get ours, in the reader's language."""
+    assert call(app, users, "viewer", "get", "/api/no-such-route", "fr").json == {
+        "error": "Cette page ou cette ressource n’existe pas ici."}
+    assert call(app, users, "viewer", "get", "/api/no-such-route", "en").json == {
+        "error": "There is no such page or resource here."}
+    page = app.test_client().get("/no-such-page", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert "404 Introuvable" in page and "Cette page ou cette ressource n’existe pas ici." in page
+    # A description our code gave is kept (the CSRF refusal of a page's form), translated where raised.
+    browser, _ = logged_in(app, users["viewer"])
+    resp = browser.post("/preferences", data={"language": "fr"}, headers={"Accept-Language": "fr"})
+    assert resp.status_code == 400 and "Jeton CSRF absent ou erroné" in resp.get_data(as_text=True)
+
+
 def test_outside_a_request_messages_are_english(app):
     """The scheduler and the workers raise the same errors without a request: English."""
     with pytest.raises(fleet.Invalid, match=r"^when is required$"):
@@ -87,9 +102,10 @@ def test_outside_a_request_messages_are_english(app):
 
 # --- every message is a template the catalog holds ---
 
-ERRORS = {"Invalid", "NotFound", "Forbidden", "Unavailable"}
+ERRORS = {"Invalid", "NotFound", "Forbidden", "Unavailable", "SecretError", "MailError", "ChatError"}
 SERVICE = sorted([*UI.glob("fleet/*.py"), *UI.glob("api*.py"), *UI.glob("views*.py"), UI / "auth.py",
-                  UI / "forms.py", UI / "workers.py", UI / "notifications" / "store.py"])
+                  UI / "forms.py", UI / "workers.py", UI / "secret_store.py",
+                  *(UI / "notifications" / f"{m}.py" for m in ("store", "mail", "chat"))])
 
 
 def _name(node):

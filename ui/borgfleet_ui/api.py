@@ -60,7 +60,7 @@ def _no_key(e):
 
 @bp.errorhandler(HTTPException)
 def _http(e):
-    return jsonify(error=e.description), e.code
+    return jsonify(error=i18n.http_error(e)[1]), e.code
 
 
 @bp.get("/health")

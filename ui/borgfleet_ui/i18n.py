@@ -10,7 +10,7 @@ from contextlib import contextmanager, nullcontext
 from urllib.parse import urlparse
 
 from flask import Blueprint, Flask, g, has_app_context, has_request_context, redirect, request, url_for
-from flask_babel import Babel, force_locale, get_locale
+from flask_babel import Babel, force_locale, get_locale, lazy_gettext as _l
 from flask_babel import gettext as _
 
 from .db import execute, get_db
@@ -70,6 +70,27 @@ def in_language(lang):
         outer = _catalogs_app.app_context()
     with outer, force_locale(lang if lang in LANGUAGES else DEFAULT):
         yield
+
+
+# Werkzeug's words for the HTTP errors are English: the usual ones in ours (code: title, text).
+HTTP_ERRORS = {
+    400: (_l("Bad request"), _l("The request could not be understood.")),
+    401: (_l("Login required"), _l("Log in first, or give an API token.")),
+    403: (_l("Not allowed"), _l("Your role does not allow this.")),
+    404: (_l("Not found"), _l("There is no such page or resource here.")),
+    405: (_l("Method not allowed"), _l("This address does not take this method.")),
+    413: (_l("Request too large"), _l("The request is too large.")),
+    429: (_l("Too many requests"), _l("Too many requests: try again in a moment.")),
+    500: (_l("Internal error"), _l("Something went wrong on the server: its log says what.")),
+}
+
+
+def http_error(e):
+    """(title, text) of an HTTP error in the reader's language; a description our code gave
+    (abort(400, _("..."))) is kept as it is."""
+    title, text = HTTP_ERRORS.get(e.code, (e.name, None))
+    default = e.description == type(e).description
+    return f"{e.code} {title}", str(text) if default and text is not None else e.description
 
 
 def set_preferences(user, data):
