@@ -22,12 +22,41 @@ except ImportError:  # pragma: no cover - Python 2 controllers are not supported
     Mapping = dict
 
 
+class Text(object):
+    """A message with named parameters: `template` is English ("pool %(name)r ..."), `params` its
+    values (data, or a Text for a phrase inside the message). str() is the English text the
+    collection prints; the service renders it through its French catalog (render(gettext)): the
+    templates are extracted from this file by pybabel (ui/babel.cfg, keywords _fail and Text)."""
+
+    def __init__(self, template, **params):
+        self.template = template
+        self.params = params
+
+    def render(self, translate=None):
+        text = translate(self.template) if translate else self.template
+        if not self.params:
+            return text
+        return text % dict((k, v.render(translate) if isinstance(v, Text) else v) for k, v in self.params.items())
+
+    def __str__(self):
+        return self.render()
+
+
 class ContractError(ValueError):
-    """A definition breaks the contract; str() is the plain message for the operator."""
+    """A definition breaks the contract; str() is the plain (English) message for the operator;
+    `template` and `params` (a Text's) let the service say it in the reader's language."""
+
+    def __init__(self, message, **params):
+        self.text = message if isinstance(message, Text) else Text(message, **params)
+        self.template, self.params = self.text.template, self.text.params
+        ValueError.__init__(self, str(self.text))
+
+    def render(self, translate=None):
+        return self.text.render(translate)
 
 
-def _fail(msg):
-    raise ContractError(msg)
+def _fail(template, **params):
+    raise ContractError(template, **params)
 
 
 # Backup names end up in paths, archive names and URLs: keep them boring.
@@ -90,7 +119,7 @@ def as_list(value, what):
     if value is None:
         return []
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        _fail("%s must be a list, got %r" % (what, value))
+        _fail("%(what)s must be a list, got %(value)r", what=what, value=value)
     return list(value)
 
 
@@ -99,7 +128,7 @@ def _bool(value, what):
         return value
     if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
         return value.lower() in ("true", "yes", "1")
-    _fail("%s must be a boolean, got %r" % (what, value))
+    _fail("%(what)s must be a boolean, got %(value)r", what=what, value=value)
 
 
 def _clean_text(value, max_len=MAX_PATH):
@@ -113,17 +142,22 @@ def is_absolute_path(value):
 
 # --- names and hosts ---
 
+def _where(client, name):
+    """The place in the inventory most messages start with."""
+    return Text("client %(client)r, backup %(name)r", client=client, name=name)
+
+
 def check_backup_name(name, client):
     if not isinstance(name, str) or not BACKUP_NAME_RE.match(name):
-        _fail("client %r: invalid backup name %r: use 1-64 letters, digits, '.', '_' or '-', "
-              "starting with a letter or digit" % (client, name))
+        _fail("client %(client)r: invalid backup name %(name)r: use 1-64 letters, digits, '.', '_' or '-', "
+              "starting with a letter or digit", client=client, name=name)
     return name
 
 
 def check_client_name(client):
     client = str(client)
     if not CLIENT_NAME_RE.match(client):
-        _fail("client inventory name %r cannot be used as a directory name" % (client,))
+        _fail("client inventory name %(client)r cannot be used as a directory name", client=client)
     return client
 
 
@@ -133,22 +167,22 @@ def host_problem(value):
     Host names reach argv (ssh, ssh-keyscan) and URLs: never a leading '-', no spaces or
     control characters, no IPv6 zone (it breaks ssh:// URLs)."""
     if not isinstance(value, str) or not value:
-        return "is empty or not a string"
+        return Text("is empty or not a string")
     host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     if ":" in host or host != value:
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            return "is not a valid IPv6 address"
-        return "" if "%" not in host else "has an IPv6 zone, which ssh:// URLs cannot carry"
+            return Text("is not a valid IPv6 address")
+        return "" if "%" not in host else Text("has an IPv6 zone, which ssh:// URLs cannot carry")
     labels = host.split(".")
     if len(host) > 253 or not all(_HOST_LABEL_RE.match(label) for label in labels):
-        return "is not a host name, IPv4 or IPv6 address"
+        return Text("is not a host name, IPv4 or IPv6 address")
     if all(label.isdigit() for label in labels):
         try:
             ipaddress.IPv4Address(host)
         except ValueError:
-            return "is not a valid IPv4 address"
+            return Text("is not a valid IPv4 address")
     return ""
 
 
@@ -160,7 +194,7 @@ def normalize_host(value):
 def check_host(value, what):
     problem = host_problem(value)
     if problem:
-        _fail("%s %r %s" % (what, value, problem))
+        _fail("%(what)s %(value)r %(problem)s", what=what, value=value, problem=problem)
     return normalize_host(value)
 
 
@@ -184,7 +218,7 @@ def known_hosts_name(host, port):
 def pool_path_problem(path):
     if (not isinstance(path, str) or not POOL_PATH_RE.match(path) or path == "/" or len(path) > MAX_PATH
             or any(part in ("", ".", "..") for part in path.split("/")[1:])):
-        return "must be absolute and made of letters, digits, '/', '.', '_' or '-' only (no '.' or '..' part)"
+        return Text("must be absolute and made of letters, digits, '/', '.', '_' or '-' only (no '.' or '..' part)")
     return ""
 
 
@@ -196,35 +230,38 @@ def check_pools(server, pools, home=None):
     """Validated [{name, path}] of a backup server; no pool inside another (nor holding the
     borg user's home): `--restrict-to-path <pool>/<client>` must never cover another client's
     repositories or the account's authorized_keys."""
-    pools = as_list(pools, "borgfleet_storage_pools of backup server %r" % server)
+    pools = as_list(pools, Text("borgfleet_storage_pools of backup server %(server)r", server=server))
     if not pools:
-        _fail("backup server %r has no borgfleet_storage_pools (a list of {name, path})" % server)
+        _fail("backup server %(server)r has no borgfleet_storage_pools (a list of {name, path})", server=server)
     checked = []
     for pool in pools:
         if not isinstance(pool, Mapping) or "name" not in pool or "path" not in pool:
-            _fail("backup server %r: each storage pool needs a name and a path, got %r" % (server, pool))
+            _fail("backup server %(server)r: each storage pool needs a name and a path, got %(pool)r",
+                  server=server, pool=pool)
         name, path = pool["name"], pool["path"]
         if isinstance(path, str) and len(path) > 1:
             path = path.rstrip("/") or "/"
         if not isinstance(name, str) or not POOL_NAME_RE.match(name):
-            _fail("backup server %r: invalid pool name %r" % (server, name))
+            _fail("backup server %(server)r: invalid pool name %(name)r", server=server, name=name)
         problem = pool_path_problem(path)
         if problem:
-            _fail("backup server %r, pool %r: path %r %s" % (server, name, path, problem))
+            _fail("backup server %(server)r, pool %(name)r: path %(path)r %(problem)s",
+                  server=server, name=name, path=path, problem=problem)
         for other in checked:
             if other["name"] == name:
-                _fail("backup server %r: duplicate pool name %r" % (server, name))
+                _fail("backup server %(server)r: duplicate pool name %(name)r", server=server, name=name)
             if _inside(path, other["path"]) or _inside(other["path"], path):
                 outer, inner = (other, {"name": name, "path": path}) if _inside(path, other["path"]) \
                     else ({"name": name, "path": path}, other)
-                _fail("backup server %r: pool %r (%s) is inside pool %r (%s): a client's "
-                      "--restrict-to-path <pool>/<client> would reach other clients' repositories; "
-                      "give each pool a directory of its own"
-                      % (server, inner["name"], inner["path"], outer["name"], outer["path"]))
+                _fail("backup server %(server)r: pool %(inner)r (%(inner_path)s) is inside pool %(outer)r "
+                      "(%(outer_path)s): a client's --restrict-to-path <pool>/<client> would reach other "
+                      "clients' repositories; give each pool a directory of its own",
+                      server=server, inner=inner["name"], inner_path=inner["path"], outer=outer["name"],
+                      outer_path=outer["path"])
         if home and isinstance(home, str) and home.startswith(path + "/"):
-            _fail("backup server %r, pool %r: path %r holds the home of the borg user (%s): a client's "
-                  "--restrict-to-path could reach its authorized_keys; put the pool elsewhere"
-                  % (server, name, path, home))
+            _fail("backup server %(server)r, pool %(name)r: path %(path)r holds the home of the borg user "
+                  "(%(home)s): a client's --restrict-to-path could reach its authorized_keys; put the pool elsewhere",
+                  server=server, name=name, path=path, home=home)
         checked.append({"name": name, "path": path})
     return checked
 
@@ -232,25 +269,26 @@ def check_pools(server, pools, home=None):
 def server_settings(server, server_vars):
     """How clients reach a backup server and where its pools are (contract defaults applied)."""
     if server_vars is None:
-        _fail("backup server %r is not in the inventory" % (server,))
+        _fail("backup server %(server)r is not in the inventory", server=server)
     user = str(server_vars.get("borgfleet_server_user") or DEFAULT_SERVER_USER)
     if not SERVER_USER_RE.match(user):
-        _fail("backup server %r: invalid borgfleet_server_user %r" % (server, user))
+        _fail("backup server %(server)r: invalid borgfleet_server_user %(user)r", server=server, user=user)
     home = str(server_vars.get("borgfleet_server_user_home") or "/var/lib/%s" % user).rstrip("/")
     if not is_absolute_path(home) or home == "":
-        _fail("backup server %r: borgfleet_server_user_home %r must be an absolute path" % (server, home))
+        _fail("backup server %(server)r: borgfleet_server_user_home %(home)r must be an absolute path",
+              server=server, home=home)
     pools = check_pools(server, server_vars.get("borgfleet_storage_pools"), home)
     host = server_vars.get("borgfleet_server_ssh_host") or server_vars.get("ansible_host") or server
-    host = check_host(str(host), "backup server %r: ssh host (borgfleet_server_ssh_host, else ansible_host, "
-                                 "else its inventory name)" % (server,))
+    host = check_host(str(host), Text("backup server %(server)r: ssh host (borgfleet_server_ssh_host, else "
+                                      "ansible_host, else its inventory name)", server=server))
     port = server_vars.get("borgfleet_server_ssh_port") or server_vars.get("ansible_port") or 22
     try:
         port = int(port)
     except (TypeError, ValueError):
         port = -1
     if not 0 < port < 65536:
-        _fail("backup server %r: invalid ssh port %r" % (server, server_vars.get("borgfleet_server_ssh_port")
-                                                         or server_vars.get("ansible_port")))
+        _fail("backup server %(server)r: invalid ssh port %(port)r", server=server,
+              port=server_vars.get("borgfleet_server_ssh_port") or server_vars.get("ansible_port"))
     return {"name": server, "pools": pools, "user": user, "home": home, "ssh_host": host, "ssh_port": port}
 
 
@@ -261,12 +299,12 @@ def check_retention(value, client, name):
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        _fail("client %r, backup %r: retention must be a mapping of %s"
-              % (client, name, ", ".join(RETENTION_KEYS)))
+        _fail("client %(client)r, backup %(name)r: retention must be a mapping of %(keys)s",
+              client=client, name=name, keys=", ".join(RETENTION_KEYS))
     unknown = sorted(str(k) for k in set(value) - set(RETENTION_KEYS))
     if unknown:
-        _fail("client %r, backup %r: unknown retention key(s) %s (known: %s)"
-              % (client, name, ", ".join(unknown), ", ".join(RETENTION_KEYS)))
+        _fail("client %(client)r, backup %(name)r: unknown retention key(s) %(unknown)s (known: %(known)s)",
+              client=client, name=name, unknown=", ".join(unknown), known=", ".join(RETENTION_KEYS))
     out = {}
     for key in RETENTION_KEYS[1:]:
         if value.get(key) is not None:
@@ -275,20 +313,20 @@ def check_retention(value, client, name):
             except (TypeError, ValueError):
                 count = -1
             if count < 0:
-                _fail("client %r, backup %r: retention.%s must be a non-negative integer, got %r"
-                      % (client, name, key, value[key]))
+                _fail("client %(client)r, backup %(name)r: retention.%(key)s must be a non-negative integer, "
+                      "got %(value)r", client=client, name=name, key=key, value=value[key])
             if count:
                 out[key] = count
     within = value.get("within")
     if within:
         if not RETENTION_WITHIN_RE.match(str(within)):
-            _fail("client %r, backup %r: retention.within must look like 2d, 12H, 1w, 6m or 1y, got %r"
-                  % (client, name, within))
+            _fail("client %(client)r, backup %(name)r: retention.within must look like 2d, 12H, 1w, 6m or 1y, "
+                  "got %(within)r", client=client, name=name, within=within)
         out["within"] = str(within)
     if not out:
         # daily: 0 or {} would make every prune refuse to run: say so now.
-        _fail("client %r, backup %r: retention keeps nothing; omit retention to never prune"
-              % (client, name))
+        _fail("client %(client)r, backup %(name)r: retention keeps nothing; omit retention to never prune",
+              client=client, name=name)
     return out
 
 
@@ -299,7 +337,8 @@ def run_retention(value, limit, client):
     if value is None or value == "":
         return None
     if not limit:
-        _fail("client %r: borgfleet_retention applies to one backup: set borgfleet_backup too" % client)
+        _fail("client %(client)r: borgfleet_retention applies to one backup: set borgfleet_backup too",
+              client=client)
     return check_retention(value, client, limit)
 
 
@@ -307,33 +346,37 @@ def check_compression(value, client, name):
     if value is None or value == "":
         return "lz4"
     if not isinstance(value, str) or not _COMPRESSION_RE.match(value):
-        _fail("client %r, backup %r: compression %r is not a borg compression spec: none, lz4, zstd[,1-22], "
-              "zlib[,0-9] or lzma[,0-9], optionally after 'auto,'" % (client, name, value))
+        _fail("client %(client)r, backup %(name)r: compression %(value)r is not a borg compression spec: none, "
+              "lz4, zstd[,1-22], zlib[,0-9] or lzma[,0-9], optionally after 'auto,'",
+              client=client, name=name, value=value)
     return value
 
 
 def check_paths(value, client, name, required):
-    where = "client %r, backup %r" % (client, name)
-    paths = as_list(value, "%s: paths" % where)
+    where = _where(client, name)
+    paths = as_list(value, Text("%(where)s: paths", where=where))
     if required and not paths:
-        _fail("%s: paths must be a non-empty list of absolute paths (or give databases)" % where)
+        _fail("%(where)s: paths must be a non-empty list of absolute paths (or give databases)", where=where)
     for path in paths:
         if not is_absolute_path(path):
-            _fail("%s: paths must be absolute paths without control characters, got %r" % (where, path))
+            _fail("%(where)s: paths must be absolute paths without control characters, got %(path)r",
+                  where=where, path=path)
     return paths
 
 
 def check_exclude(value, client, name):
-    where = "client %r, backup %r" % (client, name)
-    patterns = as_list(value, "%s: exclude" % where)
+    where = _where(client, name)
+    patterns = as_list(value, Text("%(where)s: exclude", where=where))
     for pattern in patterns:
         if not _clean_text(pattern):
-            _fail("%s: exclude must list borg patterns (non-empty text, one line each), got %r" % (where, pattern))
+            _fail("%(where)s: exclude must list borg patterns (non-empty text, one line each), got %(pattern)r",
+                  where=where, pattern=pattern)
         if pattern.startswith("re:"):
             try:
                 re.compile(pattern[3:])
             except re.error as err:
-                _fail("%s: exclude pattern %r is not a valid regular expression (%s)" % (where, pattern, err))
+                _fail("%(where)s: exclude pattern %(pattern)r is not a valid regular expression (%(error)s)",
+                      where=where, pattern=pattern, error=str(err))
     return patterns
 
 
@@ -352,33 +395,34 @@ def _field_problem(key, value):
     """Why one `databases` setting is not valid ('' when it is)."""
     if key == "database":
         ok = isinstance(value, str) and DATABASE_NAME_RE.match(value)
-        return "" if ok else "use 1-64 letters, digits, '_', '$', '.' or '-', not starting with '.' or '-'"
+        return "" if ok else Text("use 1-64 letters, digits, '_', '$', '.' or '-', not starting with '.' or '-'")
     if key == "login_user":
         ok = isinstance(value, str) and DATABASE_USER_RE.match(value)
-        return "" if ok else "use 1-80 letters, digits, '_', '$', '.', '@' or '-', not starting with '.', '@' or '-'"
+        return "" if ok else Text("use 1-80 letters, digits, '_', '$', '.', '@' or '-', not starting with '.', "
+                                  "'@' or '-'")
     if key == "os_user":
         ok = isinstance(value, str) and OS_USER_RE.match(value)
-        return "" if ok else "use a system user name (letters, digits, '_', '.', '-'; not starting with '-')"
+        return "" if ok else Text("use a system user name (letters, digits, '_', '.', '-'; not starting with '-')")
     if key == "login_host":
-        return host_problem(value) and "use a host name, IPv4 or IPv6 address"
+        return host_problem(value) and Text("use a host name, IPv4 or IPv6 address")
     if key in ("login_unix_socket", "defaults_file", "datadir"):
-        return "" if is_absolute_path(value) else "use an absolute path without control characters"
+        return "" if is_absolute_path(value) else Text("use an absolute path without control characters")
     if key == "login_port":
-        return "" if 0 < _count(value) < 65536 else "use a port number (1-65535)"
+        return "" if 0 < _count(value) < 65536 else Text("use a port number (1-65535)")
     if key == "freeze_timeout":
-        return "" if 0 < _count(value) <= 3600 else "use a number of seconds (1-3600)"
+        return "" if 0 < _count(value) <= 3600 else Text("use a number of seconds (1-3600)")
     if key == "postgresql_mode":
-        return "" if value in POSTGRESQL_MODES else "use one of %s" % ", ".join(POSTGRESQL_MODES)
+        return "" if value in POSTGRESQL_MODES else Text("use one of %(choices)s", choices=", ".join(POSTGRESQL_MODES))
     if key == "lvm_snapshot_size":
         ok = isinstance(value, str) and LVM_SIZE_RE.match(value)
-        return "" if ok else "use a size such as 2G or 20%ORIGIN"
+        return "" if ok else Text("use a size such as 2G or 20%ORIGIN")
     return ""
 
 
 def check_database_settings(settings, where=None):
     """Validate the connection settings of one database (a `databases` entry, or a module's
     parameters): values that reach a dump tool's argv can never be taken for an option."""
-    prefix = "%s: databases " % where if where else ""
+    prefix = Text("%(where)s: databases ", where=where) if where else ""
     for key in ("database", "login_user", "login_host", "login_port", "login_unix_socket", "defaults_file",
                 "os_user", "datadir", "freeze_timeout", "postgresql_mode", "lvm_snapshot_size"):
         value = settings.get(key)
@@ -386,44 +430,46 @@ def check_database_settings(settings, where=None):
             continue
         problem = _field_problem(key, value)
         if problem:
-            _fail("%s%s %r is not valid: %s" % (prefix, key, value, problem))
+            _fail("%(prefix)s%(key)s %(value)r is not valid: %(problem)s", prefix=prefix, key=key, value=value,
+                  problem=problem)
     extra = settings.get("extra_paths")
     if extra is not None:
-        for path in as_list(extra, "%sextra_paths" % prefix):
+        for path in as_list(extra, Text("%(prefix)sextra_paths", prefix=prefix)):
             if not is_absolute_path(path):
-                _fail("%sextra_paths %r is not valid: use absolute paths without control characters"
-                      % (prefix, path))
+                _fail("%(prefix)sextra_paths %(path)r is not valid: use absolute paths without control characters",
+                      prefix=prefix, path=path)
     password = settings.get("login_password")
     if password is not None and (not isinstance(password, str) or _CONTROL_RE.search(password)):
         # Never echo a password: it would land in logs.
-        _fail("%slogin_password must be text on one line, without control characters" % prefix)
+        _fail("%(prefix)slogin_password must be text on one line, without control characters", prefix=prefix)
 
 
 def check_databases(value, client, name):
     """Validated `databases` of a backup: at most one entry, method defaulting to auto."""
-    where = "client %r, backup %r" % (client, name)
-    entries = as_list(value, "%s: databases" % where)
+    where = _where(client, name)
+    entries = as_list(value, Text("%(where)s: databases", where=where))
     if len(entries) > 1:
         # One archive series per repository keeps retention (prune by name) and verification
         # per database.
-        _fail("%s: databases must list at most one database, got %d; give each database its own backup"
-              % (where, len(entries)))
+        _fail("%(where)s: databases must list at most one database, got %(count)d; give each database its own "
+              "backup", where=where, count=len(entries))
     out = []
     for db in entries:
         if not isinstance(db, Mapping):
             # Its type only: a mistyped entry may hold a password.
-            _fail("%s: each entry of databases must be a mapping with an engine, got a %s" % (where, type(db).__name__))
+            _fail("%(where)s: each entry of databases must be a mapping with an engine, got a %(type)s",
+                  where=where, type=type(db).__name__)
         unknown = sorted(str(k) for k in set(db) - DATABASE_KEYS)
         if unknown:
-            _fail("%s: unknown key(s) in databases: %s (known: %s)"
-                  % (where, ", ".join(unknown), ", ".join(sorted(DATABASE_KEYS))))
+            _fail("%(where)s: unknown key(s) in databases: %(unknown)s (known: %(known)s)",
+                  where=where, unknown=", ".join(unknown), known=", ".join(sorted(DATABASE_KEYS)))
         if db.get("engine") not in DATABASE_ENGINES:
-            _fail("%s: databases engine must be one of %s, got %r"
-                  % (where, ", ".join(DATABASE_ENGINES), db.get("engine")))
+            _fail("%(where)s: databases engine must be one of %(choices)s, got %(value)r",
+                  where=where, choices=", ".join(DATABASE_ENGINES), value=db.get("engine"))
         method = db.get("method") or "auto"
         if method not in DATABASE_METHODS:
-            _fail("%s: databases method must be one of %s, got %r"
-                  % (where, ", ".join(DATABASE_METHODS), method))
+            _fail("%(where)s: databases method must be one of %(choices)s, got %(value)r",
+                  where=where, choices=", ".join(DATABASE_METHODS), value=method)
         check_database_settings(db, where)
         entry = dict((k, v) for k, v in db.items() if v is not None)
         entry["method"] = method
@@ -439,12 +485,13 @@ def verifiable(databases):
 
 def check_backup_keys(backup, client):
     if not isinstance(backup, Mapping):
-        _fail("client %r: each entry of borgfleet_backups must be a mapping, got %r" % (client, backup))
+        _fail("client %(client)r: each entry of borgfleet_backups must be a mapping, got %(value)r",
+              client=client, value=backup)
     name = check_backup_name(backup.get("name"), client)
     unknown = sorted(str(k) for k in set(backup) - BACKUP_KEYS)
     if unknown:
-        _fail("client %r, backup %r: unknown key(s) %s (known: %s)"
-              % (client, name, ", ".join(unknown), ", ".join(sorted(BACKUP_KEYS))))
+        _fail("client %(client)r, backup %(name)r: unknown key(s) %(unknown)s (known: %(known)s)",
+              client=client, name=name, unknown=", ".join(unknown), known=", ".join(sorted(BACKUP_KEYS)))
     return name
 
 
@@ -477,28 +524,29 @@ def resolve_backups(backups, client, hostvars=None, backup_servers=None, limit=N
     settings = None
     if server != LOCAL:
         if backup_servers is not None and server not in [str(s) for s in backup_servers]:
-            _fail("client %r: borgfleet_backup_server %r is not a host of group backup_servers "
-                  "(nor 'local')" % (client, server))
+            _fail("client %(client)r: borgfleet_backup_server %(server)r is not a host of group backup_servers "
+                  "(nor 'local')", client=client, server=server)
         settings = server_settings(server, hostvars.get(server))
     else:
         local_pool_path = str(local_pool_path or DEFAULT_LOCAL_POOL_PATH).rstrip("/")
         if not is_absolute_path(local_pool_path):
-            _fail("client %r: borgfleet_local_pool_path must be absolute, got %r" % (client, local_pool_path))
+            _fail("client %(client)r: borgfleet_local_pool_path must be absolute, got %(path)r",
+                  client=client, path=local_pool_path)
 
     resolved = []
     seen = set()
-    for backup in as_list(backups, "borgfleet_backups of client %r" % client):
+    for backup in as_list(backups, Text("borgfleet_backups of client %(client)r", client=client)):
         name = check_backup_keys(backup, client)
         if name in seen:
-            _fail("client %r: duplicate backup name %r" % (client, name))
+            _fail("client %(client)r: duplicate backup name %(name)r", client=client, name=name)
         seen.add(name)
         resolved.append(resolve_one(backup, name, client, server, settings, local_pool_path))
 
     if limit:
         chosen = [b for b in resolved if b["name"] == limit]
         if not chosen and limit_missing != "skip":
-            _fail("client %r has no backup named %r (borgfleet_backup); its backups: %s"
-                  % (client, limit, ", ".join(sorted(seen)) or "none"))
+            _fail("client %(client)r has no backup named %(name)r (borgfleet_backup); its backups: %(names)s",
+                  client=client, name=limit, names=", ".join(sorted(seen)) or "none")
         return chosen
     return resolved
 
@@ -507,16 +555,17 @@ def resolve_one(backup, name, client, server, settings, local_pool_path):
     databases = check_databases(backup.get("databases"), client, name)
     paths = check_paths(backup.get("paths"), client, name, required=not databases)
     if databases and paths:
-        _fail("client %r, backup %r: a database backup takes no paths (its archives hold the database "
-              "alone); put the paths in another backup" % (client, name))
+        _fail("client %(client)r, backup %(name)r: a database backup takes no paths (its archives hold the "
+              "database alone); put the paths in another backup", client=client, name=name)
     exclude = check_exclude(backup.get("exclude"), client, name)
     encryption = str(backup.get("encryption") or "repokey-blake2")
     has_secret = bool(backup.get("passphrase")) or bool(backup.get("passcommand"))
     if encryption != "none" and not has_secret:
-        _fail("client %r, backup %r: set passphrase or passcommand (encryption %s)"
-              % (client, name, encryption))
+        _fail("client %(client)r, backup %(name)r: set passphrase or passcommand (encryption %(encryption)s)",
+              client=client, name=name, encryption=encryption)
     if backup.get("passphrase") and backup.get("passcommand"):
-        _fail("client %r, backup %r: set passphrase or passcommand, not both" % (client, name))
+        _fail("client %(client)r, backup %(name)r: set passphrase or passcommand, not both",
+              client=client, name=name)
     compression = check_compression(backup.get("compression"), client, name)
     retention = check_retention(backup.get("retention"), client, name)
 
@@ -529,8 +578,9 @@ def resolve_one(backup, name, client, server, settings, local_pool_path):
         pools = dict((p["name"], p) for p in settings["pools"])
         pool_name = backup.get("pool") or settings["pools"][0]["name"]
         if pool_name not in pools:
-            _fail("client %r, backup %r: unknown pool %r on backup server %r (pools: %s)"
-                  % (client, name, pool_name, server, ", ".join(pools)))
+            _fail("client %(client)r, backup %(name)r: unknown pool %(pool)r on backup server %(server)r "
+                  "(pools: %(pools)s)", client=client, name=name, pool=pool_name, server=server,
+                  pools=", ".join(pools))
         pool = pools[pool_name]
         client_dir = "%s/%s" % (pool["path"], client)
         repository_path = "%s/%s" % (client_dir, name)
@@ -597,7 +647,8 @@ def check_limit(limit, backups_by_host):
         if limit in names[str(host)]:
             return
     listing = "; ".join("%s: %s" % (host, ", ".join(str(n) for n in found) or "none") for host, found in names.items())
-    _fail("no host of this run has a backup named %r (borgfleet_backup); backups: %s" % (limit, listing or "none"))
+    _fail("no host of this run has a backup named %(name)r (borgfleet_backup); backups: %(listing)s",
+          name=limit, listing=listing or "none")
 
 
 # --- a server's extra host variables (set by an admin in the service) ---
@@ -623,28 +674,29 @@ SSH_OPTIONS = {"userknownhostsfile": "path", "stricthostkeychecking": ("yes",), 
 
 def _safe_path(value, what):
     if not isinstance(value, str) or not SAFE_PATH_RE.match(value) or "/../" in value + "/":
-        _fail("%s must be an absolute path of letters, digits and . _ / - (no '..'), got %r" % (what, value))
+        _fail("%(what)s must be an absolute path of letters, digits and . _ / - (no '..'), got %(value)r",
+              what=what, value=value)
     return value
 
 
 def _plain_int(value, what, lo, hi):
     if isinstance(value, bool) or not isinstance(value, int):
-        _fail("%s must be a number, got %r" % (what, value))
+        _fail("%(what)s must be a number, got %(value)r", what=what, value=value)
     if not lo <= value <= hi:
-        _fail("%s must be between %d and %d" % (what, lo, hi))
+        _fail("%(what)s must be between %(lo)d and %(hi)d", what=what, lo=lo, hi=hi)
     return value
 
 
 def _host_var(value, what):
     problem = host_problem(value)
     if problem:
-        _fail("%s %r %s" % (what, value, problem))
+        _fail("%(what)s %(value)r %(problem)s", what=what, value=value, problem=problem)
     return value
 
 
 def _server_user(value, what):
     if not isinstance(value, str) or not SERVER_USER_RE.match(value):
-        _fail("%s %r is not valid" % (what, value))
+        _fail("%(what)s %(value)r is not valid", what=what, value=value)
     return value
 
 
@@ -653,18 +705,21 @@ def _ssh_common_args(value, what):
     words = value.split(" ") if isinstance(value, str) else [""]
     for flag, opt in zip(words[::2], words[1::2] + [""]):
         if flag != "-o" or not opt:
-            _fail("%s must be '-o Name=value' pairs separated by single spaces, got %r" % (what, value))
+            _fail("%(what)s must be '-o Name=value' pairs separated by single spaces, got %(value)r",
+                  what=what, value=value)
         name, _, val = opt.partition("=")
         kind = SSH_OPTIONS.get(name.lower())
         if kind is None:
-            _fail("%s: only -o %s are accepted, got %r" % (what, ", ".join(sorted(SSH_OPTIONS)), opt))
+            _fail("%(what)s: only -o %(options)s are accepted, got %(value)r",
+                  what=what, options=", ".join(sorted(SSH_OPTIONS)), value=opt)
         if kind == "path":
-            _safe_path(val, "%s %s" % (what, name))
+            _safe_path(val, Text("%(what)s %(name)s", what=what, name=name))
         elif kind == "seconds":
             if not val.isdigit() or not 1 <= int(val) <= 3600:
-                _fail("%s %s must be 1-3600, got %r" % (what, name, val))
+                _fail("%(what)s %(name)s must be 1-3600, got %(value)r", what=what, name=name, value=val)
         elif val not in kind:
-            _fail("%s %s must be %s, got %r" % (what, name, " or ".join(kind), val))
+            _fail("%(what)s %(name)s must be %(choices)s, got %(value)r",
+                  what=what, name=name, choices=" or ".join(kind), value=val)
     return value
 
 
@@ -688,13 +743,14 @@ HOST_VARS = {
 def _host_var_refused(name):
     """Why a name outside HOST_VARS is refused."""
     if name in SERVICE_VARS:
-        return "vars cannot set %s: the service sets it from the server's %s" % (name, SERVICE_VARS[name])
+        return Text("vars cannot set %(name)s: the service sets it from the server's %(field)s",
+                    name=name, field=SERVICE_VARS[name])
     if SECRET_VAR_RE.match(name):
-        return ("vars cannot hold secrets (%s): they are stored in clear;"
-                " use an SSH key (ansible_ssh_private_key_file) instead of a password" % name)
+        return Text("vars cannot hold secrets (%(name)s): they are stored in clear; use an SSH key "
+                    "(ansible_ssh_private_key_file) instead of a password", name=name)
     if CONNECTION_VAR_RE.match(name):
-        return "vars cannot set %s: it changes how Ansible connects to or runs on the host" % name
-    return "vars cannot set %s: accepted names are %s" % (name, ", ".join(sorted(HOST_VARS)))
+        return Text("vars cannot set %(name)s: it changes how Ansible connects to or runs on the host", name=name)
+    return Text("vars cannot set %(name)s: accepted names are %(names)s", name=name, names=", ".join(sorted(HOST_VARS)))
 
 
 def check_host_vars(host_vars, role, connection):
@@ -704,14 +760,15 @@ def check_host_vars(host_vars, role, connection):
         _fail("vars must be an object of host variables")
     for name in sorted(host_vars, key=str):
         if not isinstance(name, str):
-            _fail("vars: invalid name %r" % (name,))
+            _fail("vars: invalid name %(name)r", name=name)
         if name not in HOST_VARS:
             _fail(_host_var_refused(name))
         roles, check = HOST_VARS[name]
         if role not in roles:
-            _fail("vars: %s applies to %s only" % (name, " and ".join(r.replace("_", " ") + "s" for r in roles)))
+            _fail("vars: %(name)s applies to %(roles)s only",
+                  name=name, roles=" and ".join(r.replace("_", " ") + "s" for r in roles))
         if name == "ansible_python_interpreter" and connection == "local":
             _fail("vars: ansible_python_interpreter cannot be set for a local connection"
                   " (the service runs it with its own Python)")
-        check(host_vars[name], "vars: %s" % name)
+        check(host_vars[name], Text("vars: %(name)s", name=name))
     return host_vars

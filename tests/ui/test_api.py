@@ -82,6 +82,7 @@ ACCESS = {
     "api.notify_my_subscription_delete": "viewer", "api.notify_incidents": "viewer",
     "api.notify_pings": "operator", "api.notify_ping_put": "operator", "api.notify_ping_delete": "operator",
     "pages.notification_ping": "operator",
+    "api.notify_test_apprise": "admin", "pages.notification_test_apprise": "admin",
     "pages.notifications": "viewer", "pages.notification_settings": "admin", "pages.notification_test_email": "admin",
 }
 PUBLIC = {endpoint for endpoint, role in ACCESS.items() if role is None}

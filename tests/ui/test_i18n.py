@@ -27,7 +27,7 @@ def service_messages():
                                             keywords={"_": None, "gettext": None, "_l": None, "lazy_gettext": None,
                                                       "ngettext": (1, 2)},
                                             directory_filter=lambda d: os.path.basename(d) not in (
-                                                ".venv", "node_modules", ".git", "tests", "plugins", "roles")):
+                                                ".venv", "node_modules", ".git", "tests", "roles")):
         ids.add(msg if isinstance(msg, str) else msg[0])
     return ids
 

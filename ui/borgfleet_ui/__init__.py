@@ -75,9 +75,10 @@ def create_app(test_config=None):
     def _error(e):
         if e.code is None or e.code < 400:
             return e
+        title, text = i18n.http_error(e)
         if request.path.startswith("/api/"):
-            return jsonify(error=e.description), e.code
+            return jsonify(error=text), e.code
         # Rendered by Jinja (autoescaped): whatever a description echoes stays text.
-        return render_template("message.html", title=f"{e.code} {e.name}", message=e.description), e.code
+        return render_template("message.html", title=title, message=text), e.code
 
     return app

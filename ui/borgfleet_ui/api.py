@@ -2,6 +2,7 @@
 from datetime import datetime, timezone
 
 from flask import Blueprint, g, jsonify, request
+from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
@@ -17,7 +18,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 def body():
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise fleet.Invalid("a JSON object body is required")
+        raise fleet.Invalid(_("a JSON object body is required"))
     return data
 
 
@@ -59,7 +60,7 @@ def _no_key(e):
 
 @bp.errorhandler(HTTPException)
 def _http(e):
-    return jsonify(error=e.description), e.code
+    return jsonify(error=i18n.http_error(e)[1]), e.code
 
 
 @bp.get("/health")
@@ -204,7 +205,7 @@ def servers_stats(sid):
 def servers_stats_history(sid):
     range_ = request.args.get("range", "day")
     if range_ not in fleet.facts.RANGES:
-        raise fleet.Invalid(f"range must be one of {', '.join(fleet.facts.RANGES)}")
+        raise fleet.Invalid(_("range must be one of %(choices)s", choices=', '.join(fleet.facts.RANGES)))
     return jsonify(fleet.facts.stats_history(get_db(), sid, range_))
 
 
@@ -215,7 +216,7 @@ def servers_capabilities(sid):
     fleet.servers.get_server(db, sid)
     caps = fleet.facts.capabilities(db, sid)
     if not caps:
-        raise fleet.NotFound("no capabilities detected on this server yet (POST .../detect-capabilities)")
+        raise fleet.NotFound(_("no capabilities detected on this server yet (POST .../detect-capabilities)"))
     return jsonify(detected_at=caps["detected_at"], capabilities=caps["data"],
                    databases=fleet.facts.databases(caps["data"]))
 
@@ -274,7 +275,7 @@ def bj_create():
     data = body()
     setup = data.pop("setup", False)
     if not isinstance(setup, bool):
-        raise fleet.Invalid("setup must be true or false")
+        raise fleet.Invalid(_("setup must be true or false"))
     if not setup:
         return jsonify(fleet.backup_jobs.create_backup_job(get_db(), get_redis(), data)), 201
     # The client's setup queued too: it creates the repository (the backup wizard does the same).
@@ -303,7 +304,7 @@ def schedules_next_runs():
         try:
             after = datetime.fromisoformat(after.replace("Z", "+00:00"))
         except ValueError:
-            raise fleet.Invalid("after must be an ISO 8601 time") from None
+            raise fleet.Invalid(_("after must be an ISO 8601 time")) from None
         after = after if after.tzinfo else after.replace(tzinfo=timezone.utc)   # naive: UTC
     return jsonify(cron=cron, timezone=tz, runs=fleet.wizard.run_times(cron, tz, count, after or None))
 
@@ -428,12 +429,13 @@ def validate(form):
     """The verdict the form's operation gives on typed values, per input, saving nothing (forms.py)."""
     spec = forms.FORMS.get(form)
     if spec is None:
-        raise fleet.NotFound(f"no form {form}; forms: {', '.join(sorted(forms.FORMS))}")
+        raise fleet.NotFound(_("no form %(form)s; forms: %(choices)s",
+                               form=form, choices=', '.join(sorted(forms.FORMS))))
     data = body()
     values = data.get("values")
     if not isinstance(values, dict) or not all(
             isinstance(x, str) for v in values.values() for x in (v if isinstance(v, list) else [v])):
-        raise fleet.Invalid("values must map each input's name to its text (or a list of texts)")
+        raise fleet.Invalid(_("values must map each input's name to its text (or a list of texts)"))
     ctx = {"admin": has_role(g.user, "admin")}
     if spec.context:
         ctx[spec.context] = fleet.common.int_between(data.get(spec.context), spec.context, 1, 2**62)

@@ -1,4 +1,5 @@
-"""REST routes of the notifications (on the /api blueprint): settings and the test mail (admins),
+"""REST routes of the notifications (on the /api blueprint): settings, the test mail and the test
+chat message (admins),
 the caller's own subscription (everyone), everyone's subscriptions and the delivery log (admins),
 the backup jobs' ping URLs (operators)."""
 from datetime import datetime, timedelta, timezone
@@ -10,7 +11,7 @@ from . import fleet, i18n
 from .api import body, bp
 from .auth import role
 from .db import get_db, get_redis
-from .notifications import deliver, events, mail, store
+from .notifications import chat, deliver, events, mail, store
 
 
 def send_test_mail(to):
@@ -25,6 +26,18 @@ def send_test_mail(to):
     msg = mail.message(settings["smtp_sender"] or "nobody@invalid", to, subject, text, html, name)
     mail.send(settings, store.secret(current_app.config, db, "smtp_password"), msg)
     return to
+
+
+def send_test_chat():
+    """The test message to every saved Apprise URL now, in the admin's language; the number of URLs,
+    Invalid when none is set, or ChatError naming the failed ones by line."""
+    db = get_db()
+    targets = chat.urls(store.secret(current_app.config, db, "apprise_urls"))
+    if not targets:
+        raise fleet.Invalid(_("no Apprise URL is set: save some first"), "apprise_urls")
+    subject, text, _html = mail.render("test", i18n.current(), app_name=deliver.app_name(db),
+                                       sender_user=g.user["username"])
+    return chat.send(targets, subject, text)
 
 
 def default_recipient():
@@ -57,6 +70,16 @@ def notify_test_email():
         # The mail server, not the request, failed: 502 with the reason in words.
         return jsonify(error=str(e), sent=False), 502
     return jsonify(sent=True, to=sent_to)
+
+
+@bp.post("/notifications/test-apprise")
+@role("admin")
+def notify_test_apprise():
+    try:
+        n = send_test_chat()
+    except chat.ChatError as e:
+        return jsonify(error=str(e), sent=False), 502
+    return jsonify(sent=True, urls=n)
 
 
 @bp.post("/notifications/digest")

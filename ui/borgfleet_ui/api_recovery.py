@@ -1,6 +1,7 @@
 """REST routes of instant recovery (fleet/recovery.py), on the /api blueprint (its error handlers
 and login apply). Documented in openapi.py; viewers read sessions, operators act on them."""
 from flask import g, jsonify, request
+from flask_babel import gettext as _
 
 from . import fleet
 from .api import accepted, bp
@@ -14,7 +15,7 @@ from .db import get_db, get_redis
 def archive_recover(aid):
     data = request.get_json(silent=True) or {}
     if not isinstance(data, dict):
-        raise fleet.Invalid("the body must be a JSON object")
+        raise fleet.Invalid(_("the body must be a JSON object"))
     return accepted(fleet.recovery.start(get_db(), get_redis(), aid, data, g.user["username"]))
 
 

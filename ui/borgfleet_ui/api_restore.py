@@ -5,6 +5,7 @@ From the archive index (fleet/archive_index.py), answered at once: GET .../tree 
 .../versions. Queued (202; the job's result at GET /api/jobs/{id}): indexing an archive, and the
 borg-run fallbacks browse and search (an archive not indexed yet), restores."""
 from flask import g, jsonify, request
+from flask_babel import gettext as _
 
 from . import fleet
 from .api import accepted, body, bp
@@ -52,7 +53,7 @@ def archives_tree(aid):
     level = fleet.archive_index.level(db, aid, path, page, per_page)
     if level is None:
         last = fleet.archive_index.last_index_job(db, aid)
-        return jsonify(error=f"archive {aid} is not indexed yet: POST /api/archives/{aid}/index",
+        return jsonify(error=_("archive %(id)s is not indexed yet: POST /api/archives/%(id)s/index", id=aid),
                        index_job=last), 409
     return jsonify(level)
 

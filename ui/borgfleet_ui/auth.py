@@ -65,7 +65,8 @@ def hash_token(token):
 
 def check_password_rule(password):
     if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise Invalid(f"password must be a string of {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+        raise Invalid(gettext("password must be a string of %(password_min)s to %(password_max)s characters",
+                              password_min=PASSWORD_MIN, password_max=PASSWORD_MAX))
     return password
 
 
@@ -107,11 +108,11 @@ def parse_expiry(value):
     except ValueError:
         t = None
     if t is None:
-        raise Invalid("expires_at must be an ISO 8601 time, e.g. 2027-01-31T00:00:00Z")
+        raise Invalid(gettext("expires_at must be an ISO 8601 time, e.g. 2027-01-31T00:00:00Z"))
     if t.tzinfo is not None:
         t = t.astimezone(datetime.timezone.utc).replace(tzinfo=None)
     if t <= datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None):
-        raise Invalid("expires_at must be in the future")
+        raise Invalid(gettext("expires_at must be in the future"))
     return t.replace(microsecond=0)
 
 
@@ -177,13 +178,13 @@ def enforce():
     is_api = request.path.startswith("/api/") or allow is not None
     if g.user is None:
         if is_api:
-            return jsonify(error="authentication required"), 401
+            return jsonify(error=gettext("authentication required")), 401
         return redirect(url_for("auth.login", next=request.full_path))
     view = current_app.view_functions.get(endpoint)
     minimum = getattr(view, "min_role", None)
     if minimum is None or not has_role(g.user, minimum):
         if is_api:
-            return jsonify(error=f"role {minimum or '?'} required"), 403
+            return jsonify(error=gettext("role %(role)s required", role=minimum or "?")), 403
         abort(403)
     # Token requests carry no cookie, so they cannot be forged cross-site; sessions need the token.
     if request.method not in ("GET", "HEAD", "OPTIONS") and not g.via_token:
@@ -194,7 +195,7 @@ def enforce():
 def _check_csrf():
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token")
     if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
-        abort(400, "CSRF token missing or wrong")
+        abort(400, gettext("CSRF token missing or wrong"))
 
 
 def safe_next(nxt):

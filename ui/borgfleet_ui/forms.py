@@ -8,6 +8,8 @@ parse and the same fleet function (its dry run): a field is judged by the rules 
 import json
 from typing import Callable, NamedTuple
 
+from flask_babel import gettext as _
+
 from . import fleet
 from .contract import contract
 from .fleet.common import Forbidden, Invalid
@@ -48,7 +50,7 @@ class Parsed:
         try:
             return json.loads(raw)
         except ValueError:
-            self.errors[name] = f"{name} must be JSON"
+            self.errors[name] = _("%(name)s must be JSON", name=name)
             return default
 
     def done(self):
@@ -156,7 +158,7 @@ def _restore_parse(values, ctx):
               "target": "/" if original else p.text("target_dir", ""), "overwrite": bool(values.get("overwrite")),
               "backup_dir": p.text("backup_dir"), "dry_run": bool(values.get("dry_run"))}
     if not original and not p.data["target"]:
-        p.errors["target_dir"] = "name the directory to restore into"
+        p.errors["target_dir"] = _("name the directory to restore into")
     return p.done()
 
 
@@ -199,7 +201,7 @@ def verdict(db, name, values, ctx):
     data, errors = form.parse(values, ctx)
     for key in errors:   # unreadable text: judge the rest without it
         data.pop({v: k for k, v in form.aliases.items()}.get(key, key), None)
-    for _ in range(len(form.inputs) + 1):
+    for _attempt in range(len(form.inputs) + 1):
         try:
             form.judge(db, data, ctx)
             break

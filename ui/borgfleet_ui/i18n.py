@@ -2,14 +2,16 @@
 formats for numbers and dates. Catalogs: ui/borgfleet_ui/translations/<lang>/LC_MESSAGES/messages.po,
 extracted with `make i18n-extract` (pybabel, ui/babel.cfg) and compiled by `make setup`.
 
-The collection's own output (playbooks, modules, the contract's messages) stays English, as
-Ansible's is; the service's pages, messages and mails are translated."""
+The collection's own output (playbooks, modules) stays English, as Ansible's is; the service's
+pages, messages, errors and mails are translated, the contract's refusals included: the service
+renders their English templates through this catalog (fleet/common.py said)."""
 import os
 from contextlib import contextmanager, nullcontext
 from urllib.parse import urlparse
 
-from flask import Blueprint, Flask, g, has_app_context, redirect, request, url_for
-from flask_babel import Babel, force_locale, get_locale
+from flask import Blueprint, Flask, g, has_app_context, has_request_context, redirect, request, url_for
+from flask_babel import Babel, force_locale, get_locale, lazy_gettext as _l
+from flask_babel import gettext as _
 
 from .db import execute, get_db
 
@@ -26,6 +28,8 @@ def select_locale():
     user = getattr(g, "user", None)
     if user and user.get("language") in LANGUAGES:
         return user["language"]
+    if not has_request_context():   # an app context of a command or test: no browser to ask
+        return DEFAULT
     if request.cookies.get(COOKIE) in LANGUAGES:
         return request.cookies[COOKIE]
     return request.accept_languages.best_match(list(LANGUAGES), default=DEFAULT)
@@ -68,16 +72,38 @@ def in_language(lang):
         yield
 
 
+# Werkzeug's words for the HTTP errors are English: the usual ones in ours (code: title, text).
+HTTP_ERRORS = {
+    400: (_l("Bad request"), _l("The request could not be understood.")),
+    401: (_l("Login required"), _l("Log in first, or give an API token.")),
+    403: (_l("Not allowed"), _l("Your role does not allow this.")),
+    404: (_l("Not found"), _l("There is no such page or resource here.")),
+    405: (_l("Method not allowed"), _l("This address does not take this method.")),
+    413: (_l("Request too large"), _l("The request is too large.")),
+    429: (_l("Too many requests"), _l("Too many requests: try again in a moment.")),
+    500: (_l("Internal error"), _l("Something went wrong on the server: its log says what.")),
+}
+
+
+def http_error(e):
+    """(title, text) of an HTTP error in the reader's language; a description our code gave
+    (abort(400, _("..."))) is kept as it is."""
+    title, text = HTTP_ERRORS.get(e.code, (e.name, None))
+    default = e.description == type(e).description
+    return f"{e.code} {title}", str(text) if default and text is not None else e.description
+
+
 def set_preferences(user, data):
     """Store a user's language and/or theme (None: follow the browser / the system); ValueError."""
     cols = {}
     if "language" in data:
         if data["language"] not in (None, "", *LANGUAGES):
-            raise ValueError(f"language must be one of {', '.join(LANGUAGES)} (or empty: the browser's)")
+            raise ValueError(_("language must be one of %(choices)s (or empty: the browser's)",
+                               choices=', '.join(LANGUAGES)))
         cols["language"] = data["language"] or None
     if "theme" in data:
         if data["theme"] not in (None, "", *THEMES):
-            raise ValueError(f"theme must be one of {', '.join(THEMES)} (or empty: the system's)")
+            raise ValueError(_("theme must be one of %(choices)s (or empty: the system's)", choices=', '.join(THEMES)))
         cols["theme"] = data["theme"] or None
     for col, value in cols.items():
         execute(get_db(), f"UPDATE users SET {col}=%s WHERE id=%s", (value, user["id"]))

@@ -208,7 +208,8 @@ ROUTES = [
     ("delete", "/api/tokens/{id}", "viewer", "Revoke a token", None, 204, None),
     # Notifications (api_notifications.py)
     ("get", "/api/notifications/settings", "admin",
-     "SMTP, base URL, webhook and digest settings (secrets never returned: smtp_password_set, webhook_secret_set)",
+     "SMTP, base URL, webhook, Apprise and digest settings (secrets never returned: smtp_password_set,"
+     " webhook_secret_set, apprise_urls_set)",
      None, 200, None),
     ("put", "/api/notifications/settings", "admin",
      "Change notification settings (a secret: a string sets it, encrypted; '' or null clears it; absent keeps it)",
@@ -216,6 +217,9 @@ ROUTES = [
     ("post", "/api/notifications/test-email", "admin",
      "Send a test message now with the saved settings (to: default the caller's subscription); 502 with the"
      " reason in words when the mail server fails", "TestEmail", 200, None),
+    ("post", "/api/notifications/test-apprise", "admin",
+     "Send a test message now to every saved Apprise URL (sent, urls: how many); 400 when none is set; 502"
+     " naming the URLs that failed by their line (never their text: they carry tokens)", None, 200, None),
     ("post", "/api/notifications/digest", "admin", "Queue a digest of the last period to its subscribers now",
      None, 202, None),
     ("get", "/api/notifications/subscription", "viewer", "The caller's subscription (null: none)", None, 200, None),
@@ -230,8 +234,9 @@ ROUTES = [
      "Messages queued, sent or failed, newest first (?limit=, at most 200): event, channel, recipient, status,"
      " attempts, error", None, 200, None),
     ("get", "/api/notifications/incidents", "viewer",
-     "Incidents, newest first (?open=1: those still failing): backup job, kind, first and last failed job,"
-     " failures, opened and closed", None, 200, None),
+     "Incidents, newest first (?open=1: those still failing): a backup job's (backup_job, client, kind, first"
+     " and last failed job) or a pool's / a server's (kind pool or server, server_id, server, subject: the pool"
+     " or disk/memory/cpu); failures, opened and closed", None, 200, None),
     ("get", "/api/notifications/pings", "operator", "The backup jobs' ping URLs (healthchecks style)", None, 200,
      None),
     ("put", "/api/notifications/pings/{id}", "operator",
@@ -386,6 +391,10 @@ SCHEMAS = {
         "webhook_secret": {"type": "string", "nullable": True, "writeOnly": True,
                            "description": "signs each POST: X-BorgFleet-Signature: sha256=<hex HMAC-SHA256 of"
                                           " the body>; X-BorgFleet-Timestamp: Unix seconds (also in the body)"},
+        "apprise_urls": {"type": "string", "nullable": True, "writeOnly": True,
+                         "description": "Apprise URLs of chat services (slack://, matrix://, json:// ...), one per"
+                                        " line (or a list); stored encrypted; '' or null: none. They hear the"
+                                        " webhook's events with the mail's subject and text"},
         "stale_margin_minutes": {"type": "integer", "minimum": 0, "description":
                                  "a scheduled backup without success by its next due run plus this is stale; 0: off"},
         "digest_frequency": {"type": "string", "enum": ["off", "daily", "weekly"]},

@@ -12,6 +12,7 @@ long-running web and worker processes follow a rotation without a restart.
 import os
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from flask_babel import gettext as _
 
 from .db import execute, query
 
@@ -21,7 +22,8 @@ DEFAULT_KEY_FILE = "/etc/borgfleet/secret.key"
 # (table, id column, secret column): every stored secret; add new ones here. NULL means "not set".
 SECRET_COLUMNS = [("backup_jobs", "id", "passphrase"),
                   ("notification_settings", "id", "smtp_password"),
-                  ("notification_settings", "id", "webhook_secret")]
+                  ("notification_settings", "id", "webhook_secret"),
+                  ("notification_settings", "id", "apprise_urls")]
 
 
 class SecretError(Exception):
@@ -42,8 +44,8 @@ def ensure_key(cfg):
         # O_EXCL: two processes creating it at once cannot overwrite each other's key.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as e:
-        raise SecretError(f"cannot create the secret key file {path} ({e.strerror});"
-                          " set BORGFLEET_SECRET_KEY_FILE to a path this account may write") from None
+        raise SecretError(_("cannot create the secret key file %(path)s (%(error)s); set BORGFLEET_SECRET_KEY_FILE"
+                            " to a path this account may write", path=path, error=e.strerror)) from None
     with os.fdopen(fd, "w") as f:
         f.write(Fernet.generate_key().decode() + "\n")
     return True
@@ -54,12 +56,12 @@ def _read_keys(path):
         with open(path) as f:
             keys = [line.strip() for line in f if line.strip()]
     except FileNotFoundError:
-        raise SecretError(f"secret key file {path} is missing (run 'borgfleet-ui db upgrade' to create one, "
-                          "or restore it from its backup)") from None
+        raise SecretError(_("secret key file %(path)s is missing (run 'borgfleet-ui db upgrade' to create one,"
+                            " or restore it from its backup)", path=path)) from None
     except PermissionError:
-        raise SecretError(f"secret key file {path} is not readable by this account") from None
+        raise SecretError(_("secret key file %(path)s is not readable by this account", path=path)) from None
     if not keys:
-        raise SecretError(f"secret key file {path} is empty")
+        raise SecretError(_("secret key file %(path)s is empty", path=path))
     return keys
 
 
@@ -68,7 +70,7 @@ def _box(cfg):
     try:
         return MultiFernet([Fernet(k) for k in _read_keys(path)])
     except ValueError:
-        raise SecretError(f"secret key file {path} does not hold Fernet keys") from None
+        raise SecretError(_("secret key file %(path)s does not hold Fernet keys", path=path)) from None
 
 
 def is_encrypted(value):
@@ -81,11 +83,11 @@ def encrypt(cfg, plain):
 
 def decrypt(cfg, stored):
     if not is_encrypted(stored):
-        raise SecretError("value is not encrypted (run 'borgfleet-ui db upgrade')")
+        raise SecretError(_("value is not encrypted (run 'borgfleet-ui db upgrade')"))
     try:
         return _box(cfg).decrypt(stored[len(PREFIX):].encode()).decode()
     except InvalidToken:
-        raise SecretError(f"cannot decrypt with the key in {key_file(cfg)}: wrong key file") from None
+        raise SecretError(_("cannot decrypt with the key in %(path)s: wrong key file", path=key_file(cfg))) from None
 
 
 def encrypt_plaintext(cfg, conn):
@@ -99,8 +101,9 @@ def encrypt_plaintext(cfg, conn):
                 try:
                     box.decrypt(row["v"][len(PREFIX):].encode())
                 except InvalidToken:
-                    raise SecretError(f"{table}.{col} of id {row['id']} does not decrypt with the key in "
-                                      f"{key_file(cfg)}: wrong key file") from None
+                    raise SecretError(_("%(column)s of id %(id)s does not decrypt with the key in %(path)s:"
+                                        " wrong key file", column=f"{table}.{col}", id=row["id"],
+                                        path=key_file(cfg))) from None
                 continue
             token = PREFIX + box.encrypt(row["v"].encode()).decode()
             # The WHERE on the old value keeps a concurrent edit from being overwritten.
@@ -117,7 +120,7 @@ def rotate(cfg, conn):
     _write_keys(path, [new] + _read_keys(path))
     n = 0
     # A second pass catches a row saved concurrently by a process that encrypted with the old key.
-    for _ in range(3):
+    for _pass in range(3):
         stale = [(t, i, c, r) for t, i, c in SECRET_COLUMNS
                  for r in query(conn, f"SELECT {i} AS id, {c} AS v FROM {t} WHERE {c} IS NOT NULL")
                  if not _opens(new, r["v"])]
@@ -129,7 +132,8 @@ def rotate(cfg, conn):
             token = PREFIX + Fernet(new).encrypt(plain.encode()).decode()
             n += execute(conn, f"UPDATE {table} SET {col}=%s WHERE {idc}=%s AND {col}=%s",
                          (token, row["id"], row["v"]))
-    raise SecretError(f"secrets kept changing during the rotation; {path} keeps the old keys too, run it again")
+    raise SecretError(_("secrets kept changing during the rotation; %(path)s keeps the old keys too, run it again",
+                        path=path))
 
 
 def _opens(key, stored):

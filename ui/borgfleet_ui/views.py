@@ -6,6 +6,7 @@ from .auth import has_role, role
 from .contract import contract
 from .db import get_db, get_redis, query
 from .fleet.common import list_args
+from .notifications import alerts
 from .queue import STATUSES
 
 bp = Blueprint("pages", __name__)
@@ -77,7 +78,8 @@ def dashboard():
     storage["deduplicated"] = sum(r["deduplicated_size"] or 0 for p in pools for r in p["repositories"])
     return render_template("dashboard.html", servers=servers, bjs=bjs, totals=totals, failures=failures, recent=recent,
                            active=active, health=health, pools=pools, storage=storage,
-                           sessions=[x for x in fleet.recovery.list_sessions(db) if x["health_label"] != "stopped"])
+                           sessions=[x for x in fleet.recovery.list_sessions(db) if x["health_label"] != "stopped"],
+                           incidents=alerts.failing_now(db, limit=DASHBOARD_ROWS))
 
 
 @bp.route("/servers", methods=["GET", "POST"])

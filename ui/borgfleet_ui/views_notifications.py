@@ -4,10 +4,10 @@ from flask import abort, current_app, flash, g, redirect, render_template, reque
 from flask_babel import gettext as _
 
 from . import fleet, secret_store
-from .api_notifications import default_recipient, send_test_mail
+from .api_notifications import default_recipient, send_test_chat, send_test_mail
 from .auth import has_role, role
 from .db import get_db
-from .notifications import events, mail, store
+from .notifications import alerts, chat, events, mail, store
 from .views import bp
 
 SETTING_FIELDS = ("smtp_host", "smtp_port", "smtp_security", "smtp_user", "smtp_sender", "base_url",
@@ -15,10 +15,10 @@ SETTING_FIELDS = ("smtp_host", "smtp_port", "smtp_security", "smtp_user", "smtp_
                   "pool_full_days", "server_disk_percent", "server_memory_percent", "server_cpu_percent")
 
 
-def _settings_page(error=None, test_result=None, code=200):
+def _settings_page(error=None, test_result=None, code=200, chat_result=None):
     db = get_db()
     return render_template("notification_settings.html", settings=store.get_settings(db), error=error,
-                           test_result=test_result, deliveries=events.list_deliveries(db, 20),
+                           test_result=test_result, chat_result=chat_result, deliveries=events.list_deliveries(db, 20),
                            test_to=request.form.get("to") or default_recipient() or ""), code
 
 
@@ -54,6 +54,18 @@ def notification_test_email():
     return _settings_page(test_result={"ok": True, "message": _("Test message sent to %(to)s.", to=to)})
 
 
+@bp.post("/settings/notifications/test-apprise")
+@role("admin")
+def notification_test_apprise():
+    try:
+        n = send_test_chat()
+    except fleet.Invalid as e:
+        return _settings_page(chat_result={"ok": False, "message": str(e)}, code=400)
+    except chat.ChatError as e:
+        return _settings_page(chat_result={"ok": False, "message": str(e)}, code=502)
+    return _settings_page(chat_result={"ok": True, "message": _("Test message sent to %(n)s Apprise URL(s).", n=n)})
+
+
 @bp.route("/notifications", methods=["GET", "POST"])
 @role("viewer")
 def notifications():
@@ -82,7 +94,7 @@ def notifications():
                            pings=store.list_pings(db) if has_role(g.user, "operator") else [],
                            subscriptions=store.list_subscriptions(db) if admin else [], users=users,
                            bjs=fleet.backup_jobs.list_backup_jobs(db, limit=200), events=store.EVENTS,
-                           incidents=events.list_incidents(db, open_only=True), error=error), code
+                           incidents=alerts.failing_now(db), error=error), code
 
 
 @bp.post("/notifications/pings")

@@ -13,6 +13,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+from flask_babel import gettext as _
 from rq import Worker
 from rq.command import send_shutdown_command
 
@@ -79,7 +80,7 @@ def scheduler_status(r):
     holder = r.get(LOCK)
     if not holder:
         return None
-    host, _, pid = _text(holder).rpartition(":")
+    host, _sep, pid = _text(holder).rpartition(":")
     return {"name": SCHEDULER_NAME.format(host=host), "hostname": host, "pid": int(pid) if pid.isdigit() else None,
             "state": "active", **process_figures(r, SCHEDULER_NAME.format(host=host))}
 
@@ -115,7 +116,7 @@ def _instance(name, host=None):
     host = host or socket.gethostname()
     m = re.fullmatch(r"borgfleet-(.+)-(\d{1,3})", name)
     if not m or m.group(1) != host:
-        raise Unavailable(f"{name} is not a worker of {host}; control it on its own host")
+        raise Unavailable(_("%(name)s is not a worker of %(host)s; control it on its own host", name=name, host=host))
     return m.group(2)
 
 
@@ -143,18 +144,18 @@ def sudoers(user, instances):
 
 def _systemctl(action, instance):
     if not systemd_running():
-        raise Unavailable("systemd is not running on this host; start workers with `borgfleet-ui serve` "
-                          "or `borgfleet-ui worker`")
+        raise Unavailable(_("systemd is not running on this host; start workers with `borgfleet-ui serve` "
+                            "or `borgfleet-ui worker`"))
     argv = ["sudo", "-n"] + systemctl_argv(action, instance)
     p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if p.returncode:
-        raise Unavailable(f"systemctl {action} failed: {p.stderr.strip()}")
+        raise Unavailable(_("systemctl %(action)s failed: %(error)s", action=action, error=p.stderr.strip()))
 
 
 def control(r, name, action):
     host = next((w["hostname"] for w in list_workers(r) if w["name"] == name), None)
     if host is None:
-        raise Unavailable(f"no worker {name} is known")
+        raise Unavailable(_("no worker %(name)s is known", name=name))
     mode = control_mode(r, host, name)
     if mode == "systemd":
         # Under systemd the unit is stopped (Restart= would bring back a worker that exited).
@@ -168,16 +169,17 @@ def control(r, name, action):
         # RQ's own command works everywhere: the worker finishes its current job, then exits.
         send_shutdown_command(r, name)
     else:
-        raise Unavailable(f"{name} runs neither under systemd nor under `borgfleet-ui serve` on {host}: nothing"
-                          f" here can {action} it; start it on {host} with `borgfleet-ui worker --instance N`,"
-                          " or run the workers as systemd units (ui/systemd) or with `borgfleet-ui serve`")
+        raise Unavailable(_("%(name)s runs neither under systemd nor under `borgfleet-ui serve` on %(host)s: "
+                            "nothing here can %(action)s it; start it on %(host)s with `borgfleet-ui worker "
+                            "--instance N`, or run the workers as systemd units (ui/systemd) or with "
+                            "`borgfleet-ui serve`", name=name, host=host, action=action))
 
 
 def log_filters(lines, since):
     """The logs viewer's filters as typed (?lines=200&since=2026-12-02T13:00 or "15m", "2h", "1d"):
     (lines, since as a naive UTC datetime or None); ValueError with the reason."""
     if not str(lines).isdigit() or not 1 <= int(lines) <= MAX_LOG_LINES:
-        raise ValueError(f"lines must be a number from 1 to {MAX_LOG_LINES}")
+        raise ValueError(_("lines must be a number from 1 to %(max_log_lines)s", max_log_lines=MAX_LOG_LINES))
     since = (since or "").strip()
     if not since:
         return int(lines), None
@@ -188,7 +190,7 @@ def log_filters(lines, since):
     try:
         return int(lines), datetime.fromisoformat(since.replace("Z", "")).replace(tzinfo=None)
     except ValueError:
-        raise ValueError("since must be a UTC time (2026-12-02T13:00) or an age (15m, 2h, 1d)") from None
+        raise ValueError(_("since must be a UTC time (2026-12-02T13:00) or an age (15m, 2h, 1d)")) from None
 
 
 def logs(name, lines=200, since=None):
@@ -200,12 +202,12 @@ def logs(name, lines=200, since=None):
     if systemd_running():
         p = subprocess.run(["sudo", "-n"] + journalctl_argv(instance), capture_output=True, text=True, timeout=30)
         if p.returncode:
-            raise Unavailable(f"journalctl failed: {p.stderr.strip()}")
+            raise Unavailable(_("journalctl failed: %(error)s", error=p.stderr.strip()))
         text = p.stdout.splitlines()
         return (lines_since(text, since) if since is not None else text)[-lines:]
     path = os.path.join(os.environ.get(LOG_DIR_ENV, ""), f"worker-{instance}.log")
     if not os.environ.get(LOG_DIR_ENV) or not os.path.isfile(path):
-        raise Unavailable("no log for this worker here (not under systemd nor `borgfleet-ui serve`)")
+        raise Unavailable(_("no log for this worker here (not under systemd nor `borgfleet-ui serve`)"))
     with open(path, errors="replace") as f:
         text = f.read().splitlines()
     if since is not None:

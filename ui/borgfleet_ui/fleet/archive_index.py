@@ -17,6 +17,7 @@ import sys
 import time
 
 import pymysql
+from flask_babel import gettext as _
 
 from .. import queue as q
 from ..db import execute, query
@@ -160,7 +161,7 @@ def load(db, archive_id, path):
     repository_id = query(db, "SELECT repository_id FROM archives WHERE id=%s", (archive_id,),
                           one=True)
     if repository_id is None:
-        raise NotFound(f"archive {archive_id} not found (deleted meanwhile)")
+        raise NotFound(_("archive %(archive_id)s not found (deleted meanwhile)", archive_id=archive_id))
     repository_id = repository_id["repository_id"]
     root, items = read_items(path)
     digests, post = _digests(root)
@@ -269,7 +270,7 @@ def _walk(db, listing_id, parts, what):
         row = query(db, "SELECT child_id FROM index_entries WHERE listing_id=%s AND name=%s LIMIT 1",
                     (listing_id, part), one=True)
         if not row or row["child_id"] is None:
-            raise NotFound(f"{'/'.join(parts[:i + 1])} is not a directory of {what}")
+            raise NotFound(_("%(path)s is not a directory of %(what)s", path='/'.join(parts[:i + 1]), what=what))
         listing_id = row["child_id"]
     return listing_id
 
@@ -312,7 +313,7 @@ def versions(db, backup_job_id, pattern, last=0, limit=1000):
     bj = get_backup_job(db, backup_job_id)
     pattern = pattern.strip("/")
     if not pattern:
-        raise Invalid("path is required")
+        raise Invalid(_("path is required"))
     archives = _archives(db, bj["repository_id"], last) if bj["repository_id"] else []
     ready = [a for a in archives if a["root_id"] is not None]
     parts = pattern.split("/")

@@ -1,6 +1,8 @@
 """Archives as the service last saw them in borg, and their deletion (a queued run)."""
 import json
 
+from flask_babel import gettext as _
+
 from .. import queue as q
 from ..contract import contract
 from ..db import query
@@ -81,7 +83,7 @@ def list_archives(db, backup_job_id=None, limit=50, before=None, largs=None):
 def get_archive(db, archive_id):
     row = query(db, ARCHIVE_SELECT + " WHERE a.id=%s", (archive_id,), one=True)
     if not row:
-        raise NotFound(f"archive {archive_id} not found")
+        raise NotFound(_("archive %(archive_id)s not found", archive_id=archive_id))
     return archive_out(row)
 
 

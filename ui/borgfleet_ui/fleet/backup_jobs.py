@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from flask import current_app
+from flask_babel import gettext as _
 
 from .. import queue as q
 from .. import secret_store
@@ -59,7 +60,7 @@ def list_backup_jobs(db, client_id=None, limit=50, before=None, largs=None):
 def get_backup_job(db, bj_id):
     row = query(db, BJ_SELECT + " WHERE b.id=%s", (bj_id,), one=True)
     if not row:
-        raise NotFound(f"backup job {bj_id} not found")
+        raise NotFound(_("backup job %(bj_id)s not found", bj_id=bj_id))
     return bj_out(row)
 
 
@@ -89,7 +90,7 @@ def next_runs(schedule, tz, count=5, after=None):
     check_cron(schedule, "schedule", required=True)
     check_timezone(tz)
     out, t = [], after or datetime.now(timezone.utc)
-    for _ in range(count):
+    for _n in range(count):
         nxt = next_run(schedule, tz, t)
         out.append(nxt)
         t = nxt.replace(tzinfo=timezone.utc)
@@ -100,7 +101,7 @@ def check_timezone(tz):
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise Invalid(f"unknown time zone {tz!r}", "timezone") from None
+        raise Invalid(_("unknown time zone %(tz)r", tz=tz), "timezone") from None
     return tz
 
 
@@ -109,7 +110,7 @@ def check_cron(value, key, required=False):
     if value in (None, "") and not required:
         return None
     if not isinstance(value, str) or not croniter.is_valid(value):
-        raise Invalid(f"{key} {value!r} is not a cron expression", key)
+        raise Invalid(_("%(key)s %(value)r is not a cron expression", key=key, value=value), key)
     return value
 
 
@@ -117,7 +118,7 @@ def get_client(db, client_id):
     """The server row of a backup job's client."""
     client = query(db, "SELECT * FROM servers WHERE id=%s", (client_id,), one=True)
     if not client or client["role"] != "client":
-        raise Invalid("client_id must name a client", "client_id")
+        raise Invalid(_("client_id must name a client"), "client_id")
     return client
 
 
@@ -141,14 +142,14 @@ def _bj_fields(db, data, cur=None, draft=False):
             out["passphrase"] = cur["passphrase"]   # unchanged: the stored (encrypted) value stays
         else:
             if not isinstance(passphrase, str) or not 8 <= len(passphrase) <= 1024:
-                raise Invalid("passphrase is required (8 to 1024 characters)")
+                raise Invalid(_("passphrase is required (8 to 1024 characters)"))
             out["passphrase"] = secret_store.encrypt(current_app.config, passphrase)
     pool_id = field(data, "pool_id", cur.get("pool_id"))
     pool_name = None
     if pool_id is not None:
         pool = query(db, "SELECT server_id, name FROM storage_pools WHERE id=%s", (pool_id,), one=True)
         if not pool or pool["server_id"] != client["backup_server_id"]:
-            raise Invalid("pool_id must be a pool of the client's backup server", "pool_id")
+            raise Invalid(_("pool_id must be a pool of the client's backup server"), "pool_id")
         pool_name = pool["name"]
     out["pool_id"] = pool_id
     databases = field(data, "databases", cur.get("databases", []))
@@ -190,13 +191,13 @@ def _bj_fields(db, data, cur=None, draft=False):
     out["next_run_at"] = next_run(schedule, tz) if schedule and out["enabled"] else None
     verify = _cron(data, cur, "verify_schedule")
     if verify and not contract.verifiable(databases):
-        raise Invalid("verify_schedule needs a database backup taken from a snapshot (method snapshot or "
-                      "auto): a dump holds SQL, there is no data directory to start", "verify_schedule")
+        raise Invalid(_("verify_schedule needs a database backup taken from a snapshot (method snapshot or "
+                        "auto): a dump holds SQL, there is no data directory to start"), "verify_schedule")
     out["verify_schedule"] = verify or None
     out["verify_next_run_at"] = next_run(verify, tz) if verify and out["enabled"] else None
     prune = _cron(data, cur, "prune_schedule")
     if prune and resolved["retention"] is None:
-        raise Invalid("prune_schedule needs a retention (without one nothing is ever pruned)", "prune_schedule")
+        raise Invalid(_("prune_schedule needs a retention (without one nothing is ever pruned)"), "prune_schedule")
     out["prune_schedule"] = prune
     out["prune_next_run_at"] = next_run(prune, tz) if prune and out["enabled"] else None
     out["check_schedule"] = _cron(data, cur, "check_schedule")
@@ -219,12 +220,12 @@ def check_options(scope, verify_data):
     """(scope, verify_data) of a check: what borg check verifies (--repository-only, --archives-only
     or both) and whether it also reads and verifies every chunk (--verify-data)."""
     if scope not in CHECK_SCOPES:
-        raise Invalid(f"check_scope must be one of {', '.join(CHECK_SCOPES)}", "check_scope")
+        raise Invalid(_("check_scope must be one of %(choices)s", choices=', '.join(CHECK_SCOPES)), "check_scope")
     if not isinstance(verify_data, bool):
-        raise Invalid("check_verify_data must be true or false", "check_verify_data")
+        raise Invalid(_("check_verify_data must be true or false"), "check_verify_data")
     if verify_data and scope == "repository":
         # borg: --repository-only contradicts --verify-data (the data is read through the archives).
-        raise Invalid("verify data reads every archive's chunks: check the archives too (scope all or archives)",
+        raise Invalid(_("verify data reads every archive's chunks: check the archives too (scope all or archives)"),
                       "check_verify_data")
     return scope, verify_data
 
@@ -233,8 +234,8 @@ def _databases(value):
     """What only the service refuses in `databases` (the contract checked the rest)."""
     for d in value or []:
         if "login_password" in d:
-            raise Invalid("the service keeps no database password: use socket/peer authentication or a "
-                          "defaults_file on the client")
+            raise Invalid(_("the service keeps no database password: use socket/peer authentication or a "
+                            "defaults_file on the client"))
     return value
 
 
@@ -253,7 +254,7 @@ def _resolve_backup(db, client, backup):
 
 def _name_free(db, client, name):
     if query(db, "SELECT id FROM backup_jobs WHERE client_id=%s AND name=%s", (client["id"], name), one=True):
-        raise Invalid(f"{client['name']} already has a backup named {name}", "name")
+        raise Invalid(_("%(client)s already has a backup named %(name)s", client=client['name'], name=name), "name")
 
 
 def check_draft(db, data):
@@ -294,8 +295,9 @@ def update_backup_job(db, r, bj_id, data, dry_run=False):
     cur["passphrase"] = query(db, "SELECT passphrase FROM backup_jobs WHERE id=%s", (bj_id,), one=True)["passphrase"]
     for fixed in ("client_id", "name", "pool_id"):
         if fixed in data and data[fixed] != cur[fixed]:
-            raise Invalid(f"{fixed} cannot change (it names the repository); create a new backup job", fixed)
-    f, _, _ = _bj_fields(db, data, cur)
+            raise Invalid(_("%(fixed)s cannot change (it names the repository); create a new backup job",
+                            fixed=fixed), fixed)
+    f = _bj_fields(db, data, cur)[0]
     if dry_run:
         return None
     cols = [c for c in f if c not in ("client_id", "name", "pool_id")]
@@ -322,13 +324,14 @@ def run(db, r, kind, bj_id, user, options=None):
     extravars = {"borgfleet_backup": bj["name"]}
     params = {"limit": [bj["client_name"]], "repository_id": bj["repository_id"]}
     if kind == "verify" and not bj["verifiable"]:
-        raise Invalid(f"backup job {bj['name']} is not a database backup taken from a snapshot: nothing to verify")
+        raise Invalid(_("backup job %(name)s is not a database backup taken from a snapshot: nothing to verify",
+                        name=bj['name']))
     if kind == "prune" and not bj["retention"]:
-        raise Invalid(f"backup job {bj['name']} has no retention: nothing is ever pruned")
+        raise Invalid(_("backup job %(name)s has no retention: nothing is ever pruned", name=bj['name']))
     if kind == "prune_preview":
         retention = options.get("retention", bj["retention"])
         if not retention:
-            raise Invalid("give a retention to preview (this backup job has none saved)")
+            raise Invalid(_("give a retention to preview (this backup job has none saved)"))
         # The collection's rule, its message; the playbook checks it again (contract.run_retention).
         params["retention"] = extravars["borgfleet_retention"] = by_contract(
             contract.check_retention, retention, bj["client_name"], bj["name"])

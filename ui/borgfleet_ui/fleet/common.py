@@ -3,6 +3,8 @@ sorting and filtering of lists."""
 from contextlib import contextmanager
 from typing import NamedTuple
 
+from flask_babel import gettext as _
+
 from ..contract import ContractError
 
 MAX_LIMIT = 200
@@ -10,7 +12,11 @@ MAX_LIMIT = 200
 
 class Invalid(ValueError):
     """The request is refused (-> 400); str() is the message for the user, `field` the input it is
-    about when one is (a form shows the message under that field), else None."""
+    about when one is (a form shows the message under that field), else None.
+
+    Every message of Invalid, Forbidden and NotFound is built with gettext and named parameters
+    (`_("%(key)s is required", key=key)`): in the request's language, English outside a request
+    (scheduler, workers: Flask-Babel has no context there). tests/ui/test_error_i18n.py checks it."""
 
     def __init__(self, message, field=None):
         super().__init__(message)
@@ -44,14 +50,14 @@ def field(data, key, default=None, required=False):
     """data[key], or default when absent or null; Invalid if required and there is neither."""
     if key not in data or data[key] is None:
         if required and default is None:
-            raise Invalid(f"{key} is required")
+            raise Invalid(_("%(key)s is required", key=key))
         return default
     return data[key]
 
 
 def matching(regex, value, what):
     if not isinstance(value, str) or not regex.fullmatch(value):
-        raise Invalid(f"{what} {value!r} is not valid")
+        raise Invalid(_("%(what)s %(value)r is not valid", what=what, value=value))
     return value
 
 
@@ -59,24 +65,31 @@ def int_between(value, what, lo, hi):
     try:
         v = int(value)
     except (TypeError, ValueError):
-        raise Invalid(f"{what} must be a number") from None
+        raise Invalid(_("%(what)s must be a number", what=what)) from None
     if not lo <= v <= hi:
-        raise Invalid(f"{what} must be between {lo} and {hi}")
+        raise Invalid(_("%(what)s must be between %(lo)s and %(hi)s", what=what, lo=lo, hi=hi))
     return v
 
 
 def absolute_path(p, what):
     if not isinstance(p, str) or not p.startswith("/") or "\n" in p or "\0" in p:
-        raise Invalid(f"{what} must be an absolute path")
+        raise Invalid(_("%(what)s must be an absolute path", what=what))
     return p
 
 
+def said(text):
+    """A message of the collection's contract (a contract.Text, or a ContractError) in the reader's
+    language: its English template looked up in the service's catalog, then its parameters filled in."""
+    return text.render(_) if hasattr(text, "render") else text
+
+
 def by_contract(rule, *args, **kwargs):
-    """rule(...) of the collection's contract, its refusal as Invalid with the same message."""
+    """rule(...) of the collection's contract, its refusal as Invalid with the same message (in the
+    reader's language)."""
     try:
         return rule(*args, **kwargs)
     except ContractError as err:
-        raise Invalid(str(err)) from None
+        raise Invalid(said(err)) from None
 
 
 def page_query(select, filters, before, limit, key="id"):
@@ -156,19 +169,19 @@ def list_args(listing, args):
     sort key, order or filter value is refused (Invalid, 400), never passed on."""
     sort = args.get("sort") or listing.default
     if sort and sort not in listing.sorts:
-        raise Invalid(f"sort must be one of {', '.join(sorted(listing.sorts))}", "sort")
+        raise Invalid(_("sort must be one of %(choices)s", choices=', '.join(sorted(listing.sorts))), "sort")
     order = args.get("order") or (listing.sorts[sort][1] if sort else "desc")
     if order not in ORDERS:
-        raise Invalid("order must be asc or desc", "order")
+        raise Invalid(_("order must be asc or desc"), "order")
     q = (args.get("q") or "").strip()
     if len(q) > SEARCH_MAX:
-        raise Invalid(f"q must be at most {SEARCH_MAX} characters", "q")
+        raise Invalid(_("q must be at most %(search_max)s characters", search_max=SEARCH_MAX), "q")
     filters = {}
     for name, spec in listing.choices.items():
         value = args.get(name) or ""
         allowed = spec if isinstance(spec, dict) else spec[1]
         if value and value not in allowed:
-            raise Invalid(f"{name} must be one of {', '.join(allowed)}", name)
+            raise Invalid(_("%(name)s must be one of %(choices)s", name=name, choices=', '.join(allowed)), name)
         filters[name] = value
     for name in listing.ids:
         value = args.get(name)

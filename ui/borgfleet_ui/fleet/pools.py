@@ -4,6 +4,8 @@ and the "full in N days" forecast drawn from it."""
 import json
 from datetime import timedelta
 
+from flask_babel import gettext as _
+
 from .. import queue as q
 from ..contract import contract
 from ..db import execute, query
@@ -38,7 +40,7 @@ def create_pool(db, data):
     sid = field(data, "server_id", required=True)
     s = query(db, "SELECT * FROM servers WHERE id=%s", (sid,), one=True)
     if not s or s["role"] != "backup_server":
-        raise Invalid("storage pools belong to backup servers")
+        raise Invalid(_("storage pools belong to backup servers"))
     pool = {"name": field(data, "name", "main"), "path": field(data, "path", required=True)}
     # The server's pools with this one, as the playbooks will see them: names, paths, no nesting.
     settings = by_contract(contract.server_settings, s["name"], backup_server_vars(db, s, pool))
@@ -50,9 +52,9 @@ def create_pool(db, data):
 
 def delete_pool(db, pool_id):
     if not query(db, "SELECT id FROM storage_pools WHERE id=%s", (pool_id,), one=True):
-        raise NotFound(f"pool {pool_id} not found")
+        raise NotFound(_("pool %(pool_id)s not found", pool_id=pool_id))
     if query(db, "SELECT id FROM backup_jobs WHERE pool_id=%s LIMIT 1", (pool_id,), one=True):
-        raise Invalid("backup jobs use this pool")
+        raise Invalid(_("backup jobs use this pool"))
     execute(db, "DELETE FROM storage_pools WHERE id=%s", (pool_id,))
 
 
@@ -65,7 +67,7 @@ def analyze(db, r, user):
     hosts holding pools measure them)."""
     names = [s["name"] for s in query(db, "SELECT name FROM servers WHERE setup_status='ok' ORDER BY id")]
     if not names:
-        raise Invalid("no server is set up yet: nothing to analyse")
+        raise Invalid(_("no server is set up yet: nothing to analyse"))
     return q.create_job(db, r, "analyze_pools", {
         "limit": names, "extravars": {"borgfleet_pool_warn_percent": warn_percent(db)}}, user=user)
 

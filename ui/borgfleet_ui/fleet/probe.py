@@ -16,8 +16,10 @@ import socket
 import subprocess
 import time
 
+from flask_babel import gettext as _
+
 from ..contract import contract
-from .common import Forbidden, Invalid, by_contract, int_between, matching
+from .common import Forbidden, Invalid, by_contract, int_between, matching, said
 
 CONNECT_TIMEOUT = 5          # seconds for the TCP connect and ssh's ConnectTimeout
 COMMAND_TIMEOUT = 15         # seconds for a whole ssh call (key exchange, auth and the command)
@@ -136,7 +138,7 @@ def check_tcp(address, port):
     except socket.gaierror as e:
         return "unknown_host", str(e.strerror or e)
     last = ("unreachable", "")
-    for family, type_, proto, _, sockaddr in infos:
+    for family, type_, proto, _canon, sockaddr in infos:
         s = socket.socket(family, type_, proto)
         s.settimeout(CONNECT_TIMEOUT)
         try:
@@ -212,17 +214,17 @@ def check_target(data, admin=False, saved_vars=None):
     address = data.get("address") or ""
     problem = contract.host_problem(address)
     if problem:
-        raise Invalid(f"address {address!r} {problem}")
+        raise Invalid(_("address %(address)r %(problem)s", address=address, problem=said(problem)))
     port = int_between(data.get("port", 22), "port", 1, 65535)
     user = matching(contract.SERVER_USER_RE, data.get("ssh_user") or "root", "ssh_user")
     role = data.get("role") or "client"
     if role not in ("client", "backup_server"):
-        raise Invalid("role must be client or backup_server")
+        raise Invalid(_("role must be client or backup_server"))
     host_vars = data.get("vars") or {}
     if saved_vars is not None:
         host_vars = saved_vars
     elif host_vars and not admin:
-        raise Forbidden("only an admin can set a server's extra vars")
+        raise Forbidden(_("only an admin can set a server's extra vars"))
     host_vars = by_contract(contract.check_host_vars, host_vars, role, "ssh")
     return Target(address, port, user, host_vars), role, host_vars
 
@@ -253,7 +255,7 @@ def test_connection(data, admin=False, saved_vars=None):
         else:
             verdict, detail = "ssh_failed", f"'id -u' answered rc {rc}: {_last_line(stderr)}"
     if verdict == "ok" and out["uid"] != 0:
-        rc, _, stderr = t.run("sudo", "-n", "true")
+        rc, _out, stderr = t.run("sudo", "-n", "true")
         out["sudo"] = rc == 0
         # The playbooks run as the SSH user (the service sets no become, and the contract refuses
         # ansible_become in a server's vars): with or without sudo, setup needs root.
@@ -331,7 +333,7 @@ def check_pools(t, pools):
         return [{**p, "usable": False, "state": "unknown", "message": f"cannot be checked: {_last_line(stderr)}"}
                 for p in pools]
     nearest = {p["path"]: next(a for a in _ancestors(p["path"]) if a in found) for p in pools}
-    _, fs_out, _ = t.run("stat", "-f", "-c", "%S|%b|%a|%n", "--", *sorted(set(nearest.values())))
+    _rc, fs_out, _err = t.run("stat", "-f", "-c", "%S|%b|%a|%n", "--", *sorted(set(nearest.values())))
     space = parse_statfs(fs_out)
     out = []
     for p in pools:
@@ -363,19 +365,20 @@ def trust_host_key(data, fingerprint, admin=False, saved_vars=None):
     host again and append the line whose fingerprint is the one shown to the known_hosts file the
     connection uses. Only while no key of that host is pinned: a changed key may be an attack and is
     replaced by hand, never from a page."""
-    t, _, _ = check_target(data, admin, saved_vars)
+    t = check_target(data, admin, saved_vars)[0]
     if not isinstance(fingerprint, str) or not re.fullmatch(r"SHA256:[A-Za-z0-9+/]{43}", fingerprint):
-        raise Invalid("fingerprint must be the SHA256:... shown by Test connection")
+        raise Invalid(_("fingerprint must be the SHA256:... shown by Test connection"))
     name = known_hosts_name(t.address, t.port)
     if os.path.exists(t.known_hosts):
         found = subprocess.run(["ssh-keygen", "-F", name, "-f", t.known_hosts], stdin=subprocess.DEVNULL,
                                capture_output=True, text=True, timeout=10)
         if found.returncode == 0 and found.stdout.strip():
-            raise Invalid(f"{t.known_hosts} already pins a key for {name}: a changed host key is replaced by hand"
-                          " (ssh-keygen -R), after checking why it changed")
+            raise Invalid(_("%(file)s already pins a key for %(name)s: a changed host key is replaced by hand"
+                            " (ssh-keygen -R), after checking why it changed", file=t.known_hosts, name=name))
     match = [k for k in _host_keys(t) if k["fingerprint"] == fingerprint]
     if not match:
-        raise Invalid(f"{name} does not offer a key with fingerprint {fingerprint} now: test the connection again")
+        raise Invalid(_("%(name)s does not offer a key with fingerprint %(fingerprint)s now: test the connection again",
+                        name=name, fingerprint=fingerprint))
     os.makedirs(os.path.dirname(t.known_hosts), mode=0o700, exist_ok=True)
     with open(t.known_hosts, "a") as f:
         f.write(match[0]["known_hosts_line"] + "\n")

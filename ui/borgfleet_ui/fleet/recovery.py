@@ -10,6 +10,8 @@ import ipaddress
 import json
 import shlex
 
+from flask_babel import gettext as _
+
 from .. import queue as q
 from ..db import query
 from .archives import get_archive
@@ -92,7 +94,7 @@ def list_sessions(db, server_id=None, largs=None, health=None):
     if server_id:
         largs = largs._replace(filters={**largs.filters, "server_id": server_id})
     if health and health not in HEALTH:
-        raise Invalid(f"health must be one of {', '.join(HEALTH)}", "health")
+        raise Invalid(_("health must be one of %(choices)s", choices=', '.join(HEALTH)), "health")
     sql, args = list_query(LISTING, SESSION_COLS, largs)
     sessions = [session_out(r) for r in query(db, sql, args)]
     # The label is health_label's rule, read from the host's report: filtered here, not restated in SQL.
@@ -102,13 +104,13 @@ def list_sessions(db, server_id=None, largs=None, health=None):
 def get_session(db, session_id):
     row = query(db, SESSION_SELECT + " WHERE rs.id=%s", (session_id,), one=True)
     if not row:
-        raise NotFound(f"instant recovery session {session_id} not found")
+        raise NotFound(_("instant recovery session %(session_id)s not found", session_id=session_id))
     return session_out(row)
 
 
 def _text(value, what, max_len):
     if not isinstance(value, str) or not 0 < len(value) <= max_len or not value.isprintable():
-        raise Invalid(f"{what} must be text of 1 to {max_len} printable characters")
+        raise Invalid(_("%(what)s must be text of 1 to %(max_len)s printable characters", what=what, max_len=max_len))
     return value
 
 
@@ -118,12 +120,12 @@ def start(db, r, archive_id, data, user):
     a = get_archive(db, archive_id)
     bj = get_backup_job(db, a["backup_job_id"])
     if not bj["verifiable"]:
-        raise Invalid(f"archive {a['name']} is not of a database backup taken from a snapshot: it holds no data"
-                      " directory to start")
+        raise Invalid(_("archive %(name)s is not of a database backup taken from a snapshot: it holds no data"
+                        " directory to start", name=a["name"]))
     host_id = field(data, "host_id", bj["client_id"])
     host = get_server(db, int_between(host_id, "host_id", 1, 2**31))
     if host["role"] != "client":
-        raise Invalid("host_id must name a client (the host that runs the session)")
+        raise Invalid(_("host_id must name a client (the host that runs the session)"))
     extravars = {"borgfleet_recovery_state": "started", "borgfleet_backup": bj["name"],
                  "borgfleet_archive": a["name"]}
     if host["id"] != bj["client_id"]:
@@ -133,7 +135,7 @@ def start(db, r, archive_id, data, user):
         try:
             extravars["borgfleet_recovery_address"] = str(ipaddress.ip_address(_text(address, "address", 64)))
         except ValueError:
-            raise Invalid(f"address {address!r} is not an IP address") from None
+            raise Invalid(_("address %(address)r is not an IP address", address=address)) from None
     port = field(data, "port")
     if port not in (None, "", 0, "0"):
         extravars["borgfleet_recovery_port"] = int_between(port, "port", 1, 65535)
@@ -172,8 +174,8 @@ def resume(db, r, session_id, user):
     """Start a stopped session's engine again on its layer (a broken one is rebuilt from its archive)."""
     s = get_session(db, session_id)
     if not s["backup_job_id"]:
-        raise Invalid(f"session {s['name']} was not started from a backup job of this service: resume it where it"
-                      " was started (playbooks/instant_recovery.yml)")
+        raise Invalid(_("session %(name)s was not started from a backup job of this service: resume it where it"
+                        " was started (playbooks/instant_recovery.yml)", name=s["name"]))
     extravars = {"borgfleet_recovery_state": "started", "borgfleet_backup": s["backup_name"],
                  "borgfleet_archive": s["archive"]}
     if s["client_name"] != s["host"]:
@@ -185,12 +187,13 @@ def cleanup(db, r, server_id, user):
     """Tear down on one host what failures left: broken sessions, and mounts of ours no session owns."""
     host = get_server(db, server_id)
     if host["role"] != "client":
-        raise Invalid("instant recovery runs on clients only: nothing to clean up on a backup server")
+        raise Invalid(_("instant recovery runs on clients only: nothing to clean up on a backup server"))
     busy = query(db, "SELECT id FROM jobs WHERE server_id=%s AND kind IN %s"
                      " AND status IN ('queued', 'waiting', 'running') LIMIT 1", (host["id"], CHANGING), one=True)
     if busy:
         # A session being built is not yet healthy: a cleanup now would tear it down.
-        raise Invalid(f"a session on {host['name']} is being changed by job {busy['id']}: clean up after it ends")
+        raise Invalid(_("a session on %(name)s is being changed by job %(id)s: clean up after it ends",
+                        name=host['name'], id=busy['id']))
     return q.create_job(db, r, "recovery_cleanup",
                         {"limit": [host["name"]], "host": host["name"],
                          "extravars": {"borgfleet_recovery_state": "cleanup"}},
@@ -202,12 +205,12 @@ def refresh(db, r, user, server_id=None):
     if server_id:
         host = get_server(db, server_id)
         if host["role"] != "client":
-            raise Invalid("instant recovery runs on clients only")
+            raise Invalid(_("instant recovery runs on clients only"))
         hosts = [host["name"]]
     else:
         hosts = [s["name"] for s in query(db, "SELECT name FROM servers WHERE role='client' ORDER BY name")]
     if not hosts:
-        raise Invalid("no clients: no host can hold an instant recovery session")
+        raise Invalid(_("no clients: no host can hold an instant recovery session"))
     return q.create_job(db, r, "recovery_query",
                         {"limit": hosts, "hosts": hosts, "extravars": {"borgfleet_recovery_state": "query"}},
                         server_id=server_id, user=user)

@@ -2,6 +2,8 @@
 and restores (to the original place, another directory, or another client). Each is a queued run
 of the collection's playbooks (browse.yml, search.yml, restore_anywhere.yml); pages and the API read
 what it found from the job's result."""
+from flask_babel import gettext as _
+
 from .. import queue as q
 from ..db import query
 from .archives import get_archive
@@ -18,10 +20,10 @@ def archive_path(value, what="path"):
     """A path inside an archive as borg stores it: relative (a leading / is dropped), no '..', no
     control character. '' is the top of the archive."""
     if not isinstance(value, str) or any(ord(c) < 32 for c in value):
-        raise Invalid(f"{what} must be text without control characters")
+        raise Invalid(_("%(what)s must be text without control characters", what=what))
     path = value.strip("/")
     if ".." in path.split("/"):
-        raise Invalid(f"{what} {value!r} may not contain '..'")
+        raise Invalid(_("%(what)s %(value)r may not contain '..'", what=what, value=value))
     return path
 
 
@@ -50,7 +52,7 @@ def search(db, r, backup_job_id, path, user, last=0):
     bj = get_backup_job(db, backup_job_id)
     path = archive_path(path)
     if not path:
-        raise Invalid("path is required")
+        raise Invalid(_("path is required"))
     last = int_between(last, "last", 0, 100000)
     return q.create_job(db, r, "search",
                         {"limit": [bj["client_name"]],
@@ -70,17 +72,17 @@ def restore(db, r, archive_id, data, user, judge_only=False):
     with about("paths"):
         paths = field(data, "paths", required=True)
         if not isinstance(paths, list) or not paths or len(paths) > MAX_PATHS:
-            raise Invalid(f"paths must be a list of 1 to {MAX_PATHS} paths inside the archive")
+            raise Invalid(_("paths must be a list of 1 to %(max_paths)s paths inside the archive", max_paths=MAX_PATHS))
         paths = list(dict.fromkeys(archive_path(p, "each path") for p in paths))
         if "" in paths:
-            raise Invalid("select files or directories, not the whole archive")
+            raise Invalid(_("select files or directories, not the whole archive"))
     with about("target"):
         target = absolute_path(field(data, "target", "/"), "target")
         if ".." in target.split("/"):
-            raise Invalid("target may not contain '..'")
+            raise Invalid(_("target may not contain '..'"))
     overwrite, dry_run = field(data, "overwrite", False), field(data, "dry_run", False)
     if not isinstance(overwrite, bool) or not isinstance(dry_run, bool):
-        raise Invalid("overwrite and dry_run must be true or false", "overwrite")
+        raise Invalid(_("overwrite and dry_run must be true or false"), "overwrite")
     backup_dir = field(data, "backup_dir", "")
     if backup_dir:
         with about("backup_dir"):
@@ -89,9 +91,9 @@ def restore(db, r, archive_id, data, user, judge_only=False):
     try:
         client = get_server(db, client_id)
     except NotFound:
-        raise Invalid(f"client_id {client_id} is not a server", "client_id") from None
+        raise Invalid(_("client_id %(client_id)s is not a server", client_id=client_id), "client_id") from None
     if client["role"] != "client":
-        raise Invalid(f"{client['name']} is not a client: restores go to clients", "client_id")
+        raise Invalid(_("%(name)s is not a client: restores go to clients", name=client['name']), "client_id")
     if judge_only:
         return None
     extravars = {"borgfleet_backup": a["backup_name"], "borgfleet_archive": a["name"],
@@ -112,5 +114,5 @@ def job_of(db, job_id, kind, **owner):
     the pages show it: the row, with its result once it succeeded; NotFound for any other job."""
     job = get_job(db, job_id)
     if job["kind"] != kind or any(job[k] != v for k, v in owner.items()):
-        raise NotFound(f"no {kind} job {job_id} here")
+        raise NotFound(_("no %(kind)s job %(job_id)s here", kind=kind, job_id=job_id))
     return job

@@ -2,6 +2,8 @@
 import json
 from datetime import timedelta
 
+from flask_babel import gettext as _
+
 from .. import queue as q
 from ..db import execute, query
 from ..kinds import KINDS
@@ -44,7 +46,7 @@ def get_job(db, job_id):
     row = query(db, f"SELECT {JOB_COLS} FROM jobs j LEFT JOIN servers s ON s.id=j.server_id"
                     " LEFT JOIN backup_jobs b ON b.id=j.backup_job_id WHERE j.id=%s", (job_id,), one=True)
     if not row:
-        raise NotFound(f"job {job_id} not found")
+        raise NotFound(_("job %(job_id)s not found", job_id=job_id))
     return job_out(row)
 
 
@@ -57,7 +59,7 @@ def job_log(db, job_id, after=0, limit=1000):
 def cancel_job(db, r, job_id):
     job = get_job(db, job_id)
     if job["status"] in q.FINAL:
-        raise Invalid(f"job is already {job['status']}")
+        raise Invalid(_("job is already %(status)s", status=job['status']))
     r.set(q.cancel_key(job_id), "1", ex=86400)
     if job["status"] == "queued":
         # Not started: the worker skips rows already final.

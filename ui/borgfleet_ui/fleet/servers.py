@@ -2,10 +2,12 @@
 import json
 import re
 
+from flask_babel import gettext as _
+
 from .. import queue as q
 from ..contract import contract
 from ..db import execute, query
-from .common import (Forbidden, Invalid, ListArgs, Listing, NotFound, about, absolute_path, by_contract,
+from .common import (Forbidden, Invalid, ListArgs, Listing, NotFound, about, absolute_path, by_contract, said,
                      field, int_between, list_query, matching)
 from . import probe
 from .pools import backup_server_vars, create_pool
@@ -43,7 +45,7 @@ def list_servers(db, role=None, limit=50, before=None, largs=None):
 def get_server(db, server_id):
     row = query(db, f"SELECT {SERVER_COLS} FROM servers WHERE id=%s", (server_id,), one=True)
     if not row:
-        raise NotFound(f"server {server_id} not found")
+        raise NotFound(_("server %(server_id)s not found", server_id=server_id))
     return server_out(row)
 
 
@@ -51,7 +53,7 @@ def _host(value, what):
     """A host name, IPv4 or IPv6 address, as the collection's contract accepts it (never an option)."""
     problem = contract.host_problem(value)
     if problem:
-        raise Invalid(f"{what} {value!r} {problem}")
+        raise Invalid(_("%(what)s %(value)r %(problem)s", what=what, value=value, problem=said(problem)))
     return value
 
 
@@ -70,15 +72,15 @@ def _server_fields(db, data, current=None, admin=False):
     with about("role"):
         out["role"] = field(data, "role", cur.get("role"), required=True)
         if out["role"] not in ("client", "backup_server"):
-            raise Invalid("role must be client or backup_server")
+            raise Invalid(_("role must be client or backup_server"))
     with about("connection"):
         out["connection"] = field(data, "connection", cur.get("connection", "ssh"))
         if out["connection"] not in ("ssh", "local"):
-            raise Invalid("connection must be ssh or local")
+            raise Invalid(_("connection must be ssh or local"))
     # A local client is the worker host itself, backed up (and restored) as the service's user:
     # whoever adds one can read any file there, the service's key file included.
     if out["connection"] == "local" and cur.get("connection") != "local" and not admin:
-        raise Forbidden("only an admin can add a local server (connection local runs on the worker host itself)",
+        raise Forbidden(_("only an admin can add a local server (connection local runs on the worker host itself)"),
                         "connection")
     with about("address"):
         out["address"] = _host(field(data, "address", cur.get("address", "127.0.0.1")), "address")
@@ -91,12 +93,12 @@ def _server_fields(db, data, current=None, admin=False):
     lpp = field(data, "local_pool_path", cur.get("local_pool_path"))
     if out["role"] == "client":
         if bsid is None and lpp is None:
-            raise Invalid("a client needs backup_server_id, or local_pool_path for local repositories",
+            raise Invalid(_("a client needs backup_server_id, or local_pool_path for local repositories"),
                           "backup_server_id")
         if bsid is not None:
             bs = query(db, "SELECT role FROM servers WHERE id=%s", (bsid,), one=True)
             if not bs or bs["role"] != "backup_server":
-                raise Invalid(f"backup_server_id {bsid} is not a backup server", "backup_server_id")
+                raise Invalid(_("backup_server_id %(bsid)s is not a backup server", bsid=bsid), "backup_server_id")
             lpp = None
         else:
             with about("local_pool_path"):
@@ -108,7 +110,7 @@ def _server_fields(db, data, current=None, admin=False):
     vars_ = field(data, "vars", old_vars)
     # Extra vars reach ssh and Ansible on the worker host: only admins set or change them.
     if vars_ != old_vars and not admin:
-        raise Forbidden("only an admin can set or change a server's extra vars", "vars")
+        raise Forbidden(_("only an admin can set or change a server's extra vars"), "vars")
     with about("vars"):
         out["vars_json"] = json.dumps(check_vars(vars_, out["role"], out["connection"]))
     return out
@@ -123,19 +125,23 @@ def role_change_problem(db, server):
     if server["role"] == "client":
         jobs = n("SELECT COUNT(*) AS n FROM backup_jobs WHERE client_id=%s")
         if jobs:
-            return (f"client {name} has {jobs} backup job(s) whose repositories are named after it: it cannot be"
-                    " turned into a backup server while they back it up; delete its backup jobs first (their"
-                    " repositories stay on the backup server), or add the host again as a new server")
+            return _("client %(name)s has %(n)s backup job(s) whose repositories are named after it: it cannot be"
+                     " turned into a backup server while they back it up; delete its backup jobs first (their"
+                     " repositories stay on the backup server), or add the host again as a new server",
+                     name=name, n=jobs)
         return None
     clients = n("SELECT COUNT(*) AS n FROM servers WHERE backup_server_id=%s")
     repos = n("SELECT COUNT(*) AS n FROM repositories WHERE server_id=%s")
     if clients:
-        return (f"backup server {name} has clients ({clients}): it cannot become a client; move them to another"
-                " backup server or delete them first" + (f", and delete the backup jobs whose {repos} repository(ies)"
-                                                          " its pools hold" if repos else ""))
+        if repos:
+            return _("backup server %(name)s has clients (%(n)s): it cannot become a client; move them to another"
+                     " backup server or delete them first, and delete the backup jobs whose %(repos)s"
+                     " repository(ies) its pools hold", name=name, n=clients, repos=repos)
+        return _("backup server %(name)s has clients (%(n)s): it cannot become a client; move them to another"
+                 " backup server or delete them first", name=name, n=clients)
     if repos:
-        return (f"backup server {name} holds {repos} repository(ies) in its pools: it cannot become a client;"
-                " delete the backup jobs they belong to first")
+        return _("backup server %(name)s holds %(n)s repository(ies) in its pools: it cannot become a client;"
+                 " delete the backup jobs they belong to first", name=name, n=repos)
     return None
 
 
@@ -145,21 +151,23 @@ def _check_move(db, cur, f):
     if cur["role"] == "client" and f["role"] == "client":
         n = query(db, "SELECT COUNT(*) AS n FROM backup_jobs WHERE client_id=%s", (cur["id"],), one=True)["n"]
         if n:
-            for col, what in (("name", "renamed"), ("backup_server_id", "moved to another backup server"),
-                              ("local_pool_path", "moved to another place")):
+            for col, what in (("name", _("renamed")),
+                              ("backup_server_id", _("moved to another backup server")),
+                              ("local_pool_path", _("moved to another place"))):
                 if f[col] != cur[col]:
-                    raise Invalid(f"client {cur['name']} has {n} backup job(s) whose repositories are named after"
-                                  f" it and live on its current backup server: it cannot be {what}"
-                                  " (its archives would become unreachable); delete its backup jobs first,"
-                                  " or add a new client", col)
+                    raise Invalid(_("client %(name)s has %(n)s backup job(s) whose repositories are named after"
+                                    " it and live on its current backup server: it cannot be %(what)s"
+                                    " (its archives would become unreachable); delete its backup jobs first,"
+                                    " or add a new client", name=cur["name"], n=n, what=what), col)
     elif cur["role"] == "backup_server" and \
             query(db, "SELECT id FROM repositories WHERE server_id=%s LIMIT 1", (cur["id"],), one=True):
         # The repositories belong to the account running borg serve; another account cannot open them.
         # (Its name, address and port may change: repositories are found by pool, client and backup.)
         old_user = cur["vars"].get("borgfleet_server_user", "borg")
         if json.loads(f["vars_json"]).get("borgfleet_server_user", "borg") != old_user:
-            raise Invalid(f"backup server {cur['name']} holds repositories owned by {old_user}:"
-                          " borgfleet_server_user cannot change while clients have backup jobs there", "vars")
+            raise Invalid(_("backup server %(name)s holds repositories owned by %(user)s:"
+                            " borgfleet_server_user cannot change while clients have backup jobs there",
+                            name=cur["name"], user=old_user), "vars")
 
 
 # What changes how the service (and its playbooks) reach a server: setup must run again for it.
@@ -177,11 +185,11 @@ def create_server(db, data, admin=False, dry_run=False):
     """Add a server (and its pools); dry_run: only judge `data` (nothing written, None)."""
     f = _server_fields(db, data, admin=admin)
     if query(db, "SELECT id FROM servers WHERE name=%s", (f["name"],), one=True):
-        raise Invalid(f"a server named {f['name']} exists", "name")
+        raise Invalid(_("a server named %(name)s exists", name=f['name']), "name")
     pools = field(data, "pools", []) or []
     if pools:
         if f["role"] != "backup_server":
-            raise Invalid("storage pools belong to backup servers", "pools")
+            raise Invalid(_("storage pools belong to backup servers"), "pools")
         # All of them checked before the server row exists: a refused pool leaves nothing behind.
         server = {"id": None, "address": f["address"], "port": f["port"], "vars_json": f["vars_json"]}
         hv = dict(backup_server_vars(db, server), borgfleet_storage_pools=pools)
@@ -208,7 +216,7 @@ def _judged(db, cur, data, admin):
             raise Invalid(problem, "role")
     f = _server_fields(db, data, cur, admin=admin)
     if f["name"] != cur["name"] and query(db, "SELECT id FROM servers WHERE name=%s", (f["name"],), one=True):
-        raise Invalid(f"a server named {f['name']} exists", "name")
+        raise Invalid(_("a server named %(name)s exists", name=f['name']), "name")
     _check_move(db, cur, f)
     return f
 
@@ -283,7 +291,8 @@ def test_edit(db, server_id, data, admin=False):
     cur = get_server(db, server_id)
     f = _judged(db, cur, data, admin)
     if f["connection"] != "ssh":
-        raise Invalid("a local server runs on the worker host itself: there is no connection to test", "connection")
+        raise Invalid(_("a local server runs on the worker host itself: there is no connection to test"),
+                      "connection")
     return probe.test_connection(_probe_data(db, cur, f), saved_vars=json.loads(f["vars_json"]))
 
 
@@ -327,9 +336,9 @@ def deletion(db, server_id):
 def delete_server(db, server_id):
     get_server(db, server_id)
     if query(db, "SELECT id FROM servers WHERE backup_server_id=%s LIMIT 1", (server_id,), one=True):
-        raise Invalid("clients still use this backup server; move or delete them first")
+        raise Invalid(_("clients still use this backup server; move or delete them first"))
     if query(db, "SELECT id FROM repositories WHERE server_id=%s LIMIT 1", (server_id,), one=True):
-        raise Invalid("backup jobs keep repositories on this backup server; delete them first")
+        raise Invalid(_("backup jobs keep repositories on this backup server; delete them first"))
     execute(db, "DELETE FROM servers WHERE id=%s", (server_id,))
 
 

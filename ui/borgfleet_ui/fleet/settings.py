@@ -1,6 +1,8 @@
 """The service's settings (name, default time zone, stats interval, pool warning), as name/value rows."""
 import re
 
+from flask_babel import gettext as _
+
 from ..db import execute, query
 from .common import Invalid, about, matching
 
@@ -21,7 +23,7 @@ def update_settings(db, data):
                "job_log_retention_days": re.compile(r"\d{1,5}")}
     for k in data:
         if k not in allowed:
-            raise Invalid(f"unknown setting {k}", k)
+            raise Invalid(_("unknown setting %(k)s", k=k), k)
     for k, v in data.items():   # all judged before any is written
         with about(k):
             matching(allowed[k], str(v), k)

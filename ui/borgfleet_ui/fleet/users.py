@@ -1,5 +1,7 @@
 """Users (admins manage them) and API tokens (each user their own), for the API and the pages alike.
 Passwords and tokens are generated here and returned once; only their hashes are stored (auth.py)."""
+from flask_babel import gettext as _
+
 from .. import auth
 from ..contract import contract
 from ..db import execute, query
@@ -15,13 +17,13 @@ def list_users(db):
 def get_user(db, uid):
     user = query(db, f"SELECT {USER_COLS} FROM users WHERE id=%s", (uid,), one=True)
     if user is None:
-        raise NotFound(f"no user {uid}")
+        raise NotFound(_("no user %(uid)s", uid=uid))
     return user
 
 
 def _role(value):
     if value not in auth.ROLES:
-        raise Invalid(f"role must be one of {', '.join(auth.ROLES)}", "role")
+        raise Invalid(_("role must be one of %(choices)s", choices=', '.join(auth.ROLES)), "role")
     return value
 
 
@@ -31,7 +33,7 @@ def create_user(db, data):
         name = matching(contract.SERVER_USER_RE, data.get("username"), "username")   # as boring as an OS account
     role = _role(data.get("role"))
     if query(db, "SELECT id FROM users WHERE username=%s", (name,), one=True):
-        raise Invalid(f"user {name} exists", "username")
+        raise Invalid(_("user %(name)s exists", name=name), "username")
     if data.get("password") is not None:
         with about("password"):
             auth.check_password_rule(data["password"])
@@ -44,17 +46,17 @@ def update_user(db, uid, data):
     user = get_user(db, uid)
     unknown = set(data) - {"password", "role", "disabled"}
     if unknown:
-        raise Invalid(f"unknown fields: {sorted(unknown)}")
+        raise Invalid(_("unknown fields: %(fields)s", fields=sorted(unknown)))
     new_role = _role(data.get("role", user["role"]))
     disabled = data.get("disabled", bool(user["disabled"]))
     if not isinstance(disabled, bool):
-        raise Invalid("disabled must be true or false", "disabled")
+        raise Invalid(_("disabled must be true or false"), "disabled")
     if "password" in data:
         with about("password"):
             auth.check_password_rule(data["password"])
     if user["role"] == "admin" and (new_role != "admin" or disabled) and not query(
             db, "SELECT id FROM users WHERE role='admin' AND disabled=0 AND id<>%s LIMIT 1", (uid,)):
-        raise Invalid("this is the last enabled admin: add another admin first")
+        raise Invalid(_("this is the last enabled admin: add another admin first"))
     execute(db, "UPDATE users SET role=%s WHERE id=%s", (new_role, uid))
     auth.set_disabled(db, uid, disabled)
     if "password" in data:
@@ -87,4 +89,4 @@ def create_token(db, uid, data):
 def revoke_token(db, uid, tid):
     """Delete one of the user's own tokens (another user's is 'not found')."""
     if not execute(db, "DELETE FROM api_tokens WHERE id=%s AND user_id=%s", (tid, uid)):
-        raise NotFound("no such token")
+        raise NotFound(_("no such token"))

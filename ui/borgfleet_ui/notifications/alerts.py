@@ -154,6 +154,29 @@ def _stats_collected(db, r, server_ids):
     return queued
 
 
+# --- what is failing now -------------------------------------------------------------------------
+
+def failing_now(db, limit=50):
+    """The open incidents, newest first (what the dashboard and the notifications page list): a pool's
+    with its figures of the last analysis (used_percent, full_in_days), a server's with its resource's
+    in the newest sample (percent, where: a filesystem's mountpoint), under `figures`."""
+    incidents = events.list_incidents(db, open_only=True, limit=limit)
+    usage = None
+    for i in incidents:
+        if i["kind"] == "pool":
+            if usage is None:
+                from ..fleet import pools   # the fleet package pulls in the web side's modules
+                usage = {(p["server_id"], p["name"]): p for p in pools.usage(db)}
+            p = usage.get((i["server_id"], i["subject"]))
+            i["figures"] = {"used_percent": p["used_percent"], "full_in_days": p["full_in_days"]} if p else {}
+        elif i["kind"] == "server":
+            row = query(db, "SELECT data_json FROM server_stats WHERE server_id=%s ORDER BY id DESC LIMIT 1",
+                        (i["server_id"],), one=True)
+            now = resource_percents(json.loads(row["data_json"])).get(i["subject"]) if row else None
+            i["figures"] = {"percent": now[0], "where": now[1]} if now else {}
+    return incidents
+
+
 # --- instant-recovery sessions ------------------------------------------------------------------
 
 SESSION_FIELDS = ("name", "engine", "archive", "address", "port", "state", "started_at")

@@ -2,7 +2,8 @@
 
 A message is built when it is sent, from the rows it names (job, backup job, client, incident, or
 the digest's period): only names, statuses, error classes, figures and links, never a stored
-secret. Mail through mail.py; the webhook is a JSON POST signed with HMAC-SHA256 of its body."""
+secret. Mail through mail.py; the webhook is a JSON POST signed with HMAC-SHA256 of its body; chat
+tools through Apprise URLs (chat.py) get the mail's subject and text."""
 import hashlib
 import hmac
 import json
@@ -15,7 +16,7 @@ from rq import get_current_job
 
 from ..config import load_config
 from ..db import connect, execute, query
-from . import digest, mail, stale, store
+from . import chat, digest, mail, stale, store
 
 
 # The webhook's JSON keeps these English words (machine-read); mails name kinds and error classes in
@@ -41,6 +42,8 @@ def deliver(delivery_id):
                 send_mail(cfg, db, d)
             elif d["channel"] == "ping":
                 post_ping(db, d)
+            elif d["channel"] == "apprise":
+                post_apprise(cfg, db, d)
             else:
                 post_webhook(cfg, db, d)
         except Exception as e:
@@ -160,7 +163,11 @@ def alert_context(db, d):
 
 def build_mail(db, d):
     """(subject, text, html) of a delivery's mail, in its recipient's language."""
-    language = recipient_language(db, d["recipient"])
+    return build_message(db, d, recipient_language(db, d["recipient"]))
+
+
+def build_message(db, d, language):
+    """(subject, text, html) of a delivery's message in `language` (None: English)."""
     if d["event"] in ALERT_TEMPLATES:
         return mail.render(ALERT_TEMPLATES[d["event"]], language, **alert_context(db, d))
     if d["event"] == "digest":
@@ -223,6 +230,13 @@ def post_webhook(cfg, db, d):
     if secret:
         headers["X-BorgFleet-Signature"] = sign(secret, body)
     _post(urllib.request.Request(d["recipient"], data=body, headers=headers, method="POST"), "the webhook")
+
+
+def post_apprise(cfg, db, d):
+    """The mail's subject and plain text to every Apprise URL, in English (a chat room has no one
+    language; the webhook's words are English too)."""
+    subject, text, _html = build_message(db, d, None)
+    chat.send(chat.urls(store.secret(cfg, db, "apprise_urls")), subject, text, d["event"])
 
 
 def post_ping(db, d):

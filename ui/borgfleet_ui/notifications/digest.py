@@ -80,5 +80,6 @@ def context(db, start, end, settings, app_name):
               "added": sum(int(b["added"] or 0) for b in backups)}
     return {"app_name": app_name, "start": start, "end": end, "frequency": settings["digest_frequency"],
             "by_kind": by_kind, "failures": failures, "backups": backups, "totals": totals,
-            "incidents": events.list_incidents(db, open_only=True),
+            # A backup job's incidents (the digest's lines name a client and a backup job).
+            "incidents": [i for i in events.list_incidents(db, open_only=True) if i["backup_job_id"]],
             "home_url": settings["base_url"] or None}

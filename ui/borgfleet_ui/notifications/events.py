@@ -18,8 +18,9 @@ from . import store
 log = logging.getLogger("borgfleet.notifications")
 
 EVENT_KINDS = ("backup", "prune", "check", "verify")
-# Mail servers and webhook receivers come back: try again after 10 s, 1 min, 5 min.
+# Mail servers, webhook receivers and chat services come back: try again after 10 s, 1 min, 5 min.
 RETRY = (10, 60, 300)
+# The events the webhook and the Apprise URLs hear (the digest is mail only).
 WEBHOOK_EVENTS = ("failure", "recovery", "stale", "missed", "pool", "pool_recovery", "server", "server_recovery",
                   "session_started", "session_stopped", "session_removed")
 
@@ -96,6 +97,9 @@ def queue_event(db, r, event, job_id=None, incident_id=None, backup_job_id=None,
     targets = [("email", a) for a in store.recipients(db, event, backup_job_id)]
     if settings["webhook_url"] and event in WEBHOOK_EVENTS:
         targets.append(("webhook", settings["webhook_url"]))
+    if settings["apprise_urls_set"] and event in WEBHOOK_EVENTS:
+        # The URLs carry tokens: the delivery row names the channel only; they are read when it is sent.
+        targets.append(("apprise", "apprise"))
     ids = []
     for channel, recipient in targets:
         did = execute(db, "INSERT INTO notification_deliveries (event, channel, recipient, job_id, incident_id,"
@@ -130,6 +134,9 @@ def list_deliveries(db, limit=50):
 
 
 def list_incidents(db, open_only=False, limit=50):
-    return query(db, "SELECT i.*, b.name AS backup_job, c.name AS client FROM notification_incidents i"
-                     " JOIN backup_jobs b ON b.id=i.backup_job_id JOIN servers c ON c.id=b.client_id"
+    """Incidents newest first: a backup job's (backup_job, client named) and, from alerts.py, a pool's
+    or a server's resource (server named, subject: the pool's name or disk/memory/cpu)."""
+    return query(db, "SELECT i.*, b.name AS backup_job, c.name AS client, s.name AS server"
+                     " FROM notification_incidents i LEFT JOIN backup_jobs b ON b.id=i.backup_job_id"
+                     " LEFT JOIN servers c ON c.id=b.client_id LEFT JOIN servers s ON s.id=i.server_id"
                      + (" WHERE i.is_open=1" if open_only else "") + " ORDER BY i.id DESC LIMIT %s", (limit,))

@@ -1,14 +1,18 @@
-"""Notification settings (SMTP, base URL, webhook, digest) and per-user subscriptions: read, checked,
-written. The SMTP password and the webhook secret are stored encrypted (secret_store) and never
-returned: readers get `smtp_password_set` / `webhook_secret_set` instead."""
+"""Notification settings (SMTP, base URL, webhook, Apprise URLs, digest) and per-user subscriptions:
+read, checked, written. The SMTP password, the webhook secret and the Apprise URLs (they carry tokens)
+are stored encrypted (secret_store) and never returned: readers get `smtp_password_set`,
+`webhook_secret_set` and `apprise_urls_set` instead."""
 import json
 import re
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from flask_babel import gettext as _
+
 from .. import secret_store
 from ..db import execute, query
 from ..fleet.common import Invalid, NotFound, int_between
+from . import chat
 
 EVENTS = ("failure", "recovery", "stale", "digest", "missed", "pool", "server", "session")
 # The subscription's event of each message's event that is not one itself: a pool's or a server's
@@ -20,7 +24,7 @@ THRESHOLDS = {"pool_full_days": 366, "server_disk_percent": 100, "server_memory_
               "server_cpu_percent": 100}
 SECURITY = ("none", "starttls", "tls")
 FREQUENCIES = ("off", "daily", "weekly")
-SECRETS = ("smtp_password", "webhook_secret")
+SECRETS = ("smtp_password", "webhook_secret", "apprise_urls")
 
 _HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,253})|\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Fa-f:.]{2,45}")
 # A mailbox as a person types it: local@domain, no spaces, no header characters.
@@ -43,7 +47,8 @@ def get_settings(db):
 
 
 def secret(cfg, db, name):
-    """A decrypted secret (smtp_password, webhook_secret), '' when not set. Worker and web side only."""
+    """A decrypted secret (smtp_password, webhook_secret, apprise_urls), '' when not set. Worker and web
+    side only."""
     stored = _raw(db)[name]
     return secret_store.decrypt(cfg, stored) if stored else ""
 
@@ -53,7 +58,7 @@ def _url(value, what):
         return value
     parts = urlsplit(value) if isinstance(value, str) else None
     if not parts or parts.scheme not in ("http", "https") or not parts.hostname or any(c in value for c in "\r\n\0 "):
-        raise Invalid(f"{what} must be an http:// or https:// URL")
+        raise Invalid(_("%(what)s must be an http:// or https:// URL", what=what))
     return value
 
 
@@ -61,24 +66,24 @@ def email_address(value, what, empty=False):
     if empty and value == "":
         return value
     if not isinstance(value, str) or not EMAIL_RE.fullmatch(value):
-        raise Invalid(f"{what} {value!r} is not an email address")
+        raise Invalid(_("%(what)s %(value)r is not an email address", what=what, value=value))
     return value
 
 
 def _checked(key, v):
     if key == "smtp_host":
         if v != "" and (not isinstance(v, str) or not _HOST_RE.fullmatch(v)):
-            raise Invalid(f"smtp_host {v!r} is not a host name or address")
+            raise Invalid(_("smtp_host %(v)r is not a host name or address", v=v))
         return v
     if key == "smtp_port":
         return int_between(v, "smtp_port", 1, 65535)
     if key == "smtp_security":
         if v not in SECURITY:
-            raise Invalid(f"smtp_security must be one of {', '.join(SECURITY)}")
+            raise Invalid(_("smtp_security must be one of %(choices)s", choices=', '.join(SECURITY)))
         return v
     if key == "smtp_user":
         if not isinstance(v, str) or not _NO_NEWLINE_RE.fullmatch(v):
-            raise Invalid("smtp_user must be one line of at most 255 characters")
+            raise Invalid(_("smtp_user must be one line of at most 255 characters"))
         return v
     if key == "smtp_sender":
         return email_address(v, "smtp_sender", empty=True)
@@ -86,11 +91,11 @@ def _checked(key, v):
         return _url(v, key).rstrip("/") if key == "base_url" else _url(v, key)
     if key == "digest_frequency":
         if v not in FREQUENCIES:
-            raise Invalid(f"digest_frequency must be one of {', '.join(FREQUENCIES)}")
+            raise Invalid(_("digest_frequency must be one of %(choices)s", choices=', '.join(FREQUENCIES)))
         return v
     if key == "digest_time":
         if not isinstance(v, str) or not _TIME_RE.fullmatch(v):
-            raise Invalid("digest_time must be HH:MM (24 h)")
+            raise Invalid(_("digest_time must be HH:MM (24 h)"))
         return v
     if key in THRESHOLDS:
         return int_between(v, key, 0, THRESHOLDS[key])
@@ -102,18 +107,21 @@ def _checked(key, v):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError, TypeError):
-            raise Invalid(f"digest_timezone {v!r} is not a known time zone") from None
+            raise Invalid(_("digest_timezone %(v)r is not a known time zone", v=v)) from None
         return v
-    raise Invalid(f"unknown notification setting {key}")
+    raise Invalid(_("unknown notification setting %(key)s", key=key))
 
 
 def update_settings(cfg, db, data):
     """Change the settings given. A secret: a string sets it (encrypted), '' or null clears it,
     absent keeps it."""
     for key, v in data.items():
-        if key in SECRETS:
+        if key == "apprise_urls":
+            urls = chat.check_urls(v) if v not in (None, "") else []
+            stored = secret_store.encrypt(cfg, "\n".join(urls)) if urls else None
+        elif key in SECRETS:
             if v not in (None, "") and (not isinstance(v, str) or len(v) > 512 or "\n" in v or "\0" in v):
-                raise Invalid(f"{key} must be one line of at most 512 characters")
+                raise Invalid(_("%(key)s must be one line of at most 512 characters", key=key))
             stored = secret_store.encrypt(cfg, v) if v else None
         else:
             stored = _checked(key, v)
@@ -148,25 +156,25 @@ def put_subscription(db, user_id, data):
     """Create or replace a user's subscription: email (required), events (default all: EVENTS), backup_job_ids
     (null or absent: all backup jobs), enabled (default true)."""
     if not query(db, "SELECT id FROM users WHERE id=%s", (user_id,), one=True):
-        raise NotFound(f"no user {user_id}")
+        raise NotFound(_("no user %(user_id)s", user_id=user_id))
     unknown = set(data) - {"email", "events", "backup_job_ids", "enabled"}
     if unknown:
-        raise Invalid(f"unknown fields: {sorted(unknown)}")
+        raise Invalid(_("unknown fields: %(fields)s", fields=sorted(unknown)))
     email = email_address(data.get("email"), "email")
     events = data.get("events", list(EVENTS))
     if not isinstance(events, list) or any(e not in EVENTS for e in events):
-        raise Invalid(f"events must be a list of {', '.join(EVENTS)}")
+        raise Invalid(_("events must be a list of %(choices)s", choices=', '.join(EVENTS)))
     ids = data.get("backup_job_ids")
     if ids is not None:
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-            raise Invalid("backup_job_ids must be a list of backup job ids, or null for all")
+            raise Invalid(_("backup_job_ids must be a list of backup job ids, or null for all"))
         known = {r["id"] for r in query(db, "SELECT id FROM backup_jobs")}
         missing = sorted(set(ids) - known)
         if missing:
-            raise Invalid(f"no backup job {missing[0]}")
+            raise Invalid(_("no backup job %(id)s", id=missing[0]))
     enabled = data.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise Invalid("enabled must be true or false")
+        raise Invalid(_("enabled must be true or false"))
     execute(db, "INSERT INTO notification_subscriptions (user_id, email, events_json, backup_job_ids_json, enabled)"
                 " VALUES (%s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE email=VALUES(email),"
                 " events_json=VALUES(events_json), backup_job_ids_json=VALUES(backup_job_ids_json),"
@@ -205,9 +213,9 @@ def list_pings(db):
 
 def set_ping(db, backup_job_id, url):
     if not query(db, "SELECT id FROM backup_jobs WHERE id=%s", (backup_job_id,), one=True):
-        raise NotFound(f"no backup job {backup_job_id}")
+        raise NotFound(_("no backup job %(backup_job_id)s", backup_job_id=backup_job_id))
     if not url:
-        raise Invalid("url is required (an http:// or https:// URL)")
+        raise Invalid(_("url is required (an http:// or https:// URL)"))
     url = _url(url, "url").rstrip("/")
     execute(db, "INSERT INTO notification_pings (backup_job_id, url) VALUES (%s, %s)"
                 " ON DUPLICATE KEY UPDATE url=VALUES(url)", (backup_job_id, url))
