@@ -50,18 +50,20 @@ def many_jobs(api, db, redis, tmp_path):
         assert len(ids) == n
         return ids
     redis.delete(schedmod.LOCK)
+    before = set(backup_queue(redis).job_ids)
     yield make
     redis.delete(schedmod.LOCK)
     for cl, bj in made:
         rows = dbm.query(db, "SELECT j.id FROM jobs j JOIN backup_jobs b ON b.id=j.backup_job_id WHERE b.client_id=%s",
                          (cl["id"],))
         for row in rows:
-            if Job.exists(row["id"], connection=redis):
-                Job(row["id"], connection=redis, serializer=q.SERIALIZER).delete(remove_from_queue=True)
+            if Job.exists(row["id"], connection=redis):   # fetched: delete() needs its queue (origin)
+                Job.fetch(row["id"], connection=redis, serializer=q.SERIALIZER).delete(remove_from_queue=True)
         dbm.execute(db, "DELETE FROM jobs WHERE backup_job_id IN (SELECT id FROM backup_jobs WHERE client_id=%s)",
                     (cl["id"],))
         dbm.execute(db, "DELETE FROM backup_jobs WHERE client_id=%s AND id<>%s", (cl["id"], bj["id"]))
         drop_local_backup(api, cl, bj)
+    assert set(backup_queue(redis).job_ids) <= before, "the test's RQ jobs are gone"
 
 
 def scheduler(cfg, name):
