@@ -9,6 +9,9 @@ MISSED_GRACE in the past means the scheduler was down: the run is recorded as a 
 
 A due time fires at most once: it is claimed by a compare-and-set on backup_jobs before anything
 is enqueued, so a second or stale scheduler (a tick that outlived the lock) enqueues nothing.
+
+Many jobs due at once (a fleet scheduled at 02:00) are fired in batches of queue.BATCH: one
+transaction claims them, one INSERT writes their job rows, one Redis pipeline enqueues them.
 """
 import logging
 import os
@@ -269,8 +272,8 @@ class Scheduler:
             return
         self.next_stale_check = time.monotonic() + STALE_EVERY
         ids = stale.tick(self.db, self.r, now)
-        if ids:
-            log.warning("backup jobs gone stale: %s", ids)
+        if ids:   # a fleet's first check can find thousands: the count and the first ids
+            log.warning("%s backup job(s) gone stale: %s%s", len(ids), ids[:20], " ..." if len(ids) > 20 else "")
 
     def run_forever(self):
         """Runs until interrupted (SIGTERM/SIGINT raise in the caller); the lock is then handed back.
