@@ -64,33 +64,71 @@ def create_job(db, r, kind, params=None, server_id=None, backup_job_id=None, arc
                user=None, repository=None):
     """Insert the job row and enqueue it; returns the job id. repository (client/backup) names
     the repository lock, taken by the worker when the kind takes one (kinds.py)."""
+    return create_jobs(db, r, kind, [dict(params=params, server_id=server_id, backup_job_id=backup_job_id,
+                                          archive_id=archive_id, user=user, repository=repository)])[0]
+
+
+# Rows per INSERT and RQ jobs per Redis pipeline in create_jobs (a bounded statement and reply).
+BATCH = 500
+
+
+def create_jobs(db, r, kind, runs):
+    """create_job for many runs of one kind (dicts of create_job's keyword arguments), in batches:
+    one multi-row INSERT of the rows, then one Redis pipeline (MULTI/EXEC) enqueueing their RQ jobs.
+    Returns the job ids in the order of `runs`. As for one job, every row exists before its RQ job;
+    a batch whose enqueue fails has all its rows marked failed (a worker skips a failed row, so an
+    RQ job that did land despite the error runs nothing) and the error is raised."""
     spec = KINDS[kind]
-    params = dict(params or {})
-    if spec.locks_repository:
-        if not repository:
-            raise ValueError(f"a {kind} job needs the repository it locks")
-        params["lock"] = repository
-    job_id = create_job_row(db, kind, server_id, backup_job_id, archive_id, params, user)
-    try:
-        Queue(spec.queue, connection=r, serializer=SERIALIZER).enqueue(
-            "borgfleet_ui.jobs.run_job", job_id, job_id=job_id, job_timeout=rq_timeout(kind),
-            retry=Retry(max=2, interval=[10, 60]) if spec.retry else None,
-            result_ttl=86400, failure_ttl=7 * 86400)
-    except Exception as e:
-        finish(db, job_id, "failed", error=f"could not enqueue: {e}", r=r)
-        raise
-    return job_id
+    rows = []
+    for run in runs:
+        params = dict(run.get("params") or {})
+        if spec.locks_repository:
+            if not run.get("repository"):
+                raise ValueError(f"a {kind} job needs the repository it locks")
+            params["lock"] = run["repository"]
+        rows.append(dict(kind=kind, params=params, **{k: run.get(k) for k in
+                                                      ("server_id", "backup_job_id", "archive_id", "user")}))
+    queue = Queue(spec.queue, connection=r, serializer=SERIALIZER)
+    ids = []
+    for i in range(0, len(rows), BATCH):
+        batch = create_job_rows(db, rows[i:i + BATCH])
+        try:
+            pipe = r.pipeline()
+            pipe.sadd(Queue.redis_queues_keys, queue.key)   # as Queue.enqueue registers its queue
+            queue.enqueue_many([Queue.prepare_data(
+                "borgfleet_ui.jobs.run_job", (job_id,), job_id=job_id, timeout=rq_timeout(kind),
+                retry=Retry(max=2, interval=[10, 60]) if spec.retry else None,
+                result_ttl=86400, failure_ttl=7 * 86400) for job_id in batch], pipeline=pipe)
+            pipe.execute()
+        except Exception as e:
+            for job_id in batch:
+                finish(db, job_id, "failed", error=f"could not enqueue: {e}", r=r)
+            raise
+        ids += batch
+    return ids
 
 
 def create_job_row(db, kind, server_id=None, backup_job_id=None, archive_id=None, params=None, user=None,
                    status="queued", error=None):
-    job_id = str(uuid.uuid4())
+    return create_job_rows(db, [dict(kind=kind, server_id=server_id, backup_job_id=backup_job_id,
+                                     archive_id=archive_id, params=params, user=user, status=status,
+                                     error=error)])[0]
+
+
+def create_job_rows(db, rows):
+    """Insert job rows (dicts of create_job_row's arguments) in one statement; returns their ids."""
+    ids = [str(uuid.uuid4()) for _ in rows]
+    values = []
+    for job_id, row in zip(ids, rows):
+        status = row.get("status", "queued")
+        values += [job_id, row["kind"], status, row.get("server_id"), row.get("backup_job_id"),
+                   row.get("archive_id"), json.dumps(row.get("params") or {}), row.get("user"), row.get("error"),
+                   status]
     execute(db, "INSERT INTO jobs (id, kind, status, server_id, backup_job_id, archive_id, params_json,"
-                " created_by, error, finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                " IF(%s = 'queued', NULL, UTC_TIMESTAMP(3)))",
-            (job_id, kind, status, server_id, backup_job_id, archive_id, json.dumps(params or {}), user,
-             error, status))
-    return job_id
+                " created_by, error, finished_at) VALUES "
+                + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, IF(%s = 'queued', NULL, UTC_TIMESTAMP(3)))"]
+                            * len(rows)), values)
+    return ids
 
 
 def finish(db, job_id, status, error=None, rc=None, result=None, r=None):

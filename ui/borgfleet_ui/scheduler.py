@@ -9,6 +9,9 @@ MISSED_GRACE in the past means the scheduler was down: the run is recorded as a 
 
 A due time fires at most once: it is claimed by a compare-and-set on backup_jobs before anything
 is enqueued, so a second or stale scheduler (a tick that outlived the lock) enqueues nothing.
+
+Many jobs due at once (a fleet scheduled at 02:00) are fired in batches of queue.BATCH: one
+transaction claims them, one INSERT writes their job rows, one Redis pipeline enqueues them.
 """
 import logging
 import os
@@ -20,7 +23,7 @@ import pymysql
 from redis.exceptions import RedisError
 
 from . import queue as q
-from .db import connect, connect_redis, execute, query
+from .db import connect, connect_redis, execute, query, retrying
 from .fleet import Invalid, backup_jobs, pools, runs, servers, settings
 from .kinds import scheduled
 from .notifications import alerts, digest, stale
@@ -77,64 +80,132 @@ class Scheduler:
         self.maybe_collect_stats(now)
         self.maybe_send_digest(now)
         self.maybe_check_stale(now)
-        soonest = [row["t"] for row in (query(self.db, f"SELECT MIN({s.next}) AS t FROM backup_jobs"
-                                                       f" WHERE enabled=1 AND {s.cron} IS NOT NULL", one=True)
-                                        for s in (k.schedule for k in scheduled())) if row and row["t"]]
+        # The next due time of every scheduled kind in one scan of backup_jobs.
+        row = query(self.db, "SELECT " + ", ".join(f"MIN(CASE WHEN {k.schedule.cron} IS NOT NULL THEN {k.schedule.next}"
+                                                   f" END) AS `{k.name}`" for k in scheduled())
+                    + " FROM backup_jobs WHERE enabled=1", one=True)
+        soonest = [t for t in (row or {}).values() if t]
         wait = (min(soonest) - utcnow()).total_seconds() if soonest else RENEW
         return max(0.0, min(wait, RENEW))
 
     def fire_due(self, kind, now):
         cols = kind.schedule
-        rows = query(self.db, f"SELECT b.id, b.name, b.{cols.cron} AS schedule, b.timezone,"
-                              f" b.{cols.next} AS next_run_at FROM backup_jobs b"
-                              f" WHERE b.enabled=1 AND b.{cols.cron} IS NOT NULL AND"
-                              f" (b.{cols.next} IS NULL OR b.{cols.next} <= %s)", (now,))
-        for b in rows:
+        rows = query(self.db, f"SELECT b.id, b.{cols.cron} AS schedule, b.timezone, b.{cols.next} AS next_run_at"
+                              f" FROM backup_jobs b WHERE b.enabled=1 AND b.{cols.cron} IS NOT NULL AND"
+                              f" (b.{cols.next} IS NULL OR b.{cols.next} <= %s) ORDER BY b.id", (now,))
+        for i in range(0, len(rows), q.BATCH):
             # A tick slower than the lock's TTL (slow database, many jobs) stops as soon as another
-            # scheduler has taken over; the compare-and-set in fire_row makes a double fire impossible.
+            # scheduler has taken over; the compare-and-set in claim makes a double fire impossible.
             if not self.hold_lock():
                 log.warning("lost the scheduler lock during a tick; leaving the rest to the active scheduler")
                 return
-            self.fire_row(kind, b, now)
+            self.fire_rows(kind, rows[i:i + q.BATCH], now)
 
     def fire_row(self, kind, b, now):
-        """Claim the due time read in b, then queue it; False when another scheduler claimed it first."""
-        due = b["next_run_at"]
-        try:
-            nxt = backup_jobs.next_run(b["schedule"], b["timezone"], now.replace(tzinfo=timezone.utc))
-        except Exception as e:  # one bad schedule must not stop the others (nor keep the row due)
-            log.error("%s of backup job %s: schedule %r in %s cannot be evaluated: %s",
-                      kind.name, b["id"], b["schedule"], b["timezone"], e)
-            nxt = None
-        # Compare-and-set on the due time BEFORE enqueueing: only the scheduler whose update moved
-        # this due time fires it; a stale or second one (rowcount 0) enqueues nothing.
-        won = execute(self.db, f"UPDATE backup_jobs SET {kind.schedule.next}=%s WHERE id=%s"
-                               f" AND {kind.schedule.next} <=> %s", (nxt, b["id"], due))
-        if won != 1:
-            log.info("%s of backup job %s due %s was claimed by another scheduler", kind.name, b["id"], due)
-            return False
-        if due is None:   # a new schedule: its first due time is now set
-            return False
-        self.fire(kind, b, due, now)
-        return True
+        """fire_rows of one row: False when another scheduler claimed it first (or it was new)."""
+        return bool(self.fire_rows(kind, [b], now))
 
-    def fire(self, kind, b, due, now):
-        """Queue one run of a due time already claimed (at most once: a failed enqueue is not retried)."""
-        late = (now - due).total_seconds()
-        if late > MISSED_GRACE:
-            missed, exact = self.count_missed(b, due, now)
-            msg = (f"{'' if exact else 'about '}{missed} scheduled run(s) missed between {due:%Y-%m-%d %H:%M:%S}"
-                   f" and {now:%Y-%m-%d %H:%M:%S} UTC (scheduler not running); one catch-up run queued")
-            jid = q.create_job_row(self.db, kind.name, backup_job_id=b["id"], status="missed", error=msg)
-            log.warning("%s of backup job %s: %s (%s)", kind.name, b["id"], msg, jid)
-            alerts.run_missed(self.db, self.r, jid)
-        try:
-            job_id = backup_jobs.run(self.db, self.r, kind.name, b["id"], None)
-        except Exception as e:  # one bad job must not stop the others; create_job marked its row failed
-            log.error("%s of backup job %s could not be queued: %s", kind.name, b["id"], e)
+    def fire_rows(self, kind, rows, now):
+        """Claim the due times read in rows (at most q.BATCH), then queue a run of each; returns the
+        rows claimed with a due time (a new schedule only gets its first due time)."""
+        due = [b for b in self.claim(kind, rows, now) if b["next_run_at"] is not None]
+        if due:
+            self.fire(kind, due, now)
+        return due
+
+    def claim(self, kind, rows, now):
+        """Compare-and-set of each row's due time BEFORE anything is enqueued, all rows in one
+        transaction: only the scheduler whose update moves a due time fires it; a stale or second
+        one (the time changed since it read it) enqueues nothing. Returns the rows won."""
+        col = kind.schedule.next
+        at = now.replace(tzinfo=timezone.utc)
+        nxt, evaluated = {}, {}
+        for b in rows:
+            # Evaluated once per schedule and time zone: many jobs share one.
+            key = (b["schedule"], b["timezone"])
+            if key not in evaluated:
+                try:
+                    evaluated[key] = backup_jobs.next_run(b["schedule"], b["timezone"], at)
+                except Exception as e:  # one bad schedule must not stop the others (nor keep the row due)
+                    evaluated[key] = e
+            nxt[b["id"]] = evaluated[key]
+            if isinstance(nxt[b["id"]], Exception):
+                log.error("%s of backup job %s: schedule %r in %s cannot be evaluated: %s",
+                          kind.name, b["id"], b["schedule"], b["timezone"], nxt[b["id"]])
+                nxt[b["id"]] = None
+        ids = [b["id"] for b in rows]
+        marks = ", ".join(["%s"] * len(ids))
+
+        def cas():
+            try:
+                self.db.begin()
+                with self.db.cursor() as cur:
+                    cur.execute(f"SELECT id, {col} AS t FROM backup_jobs WHERE id IN ({marks}) ORDER BY id FOR UPDATE",
+                                ids)
+                    current = {row["id"]: row["t"] for row in cur.fetchall()}
+                    won = [b for b in rows if b["id"] in current and current[b["id"]] == b["next_run_at"]]
+                    if won:
+                        cur.execute(f"UPDATE backup_jobs SET {col} = CASE id"
+                                    + " WHEN %s THEN %s" * len(won) + f" END WHERE id IN ({', '.join(['%s'] * len(won))})",
+                                    [v for b in won for v in (b["id"], nxt[b["id"]])] + [b["id"] for b in won])
+                self.db.commit()
+            except BaseException:
+                try:
+                    self.db.rollback()
+                except pymysql.err.Error:
+                    pass   # the connection is gone: so is the transaction
+                raise
+            return won
+        won = retrying(self.db, cas)
+        claimed = {b["id"] for b in won}
+        for b in rows:
+            if b["id"] not in claimed:
+                log.info("%s of backup job %s due %s was claimed by another scheduler", kind.name, b["id"],
+                         b["next_run_at"])
+        return won
+
+    def fire(self, kind, rows, now):
+        """Queue one run of each due time already claimed (at most once: a failed enqueue is not
+        retried), all in one insert and one Redis pipeline (queue.create_jobs)."""
+        missed = []
+        for b in rows:
+            due = b["next_run_at"]
+            if (now - due).total_seconds() > MISSED_GRACE:
+                n, exact = self.count_missed(b, due, now)
+                missed.append((b, f"{'' if exact else 'about '}{n} scheduled run(s) missed between"
+                                  f" {due:%Y-%m-%d %H:%M:%S} and {now:%Y-%m-%d %H:%M:%S} UTC (scheduler not running);"
+                                  " one catch-up run queued"))
+        if missed:
+            jids = q.create_job_rows(self.db, [dict(kind=kind.name, backup_job_id=b["id"], status="missed", error=msg)
+                                               for b, msg in missed])
+            for (b, msg), jid in zip(missed, jids):
+                log.warning("%s of backup job %s: %s (%s)", kind.name, b["id"], msg, jid)
+                alerts.run_missed(self.db, self.r, jid)
+        bjs = {bj["id"]: bj for bj in backup_jobs.get_backup_jobs(self.db, [b["id"] for b in rows])}
+        runs, firing = [], []
+        for b in rows:
+            try:
+                if b["id"] not in bjs:
+                    raise Invalid("it was deleted")
+                runs.append(backup_jobs.run_of(kind.name, bjs[b["id"]]))
+            except Invalid as e:   # one job that cannot run must not stop the others
+                log.error("%s of backup job %s could not be queued: %s", kind.name, b["id"], e)
+                continue
+            firing.append(b)
+        if not firing:
             return
-        execute(self.db, f"UPDATE backup_jobs SET {kind.schedule.last}=%s WHERE id=%s", (due, b["id"]))
-        log.info("queued %s of backup job %s due %s (%.3f s late) as %s", kind.name, b["id"], due, late, job_id)
+        try:
+            job_ids = q.create_jobs(self.db, self.r, kind.name, runs)
+        except Exception as e:  # create_jobs marked their rows failed
+            log.error("%s of backup jobs %s could not be queued: %s", kind.name, [b["id"] for b in firing], e)
+            return
+        last = kind.schedule.last
+        execute(self.db, f"UPDATE backup_jobs SET {last} = CASE id" + " WHEN %s THEN %s" * len(firing)
+                         + f" END WHERE id IN ({', '.join(['%s'] * len(firing))})",
+                [v for b in firing for v in (b["id"], b["next_run_at"])] + [b["id"] for b in firing])
+        for b, job_id in zip(firing, job_ids):
+            log.info("queued %s of backup job %s due %s (%.3f s late) as %s", kind.name, b["id"], b["next_run_at"],
+                     (now - b["next_run_at"]).total_seconds(), job_id)
 
     def count_missed(self, b, due, now):
         """(runs due from `due` to `now`, exact?) in at most MISSED_STEPS cron evaluations.
@@ -201,8 +272,8 @@ class Scheduler:
             return
         self.next_stale_check = time.monotonic() + STALE_EVERY
         ids = stale.tick(self.db, self.r, now)
-        if ids:
-            log.warning("backup jobs gone stale: %s", ids)
+        if ids:   # a fleet's first check can find thousands: the count and the first ids
+            log.warning("%s backup job(s) gone stale: %s%s", len(ids), ids[:20], " ..." if len(ids) > 20 else "")
 
     def run_forever(self):
         """Runs until interrupted (SIGTERM/SIGINT raise in the caller); the lock is then handed back.

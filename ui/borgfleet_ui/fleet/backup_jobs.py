@@ -64,6 +64,13 @@ def get_backup_job(db, bj_id):
     return bj_out(row)
 
 
+def get_backup_jobs(db, ids):
+    """The backup jobs of these ids (those that exist), in one query."""
+    if not ids:
+        return []
+    return [bj_out(row) for row in query(db, BJ_SELECT + f" WHERE b.id IN ({', '.join(['%s'] * len(ids))})", ids)]
+
+
 def overview(db, bj_id):
     """A backup job with what its page shows: how many archives the service knows, its last runs,
     and the last run of each kind acting on its repository."""
@@ -319,7 +326,13 @@ def run(db, r, kind, bj_id, user, options=None):
 
     options: for check, {scope, verify_data} instead of the job's own; for prune_preview,
     {retention} to preview instead of the saved one."""
-    bj = get_backup_job(db, bj_id)
+    return q.create_job(db, r, kind, **run_of(kind, get_backup_job(db, bj_id), user, options))
+
+
+def run_of(kind, bj, user=None, options=None):
+    """What queue.create_job(s) takes for one run of `kind` of the backup job `bj` (a row of
+    get_backup_job): its params, client, backup job, user and repository lock. Raises Invalid when
+    the job cannot run that kind (the scheduler queues many at once with it, as run() queues one)."""
     options = options or {}
     extravars = {"borgfleet_backup": bj["name"]}
     params = {"limit": [bj["client_name"]], "repository_id": bj["repository_id"]}
@@ -339,9 +352,8 @@ def run(db, r, kind, bj_id, user, options=None):
         extravars["borgfleet_check_scope"], extravars["borgfleet_check_verify_data"] = check_options(
             options.get("scope", bj["check_scope"]), options.get("verify_data", bj["check_verify_data"]))
     params["extravars"] = extravars
-    return q.create_job(db, r, kind, params,
-                        server_id=bj["client_id"], backup_job_id=bj["id"], user=user,
-                        repository=f"{bj['client_name']}/{bj['name']}")
+    return dict(params=params, server_id=bj["client_id"], backup_job_id=bj["id"], user=user,
+                repository=f"{bj['client_name']}/{bj['name']}")
 
 
 def follow_up(db, r, kind, bj_id, archive_id=None):

@@ -93,25 +93,38 @@ def queue_event(db, r, event, job_id=None, incident_id=None, backup_job_id=None,
                 server_id=None, detail=None):
     """One delivery per subscribed address (and the webhook for incident events), each queued;
     returns their ids. detail: what the message says that may be gone when it is sent (alerts.py)."""
+    return queue_events(db, r, event, [dict(job_id=job_id, incident_id=incident_id, backup_job_id=backup_job_id,
+                                            period=period, server_id=server_id, detail=detail)])
+
+
+def queue_events(db, r, event, items):
+    """queue_event for many messages of one event (dicts of its keyword arguments), the settings and
+    subscriptions read once (the scheduler opens many stale incidents in one tick)."""
+    if not items:
+        return []
     settings = store.get_settings(db)
-    targets = [("email", a) for a in store.recipients(db, event, backup_job_id)]
-    if settings["webhook_url"] and event in WEBHOOK_EVENTS:
-        targets.append(("webhook", settings["webhook_url"]))
-    if settings["apprise_urls_set"] and event in WEBHOOK_EVENTS:
-        # The URLs carry tokens: the delivery row names the channel only; they are read when it is sent.
-        targets.append(("apprise", "apprise"))
+    subs = store.subscriptions(db)
     ids = []
-    for channel, recipient in targets:
-        did = execute(db, "INSERT INTO notification_deliveries (event, channel, recipient, job_id, incident_id,"
-                          " backup_job_id, period_start, period_end, server_id, detail_json)"
-                          " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                      (event, channel, recipient, job_id, incident_id, backup_job_id, period[0], period[1],
-                       server_id, json.dumps(detail, default=str) if detail is not None else None))
-        ids.append(did)
-        if channel == "email" and not settings["smtp_host"]:
-            _failed(db, did, "mail is not set up: an admin sets the SMTP host and the sender address first")
-            continue
-        enqueue(db, r, did)
+    for item in items:
+        job_id, incident_id, backup_job_id = item.get("job_id"), item.get("incident_id"), item.get("backup_job_id")
+        period, detail = item.get("period") or (None, None), item.get("detail")
+        targets = [("email", a) for a in store.recipients(db, event, backup_job_id, subs=subs)]
+        if settings["webhook_url"] and event in WEBHOOK_EVENTS:
+            targets.append(("webhook", settings["webhook_url"]))
+        if settings["apprise_urls_set"] and event in WEBHOOK_EVENTS:
+            # The URLs carry tokens: the delivery row names the channel only; they are read when it is sent.
+            targets.append(("apprise", "apprise"))
+        for channel, recipient in targets:
+            did = execute(db, "INSERT INTO notification_deliveries (event, channel, recipient, job_id, incident_id,"
+                              " backup_job_id, period_start, period_end, server_id, detail_json)"
+                              " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                          (event, channel, recipient, job_id, incident_id, backup_job_id, period[0], period[1],
+                           item.get("server_id"), json.dumps(detail, default=str) if detail is not None else None))
+            ids.append(did)
+            if channel == "email" and not settings["smtp_host"]:
+                _failed(db, did, "mail is not set up: an admin sets the SMTP host and the sender address first")
+                continue
+            enqueue(db, r, did)
     return ids
 
 

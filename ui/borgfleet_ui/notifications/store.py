@@ -188,13 +188,18 @@ def delete_subscription(db, user_id):
     return execute(db, "DELETE FROM notification_subscriptions WHERE user_id=%s", (user_id,))
 
 
-def recipients(db, event, backup_job_id=None):
-    """The addresses subscribed to an event (of this backup job), enabled users only."""
+def subscriptions(db):
+    """The subscriptions of enabled users that are enabled (what recipients filters)."""
+    return [_sub_out(row) for row in query(db, "SELECT s.* FROM notification_subscriptions s JOIN users u ON"
+                                               " u.id=s.user_id WHERE s.enabled=1 AND u.disabled=0 ORDER BY s.user_id")]
+
+
+def recipients(db, event, backup_job_id=None, subs=None):
+    """The addresses subscribed to an event (of this backup job), enabled users only; subs: the
+    subscriptions already read (many messages at once)."""
     event = SUBSCRIPTION_OF.get(event, event)
     out = []
-    for row in query(db, "SELECT s.* FROM notification_subscriptions s JOIN users u ON u.id=s.user_id"
-                         " WHERE s.enabled=1 AND u.disabled=0 ORDER BY s.user_id"):
-        sub = _sub_out(row)
+    for sub in subscriptions(db) if subs is None else subs:
         if event not in sub["events"]:
             continue
         if backup_job_id is not None and sub["backup_job_ids"] is not None and backup_job_id not in sub["backup_job_ids"]:
