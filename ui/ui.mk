@@ -43,6 +43,6 @@ setup: $(I18N_MO)
 $(I18N_DIR)/%/LC_MESSAGES/messages.mo: $(I18N_DIR)/%/LC_MESSAGES/messages.po | $(REQ_STAMP)
 	$(VENV_BIN)/pybabel compile --statistics -d $(I18N_DIR) -l $* -i $< -o $@
 i18n-extract: $(REQ_STAMP)
-	$(VENV_BIN)/pybabel extract -F ui/babel.cfg -k _l -k ngettext:1,2 --no-location --sort-output \
+	$(VENV_BIN)/pybabel extract -w 100 -F ui/babel.cfg -k _l -k ngettext:1,2 --no-location --sort-output \
 	  --project BorgFleet -o $(I18N_DIR)/messages.pot .
-	$(VENV_BIN)/pybabel update --no-fuzzy-matching -i $(I18N_DIR)/messages.pot -d $(I18N_DIR)
+	$(VENV_BIN)/pybabel update -w 100 --no-fuzzy-matching -i $(I18N_DIR)/messages.pot -d $(I18N_DIR)
