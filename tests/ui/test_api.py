@@ -318,10 +318,15 @@ def test_openapi_documents_every_api_route(app, api):
 
 def test_settings_admin_only_write(api):
     assert api("operator").put("/api/settings", json={"app_name": "X"}).status_code == 403
-    resp = api("admin").put("/api/settings", json={"app_name": "Fleet Test"})
-    assert resp.status_code == 200 and resp.json["app_name"] == "Fleet Test"
-    assert api("admin").put("/api/settings", json={"nope": 1}).status_code == 400
-    assert api("viewer").get("/api/settings").json["app_name"] == "Fleet Test"
+    before = api("admin").get("/api/settings").json["app_name"]
+    try:
+        resp = api("admin").put("/api/settings", json={"app_name": "Fleet Test"})
+        assert resp.status_code == 200 and resp.json["app_name"] == "Fleet Test"
+        assert api("admin").put("/api/settings", json={"nope": 1}).status_code == 400
+        assert api("viewer").get("/api/settings").json["app_name"] == "Fleet Test"
+    finally:
+        # Later modules (mail subjects) read the application name from the same database.
+        api("admin").put("/api/settings", json={"app_name": before})
 
 
 def test_run_now_queues_and_cancel_before_start(api, db, redis, start_worker, tmp_path):
