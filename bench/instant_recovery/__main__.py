@@ -25,24 +25,17 @@ import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from bench.common import log, scratch_dir, utc_stamp, write_json  # noqa: E402
 from tests.recovery.dbs import PG_BIN, Postgres  # noqa: E402
 
-OUTPUT = REPO / "bench" / "output"
-ROOT_PARENT = Path("/var/lib/borgfleet-bench")
 PASS = "bench-passphrase"
 TARGETS = {"speedup_vs_extract_at_largest": 5.0, "ours_large_vs_small": 1.5, "layer_fraction": 0.10}
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def borg_env(root):
@@ -237,9 +230,7 @@ def contender_overlay(root, repo, datadir_in_archive):
 
 
 def bench_scale(scale, writes, keep, only, chunker_params=None):
-    ROOT_PARENT.mkdir(mode=0o755, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix=f"ir-{scale}-", dir=ROOT_PARENT))
-    root.chmod(0o755)
+    root = scratch_dir(f"ir-{scale}-")
     try:
         repo, data, size, data_bytes, expected = make_archive(root, scale, writes, chunker_params)
         rel = str(data).lstrip("/")
@@ -316,10 +307,9 @@ def main():
         ok = ok and good
         print(f"{key}: {value} (target {'>=' if key.startswith('speedup') else '<='} {target}) "
               f"{'PASS' if good else 'MISS'}")
-    OUTPUT.mkdir(exist_ok=True)
-    out = OUTPUT / f"instant_recovery-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_text(json.dumps({"results": results, "summary": summary, "targets": TARGETS,
-                               "chunker_params": args.chunker_params}, indent=1))
+    out = write_json(f"instant_recovery-{utc_stamp()}.json", {"results": results, "summary": summary,
+                                                               "targets": TARGETS,
+                                                               "chunker_params": args.chunker_params})
     print(f"written {out}")
     return 0
 
