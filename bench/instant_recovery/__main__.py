@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.common import log, scratch_dir, utc_stamp, write_json  # noqa: E402
+from bench.common import load_span, log, scratch_dir, utc_stamp, write_json  # noqa: E402
 from tests.recovery.dbs import PG_BIN, Postgres  # noqa: E402
 
 PASS = "bench-passphrase"
@@ -261,6 +261,7 @@ def main():
     ap.add_argument("--chunker-params", default=None,
                     help="borg create --chunker-params for the archive, e.g. fixed,65536 (default: borg's)")
     args = ap.parse_args()
+    load_start = os.getloadavg()
     results = [bench_scale(int(s), args.writes, args.keep, args.only.split(","), args.chunker_params) for s in args.scales.split(",")]
     small, large = results[0], results[-1]
     summary = {}
@@ -307,9 +308,10 @@ def main():
         ok = ok and good
         print(f"{key}: {value} (target {'>=' if key.startswith('speedup') else '<='} {target}) "
               f"{'PASS' if good else 'MISS'}")
-    out = write_json(f"instant_recovery-{utc_stamp()}.json", {"results": results, "summary": summary,
-                                                               "targets": TARGETS,
-                                                               "chunker_params": args.chunker_params})
+    print(load_span(load_start))
+    out = write_json(f"instant_recovery-{utc_stamp()}.json", {
+        "results": results, "summary": summary, "targets": TARGETS, "chunker_params": args.chunker_params,
+        "loadavg": {"start": load_start, "end": os.getloadavg()}})
     print(f"written {out}")
     return 0
 

@@ -14,6 +14,7 @@ Writes bench/output/snapshot-<timestamp>.json. Exit 0 when every run succeeded (
 targets say), 1 otherwise. Needs root and btrfs-progs.
 """
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(1, str(REPO / "collections"))  # module_utils import each other as ansible_collections.borgfleet.backup
 
-from bench.common import log, scratch_dir, summary, utc_stamp, write_json  # noqa: E402
+from bench.common import load_span, log, scratch_dir, summary, utc_stamp, write_json  # noqa: E402
 from plugins.module_utils.engines.mariadb import MariaDB as MariaDBEngine  # noqa: E402
 from plugins.module_utils.snapshot import SnapshotSet, volumes_for  # noqa: E402
 from tests.databases.dbs import SECRET, Btrfs, MariaDB, Writer  # noqa: E402
@@ -78,6 +79,7 @@ def main():
     ap.add_argument("--small-mb", type=int, default=100)
     ap.add_argument("--large-mb", type=int, default=1024)
     args = ap.parse_args()
+    load_start = os.getloadavg()
     if shutil.which("mkfs.btrfs") is None:
         log("btrfs-progs is not installed (apt-get install btrfs-progs): skipping")
         return 0
@@ -162,6 +164,8 @@ def main():
             Path(MOUNT_ROOT).rmdir()  # only when empty: every snapshot mount is gone
         except OSError:
             pass
+    result["loadavg"] = {"start": load_start, "end": os.getloadavg()}
+    log(load_span(load_start))
     out = write_json(f"snapshot-{utc_stamp()}.json", result)
     log(f"wrote {out}")
     return 0 if ok else 1
