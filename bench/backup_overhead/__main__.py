@@ -11,16 +11,12 @@ archive back to prove it holds the tree. Exit 0 when every run and check succeed
 the targets say), 1 otherwise.
 """
 import argparse
-import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,17 +25,9 @@ sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
 import tree  # noqa: E402
+from bench.common import exit_on_signals, load_span, log, summary, utc_stamp, write_json  # noqa: E402
 
-OUTPUT = REPO / "bench" / "output"
 TARGETS = {"incremental_ours_vs_raw": 1.5, "initial_ours_vs_raw": 1.05}
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def summary(seconds):
-    return {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds), "n": len(seconds)}
 
 
 def rotated(contenders, k):
@@ -106,8 +94,7 @@ def table(stats, ratios, targets, load_start):
     lines.append("")
     for t in targets:
         lines.append(f"{'PASS' if t['pass'] else 'MISS'}  {t['target']}: {t['value']:.2f}x")
-    lines.append(f"(targets are judged on wall time; load average {load_start[0]:.1f} at the start, "
-                 f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs: other work on this "
+    lines.append(f"(targets are judged on wall time; {load_span(load_start)}: other work on this "
                  "machine stretches wall time)")
     return "\n".join(lines)
 
@@ -126,9 +113,7 @@ def main(argv=None):
     order = args.order.split(",")
     if sorted(order) != sorted(harness.CONTENDERS):
         ap.error(f"--order must list each of {', '.join(harness.CONTENDERS)} once")
-    # SIGTERM/SIGHUP unwind through the finally below like Ctrl-C: sshd and repositories go.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda s, f: sys.exit(128 + s))
+    exit_on_signals()  # sshd and repositories go through the finally below
 
     load_start = os.getloadavg()  # other work on this machine skews every contender alike; say how much
     pristine = tree.cached_tree(args.seed, log=log)
@@ -199,10 +184,8 @@ def main(argv=None):
             print()
             print(profile_text(profile))
 
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        OUTPUT.mkdir(parents=True, exist_ok=True)
-        out = OUTPUT / f"backup_overhead-{stamp}.json"
-        out.write_text(json.dumps({
+        stamp = utc_stamp()
+        out = write_json(f"backup_overhead-{stamp}.json", {
             "benchmark": "backup_overhead", "utc": stamp, "argv": sys.argv, "runs_requested": args.runs,
             "seed": args.seed, "versions": versions(), "loadavg": {"start": load_start, "end": os.getloadavg()},
             "tree": {"recipe": tree.RECIPE, "change_per_round": tree.CHANGE, "files": files, "bytes": size,
@@ -214,7 +197,7 @@ def main(argv=None):
             "borgmatic_config": bench.borgmatic_config.read_text(),
             "runs": runs, "stats": stats, "ratios": ratios, "targets": targets,
             "verification": verification, "profile": profile, "failures": failures,
-        }, indent=1))
+        })
         print(f"\nresults: {out}")
     finally:
         bench.close()

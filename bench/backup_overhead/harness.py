@@ -18,55 +18,32 @@ from pathlib import Path
 
 import yaml
 
+from bench.common import SshFleet, environ
 from tests.lib import fleet as fl
-from tests.lib.borgrepo import BorgRepo
 from tests.lib.playbook import run_playbook
-from tests.lib.sshd import Sshd, keygen
 
-from cpu import CpuMeter
-
-# sshd's StrictModes and the borg user need root-owned, non-world-writable parents (not /tmp).
-RUN_PARENT = Path(os.environ.get("BORGFLEET_BENCH_ROOT", "/var/lib/borgfleet-bench"))
 CONTENDERS = ("raw", "ours", "borgmatic")
 TIMEOUT = 3600  # an initial backup of the tree takes well under a minute here
 
 
-class Bench:
+class Bench(SshFleet):
     def __init__(self, log=print):
-        self.log = log
-        self.cpu = CpuMeter(log=log)  # first: every process started from here on is counted
-        self.sshds = []
-        self.server = None
-        RUN_PARENT.mkdir(mode=0o755, parents=True, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix="run-", dir=RUN_PARENT))
-        self.root.chmod(0o755)
+        super().__init__("run-", log=log)
 
     # --- fleet ----------------------------------------------------------------------------
-    def _sshd(self, name, address):
-        sshd = Sshd(name, address, self.root / f"sshd-{name}",
-                    Path(f"{self.controller.key}.pub").read_text().strip()).start()
-        self.sshds.append(sshd)
-        with open(self.controller.known_hosts, "a") as f:
-            f.write(sshd.known_hosts_line + "\n")
-        return sshd
-
     def setup(self, data, exclude):
         """Start both sshds and run setup.yml; `data` is what every contender backs up."""
         self.data, self.exclude = Path(data), list(exclude)
-        d = self.root / "controller"
-        d.mkdir(mode=0o700)
-        self.controller = fl.Controller(key=d / "id_ed25519", known_hosts=d / "known_hosts")
-        keygen(self.controller.key, comment="borgfleet-bench-controller")
-        self.controller.known_hosts.touch(mode=0o600)
+        self.start_controller("borgfleet-bench-controller")
         server_dir = self.root / "server"
         server_dir.mkdir(mode=0o755)
-        self.server = fl.Server(name="benchserver", sshd=self._sshd("benchserver", "127.0.0.210"),
+        self.server = fl.Server(name="benchserver", sshd=self.sshd("benchserver", "127.0.0.210"),
                                 dir=server_dir, user=f"bfb{secrets.token_hex(3)}",
                                 pools=[{"name": "main", "path": str(server_dir / "pool")}])
         self.cpu.join("server", self.server.sshd.proc.pid)  # borg serve is counted as server CPU
         client_dir = self.root / "client"
         client_dir.mkdir(mode=0o700)
-        self.client = fl.Client(name="benchclient", sshd=self._sshd("benchclient", "127.0.0.211"),
+        self.client = fl.Client(name="benchclient", sshd=self.sshd("benchclient", "127.0.0.211"),
                                 dir=client_dir, server=self.server)
         self.client.backups = [{"name": name, "paths": [str(self.data)], "exclude": list(self.exclude),
                                 "compression": "lz4", "passphrase": fl.passphrase()}
@@ -74,7 +51,7 @@ class Bench:
         setup_inv = fl.write_inventory(self.root / "inventory-setup.yml", self._inventory(CONTENDERS))
         # What `ours` runs against: the same client with its one backup.
         self.inventory = fl.write_inventory(self.root / "inventory.yml", self._inventory(["ours"]))
-        result = run_playbook("setup.yml", setup_inv, control_dir=self._control_dir(), timeout=900)
+        result = run_playbook("setup.yml", setup_inv, control_dir=self.control_dir(), timeout=900)
         if result.rc != 0:
             raise RuntimeError(f"setup.yml failed:\n{result}")
         self.repos = {name: self.client.repo(name, self.controller, ssh_key=self.client.ssh_key)
@@ -88,13 +65,6 @@ class Bench:
     def _inventory(self, backups):
         client = dataclasses.replace(self.client, backups=[b for b in self.client.backups if b["name"] in backups])
         return fl.inventory(self.controller, [self.server], [client])
-
-    def _control_dir(self):
-        # A fresh ControlPath dir per playbook run: every `ours` run opens its SSH connection
-        # to the client cold, as a scheduled run would, instead of reusing a persisted master.
-        d = Path(tempfile.mkdtemp(prefix="cp-", dir=self.root))
-        d.chmod(0o700)
-        return d
 
     # --- contenders -----------------------------------------------------------------------
     def _write_borgmatic_config(self):
@@ -145,16 +115,11 @@ class Bench:
         os.sync()
         before, cpu_before = self._borg_connections(), self.cpu.sample()
         if contender == "ours":
-            env_backup = dict(os.environ)
-            os.environ.update(extra_env or {})
-            try:
+            with environ(extra_env):
                 t0 = time.monotonic()
-                result = run_playbook("backup.yml", self.inventory, control_dir=self._control_dir(),
+                result = run_playbook("backup.yml", self.inventory, control_dir=self.control_dir(),
                                       timeout=TIMEOUT)
                 seconds = time.monotonic() - t0
-            finally:
-                os.environ.clear()
-                os.environ.update(env_backup)
             if result.rc != 0:
                 raise RuntimeError(f"ours (backup.yml) failed:\n{result}")
             out = {"seconds": seconds}
@@ -239,7 +204,7 @@ class Bench:
         play.write_text("- hosts: clients\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n")
 
         def ping():
-            result = run_playbook(str(play), self.inventory, control_dir=self._control_dir(), timeout=300)
+            result = run_playbook(str(play), self.inventory, control_dir=self.control_dir(), timeout=300)
             if result.rc != 0:
                 raise RuntimeError(f"ping playbook failed:\n{result}")
         return self._timed(ping)
@@ -248,15 +213,3 @@ class Bench:
         """One local `borg --version` (borg_archive runs it before every create). {seconds, cpu}"""
         return self._timed(lambda: subprocess.run(["borg", "--version"], check=True, capture_output=True,
                                                   stdin=subprocess.DEVNULL))
-
-    # --- teardown -------------------------------------------------------------------------
-    def close(self):
-        for sshd in reversed(self.sshds):
-            try:
-                sshd.stop()
-            except Exception as e:  # keep cleaning up the rest
-                self.log(f"warning: stopping sshd {sshd.name}: {e}")
-        if self.server is not None:
-            self.server.remove_user()
-        self.cpu.close()
-        shutil.rmtree(self.root, ignore_errors=True)

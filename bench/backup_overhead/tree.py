@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-CACHE_ROOT = Path(os.environ.get("BORGFLEET_BENCH_CACHE", "/var/tmp/borgfleet-bench"))
+from bench.common import CACHE as CACHE_ROOT
 
 # ~800 MB: many small text files, MB-sized compressible logs, MB-sized random blobs,
 # plus files every contender excludes ('*.tmp' and the scratch/ directory).

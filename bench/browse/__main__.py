@@ -6,7 +6,7 @@
   and a repository (repokey-blake2, lz4) of `--archives` archives of it, each after a small change
   (50 files rewritten, 10 added): borg dedups, so the 30 archives cost little more than one. Built
   once and cached under /var/tmp/borgfleet-bench/browse-v1/ (BORGFLEET_BENCH_CACHE moves it).
-- **Service**: a throwaway MariaDB database and Redis db 13, gunicorn (2 workers) and one RQ worker,
+- **Service**: a throwaway MariaDB database and a claimed Redis db, gunicorn (2 workers) and one RQ worker,
   a local-connection client whose backup job points at the cached repository (read only:
   refresh-archives, then index_archive jobs).
 - **Figures**: time to index (the index_archive job from queued to finished, and the load into
@@ -31,76 +31,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "bench" / "service"))
+sys.path.insert(0, str(REPO))
 
-from run import Bench, pct  # noqa: E402  (bench/service/run.py: the service harness)
+from bench.common import CACHE as CACHE_ROOT, Service, load_span, pct, write_json  # noqa: E402
 
-CACHE = Path(os.environ.get("BORGFLEET_BENCH_CACHE", "/var/tmp/borgfleet-bench")) / "browse-v1"
+CACHE = CACHE_ROOT / "browse-v1"
 PASS = "bench-browse-passphrase"
 TOPS, MIDS, FILES, BIG = 14, 20, 1000, 20_000
 CLIENT, BACKUP = "bench-client", "data"
-
-
-class Service(Bench):
-    """bench/service's throwaway service (database, gunicorn, one worker), without its client, on a Redis db
-    claimed as the tests claim theirs (bench/service's db 13 is shared by other benchmarks, which flush it),
-    and a worker instance number of its own (RQ's shutdown commands go by worker name over pub/sub, which
-    spans every Redis db)."""
-
-    WORKER_INSTANCE = "77"
-
-    def __init__(self, args):   # bench/service's Bench.__init__, with the claimed Redis db
-        import tempfile
-        import uuid
-        sys.path.insert(0, str(REPO / "tests" / "ui"))
-        from uilib import claim_redis_db
-        self.redis_db, self.unclaim = claim_redis_db()
-        self.args = args
-        self.tmp = Path(tempfile.mkdtemp(prefix="bf-bench-browse-"))
-        os.environ.update(BORGFLEET_DB_NAME=f"bf_bench_browse_{os.getpid()}",
-                          BORGFLEET_REDIS_URL=f"redis://127.0.0.1:6379/{self.redis_db}",
-                          BORGFLEET_RUN_DIR=str(self.tmp / "runs"), BORGFLEET_SECRET_KEY=uuid.uuid4().hex,
-                          BORGFLEET_SECRET_KEY_FILE=str(self.tmp / "secret.key"))
-        from borgfleet_ui import db as dbm, queue as q, secret_store
-        from borgfleet_ui.auth import create_token, create_user
-        from borgfleet_ui.config import load_config
-        from run import free_port
-        self.dbm, self.q = dbm, q
-        self.cfg = load_config()
-        secret_store.ensure_key(self.cfg)
-        dbm.create_database(self.cfg)
-        self.db = dbm.connect(self.cfg)
-        dbm.upgrade(self.db)
-        self.r = dbm.connect_redis(self.cfg)
-        self.r.flushdb()
-        create_user(self.db, "bench", "admin")
-        uid = dbm.query(self.db, "SELECT id FROM users WHERE username='bench'", one=True)["id"]
-        self.token = create_token(self.db, uid, "bench")
-        self.procs = {}
-        self.port = free_port()
-        self.env = dict(os.environ, PYTHONPATH=str(REPO / "ui"))
-
-    def close(self):
-        try:
-            super().close()
-        finally:
-            self.unclaim()
-
-    def start_service_only(self):
-        import urllib.request
-        py = sys.executable
-        self.spawn("web", [str(Path(py).parent / "gunicorn"), "-b", f"127.0.0.1:{self.port}", "-w", "2",
-                           "--threads", "4", "borgfleet_ui:create_app()"])
-        self.spawn("worker", [py, "-m", "borgfleet_ui", "worker", "--instance", self.WORKER_INSTANCE])
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/health", timeout=2)
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
 
 
 def borg_env():
@@ -223,10 +161,14 @@ def main():
     names = [archive_name(n) for n in range(args.archives)]
     root = str(tree_dir()).lstrip("/")
 
-    b = Service(argparse.Namespace())
+    load_start = os.getloadavg()
+    b = Service("browse")
     out = {"archives": args.archives, "files": TOPS * MIDS * FILES + BIG + 10 * (args.archives - 1)}
     try:
-        b.start_service_only()
+        b.open()
+        b.admin_token()
+        b.start_web()
+        b.start_worker()
         client = b.call("POST", "/api/servers", {
             "name": CLIENT, "role": "client", "connection": "local", "local_pool_path": str(CACHE / "pool"),
             "vars": {"borgfleet_borg_base_dir": str(CACHE / "base")}})
@@ -316,9 +258,9 @@ def main():
           + f"; ratio {s['borg_s'] * 1000 / max(s['ours_p50_ms'], 0.1):.0f}x")
     print(f"target: search over 30 archives < 1 s (p95 {max(s['ours_p95_ms'], s['glob_p95_ms'])} ms):"
           f" {'PASS' if max(s['ours_p95_ms'], s['glob_p95_ms']) < 1000 else 'MISS'}")
-    outdir = REPO / "bench" / "output"
-    outdir.mkdir(exist_ok=True)
-    (outdir / "browse.json").write_text(json.dumps(out, indent=2, default=str))
+    print(load_span(load_start))
+    out["loadavg"] = {"start": load_start, "end": os.getloadavg()}
+    write_json("browse.json", out)
 
 
 def urlq(s):

@@ -18,74 +18,40 @@ import argparse
 import json
 import os
 import secrets
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))                     # tests.lib: the loopback sshd fleet
 sys.path.insert(1, str(REPO / "tests" / "ui"))    # uilib: workers and Redis db claims as the tests run them
 sys.path.insert(2, str(Path(__file__).resolve().parent))
-sys.path.insert(3, str(REPO / "bench" / "backup_overhead"))  # cpu: CPU seconds from cgroups
 
 import trees  # noqa: E402
-from cpu import CpuMeter  # noqa: E402
+from bench import common  # noqa: E402
+from bench.common import (SshFleet, environ, exit_on_signals, load_span, log, pct,  # noqa: E402
+                          utc_stamp, write_json)
 from tests.lib import fleet as fl  # noqa: E402
 from tests.lib.playbook import run_playbook  # noqa: E402
-from tests.lib.sshd import Sshd, keygen  # noqa: E402
 
-OUTPUT = REPO / "bench" / "output"
-# sshd's StrictModes and the borg user need root-owned, non-world-writable parents (not /tmp).
-RUN_PARENT = Path(os.environ.get("BORGFLEET_BENCH_ROOT", "/var/lib/borgfleet-bench"))
 TARGET = 1.3
 TIMEOUT = 3600
 
 
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-class Fleet:
+class Fleet(SshFleet):
     """The sshds, the inventory and the playbook runs."""
 
     def __init__(self, n, seed):
-        # First: every process started from here on (ansible, the clients' sshds, borg) is counted.
-        self.cpu = CpuMeter(log=log)
-        self.sshds, self.server = [], None
-        RUN_PARENT.mkdir(mode=0o755, parents=True, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix="fleet-", dir=RUN_PARENT))
-        self.root.chmod(0o755)
+        super().__init__("fleet-")   # first: ansible, the clients' sshds and borg are all counted
         self.trees = trees.client_trees(n, seed, log=log)
         self.change_no = 0
 
-    def _sshd(self, name, address):
-        sshd = Sshd(name, address, self.root / f"sshd-{name}",
-                    Path(f"{self.controller.key}.pub").read_text().strip()).start()
-        self.sshds.append(sshd)
-        with open(self.controller.known_hosts, "a") as f:
-            f.write(sshd.known_hosts_line + "\n")
-        return sshd
-
     def start(self):
-        d = self.root / "controller"
-        d.mkdir(mode=0o700)
-        self.controller = fl.Controller(key=d / "id_ed25519", known_hosts=d / "known_hosts")
-        keygen(self.controller.key, comment="borgfleet-bench-fleet")
-        self.controller.known_hosts.touch(mode=0o600)
+        self.start_controller("borgfleet-bench-fleet")
         sd = self.root / "server"
         sd.mkdir(mode=0o755)
-        self.server = fl.Server(name="fleetserver", sshd=self._sshd("fleetserver", "127.0.3.1"), dir=sd,
+        self.server = fl.Server(name="fleetserver", sshd=self.sshd("fleetserver", "127.0.3.1"), dir=sd,
                                 user=f"bff{secrets.token_hex(3)}", pools=[{"name": "main", "path": str(sd / "pool")}])
         self.cpu.join("server", self.server.sshd.proc.pid)  # borg serve is counted as server CPU
         self.clients = []
@@ -95,7 +61,7 @@ class Fleet:
             cd.mkdir(mode=0o700)
             (cd / "changes").mkdir()
             # The cached tree is read only; each run's change is written under the client's own dir.
-            self.clients.append(fl.Client(name=name, sshd=self._sshd(name, f"127.0.3.{10 + i}"), dir=cd,
+            self.clients.append(fl.Client(name=name, sshd=self.sshd(name, f"127.0.3.{10 + i}"), dir=cd,
                                           server=self.server,
                                           backups=[{"name": "data", "paths": [str(tree), str(cd / "changes")],
                                                     "compression": "lz4", "passphrase": fl.passphrase()}]))
@@ -105,20 +71,14 @@ class Fleet:
     def playbook(self, name, limit=None, env=None):
         """Run one playbook; its wall seconds (self.last_cpu: its CPU seconds, every process of
         the run on both sides, or None). Raises if it failed."""
-        cp = Path(tempfile.mkdtemp(prefix="cp-", dir=self.root))
-        cp.chmod(0o700)
-        saved = dict(os.environ)
-        os.environ.update(env or {})
-        try:
+        cp = self.control_dir()
+        with environ(env):
             os.sync()  # the previous run's dirty pages are flushed untimed
             cpu_before, t0 = self.cpu.sample(), time.monotonic()
             result = run_playbook(name, self.inventory, limit=limit, control_dir=cp, timeout=TIMEOUT)
             seconds = time.monotonic() - t0
             cpu = self.cpu.delta(cpu_before, self.cpu.sample())
             self.last_cpu = sum(cpu.values()) if cpu else None
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
         if result.rc != 0:
             raise RuntimeError(f"{name} (limit {limit}) failed:\n{result.output[-5000:]}")
         return seconds
@@ -132,46 +92,20 @@ class Fleet:
     def repo(self, client):
         return client.repo("data", self.controller)
 
-    def close(self):
-        for sshd in reversed(self.sshds):
-            try:
-                sshd.stop()
-            except Exception as e:  # keep cleaning up the rest
-                log(f"warning: stopping sshd {sshd.name}: {e}")
-        if self.server is not None:
-            self.server.remove_user()
-        self.cpu.close()
-        shutil.rmtree(self.root, ignore_errors=True)
 
-
-class Service:
-    """The service on a throwaway database and a claimed Redis db, with real RQ workers."""
+class Service(common.Service):
+    """The service on a throwaway database and a claimed Redis db, with real RQ workers (run as the
+    tests run them), called in process through Flask's test client."""
 
     def __init__(self, fleet, workers):
-        from uilib import WorkerProc, claim_redis_db
+        super().__init__("fleet", tmp_dir=fleet.root)
+        from uilib import WorkerProc
+        from borgfleet_ui import create_app
         self.fleet, self.n_workers, self.WorkerProc = fleet, workers, WorkerProc
-        self.tmp = Path(tempfile.mkdtemp(prefix="service-", dir=fleet.root))
-        redis_db, self.unclaim = claim_redis_db()
-        os.environ.update(BORGFLEET_DB_NAME=f"bf_fleet_{os.getpid()}",
-                          BORGFLEET_REDIS_URL=f"redis://127.0.0.1:6379/{redis_db}",
-                          BORGFLEET_RUN_DIR=str(self.tmp / "runs"), BORGFLEET_SECRET_KEY=uuid.uuid4().hex,
-                          BORGFLEET_SECRET_KEY_FILE=str(self.tmp / "secret.key"))
-        from borgfleet_ui import create_app, db as dbm, queue as q, secret_store
-        from borgfleet_ui.auth import create_token, create_user
-        from borgfleet_ui.config import load_config
-        self.dbm, self.q = dbm, q
-        self.cfg = load_config()
-        secret_store.ensure_key(self.cfg)
-        dbm.create_database(self.cfg)
-        self.db = dbm.connect(self.cfg)
-        dbm.upgrade(self.db)
-        self.r = dbm.connect_redis(self.cfg)
-        self.r.flushdb()
-        create_user(self.db, "bench", "admin")  # admin: the SSH settings are saved host vars
-        uid = dbm.query(self.db, "SELECT id FROM users WHERE username='bench'", one=True)["id"]
-        self.headers = {"Authorization": f"Bearer {create_token(self.db, uid, 'bench')}"}
-        self.http = create_app({"TESTING": True}).test_client()
         self.workers = []
+        self.open()
+        self.headers = {"Authorization": f"Bearer {self.admin_token()}"}
+        self.http = create_app({"TESTING": True}).test_client()
 
     def call(self, method, path, body=None):
         resp = getattr(self.http, method)(path, headers=self.headers, json=body)
@@ -230,15 +164,11 @@ class Service:
             time.sleep(0.5)
 
     def close(self):
-        for w in self.workers:
-            w.stop()
         try:
-            self.r.flushdb()
-            conn = self.dbm.connect(self.cfg, database=False)
-            self.dbm.execute(conn, f"DROP DATABASE `{self.cfg['DB_NAME']}`")
-            conn.close()
+            for w in self.workers:
+                w.stop()
         finally:
-            self.unclaim()
+            super().close()
 
 
 def service_figures(rows):
@@ -293,8 +223,7 @@ def main(argv=None):
     ap.add_argument("--skip-service", action="store_true")
     args = ap.parse_args(argv)
     args.compare_forks = [int(n) for n in args.compare_forks.split(",") if n.strip()]
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda s, f: sys.exit(128 + s))
+    exit_on_signals()
     os.environ["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
     load_start = os.getloadavg()
     log(f"load average {load_start[0]:.1f} on {os.cpu_count()} CPUs; trees ...")
@@ -354,9 +283,7 @@ def main(argv=None):
     out["loadavg"] = {"start": load_start, "end": os.getloadavg()}
     out.update(clients=args.clients, tree_mb=[round(s / 1e6, 1) for s in sizes])
     print(table(out, args))
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    path = OUTPUT / f"fleet-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(out, indent=2, default=str))
+    path = write_json(f"fleet-{utc_stamp()}.json", out)
     print(f"results: {path}")
     if problems:
         print("READ BACK FAILED:\n  " + "\n  ".join(problems))
@@ -395,8 +322,7 @@ def table(out, args):
     lines += ["", f"read back: {n} newest archives listed by borg ({rb['files_listed']} files),"
                   f" {rb['archives_per_repository']} archives per repository: "
                   + ("OK" if not rb["problems"] else f"{len(rb['problems'])} PROBLEMS"),
-              f"load average {out['loadavg']['start'][0]:.1f} at the start, {out['loadavg']['end'][0]:.1f} at the end,"
-              f" on {os.cpu_count()} CPUs"]
+              load_span(out["loadavg"]["start"], out["loadavg"]["end"])]
     return "\n".join(lines)
 
 

@@ -3,12 +3,10 @@ built once and cached under CACHE_ROOT/fleet-<recipe hash>/client-NN. The benchm
 cached trees up read-only; what changes between runs lives in the run's own directory."""
 import hashlib
 import json
-import os
 import random
 import shutil
-from pathlib import Path
 
-CACHE_ROOT = Path(os.environ.get("BORGFLEET_BENCH_CACHE", "/var/tmp/borgfleet-bench"))
+from bench.common import CACHE as CACHE_ROOT
 
 # Per client: small text files, a few compressible logs and random blobs; the counts and sizes
 # are drawn per client, so no two trees are alike and none dedups against another.

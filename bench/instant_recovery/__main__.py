@@ -25,24 +25,17 @@ import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from bench.common import load_span, log, scratch_dir, utc_stamp, write_json  # noqa: E402
 from tests.recovery.dbs import PG_BIN, Postgres  # noqa: E402
 
-OUTPUT = REPO / "bench" / "output"
-ROOT_PARENT = Path("/var/lib/borgfleet-bench")
 PASS = "bench-passphrase"
 TARGETS = {"speedup_vs_extract_at_largest": 5.0, "ours_large_vs_small": 1.5, "layer_fraction": 0.10}
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def borg_env(root):
@@ -237,9 +230,7 @@ def contender_overlay(root, repo, datadir_in_archive):
 
 
 def bench_scale(scale, writes, keep, only, chunker_params=None):
-    ROOT_PARENT.mkdir(mode=0o755, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix=f"ir-{scale}-", dir=ROOT_PARENT))
-    root.chmod(0o755)
+    root = scratch_dir(f"ir-{scale}-")
     try:
         repo, data, size, data_bytes, expected = make_archive(root, scale, writes, chunker_params)
         rel = str(data).lstrip("/")
@@ -270,6 +261,7 @@ def main():
     ap.add_argument("--chunker-params", default=None,
                     help="borg create --chunker-params for the archive, e.g. fixed,65536 (default: borg's)")
     args = ap.parse_args()
+    load_start = os.getloadavg()
     results = [bench_scale(int(s), args.writes, args.keep, args.only.split(","), args.chunker_params) for s in args.scales.split(",")]
     small, large = results[0], results[-1]
     summary = {}
@@ -316,10 +308,10 @@ def main():
         ok = ok and good
         print(f"{key}: {value} (target {'>=' if key.startswith('speedup') else '<='} {target}) "
               f"{'PASS' if good else 'MISS'}")
-    OUTPUT.mkdir(exist_ok=True)
-    out = OUTPUT / f"instant_recovery-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_text(json.dumps({"results": results, "summary": summary, "targets": TARGETS,
-                               "chunker_params": args.chunker_params}, indent=1))
+    print(load_span(load_start))
+    out = write_json(f"instant_recovery-{utc_stamp()}.json", {
+        "results": results, "summary": summary, "targets": TARGETS, "chunker_params": args.chunker_params,
+        "loadavg": {"start": load_start, "end": os.getloadavg()}})
     print(f"written {out}")
     return 0
 

@@ -7,7 +7,7 @@ job-log lines, through HTTP against gunicorn; and one scheduler tick with 1,000 
 
 The seed is written as TSV and loaded with LOAD DATA LOCAL INFILE into a throwaway database, then
 kept as a gzipped mysqldump under /var/tmp/borgfleet-bench/ (BORGFLEET_BENCH_CACHE), keyed by the
-recipe: the next run restores it and applies the migrations added since. Redis db 12.
+recipe: the next run restores it and applies the migrations added since. A claimed Redis db.
 """
 import argparse
 import gzip
@@ -16,21 +16,18 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "ui"))
+sys.path.insert(0, str(REPO))
+
+from bench.common import CACHE, Service, exit_on_signals, load_span, pct, utc_stamp, write_json  # noqa: E402
 
 SERVERS, BACKUP_SERVERS, POOLS_PER_SERVER = 1000, 20, 2
 BACKUP_JOBS, ARCHIVES, JOBS = 5000, 1_000_000, 200_000
@@ -39,17 +36,6 @@ TARGET_MS = 200
 TICK_TARGET_S = 5.0
 DUE_JOBS = 1000
 RECIPE_VERSION = 2          # bump when the seed's shape changes
-
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def job_uuid(n):
@@ -209,24 +195,12 @@ def seed(db, args, now, tmp):
     print(f"  seeded in {time.monotonic() - t0:.0f} s", flush=True)
 
 
-class Bench:
+class Bench(Service):
     def __init__(self, args):
+        super().__init__("scale")
         self.args = args
-        self.tmp = Path(tempfile.mkdtemp(prefix="bf-scale-"))
-        os.environ.update(BORGFLEET_DB_NAME=f"bf_scale_{os.getpid()}", BORGFLEET_REDIS_URL="redis://127.0.0.1:6379/12",
-                          BORGFLEET_RUN_DIR=str(self.tmp / "runs"), BORGFLEET_SECRET_KEY=uuid.uuid4().hex,
-                          BORGFLEET_SECRET_KEY_FILE=str(self.tmp / "secret.key"))
-        from borgfleet_ui import db as dbm, secret_store
-        from borgfleet_ui.config import load_config
-        self.dbm = dbm
-        self.cfg = load_config()
-        secret_store.ensure_key(self.cfg)
-        self.procs = {}
-        self.port = free_port()
-        self.env = dict(os.environ, PYTHONPATH=str(REPO / "ui"))
-        cache = Path(os.environ.get("BORGFLEET_BENCH_CACHE", "/var/tmp/borgfleet-bench"))
         recipe = f"{RECIPE_VERSION}:{SERVERS}:{BACKUP_JOBS}:{ARCHIVES}:{JOBS}:{args.log_lines}"
-        self.dump = cache / f"scale-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}.sql.gz"
+        self.dump = CACHE / f"scale-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}.sql.gz"
 
     def mysql_argv(self, tool):
         c = self.cfg
@@ -234,7 +208,6 @@ class Bench:
 
     def prepare(self):
         dbm = self.dbm
-        dbm.create_database(self.cfg)
         now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
         if self.dump.exists() and not self.args.reseed:
             t = time.monotonic()
@@ -280,29 +253,10 @@ class Bench:
             dbm.execute(self.db, f"ANALYZE TABLE {table}")
         self.r = dbm.connect_redis(self.cfg)
         self.r.flushdb()
-        from borgfleet_ui.auth import create_token, create_user
-        create_user(self.db, "bench", "admin")
-        uid = query_one(self.db, "SELECT id FROM users WHERE username='bench'")["id"]
-        self.token = create_token(self.db, uid, "bench")
+        self.admin_token()
         self.counts = {t: query_one(self.db, f"SELECT COUNT(*) AS n FROM {t}")["n"]
                        for t in ("servers", "backup_jobs", "archives", "jobs", "job_log", "server_stats",
                                  "pool_samples")}
-
-    def start_web(self):
-        py = sys.executable
-        log = open(self.tmp / "web.log", "w")
-        self.procs["web"] = subprocess.Popen(
-            [str(Path(py).parent / "gunicorn"), "-b", f"127.0.0.1:{self.port}", "-w", "2", "--threads", "4",
-             "borgfleet_ui:create_app()"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/health", timeout=2)
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
 
     def get(self, path):
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}",
@@ -392,19 +346,6 @@ class Bench:
         return {"due": DUE_JOBS, "seconds": round(dt, 3), "queued": queued,
                 "pass": dt < TICK_TARGET_S and queued == DUE_JOBS}
 
-    def close(self):
-        for p in self.procs.values():
-            p.terminate()
-            p.wait(timeout=30)
-        try:
-            self.r.flushdb()
-        except Exception:
-            pass
-        conn = self.dbm.connect(self.cfg, database=False)
-        self.dbm.execute(conn, f"DROP DATABASE IF EXISTS `{self.cfg['DB_NAME']}`")
-        conn.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
 
 def query_one(db, sql, args=()):
     from borgfleet_ui.db import query
@@ -421,7 +362,7 @@ def main():
                          " the scheduler tick alone, 'none' to seed and stop")
     args = ap.parse_args()
     # A TERM (or ^C) still stops gunicorn and drops the throwaway database.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    exit_on_signals()
     b = Bench(args)
     out = {"log_lines": args.log_lines, "load": os.getloadavg()}
     try:
@@ -442,10 +383,8 @@ def main():
         b.close()
     missed = [r["name"] for r in out["routes"] if not r.get("pass")]
     print(f"{len(out['routes']) - len(missed)}/{len(out['routes'])} routes p95 < {TARGET_MS} ms"
-          + (f"; missed: {', '.join(missed)}" if missed else "") + f"; load average {os.getloadavg()[0]:.1f}")
-    outdir = REPO / "bench" / "output"
-    outdir.mkdir(exist_ok=True)
-    (outdir / f"scale-{datetime.now():%Y%m%d-%H%M%S}.json").write_text(json.dumps(out, indent=2, default=str))
+          + (f"; missed: {', '.join(missed)}" if missed else "") + f"; {load_span(out['load'])}")
+    write_json(f"scale-{utc_stamp()}.json", out)
 
 
 if __name__ == "__main__":

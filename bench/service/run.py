@@ -1,108 +1,37 @@
 #!/usr/bin/env python3
 """Service benchmark (issue 3): queue latency, scheduler lateness, archives list latency.
 
-Runs against the local MariaDB/Redis with a throwaway database and Redis db 13, a real
+Runs against the local MariaDB/Redis with a throwaway database and a claimed Redis db, a real
 gunicorn web app, real RQ worker and scheduler processes, and real playbook runs (a client
 with local repositories). Prints the figures with their targets; writes bench/output/service.json.
 
   .venv/bin/python bench/service/run.py [--runs 10] [--due-jobs 50] [--archives 100000]
 """
 import argparse
-import json
 import os
 import random
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "ui"))
+sys.path.insert(0, str(REPO))
+
+from bench.common import Service, load_span, pct, write_json  # noqa: E402
 
 
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Bench:
+class Bench(Service):
     def __init__(self, args):
+        super().__init__("service")
         self.args = args
-        self.tmp = Path(tempfile.mkdtemp(prefix="bf-bench-"))
-        os.environ.update(BORGFLEET_DB_NAME=f"bf_bench_{os.getpid()}", BORGFLEET_REDIS_URL="redis://127.0.0.1:6379/13",
-                          BORGFLEET_RUN_DIR=str(self.tmp / "runs"), BORGFLEET_SECRET_KEY=uuid.uuid4().hex,
-                          BORGFLEET_SECRET_KEY_FILE=str(self.tmp / "secret.key"))
-        from borgfleet_ui import db as dbm, queue as q, secret_store
-        from borgfleet_ui.auth import create_token, create_user
-        from borgfleet_ui.config import load_config
-        self.dbm, self.q = dbm, q
-        self.cfg = load_config()
-        secret_store.ensure_key(self.cfg)  # passphrases are encrypted at rest with this key
-        dbm.create_database(self.cfg)
-        self.db = dbm.connect(self.cfg)
-        dbm.upgrade(self.db)
-        self.r = dbm.connect_redis(self.cfg)
-        self.r.flushdb()
-        create_user(self.db, "bench", "admin")  # admin: the bench client carries extra vars
-        uid = dbm.query(self.db, "SELECT id FROM users WHERE username='bench'", one=True)["id"]
-        self.token = create_token(self.db, uid, "bench")
-        self.procs = {}
-        self.port = free_port()
-        self.env = dict(os.environ, PYTHONPATH=str(REPO / "ui"))
-
-    def spawn(self, name, argv):
-        log = open(self.tmp / f"{name}.log", "w")
-        self.procs[name] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-
-    def stop(self, name):
-        p = self.procs.pop(name)
-        p.terminate()
-        p.wait(timeout=30)
-
-    def call(self, method, path, body=None):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read() or b"null")
-
-    def wait_job(self, job_id, timeout=300):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            row = self.dbm.query(self.db, "SELECT * FROM jobs WHERE id=%s", (job_id,), one=True)
-            if row["status"] in self.q.FINAL:
-                return row
-            time.sleep(0.1)
-        raise SystemExit(f"job {job_id} did not finish")
 
     def start(self):
-        py = sys.executable
-        self.spawn("web", [str(Path(py).parent / "gunicorn"), "-b", f"127.0.0.1:{self.port}", "-w", "2",
-                           "--threads", "4", "borgfleet_ui:create_app()"])
-        self.spawn("worker", [py, "-m", "borgfleet_ui", "worker", "--instance", "1"])
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        self.open()
+        self.admin_token()
+        self.start_web()
+        self.start_worker()
         data = self.tmp / "data"
         data.mkdir()
         (data / "f.txt").write_text("bench\n" * 1000)
@@ -198,15 +127,6 @@ class Bench:
                 "first_page_p50_ms": ms(pct(first, 50)), "first_page_p95_ms": ms(pct(first, 95)),
                 "cursor_pages_p50_ms": ms(pct(deep, 50)), "cursor_pages_p95_ms": ms(pct(deep, 95))}
 
-    def close(self):
-        for name in list(self.procs):
-            self.stop(name)
-        self.r.flushdb()
-        conn = self.dbm.connect(self.cfg, database=False)
-        self.dbm.execute(conn, f"DROP DATABASE `{self.cfg['DB_NAME']}`")
-        conn.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
 
 def main():
     ap = argparse.ArgumentParser()
@@ -214,6 +134,7 @@ def main():
     ap.add_argument("--due-jobs", type=int, default=50)
     ap.add_argument("--archives", type=int, default=100_000)
     args = ap.parse_args()
+    load_start = os.getloadavg()
     b = Bench(args)
     out = {}
     try:
@@ -232,9 +153,9 @@ def main():
     print(f"GET /api/archives with {a['archives']} archives: first page p50 {a['first_page_p50_ms']} ms"
           f" p95 {a['first_page_p95_ms']} ms; cursor pages p50 {a['cursor_pages_p50_ms']} ms"
           f" p95 {a['cursor_pages_p95_ms']} ms; target p95 < 50 ms")
-    outdir = REPO / "bench" / "output"
-    outdir.mkdir(exist_ok=True)
-    (outdir / "service.json").write_text(json.dumps(out, indent=2, default=str))
+    print(load_span(load_start))
+    out["loadavg"] = {"start": load_start, "end": os.getloadavg()}
+    write_json("service.json", out)
 
 
 if __name__ == "__main__":

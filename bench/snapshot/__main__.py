@@ -14,31 +14,27 @@ Writes bench/output/snapshot-<timestamp>.json. Exit 0 when every run succeeded (
 targets say), 1 otherwise. Needs root and btrfs-progs.
 """
 import argparse
-import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "collections"))  # module_utils import each other as ansible_collections.borgfleet.backup
 
-from plugins.module_utils.databases import MariaDB as MariaDBEngine  # noqa: E402
+from bench.common import load_span, log, scratch_dir, summary, utc_stamp, write_json  # noqa: E402
+from plugins.module_utils.engines.mariadb import MariaDB as MariaDBEngine  # noqa: E402
 from plugins.module_utils.snapshot import SnapshotSet, volumes_for  # noqa: E402
-from tests.databases.dbs import SECRET, Btrfs, MariaDB, Writer, run_module  # noqa: E402
+from tests.databases.dbs import SECRET, Btrfs, MariaDB, Writer  # noqa: E402
+from tests.lib.playbook import run_module  # noqa: E402
 
-OUTPUT = REPO / "bench" / "output"
-BENCH_ROOT = Path("/var/lib/borgfleet-bench")
 MOUNT_ROOT = "/run/borgfleet/bench-snapshots"
 TARGETS = {"freeze_median_seconds": 1.0, "second_vs_first": 0.15}
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def datadir_mb(path):
@@ -77,24 +73,18 @@ def freeze_samples(engine, backup, datadir, n):
     return windows, snaps
 
 
-def stats(values):
-    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4),
-            "max": round(max(values), 4), "n": len(values)}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=7)
     ap.add_argument("--small-mb", type=int, default=100)
     ap.add_argument("--large-mb", type=int, default=1024)
     args = ap.parse_args()
+    load_start = os.getloadavg()
     if shutil.which("mkfs.btrfs") is None:
         log("btrfs-progs is not installed (apt-get install btrfs-progs): skipping")
         return 0
 
-    BENCH_ROOT.mkdir(mode=0o755, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="snapshot-", dir=BENCH_ROOT))
-    root.chmod(0o755)
+    root = scratch_dir("snapshot-")
     fs = Btrfs(root).start(size="%dM" % (args.large_mb * 3 + 1024))
     db = None
     result = {"started": datetime.now(timezone.utc).isoformat(), "targets": TARGETS, "sizes": {}}
@@ -119,8 +109,8 @@ def main():
                 writer.halt()
             if writer.error:
                 raise writer.error
-            result["sizes"][label] = {"datadir_mb": size, "freeze_window_s": stats(windows),
-                                      "snapshot_s": stats(snaps), "rows_written": len(writer.committed_at)}
+            result["sizes"][label] = {"datadir_mb": size, "freeze_window_s": summary(windows, 4),
+                                      "snapshot_s": summary(snaps, 4), "rows_written": len(writer.committed_at)}
             log(f"{label}: freeze window median {statistics.median(windows):.3f} s "
                 f"(min {min(windows):.3f}, max {max(windows):.3f}); {len(writer.committed_at)} rows written")
 
@@ -174,9 +164,9 @@ def main():
             Path(MOUNT_ROOT).rmdir()  # only when empty: every snapshot mount is gone
         except OSError:
             pass
-    OUTPUT.mkdir(exist_ok=True)
-    out = OUTPUT / ("snapshot-%s.json" % datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
-    out.write_text(json.dumps(result, indent=2))
+    result["loadavg"] = {"start": load_start, "end": os.getloadavg()}
+    log(load_span(load_start))
+    out = write_json(f"snapshot-{utc_stamp()}.json", result)
     log(f"wrote {out}")
     return 0 if ok else 1
 

@@ -19,8 +19,9 @@ sys.path.insert(0, str(UI))
 
 from borgfleet_ui import db as dbm, queue as q  # noqa: E402
 
-# Each run claims a Redis db number of its own (0 is the service's, 13 the benchmark's), so
-# concurrent runs (a developer's and CI's, or two clones) never flush each other's queues.
+# Each run claims a Redis db number of its own (0 is the service's; the benchmarks claim theirs
+# here too, bench/common.py), so concurrent runs (a developer's and CI's, two clones, a benchmark)
+# never flush each other's queues.
 REDIS_DBS = [8, 9, 10, 11, 12, 14, 15]
 
 
