@@ -16,6 +16,22 @@ def test_backup_creates_one_archive_per_backup(fleet, backup_run):
         assert m and m.group("backup") == backup, names
 
 
+
+def test_run_stats_hold_the_report_the_service_reads(fleet, backup_run):
+    """set_stats key borgfleet_backup (what the service records) = the result task's report, every host's
+    entries aggregated, with the archive's figures and without the report's warnings."""
+    reported = [e for res in backup_run.results("borgfleet backup result").values() for e in res["msg"]]
+    stats = backup_run.stats["_run"]["borgfleet_backup"]
+    assert sorted((e["client"], e["backup"]) for e in stats) == \
+        [("client1", "etc"), ("client2", "home"), ("client2", "prunetest")], stats
+    assert sorted(stats, key=lambda e: (e["client"], e["backup"])) == sorted(
+        ({k: v for k, v in e.items() if k != "warnings_from_borg"} for e in reported),
+        key=lambda e: (e["client"], e["backup"]))
+    for e in stats:
+        assert not e["failed"] and e["changed"] and set(e) == {
+            "backup", "client", "repository", "failed", "skipped", "changed", "archive"}, e
+        assert ARCHIVE_NAME.match(e["archive"]["name"]) and e["archive"]["stats"]["nfiles"] > 0, e
+
 def test_archive_holds_the_tree_without_excluded_files(fleet, backup_run):
     c1 = fleet.clients["client1"]
     repo = fleet.repo("client1", "etc")

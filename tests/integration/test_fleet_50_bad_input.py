@@ -35,6 +35,10 @@ def test_wrong_passphrase_fails_clearly_and_leaves_repository_unchanged(fleet, b
     assert re.search(r"wrong passphrase", result.failures(), re.I), result
     # The class of the failure reaches the role's report (the module's error_kind), not only its text.
     assert "error_kind: wrong_passphrase" in result.output, result
+    # The host failed, and the run's stats (what the service records of a failed run) still say why.
+    [entry] = result.stats["_run"]["borgfleet_backup"]
+    assert entry["backup"] == "etc" and entry["failed"] and entry["error_kind"] == "wrong_passphrase", entry
+    assert ("client1", "Stop if a backup failed") in result.failed(), result.failed()
     assert wrong not in result.output
     assert _state(repo) == before
 
