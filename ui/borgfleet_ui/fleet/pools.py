@@ -112,15 +112,25 @@ def thin_samples(db, server_id, pool_name):
 def growth_per_day(samples):
     """Bytes a day the pool's used space grows by: the least-squares slope of (time, used_bytes) of
     samples [(datetime, used_bytes)]; None with fewer than two usable samples or no time between them."""
-    points = [(t.timestamp() / 86400, float(u)) for t, u in samples if t is not None and u is not None]
-    if len(points) < 2:
+    points = [(t, u) for t, u in samples if t is not None and u is not None]
+    if not points:
         return None
-    mx = sum(x for x, _ in points) / len(points)
-    my = sum(y for _, y in points) / len(points)
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    if sxx == 0:
+    t0 = min(t for t, _ in points)
+    xy = [((t - t0).total_seconds(), float(u)) for t, u in points]
+    return _slope_per_day(len(xy), sum(x for x, _ in xy), sum(y for _, y in xy), sum(x * x for x, _ in xy),
+                          sum(x * y for x, y in xy))
+
+
+def _slope_per_day(n, sx, sy, sxx, sxy):
+    """The least-squares slope a day of n points (x in seconds since the first one) from their sums;
+    None with fewer than two points or no time between them. The sums are floats (growth_per_day) or
+    exact integers (usage, summed in SQL)."""
+    if n < 2:
         return None
-    return sum((x - mx) * (y - my) for x, y in points) / sxx
+    spread = n * sxx - sx * sx
+    if spread <= 0:
+        return None
+    return float((n * sxy - sx * sy) / spread) * 86400
 
 
 def full_in_days(free_bytes, growth):
@@ -136,18 +146,22 @@ def usage(db, server_id=None):
     rows = query(db, "SELECT l.*, s.name AS server_name, s.role AS server_role FROM pool_latest l"
                      " JOIN servers s ON s.id=l.server_id" + (" WHERE l.server_id=%s" if server_id else "")
                  + " ORDER BY s.name, l.pool_name", (server_id,) if server_id else ())
-    # The growth windows of all these pools in one query (not one a pool).
-    window = {}
-    for x in query(db, "SELECT server_id, pool_name, sampled_at, used_bytes FROM pool_samples"
-                       " WHERE sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY"
-                       + (" AND server_id=%s" if server_id else "") + " ORDER BY sampled_at",
-                   (GROWTH_WINDOW.days, server_id) if server_id else (GROWTH_WINDOW.days,)):
-        window.setdefault((x["server_id"], x["pool_name"]), []).append(x)
+    # The growth window of each pool summed in SQL, one row a pool (a month of 15-minute samples of
+    # many pools is thousands of rows to read otherwise). x: whole seconds since the window's start, so
+    # the sums are exact integers and no spread of time is exactly 0.
+    window = {(x["server_id"], x["pool_name"]): x for x in query(
+        db, "SELECT server_id, pool_name, COUNT(*) AS samples, COUNT(y) AS n, SUM(x) AS sx, SUM(y) AS sy,"
+            " SUM(x * x) AS sxx, SUM(x * y) AS sxy FROM (SELECT server_id, pool_name, used_bytes AS y,"
+            " IF(used_bytes IS NULL, NULL, TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP() - INTERVAL %s DAY, sampled_at)) AS x"
+            " FROM pool_samples WHERE sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY"
+            + (" AND server_id=%s" if server_id else "") + ") w GROUP BY server_id, pool_name",
+        (GROWTH_WINDOW.days, GROWTH_WINDOW.days) + ((server_id,) if server_id else ()))}
     out = []
     for row in rows:
         pool = json.loads(row["data_json"])
-        samples = window.get((row["server_id"], row["pool_name"]), [])
-        growth = growth_per_day([(s["sampled_at"], s["used_bytes"]) for s in samples])
+        w = window.get((row["server_id"], row["pool_name"])) or {"samples": 0, "n": 0}
+        growth = _slope_per_day(w["n"], *(int(w[k]) if w.get(k) is not None else None
+                                          for k in ("sx", "sy", "sxx", "sxy")))
         used = pool.get("used_percent")
         out.append({
             "server_id": row["server_id"], "server_name": row["server_name"], "name": row["pool_name"],
@@ -157,7 +171,7 @@ def usage(db, server_id=None):
             "repositories_size_bytes": pool.get("repositories_size_bytes"),
             "warn_percent": row["warn_percent"], "warn": used is not None and used >= row["warn_percent"],
             "growth_bytes_per_day": growth, "full_in_days": full_in_days(pool.get("free_bytes"), growth),
-            "samples": len(samples), "analysed_at": row["sampled_at"],
+            "samples": w["samples"], "analysed_at": row["sampled_at"],
             "repositories": [_repository(r) for r in pool.get("repositories") or []]})
     return out
 
