@@ -50,7 +50,7 @@ class FleetCollector:
         }
         analysed = GaugeMetricFamily("borgfleet_pool_analysed_timestamp_seconds",
                                      "When the pool was last analysed (unix time)", labels=labels)
-        for p in pool_usage(self.db):
+        for p in pool_usage(self.db, top=0):
             lv = [p["server_name"], p["name"]]
             for key, family in families.items():
                 if p[key] is not None:

@@ -140,9 +140,12 @@ def full_in_days(free_bytes, growth):
     return free_bytes / growth
 
 
-def usage(db, server_id=None):
+def usage(db, server_id=None, top=None):
     """Every analysed pool (or a server's): its newest analysis (capacity, used, free, repositories with
-    borg's figures), whether it is above the warning threshold, its growth a day and "full in N days"."""
+    borg's figures), whether it is above the warning threshold, its growth a day and "full in N days".
+
+    top: only the `top` largest repositories on disk (0: none), for pages and figures that do not list
+    a fleet's thousands; repository_count and the original / deduplicated totals count them all."""
     rows = query(db, "SELECT l.*, s.name AS server_name, s.role AS server_role FROM pool_latest l"
                      " JOIN servers s ON s.id=l.server_id" + (" WHERE l.server_id=%s" if server_id else "")
                  + " ORDER BY s.name, l.pool_name", (server_id,) if server_id else ())
@@ -159,6 +162,8 @@ def usage(db, server_id=None):
     out = []
     for row in rows:
         pool = json.loads(row["data_json"])
+        repos = pool.get("repositories") or []
+        figures = [((r.get("borg") or {}).get("stats") or {}) for r in repos]
         w = window.get((row["server_id"], row["pool_name"])) or {"samples": 0, "n": 0}
         growth = _slope_per_day(w["n"], *(int(w[k]) if w.get(k) is not None else None
                                           for k in ("sx", "sy", "sxx", "sxy")))
@@ -172,8 +177,16 @@ def usage(db, server_id=None):
             "warn_percent": row["warn_percent"], "warn": used is not None and used >= row["warn_percent"],
             "growth_bytes_per_day": growth, "full_in_days": full_in_days(pool.get("free_bytes"), growth),
             "samples": w["samples"], "analysed_at": row["sampled_at"],
-            "repositories": [_repository(r) for r in pool.get("repositories") or []]})
+            "repository_count": len(repos),
+            "repositories_original_size": sum(f.get("original_size") or 0 for f in figures),
+            "repositories_deduplicated_size": sum(f.get("deduplicated_size") or 0 for f in figures),
+            "repositories": [_repository(r) for r in (repos if top is None else largest(repos, top))]})
     return out
+
+
+def largest(repos, n):
+    """The n largest repositories on disk (None: all) of a pool's analysis, largest first (unmeasured last)."""
+    return sorted(repos, key=lambda r: -(r.get("size_on_disk_bytes") or -1))[:n]
 
 
 def _repository(r):
@@ -186,8 +199,15 @@ def _repository(r):
             "last_archive": borg.get("last_archive"), "borg_error": r.get("borg_error")}
 
 
-def history(db, server_id, pool_name, days=90):
-    """The pool's samples of the last `days` days, oldest first (for its growth chart)."""
-    return query(db, "SELECT sampled_at, total_bytes, used_bytes, free_bytes FROM pool_samples"
-                     " WHERE server_id=%s AND pool_name=%s AND sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY"
-                     " ORDER BY sampled_at", (server_id, pool_name, days))
+def history(db, server_id=None, days=90):
+    """{(server id, pool name): its used space of the last `days` days, one point a day (the day's
+    last sample: t in unix seconds, total_bytes, used_bytes), oldest first} of every pool or a
+    server's (for their growth charts, in one query)."""
+    out = {}
+    for x in query(db, "SELECT p.server_id, p.pool_name, UNIX_TIMESTAMP(p.sampled_at) AS t, p.total_bytes, p.used_bytes"
+                       " FROM pool_samples p JOIN (SELECT MAX(id) AS id FROM pool_samples"
+                       " WHERE sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY" + (" AND server_id=%s" if server_id else "")
+                       + " GROUP BY server_id, pool_name, DATE(sampled_at)) d ON d.id=p.id ORDER BY p.sampled_at",
+                   (days, server_id) if server_id else (days,)):
+        out.setdefault((x["server_id"], x["pool_name"]), []).append(x)
+    return out
