@@ -27,14 +27,16 @@ BACKUP_FAMILIES = (
      "last_status"))
 # Each backup job with its newest success (microseconds since the epoch: DB times are naive UTC), the
 # status of its newest finished backup run, and its newest archive by start time (then id): one index
-# dive each (ix_jobs_backup_kind, ix_jobs_backup_newest of migration 0962, ix_archives_repo_start).
+# dive each (ix_jobs_backup_kind, ix_jobs_backup_newest of migration 0962, ix_archives_repo_start). The
+# optimizer would rather read the newest finished run through ix_jobs_backup_kind and sort a job's whole
+# history (the status list reads as a range on it): 2.5 times slower at 5,000 backup jobs.
 BACKUPS_SQL = (
     "SELECT x.client, x.backup, x.success_us, x.last_status, a.duration, a.original_size, a.deduplicated_size"
     " FROM (SELECT s.name AS client, bj.name AS backup,"
     " (SELECT TIMESTAMPDIFF(MICROSECOND, TIMESTAMP'1970-01-01 00:00:00', j.finished_at) FROM jobs j"
     "  WHERE j.backup_job_id=bj.id AND j.kind='backup' AND j.status='succeeded' AND j.finished_at IS NOT NULL"
     "  ORDER BY j.finished_at DESC LIMIT 1) AS success_us,"
-    " (SELECT j.status FROM jobs j WHERE j.backup_job_id=bj.id AND j.kind='backup' AND j.status IN %s"
+    " (SELECT j.status FROM jobs j FORCE INDEX (ix_jobs_backup_newest) WHERE j.backup_job_id=bj.id AND j.kind='backup' AND j.status IN %s"
     "  ORDER BY j.seq DESC LIMIT 1) AS last_status,"
     " (SELECT a.id FROM archives a WHERE a.repository_id=r.id AND a.start_at IS NOT NULL"
     "  ORDER BY a.start_at DESC, a.id DESC LIMIT 1) AS newest"
