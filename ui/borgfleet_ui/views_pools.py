@@ -10,7 +10,7 @@ from .views import bp, to_job
 SPARK_W, SPARK_H = 240, 48
 # A fleet's pools hold thousands of repositories: a card shows its largest, a pool's own page all of
 # them, a page at a time.
-CARD_REPOSITORIES, REPOSITORIES_PAGE = 10, 100
+CARD_REPOSITORIES, REPOSITORIES_PAGE = 5, 100
 
 
 def sparkline(samples):
