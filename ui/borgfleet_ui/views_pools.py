@@ -14,8 +14,9 @@ CARD_REPOSITORIES, REPOSITORIES_PAGE = 5, 100
 
 
 def sparkline(samples):
-    """The SVG points of used bytes over time (fleet/pools.py history), scaled to SPARK_W x SPARK_H (y from 0 to the capacity,
-    so the line's height is how full the pool is); '' with fewer than two samples."""
+    """The SVG points of used bytes over time (points of fleet/pools.py history), scaled to SPARK_W x
+    SPARK_H (y from 0 to the capacity, so the line's height is how full the pool is); '' with fewer
+    than two samples."""
     pts = [(s["t"], s["used_bytes"], s["total_bytes"]) for s in samples
            if s["used_bytes"] is not None and s["total_bytes"]]
     if len(pts) < 2:

@@ -186,7 +186,7 @@ def usage(db, server_id=None, top=None):
 
 def largest(repos, n):
     """The n largest repositories on disk (None: all) of a pool's analysis, largest first (unmeasured last)."""
-    return sorted(repos, key=lambda r: -(r.get("size_on_disk_bytes") or -1))[:n]
+    return sorted(repos, key=lambda r: (r.get("size_on_disk_bytes") is None, -(r.get("size_on_disk_bytes") or 0)))[:n]
 
 
 def _repository(r):
