@@ -11,7 +11,8 @@ def _pages(caller, **params):
     """Every archive of the list in that order, two a page (so every page after the first follows a cursor)."""
     items, before = [], None
     while True:
-        resp = caller.get("/api/archives", query_string={**params, "limit": 2, **({"before": before} if before else {})})
+        cursor = {"before": before} if before else {}
+        resp = caller.get("/api/archives", query_string={**params, "limit": 2, **cursor})
         assert resp.status_code == 200, resp.json
         items += resp.json["items"]
         before = resp.json["next_before"]

@@ -206,7 +206,8 @@ def history(db, server_id=None, days=90):
     out = {}
     for x in query(db, "SELECT p.server_id, p.pool_name, UNIX_TIMESTAMP(p.sampled_at) AS t, p.total_bytes, p.used_bytes"
                        " FROM pool_samples p JOIN (SELECT MAX(id) AS id FROM pool_samples"
-                       " WHERE sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY" + (" AND server_id=%s" if server_id else "")
+                       " WHERE sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY"
+                       + (" AND server_id=%s" if server_id else "")
                        + " GROUP BY server_id, pool_name, DATE(sampled_at)) d ON d.id=p.id ORDER BY p.sampled_at",
                    (days, server_id) if server_id else (days,)):
         out.setdefault((x["server_id"], x["pool_name"]), []).append(x)
