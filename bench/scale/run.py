@@ -120,7 +120,7 @@ def seed(db, args, now, tmp):
               (b, b, c, bs, f"ssh://borg@backup-{bs:02d}/srv/borg/pool{bj_pool[b][1]}/client-{c:04d}/bj{b:05d}"))
     per_repo = ARCHIVES // BACKUP_JOBS
     a_cols = ("id", "repository_id", "name", "borg_id", "start_at", "end_at", "duration", "nfiles", "original_size",
-              "compressed_size", "deduplicated_size", "created_at")
+              "compressed_size", "deduplicated_size", "created_at", "sort_client", "sort_server")
     aid = 0
     first_day = now - timedelta(days=per_repo)
     for d in range(per_repo):
@@ -131,7 +131,9 @@ def seed(db, args, now, tmp):
             w.row("archives", a_cols, (aid, b, f"client-{bj_client[b]:04d}-bj{b:05d}-{start:%Y-%m-%dT%H:%M:%S}",
                                        hashlib.sha256(str(aid).encode()).hexdigest(), start,
                                        start + timedelta(seconds=60), 60.0, rng.randrange(100, 300000), size,
-                                       size // 2, rng.randrange(0, size // 10), start + timedelta(seconds=61)))
+                                       size // 2, rng.randrange(0, size // 10), start + timedelta(seconds=61),
+                                       # the names the list sorts by, as results.upsert_archive copies them
+                                       f"client-{bj_client[b]:04d}/bj{b:05d}", f"backup-{bj_pool[b][0]:02d}"))
     print(f"  archives written ({time.monotonic() - t0:.0f} s)", flush=True)
     # Jobs over the last year, oldest first; one with a long log; the rest share the log lines.
     j_cols = ("id", "seq", "kind", "status", "server_id", "backup_job_id", "params_json", "created_by", "created_at",

@@ -17,5 +17,6 @@ bp = Blueprint("metrics", __name__)
 def scrape():
     # A registry per scrape: the values are read now, none is kept in the process.
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(get_db(), get_redis()))
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    collector = FleetCollector(get_db(), get_redis())
+    registry.register(collector)
+    return Response(collector.backups_text().encode() + generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -112,7 +112,8 @@ ROUTES = [
     ("post", "/api/storage-pools", "operator", "Add a pool to a backup server", "Pool", 201, None),
     ("delete", "/api/storage-pools/{id}", "operator", "Remove an unused pool", None, 204, None),
     ("get", "/api/storage-pools/usage", "viewer", "Every analysed pool: capacity, used, free, warn, growth a day,"
-     " full_in_days, repositories with size on disk and borg's original/compressed/deduplicated sizes", None, 200,
+     " full_in_days, repositories with size on disk and borg's original/compressed/deduplicated sizes,"
+     " repository_count, repositories_original_size, repositories_deduplicated_size", None, 200,
      None),
     ("post", "/api/storage-pools/analyze", "operator", "Queue analyze_pools.yml over the servers set up", None, 202,
      _JOB),

@@ -11,6 +11,7 @@ import os
 
 from .db import execute, query
 from .fleet import facts, pools
+from .fleet.archives import OWNER_KEYS, sort_keys
 from .notifications import alerts
 
 log = logging.getLogger(__name__)
@@ -248,17 +249,23 @@ def _check(db, job, params, report):
 
 def upsert_archive(db, repo_id, a):
     s = a.get("stats") or {}
+    # The names the list sorts by, copied onto the row (fleet/archives.py OWNER_KEYS); a repository gone
+    # meanwhile leaves them empty and the foreign key refuses the row.
+    keys = sort_keys(db, repo_id) or dict.fromkeys(OWNER_KEYS, "")
     execute(db, "INSERT INTO archives (repository_id, name, borg_id, start_at, end_at, duration, nfiles,"
-                " original_size, compressed_size, deduplicated_size) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                " original_size, compressed_size, deduplicated_size, sort_client, sort_server)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
                 # A plain listing has no figures: keep the ones recorded at backup time.
-                " ON DUPLICATE KEY UPDATE borg_id=COALESCE(VALUES(borg_id), borg_id),"
+                " ON DUPLICATE KEY UPDATE sort_client=VALUES(sort_client), sort_server=VALUES(sort_server),"
+                " borg_id=COALESCE(VALUES(borg_id), borg_id),"
                 " start_at=COALESCE(VALUES(start_at), start_at), end_at=COALESCE(VALUES(end_at), end_at),"
                 " duration=COALESCE(VALUES(duration), duration), nfiles=COALESCE(VALUES(nfiles), nfiles),"
                 " original_size=COALESCE(VALUES(original_size), original_size),"
                 " compressed_size=COALESCE(VALUES(compressed_size), compressed_size),"
                 " deduplicated_size=COALESCE(VALUES(deduplicated_size), deduplicated_size)",
             (repo_id, a["name"], a.get("id"), _dt(a.get("start")), _dt(a.get("end")), a.get("duration"),
-             s.get("nfiles"), s.get("original_size"), s.get("compressed_size"), s.get("deduplicated_size")))
+             s.get("nfiles"), s.get("original_size"), s.get("compressed_size"), s.get("deduplicated_size"),
+             keys["sort_client"], keys["sort_server"]))
     return query(db, "SELECT id FROM archives WHERE repository_id=%s AND name=%s", (repo_id, a["name"]),
                  one=True)["id"]
 

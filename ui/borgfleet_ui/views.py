@@ -71,11 +71,11 @@ def dashboard():
     recent = fleet.runs.list_jobs(db, limit=10)
     active = [j for status in ("running", "waiting", "queued") for j in fleet.runs.list_jobs(db, status=status, limit=20)]
     health = fleet.backup_jobs.health(db, bjs)
-    pools = fleet.pools.usage(db)
+    pools = fleet.pools.usage(db, top=0)   # the figures and totals, no repository listed
     storage = {k: sum(p[k] or 0 for p in pools) for k in ("total_bytes", "used_bytes", "free_bytes",
                                                            "repositories_size_bytes")}
-    storage["original"] = sum(r["original_size"] or 0 for p in pools for r in p["repositories"])
-    storage["deduplicated"] = sum(r["deduplicated_size"] or 0 for p in pools for r in p["repositories"])
+    storage["original"] = sum(p["repositories_original_size"] for p in pools)
+    storage["deduplicated"] = sum(p["repositories_deduplicated_size"] for p in pools)
     return render_template("dashboard.html", servers=servers, bjs=bjs, totals=totals, failures=failures, recent=recent,
                            active=active, health=health, pools=pools, storage=storage,
                            sessions=[x for x in fleet.recovery.list_sessions(db) if x["health_label"] != "stopped"],

@@ -5,7 +5,7 @@ from flask_babel import gettext as _
 
 from .. import queue as q
 from ..contract import contract
-from ..db import query
+from ..db import execute, query
 from .common import ListArgs, Listing, NotFound, list_query, page_query
 
 ARCHIVE_COLS = ("a.id, a.name, a.start_at, a.end_at, a.duration, a.nfiles, a.original_size,"
@@ -18,15 +18,37 @@ ARCHIVE_JOINS = (" JOIN repositories r ON r.id=a.repository_id"
 ARCHIVE_SELECT = f"SELECT {ARCHIVE_COLS} FROM archives a{ARCHIVE_JOINS}"
 LISTING = Listing(
     source=f"FROM archives a{ARCHIVE_JOINS}", key="a.id",
-    sorts={"name": ("a.name", "asc"), "client": ("CONCAT(c.name, '/', b.name)", "asc"),
-           "server": ("COALESCE(s.name, 'local')", "asc"), "start": ("COALESCE(a.start_at, '1000-01-01')", "desc"),
+    sorts={"name": ("a.name", "asc"), "client": ("a.sort_client", "asc"),
+           "server": ("a.sort_server", "asc"), "start": ("COALESCE(a.start_at, '1000-01-01')", "desc"),
            "files": ("COALESCE(a.nfiles, -1)", "desc"), "original": ("COALESCE(a.original_size, -1)", "desc"),
            "deduplicated": ("COALESCE(a.deduplicated_size, -1)", "desc")},
     search=("a.name", "c.name", "b.name"), ids={"backup_job_id": "b.id"})
 # Sorts by a column of archives alone (the listing's expression, indexed: migration 0952), paged on
 # the archives table before the names are joined; the others sort through the joins.
 OWN_SORTS = {"id": "id", "name": "name", "start": "sort_start", "files": "sort_files",
-             "original": "sort_original", "deduplicated": "sort_deduplicated"}
+             "original": "sort_original", "deduplicated": "sort_deduplicated", "client": "sort_client",
+             "server": "sort_server"}
+# The client and server sorts' values, from the names in other tables (through ARCHIVE_JOINS), kept on
+# each archive row so that an index serves those sorts (migration 0961): written with the row
+# (results.upsert_archive) and refreshed when a server is renamed (refresh_sort_keys). Client and
+# backup names of a repository never change (servers._check_move, backup_jobs.update_backup_job).
+OWNER_KEYS = {"sort_client": "CONCAT(c.name, '/', b.name)", "sort_server": "COALESCE(s.name, 'local')"}
+
+
+def sort_keys(db, repository_id):
+    """{sort_client, sort_server} of the archives of a repository; None when it does not exist."""
+    return query(db, "SELECT " + ", ".join(f"{expr} AS {col}" for col, expr in OWNER_KEYS.items())
+                     + " FROM repositories r JOIN backup_jobs b ON b.id=r.backup_job_id JOIN servers c"
+                       " ON c.id=r.client_id LEFT JOIN servers s ON s.id=r.server_id WHERE r.id=%s",
+                 (repository_id,), one=True)
+
+
+def refresh_sort_keys(db, server_id):
+    """Rewrite the sort keys of the archives whose client or backup server is this server (after
+    a rename)."""
+    execute(db, f"UPDATE archives a{ARCHIVE_JOINS} SET "
+                + ", ".join(f"a.{col}={expr}" for col, expr in OWNER_KEYS.items())
+                + " WHERE r.client_id=%s OR r.server_id=%s", (server_id, server_id))
 
 
 def archive_out(row):

@@ -53,7 +53,9 @@ def list_backup_jobs(db, client_id=None, limit=50, before=None, largs=None):
     largs = largs or ListArgs("", "desc", "", {})
     if client_id:
         largs = largs._replace(filters={**largs.filters, "client_id": client_id})
-    sql, args = list_query(LISTING, BJ_COLS, largs, before, limit)
+    # STRAIGHT_JOIN: backup jobs first, in the order of their source. Left to itself the optimizer starts
+    # from the servers' name index and sorts every joined row for a page of the newest 50 (5,000 jobs: 10x).
+    sql, args = list_query(LISTING, "STRAIGHT_JOIN " + BJ_COLS, largs, before, limit)
     return [bj_out(r) for r in query(db, sql, args)]
 
 

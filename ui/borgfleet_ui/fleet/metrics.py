@@ -4,6 +4,7 @@ import calendar
 import json
 
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.utils import floatToGoString
 from rq import Queue, Worker
 
 from ..db import query
@@ -12,6 +13,41 @@ from .pools import usage as pool_usage
 from .recovery import health_label
 
 HEALTH = ("running", "stopped", "broken")   # recovery.health_label's words
+
+
+# (name, help, column of BACKUPS_SQL) of the per-backup-job families; the last one is the status.
+BACKUP_FAMILIES = (
+    ("borgfleet_backup_last_success_timestamp_seconds", "End of the newest succeeded backup run (unix time)",
+     "success_us"),
+    ("borgfleet_backup_last_duration_seconds", "borg create's duration of the newest archive", "duration"),
+    ("borgfleet_backup_last_original_size_bytes", "Original size of the newest archive", "original_size"),
+    ("borgfleet_backup_last_deduplicated_size_bytes",
+     "Deduplicated size of the newest archive (what it added to the repository)", "deduplicated_size"),
+    ("borgfleet_backup_last_status", "1 for the status of the newest finished backup run, 0 for the others",
+     "last_status"))
+# Each backup job with its newest success (microseconds since the epoch: DB times are naive UTC), the
+# status of its newest finished backup run, and its newest archive by start time (then id): one index
+# dive each (ix_jobs_backup_kind, ix_jobs_backup_newest of migration 0962, ix_archives_repo_start). The
+# optimizer would rather read the newest finished run through ix_jobs_backup_kind and sort a job's whole
+# history (the status list reads as a range on it): 2.5 times slower at 5,000 backup jobs.
+BACKUPS_SQL = (
+    "SELECT x.client, x.backup, x.success_us, x.last_status, a.duration, a.original_size, a.deduplicated_size"
+    " FROM (SELECT s.name AS client, bj.name AS backup,"
+    " (SELECT TIMESTAMPDIFF(MICROSECOND, TIMESTAMP'1970-01-01 00:00:00', j.finished_at) FROM jobs j"
+    "  WHERE j.backup_job_id=bj.id AND j.kind='backup' AND j.status='succeeded' AND j.finished_at IS NOT NULL"
+    "  ORDER BY j.finished_at DESC LIMIT 1) AS success_us,"
+    " (SELECT j.status FROM jobs j FORCE INDEX (ix_jobs_backup_newest)"
+    "  WHERE j.backup_job_id=bj.id AND j.kind='backup' AND j.status IN %s"
+    "  ORDER BY j.seq DESC LIMIT 1) AS last_status,"
+    " (SELECT a.id FROM archives a WHERE a.repository_id=r.id AND a.start_at IS NOT NULL"
+    "  ORDER BY a.start_at DESC, a.id DESC LIMIT 1) AS newest"
+    " FROM backup_jobs bj JOIN servers s ON s.id=bj.client_id LEFT JOIN repositories r ON r.backup_job_id=bj.id) x"
+    " LEFT JOIN archives a ON a.id=x.newest")
+
+
+def _escape(value):
+    """A label value escaped as the text format wants it (as prometheus_client does)."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
 
 
 def _unix(t):
@@ -25,7 +61,7 @@ class FleetCollector:
         self.db, self.r = db, r
 
     def collect(self):
-        yield from self._backups()
+        """Every family but the per-backup-job ones (backups_text)."""
         yield from self._jobs()
         yield from self._queues()
         yield from self._recovery_sessions()
@@ -50,7 +86,7 @@ class FleetCollector:
         }
         analysed = GaugeMetricFamily("borgfleet_pool_analysed_timestamp_seconds",
                                      "When the pool was last analysed (unix time)", labels=labels)
-        for p in pool_usage(self.db):
+        for p in pool_usage(self.db, top=0):
             lv = [p["server_name"], p["name"]]
             for key, family in families.items():
                 if p[key] is not None:
@@ -59,48 +95,28 @@ class FleetCollector:
         yield from families.values()
         yield analysed
 
-    def _backups(self):
-        labels = ["client", "backup"]
-        success = GaugeMetricFamily("borgfleet_backup_last_success_timestamp_seconds",
-                                    "End of the newest succeeded backup run (unix time)", labels=labels)
-        duration = GaugeMetricFamily("borgfleet_backup_last_duration_seconds",
-                                     "borg create's duration of the newest archive", labels=labels)
-        original = GaugeMetricFamily("borgfleet_backup_last_original_size_bytes",
-                                     "Original size of the newest archive", labels=labels)
-        dedup = GaugeMetricFamily("borgfleet_backup_last_deduplicated_size_bytes",
-                                  "Deduplicated size of the newest archive (what it added to the repository)",
-                                  labels=labels)
-        status = GaugeMetricFamily("borgfleet_backup_last_status",
-                                   "1 for the status of the newest finished backup run, 0 for the others",
-                                   labels=labels + ["status"])
-        jobs = query(self.db, "SELECT bj.id, s.name AS client, bj.name AS backup FROM backup_jobs bj"
-                              " JOIN servers s ON s.id=bj.client_id ORDER BY s.name, bj.name")
-        ok = {x["backup_job_id"]: x["t"] for x in query(
-            self.db, "SELECT backup_job_id, MAX(finished_at) AS t FROM jobs"
-                     " WHERE kind='backup' AND status='succeeded' GROUP BY backup_job_id")}
-        last = {x["backup_job_id"]: x["status"] for x in query(
-            self.db, "SELECT j.backup_job_id, j.status FROM jobs j JOIN (SELECT MAX(seq) AS seq FROM jobs"
-                     " WHERE kind='backup' AND status IN %s GROUP BY backup_job_id) m ON m.seq=j.seq", (FINAL,))}
-        newest = {}
-        # The newest archive by start time (then id) of each repository.
-        for a in query(self.db, "SELECT r.backup_job_id, a.id, a.duration, a.original_size, a.deduplicated_size"
-                                " FROM archives a JOIN repositories r ON r.id=a.repository_id"
-                                " JOIN (SELECT repository_id, MAX(start_at) AS s FROM archives"
-                                " GROUP BY repository_id) m ON m.repository_id=a.repository_id AND m.s=a.start_at"):
-            if a["backup_job_id"] not in newest or a["id"] > newest[a["backup_job_id"]]["id"]:
-                newest[a["backup_job_id"]] = a
-        for j in jobs:
-            lv = [j["client"], j["backup"]]
-            if ok.get(j["id"]):
-                success.add_metric(lv, _unix(ok[j["id"]]))
-            a = newest.get(j["id"])
-            for family, col in ((duration, "duration"), (original, "original_size"), (dedup, "deduplicated_size")):
-                if a and a[col] is not None:
-                    family.add_metric(lv, float(a[col]))
-            if j["id"] in last:
-                for s in FINAL:
-                    status.add_metric(lv + [s], 1.0 if last[j["id"]] == s else 0.0)
-        yield from (success, duration, original, dedup, status)
+    def backups_text(self):
+        """The per-backup-job families in the Prometheus text format, as prometheus_client's
+        generate_latest writes gauges (labels sorted, escaped alike), but written here: a fleet of
+        5,000 backup jobs makes ~40,000 samples, and building a Sample and escaping its labels for
+        each cost more than the whole scrape may; here each job's labels are escaped once, and one
+        query reads each job's figures through its indexes."""
+        out = {name: [f"# HELP {name} {doc}\n# TYPE {name} gauge\n"] for name, doc, _ in BACKUP_FAMILIES}
+        # In client and backup order, sorted here: an ORDER BY over the derived rows costs the query a third more.
+        for row in sorted(query(self.db, BACKUPS_SQL, (FINAL,)), key=lambda r: (r["client"], r["backup"])):
+            labels = f'backup="{_escape(row["backup"])}",client="{_escape(row["client"])}"'
+            for name, _, col in BACKUP_FAMILIES[:4]:
+                if row[col] is not None:
+                    value = row[col]
+                    if col == "success_us":   # as _unix: whole seconds, then the microseconds
+                        secs, us = divmod(int(value), 10 ** 6)
+                        value = float(secs) + us / 1e6
+                    out[name].append(f"{name}{{{labels}}} {floatToGoString(float(value))}\n")
+            if row["last_status"] is not None:
+                name = BACKUP_FAMILIES[4][0]
+                out[name] += [f'{name}{{{labels},status="{s}"}} {"1.0" if row["last_status"] == s else "0.0"}\n'
+                              for s in FINAL]
+        return "".join(line for name, _, _ in BACKUP_FAMILIES for line in out[name])
 
     def _jobs(self):
         family = GaugeMetricFamily("borgfleet_jobs", "Runs in the jobs table by kind and status",

@@ -114,15 +114,25 @@ def thin_samples(db, server_id, pool_name):
 def growth_per_day(samples):
     """Bytes a day the pool's used space grows by: the least-squares slope of (time, used_bytes) of
     samples [(datetime, used_bytes)]; None with fewer than two usable samples or no time between them."""
-    points = [(t.timestamp() / 86400, float(u)) for t, u in samples if t is not None and u is not None]
-    if len(points) < 2:
+    points = [(t, u) for t, u in samples if t is not None and u is not None]
+    if not points:
         return None
-    mx = sum(x for x, _ in points) / len(points)
-    my = sum(y for _, y in points) / len(points)
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    if sxx == 0:
+    t0 = min(t for t, _ in points)
+    xy = [((t - t0).total_seconds(), float(u)) for t, u in points]
+    return _slope_per_day(len(xy), sum(x for x, _ in xy), sum(y for _, y in xy), sum(x * x for x, _ in xy),
+                          sum(x * y for x, y in xy))
+
+
+def _slope_per_day(n, sx, sy, sxx, sxy):
+    """The least-squares slope a day of n points (x in seconds since the first one) from their sums;
+    None with fewer than two points or no time between them. The sums are floats (growth_per_day) or
+    exact integers (usage, summed in SQL)."""
+    if n < 2:
         return None
-    return sum((x - mx) * (y - my) for x, y in points) / sxx
+    spread = n * sxx - sx * sx
+    if spread <= 0:
+        return None
+    return float((n * sxy - sx * sy) / spread) * 86400
 
 
 def full_in_days(free_bytes, growth):
@@ -132,24 +142,33 @@ def full_in_days(free_bytes, growth):
     return free_bytes / growth
 
 
-def usage(db, server_id=None):
+def usage(db, server_id=None, top=None):
     """Every analysed pool (or a server's): its newest analysis (capacity, used, free, repositories with
-    borg's figures), whether it is above the warning threshold, its growth a day and "full in N days"."""
+    borg's figures), whether it is above the warning threshold, its growth a day and "full in N days".
+
+    top: only the `top` largest repositories on disk (0: none), for pages and figures that do not list
+    a fleet's thousands; repository_count and the original / deduplicated totals count them all."""
     rows = query(db, "SELECT l.*, s.name AS server_name, s.role AS server_role FROM pool_latest l"
                      " JOIN servers s ON s.id=l.server_id" + (" WHERE l.server_id=%s" if server_id else "")
                  + " ORDER BY s.name, l.pool_name", (server_id,) if server_id else ())
-    # The growth windows of all these pools in one query (not one a pool).
-    window = {}
-    for x in query(db, "SELECT server_id, pool_name, sampled_at, used_bytes FROM pool_samples"
-                       " WHERE sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY"
-                       + (" AND server_id=%s" if server_id else "") + " ORDER BY sampled_at",
-                   (GROWTH_WINDOW.days, server_id) if server_id else (GROWTH_WINDOW.days,)):
-        window.setdefault((x["server_id"], x["pool_name"]), []).append(x)
+    # The growth window of each pool summed in SQL, one row a pool (a month of 15-minute samples of
+    # many pools is thousands of rows to read otherwise). x: whole seconds since the window's start, so
+    # the sums are exact integers and no spread of time is exactly 0.
+    window = {(x["server_id"], x["pool_name"]): x for x in query(
+        db, "SELECT server_id, pool_name, COUNT(*) AS samples, COUNT(y) AS n, SUM(x) AS sx, SUM(y) AS sy,"
+            " SUM(x * x) AS sxx, SUM(x * y) AS sxy FROM (SELECT server_id, pool_name, used_bytes AS y,"
+            " IF(used_bytes IS NULL, NULL, TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP() - INTERVAL %s DAY, sampled_at)) AS x"
+            " FROM pool_samples WHERE sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY"
+            + (" AND server_id=%s" if server_id else "") + ") w GROUP BY server_id, pool_name",
+        (GROWTH_WINDOW.days, GROWTH_WINDOW.days) + ((server_id,) if server_id else ()))}
     out = []
     for row in rows:
         pool = json.loads(row["data_json"])
-        samples = window.get((row["server_id"], row["pool_name"]), [])
-        growth = growth_per_day([(s["sampled_at"], s["used_bytes"]) for s in samples])
+        repos = pool.get("repositories") or []
+        figures = [((r.get("borg") or {}).get("stats") or {}) for r in repos]
+        w = window.get((row["server_id"], row["pool_name"])) or {"samples": 0, "n": 0}
+        growth = _slope_per_day(w["n"], *(int(w[k]) if w.get(k) is not None else None
+                                          for k in ("sx", "sy", "sxx", "sxy")))
         used = pool.get("used_percent")
         out.append({
             "server_id": row["server_id"], "server_name": row["server_name"], "name": row["pool_name"],
@@ -159,9 +178,17 @@ def usage(db, server_id=None):
             "repositories_size_bytes": pool.get("repositories_size_bytes"),
             "warn_percent": row["warn_percent"], "warn": used is not None and used >= row["warn_percent"],
             "growth_bytes_per_day": growth, "full_in_days": full_in_days(pool.get("free_bytes"), growth),
-            "samples": len(samples), "analysed_at": row["sampled_at"],
-            "repositories": [_repository(r) for r in pool.get("repositories") or []]})
+            "samples": w["samples"], "analysed_at": row["sampled_at"],
+            "repository_count": len(repos),
+            "repositories_original_size": sum(f.get("original_size") or 0 for f in figures),
+            "repositories_deduplicated_size": sum(f.get("deduplicated_size") or 0 for f in figures),
+            "repositories": [_repository(r) for r in (repos if top is None else largest(repos, top))]})
     return out
+
+
+def largest(repos, n):
+    """The n largest repositories on disk (None: all) of a pool's analysis, largest first (unmeasured last)."""
+    return sorted(repos, key=lambda r: (r.get("size_on_disk_bytes") is None, -(r.get("size_on_disk_bytes") or 0)))[:n]
 
 
 def _repository(r):
@@ -174,8 +201,16 @@ def _repository(r):
             "last_archive": borg.get("last_archive"), "borg_error": r.get("borg_error")}
 
 
-def history(db, server_id, pool_name, days=90):
-    """The pool's samples of the last `days` days, oldest first (for its growth chart)."""
-    return query(db, "SELECT sampled_at, total_bytes, used_bytes, free_bytes FROM pool_samples"
-                     " WHERE server_id=%s AND pool_name=%s AND sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY"
-                     " ORDER BY sampled_at", (server_id, pool_name, days))
+def history(db, server_id=None, days=90):
+    """{(server id, pool name): its used space of the last `days` days, one point a day (the day's
+    last sample: t in unix seconds, total_bytes, used_bytes), oldest first} of every pool or a
+    server's (for their growth charts, in one query)."""
+    out = {}
+    for x in query(db, "SELECT p.server_id, p.pool_name, UNIX_TIMESTAMP(p.sampled_at) AS t, p.total_bytes, p.used_bytes"
+                       " FROM pool_samples p JOIN (SELECT MAX(id) AS id FROM pool_samples"
+                       " WHERE sampled_at >= UTC_TIMESTAMP() - INTERVAL %s DAY"
+                       + (" AND server_id=%s" if server_id else "")
+                       + " GROUP BY server_id, pool_name, DATE(sampled_at)) d ON d.id=p.id ORDER BY p.sampled_at",
+                   (days, server_id) if server_id else (days,)):
+        out.setdefault((x["server_id"], x["pool_name"]), []).append(x)
+    return out

@@ -10,6 +10,7 @@ from ..db import execute, query
 from .common import (Forbidden, Invalid, ListArgs, Listing, NotFound, about, absolute_path, by_contract, said,
                      field, int_between, list_query, matching)
 from . import probe
+from .archives import refresh_sort_keys
 from .pools import backup_server_vars, create_pool
 
 SERVER_COLS = ("id, name, role, address, port, ssh_user, connection, backup_server_id, local_pool_path,"
@@ -233,6 +234,8 @@ def update_server(db, server_id, data, admin=False, dry_run=False):
                 " backup_server_id=%s, local_pool_path=%s, vars_json=%s WHERE id=%s",
             (f["name"], f["role"], f["address"], f["port"], f["ssh_user"], f["connection"],
              f["backup_server_id"], f["local_pool_path"], f["vars_json"], server_id))
+    if f["name"] != cur["name"]:
+        refresh_sort_keys(db, server_id)   # its archives' copy of its name (the archives list's sorts)
     if needs_setup(cur, f):
         execute(db, "UPDATE servers SET setup_status='needs setup' WHERE id=%s", (server_id,))
     if cur["role"] == "backup_server" and f["role"] == "client":

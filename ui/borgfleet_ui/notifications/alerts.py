@@ -68,7 +68,7 @@ def _pools_analysed(db, r, report):
             for p in result.get("pools") or [] if isinstance(p, dict) and isinstance(p.get("name"), str)}
     days = store.get_settings(db)["pool_full_days"]
     queued = []
-    for p in pools.usage(db):
+    for p in pools.usage(db, top=0):
         if (p["server_id"], p["name"]) not in seen:
             continue
         forecast = days > 0 and p["full_in_days"] is not None and p["full_in_days"] <= days
