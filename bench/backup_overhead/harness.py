@@ -197,11 +197,11 @@ class Bench(SshFleet):
         fn()
         return {"seconds": time.monotonic() - t0, "cpu": self.cpu.delta(cpu_before, self.cpu.sample())}
 
-    def ansible_floor(self):
+    def ansible_floor(self, tasks="\n    - ansible.builtin.ping:\n"):
         """ansible-playbook running one ping task on the client: what any playbook run costs
         before the backup role does anything. Returns {seconds, cpu}."""
         play = self.root / "floor.yml"
-        play.write_text("- hosts: clients\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n")
+        play.write_text("- hosts: clients\n  gather_facts: false\n  tasks:" + tasks)
 
         def ping():
             result = run_playbook(str(play), self.inventory, control_dir=self.control_dir(), timeout=300)
@@ -209,7 +209,12 @@ class Bench(SshFleet):
                 raise RuntimeError(f"ping playbook failed:\n{result}")
         return self._timed(ping)
 
+    def ansible_start(self):
+        """ansible-playbook running a play without tasks on the same inventory: its own start
+        (Python imports, the routing metadata, inventory, play setup), no connection. {seconds, cpu}"""
+        return self.ansible_floor(tasks=" []\n")
+
     def borg_version(self):
-        """One local `borg --version` (borg_archive runs it before every create). {seconds, cpu}"""
+        """One local `borg --version`: borg's own start, which every borg process pays (raw too). {seconds, cpu}"""
         return self._timed(lambda: subprocess.run(["borg", "--version"], check=True, capture_output=True,
                                                   stdin=subprocess.DEVNULL))
