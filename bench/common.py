@@ -32,6 +32,8 @@ CACHE = Path(os.environ.get("BORGFLEET_BENCH_CACHE", "/var/tmp/borgfleet-bench")
 # One run's scratch: sshd's StrictModes and the borg user need root-owned, non-world-writable
 # parents (not /tmp).
 SCRATCH = Path(os.environ.get("BORGFLEET_BENCH_ROOT", "/var/lib/borgfleet-bench"))
+# Set by bench/run for one run of the benchmarks: every results file of that run carries it.
+RUN_ENV = "BORGFLEET_BENCH_RUN"
 
 if str(UI) not in sys.path:
     sys.path.insert(0, str(UI))
@@ -70,7 +72,11 @@ def utc_stamp():
 
 
 def write_json(filename, data):
-    """Write data as bench/output/<filename>; returns the path."""
+    """Write data as bench/output/<filename>; returns the path. Under bench/run the file carries
+    the run's id (`bench_run`, from BORGFLEET_BENCH_RUN): bench/summary.py reads that run's files only."""
+    run = os.environ.get(RUN_ENV)
+    if run and isinstance(data, dict):
+        data = {**data, "bench_run": run}
     OUTPUT.mkdir(parents=True, exist_ok=True)
     path = OUTPUT / filename
     path.write_text(json.dumps(data, indent=2, default=str))

@@ -386,6 +386,7 @@ def main():
     missed = [r["name"] for r in out["routes"] if not r.get("pass")]
     print(f"{len(out['routes']) - len(missed)}/{len(out['routes'])} routes p95 < {TARGET_MS} ms"
           + (f"; missed: {', '.join(missed)}" if missed else "") + f"; {load_span(out['load'])}")
+    out["loadavg"] = {"start": out["load"], "end": os.getloadavg()}
     write_json(f"scale-{utc_stamp()}.json", out)
 
 
