@@ -163,7 +163,8 @@ def main(argv=None):
                 tree.change(data, args.seed, r)
                 profile.append({"ours": bench.profile_ours(), "raw": bench.run("raw"),
                                 "ansible_floor": bench.ansible_floor(),
-                                "ansible_start": bench.ansible_start(), "borg_version": bench.borg_version()})
+                                "ansible_start": bench.ansible_start(), "ssh_exec": bench.ssh_exec(),
+                                "borg_version": bench.borg_version()})
                 log(f"profile round {r}: ours {profile[-1]['ours']['seconds']:.2f} s, "
                     f"raw {profile[-1]['raw']['seconds']:.2f} s")
 
@@ -236,6 +237,7 @@ def profile_text(profile):
                  f"(borg's archive duration {med('raw', lambda x: x['borg_duration']):.2f} s)"),
              row("ansible floor: one ping task", "ansible_floor", "(same inventory and SSH path to the client)"),
              row("ansible start: a play, no task", "ansible_start", "(same inventory; no connection)"),
+             row("one ssh root@client true, cold", "ssh_exec", "(what each task's SSH command costs)"),
              row("one local borg --version", "borg_version", "(borg's own start: every borg process pays it)"),
              f"  ours: borg's archive duration      {med('ours', lambda x: x['borg_duration']):6.2f} s",
              f"  ours: outside any task             {outside:6.2f} s wall  "

@@ -214,6 +214,13 @@ class Bench(SshFleet):
         (Python imports, the routing metadata, inventory, play setup), no connection. {seconds, cpu}"""
         return self.ansible_floor(tasks=" []\n")
 
+    def ssh_exec(self):
+        """One cold `ssh root@client true`, as the playbook reaches the client: key exchange, login
+        and the login shell's start-up (on a host whose root ~/.bashrc does work for
+        non-interactive shells, every SSH command pays it). {seconds, cpu}"""
+        return self._timed(lambda: subprocess.run(self.controller.ssh_argv(self.client.sshd, "true"), check=True,
+                                                  capture_output=True, stdin=subprocess.DEVNULL))
+
     def borg_version(self):
         """One local `borg --version`: borg's own start, which every borg process pays (raw too). {seconds, cpu}"""
         return self._timed(lambda: subprocess.run(["borg", "--version"], check=True, capture_output=True,
