@@ -35,6 +35,8 @@ SEARCH_P95_MS = 1000
 RECOVERY_SPEEDUP = 5.0
 RECOVERY_LARGE_VS_SMALL = 1.5
 RECOVERY_LAYER = 0.10
+RECOVERY_BEFORE_S = 2.5   # "stays as measured (2.2-2.5 s to first query at 3.1 GB) or better"
+RECOVERY_BEFORE_BYTES = 3e9
 QUEUE_P50_S = 0.5
 LATENESS_P95_S = 1.0
 ARCHIVES_P95_MS = 50
@@ -186,6 +188,9 @@ def instant_recovery(d):
         rows.append(row(f"first query at {size} (module)", sec(mine), "extract not measured",
                         target=f">= {RECOVERY_SPEEDUP:g}x faster"))
         rows.append(row(f"recovery at {size}: whole ansible-playbook run", sec(ours["first_query_s"]), target="report"))
+    if large["database_bytes"] >= RECOVERY_BEFORE_BYTES:
+        rows.append(row(f"first query at {size}, against before", sec(mine), "2.2-2.5 s (issue 15)", None,
+                        f"<= {RECOVERY_BEFORE_S} s", mine <= RECOVERY_BEFORE_S))
     ov = large.get("overlay")
     if ov:
         if "error" in ov:

@@ -264,6 +264,10 @@ def test_instant_recovery_at_the_largest_size():
     whole = only(rows, "recovery at 3.1 GB")
     assert (whole["ours"], whole["verdict"]) == ("4.85 s", "—") and whole["ratio"] == pytest.approx(4.85 / 20.2)
     assert only(rows, "first query at 3.1 GB vs overlayfs")["peer"] == "28.30 s borg mount + overlayfs"
+    before = only(rows, "first query at 3.1 GB, against before")
+    assert (before["ours"], before["target"], before["verdict"]) == ("2.54 s", "<= 2.5 s", "MISS")
+    assert only(sm.instant_recovery(instant_recovery_sample(large_module=2.5)),
+                "first query at 3.1 GB, against before")["verdict"] == "PASS"
     sizes = only(rows, "first query, 3.1 GB vs 214 MB")
     assert (sizes["ours"], sizes["verdict"]) == ("1.12x", "PASS")
     layer = only(rows, "writable layer")
