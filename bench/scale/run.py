@@ -233,6 +233,8 @@ class Bench(Service):
             t = time.monotonic()
             seed(loader, self.args, now, self.tmp)
             loader.close()
+            from borgfleet_ui import backup_latest
+            backup_latest.refresh_all(self.db)   # loaded around the service: each job's newest figures
             self.dump.parent.mkdir(parents=True, exist_ok=True)
             part = self.dump.with_suffix(".part")
             with gzip.open(part, "wb", compresslevel=1) as f:

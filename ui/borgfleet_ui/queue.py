@@ -128,16 +128,32 @@ def create_job_rows(db, rows):
                 " created_by, error, finished_at) VALUES "
                 + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, IF(%s = 'queued', NULL, UTC_TIMESTAMP(3)))"]
                             * len(rows)), values)
+    ended = [job_id for job_id, row in zip(ids, rows) if row.get("status", "queued") in FINAL]
+    if ended:   # born final (a missed run): it ended here
+        _ended(db, ended)
     return ids
 
 
-def finish(db, job_id, status, error=None, rc=None, result=None, r=None):
-    """Record a job's final status: the one place every kind ends (with the sweeps below), so the
-    notifications (one per incident, a recovery) are decided here once."""
-    execute(db, "UPDATE jobs SET status=%s, error=%s, rc=%s, result_json=%s,"
-                " finished_at=UTC_TIMESTAMP(3) WHERE id=%s",
-            (status, error, rc, json.dumps(result) if result is not None else None, job_id))
+def finish(db, job_id, status, error=None, rc=None, result=None, r=None, only_from=None):
+    """Record a job's final status: the one place every kind ends (create_job_rows writes rows born
+    final), so what follows a job's end -- its backup job's newest figures, the notifications (one per
+    incident, a recovery) -- is decided here once. only_from: the statuses the row must still have (the
+    sweeps': a worker may have finished it meanwhile); returns whether the row was changed."""
+    sql = ("UPDATE jobs SET status=%s, error=%s, rc=%s, result_json=%s, finished_at=UTC_TIMESTAMP(3)"
+           " WHERE id=%s" + (" AND status IN %s" if only_from else ""))
+    n = execute(db, sql, (status, error, rc, json.dumps(result) if result is not None else None, job_id)
+                + ((tuple(only_from),) if only_from else ()))
+    if only_from and not n:
+        return False
+    _ended(db, [job_id])
     notify(db, r, job_id, status)
+    return True
+
+
+def _ended(db, job_ids):
+    """These jobs became final (backup_latest never raises)."""
+    from . import backup_latest   # imported here: it reads FINAL from this module
+    backup_latest.jobs_ended(db, job_ids)
 
 
 def notify(db, r, job_id, status):
@@ -255,13 +271,10 @@ def sweep_abandoned(db, r, grace=HEARTBEAT_TTL):
         if lock:
             release_lock(r, lock, row["id"])
         append_log(db, row["id"], ["*** job abandoned: its worker stopped heart-beating ***"])
-        n = execute(db, "UPDATE jobs SET status='abandoned', finished_at=UTC_TIMESTAMP(3),"
-                        " error=%s WHERE id=%s AND status IN ('running','waiting')",
-                    ("The worker running this job stopped (killed or crashed) before it finished; "
-                     "check the host's borg state, then run it again.", row["id"]))
-        if n:
+        if finish(db, row["id"], "abandoned", r=r, only_from=("running", "waiting"),
+                  error="The worker running this job stopped (killed or crashed) before it finished; "
+                        "check the host's borg state, then run it again."):
             marked.append(row["id"])
-            notify(db, r, row["id"], "abandoned")
     return marked
 
 
@@ -280,10 +293,8 @@ def sweep_lost(db, r, grace=60):
         else:
             why = "the worker failed before running the job (see the worker's log); run it again"
         if status in (None, "failed", "stopped", "canceled"):
-            if execute(db, "UPDATE jobs SET status='failed', error=%s, finished_at=UTC_TIMESTAMP(3)"
-                           " WHERE id=%s AND status='queued'", (why, row["id"])):
+            if finish(db, row["id"], "failed", error=why, r=r, only_from=("queued",)):
                 marked.append(row["id"])
-                notify(db, r, row["id"], "failed")
     return marked
 
 

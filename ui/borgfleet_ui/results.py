@@ -9,6 +9,7 @@ import json
 import logging
 import os
 
+from . import backup_latest
 from .db import execute, query
 from .fleet import facts, pools
 from .fleet.archives import OWNER_KEYS, sort_keys
@@ -73,6 +74,7 @@ def _backup(db, job, params, report):
         raise ResultError("backup.yml succeeded but reported no archive (no entry with an archive name and"
                           " stats under its stats key borgfleet_backup)")
     ids = [upsert_archive(db, params["repository_id"], a) for a in archives]
+    backup_latest.archives_changed(db, params["repository_id"])
     execute(db, "UPDATE jobs SET archive_id=%s WHERE id=%s", (ids[-1], job["id"]))
     return {"archives": [a["name"] for a in archives]}
 
@@ -83,6 +85,7 @@ def _delete_archive(db, job, params, report):
     row = query(db, "SELECT repository_id FROM archives WHERE id=%s", (job["archive_id"],), one=True)
     execute(db, "DELETE FROM archives WHERE id=%s", (job["archive_id"],))
     if row:
+        backup_latest.archives_changed(db, row["repository_id"])
         _collect_index_garbage(db, row["repository_id"])
     return {"deleted": params["extravars"]["borgfleet_archive"]}
 
@@ -183,6 +186,7 @@ def _list_archives(db, job, params, report):
             if r["name"] not in names]
     for archive_id in gone:
         execute(db, "DELETE FROM archives WHERE id=%s", (archive_id,))
+    backup_latest.archives_changed(db, repo_id)
     if gone:
         _collect_index_garbage(db, repo_id)
     return {"archives": len(names), "removed": len(gone)}
@@ -224,6 +228,7 @@ def _prune(db, job, params, report):
         execute(db, "DELETE FROM archives WHERE repository_id=%s AND name=%s", (params["repository_id"], name))
     for a in entry["kept"]:
         upsert_archive(db, params["repository_id"], {"name": a["name"]})
+    backup_latest.archives_changed(db, params["repository_id"])
     if pruned:
         _collect_index_garbage(db, params["repository_id"])
     return {"kept": entry["kept"], "pruned": pruned, "compacted": bool(entry.get("compacted"))}
@@ -248,6 +253,7 @@ def _check(db, job, params, report):
 
 
 def upsert_archive(db, repo_id, a):
+    """Add or update one archive row (its recorder then calls backup_latest.archives_changed once)."""
     s = a.get("stats") or {}
     # The names the list sorts by, copied onto the row (fleet/archives.py OWNER_KEYS); a repository gone
     # meanwhile leaves them empty and the foreign key refuses the row.

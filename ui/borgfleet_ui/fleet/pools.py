@@ -182,7 +182,7 @@ def usage(db, server_id=None, top=None):
             "repository_count": len(repos),
             "repositories_original_size": sum(f.get("original_size") or 0 for f in figures),
             "repositories_deduplicated_size": sum(f.get("deduplicated_size") or 0 for f in figures),
-            "repositories": [_repository(r) for r in (repos if top is None else largest(repos, top))]})
+            "repositories": [_repository(r) for r in (repos if top is None else largest(repos, top) if top else [])]})
     return out
 
 
