@@ -73,8 +73,8 @@ def _backup(db, job, params, report):
     if not archives:
         raise ResultError("backup.yml succeeded but reported no archive (no entry with an archive name and"
                           " stats under its stats key borgfleet_backup)")
+    # Its backup job's newest figures are recomputed when the job ends (queue.finish), archives included.
     ids = [upsert_archive(db, params["repository_id"], a) for a in archives]
-    backup_latest.archives_changed(db, params["repository_id"])
     execute(db, "UPDATE jobs SET archive_id=%s WHERE id=%s", (ids[-1], job["id"]))
     return {"archives": [a["name"] for a in archives]}
 
@@ -253,7 +253,7 @@ def _check(db, job, params, report):
 
 
 def upsert_archive(db, repo_id, a):
-    """Add or update one archive row (its recorder then calls backup_latest.archives_changed once)."""
+    """Add or update one archive row (backup_latest is refreshed by its recorder or, for a backup, at the job's end)."""
     s = a.get("stats") or {}
     # The names the list sorts by, copied onto the row (fleet/archives.py OWNER_KEYS); a repository gone
     # meanwhile leaves them empty and the foreign key refuses the row.
