@@ -184,6 +184,7 @@ class Service:
 
     def __init__(self, name, tmp_dir=None):
         self.procs, self.db, self.r, self.token = {}, None, None, None
+        self.keep_db = False   # True: close() leaves the database, to look into it afterwards
         self.redis_db, self._unclaim = claim_redis_db()
         self.tmp = Path(tempfile.mkdtemp(prefix=f"bf-bench-{name}-", dir=tmp_dir))
         os.environ.update(BORGFLEET_DB_NAME=f"bf_bench_{name}_{os.getpid()}",
@@ -263,9 +264,12 @@ class Service:
                 self.stop(name)
             if self.r is not None:
                 self.r.flushdb()
-            conn = self.dbm.connect(self.cfg, database=False)
-            self.dbm.execute(conn, f"DROP DATABASE IF EXISTS `{self.cfg['DB_NAME']}`")
-            conn.close()
+            if self.keep_db:
+                log(f"kept database {self.cfg['DB_NAME']} (drop it when done)")
+            else:
+                conn = self.dbm.connect(self.cfg, database=False)
+                self.dbm.execute(conn, f"DROP DATABASE IF EXISTS `{self.cfg['DB_NAME']}`")
+                conn.close()
         finally:
             self._unclaim()
             shutil.rmtree(self.tmp, ignore_errors=True)

@@ -364,10 +364,13 @@ def main():
     ap.add_argument("--only", default="",
                     help="comma-separated parts of route names to measure (e.g. 'dashboard,pools'); 'tick' for"
                          " the scheduler tick alone, 'none' to seed and stop")
+    ap.add_argument("--keep-db", action="store_true",
+                    help="leave the database after the run, to profile a route against it (drop it when done)")
     args = ap.parse_args()
     # A TERM (or ^C) still stops gunicorn and drops the throwaway database.
     exit_on_signals()
     b = Bench(args)
+    b.keep_db = args.keep_db
     out = {"log_lines": args.log_lines, "load": os.getloadavg()}
     try:
         b.prepare()
