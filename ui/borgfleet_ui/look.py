@@ -4,7 +4,7 @@ import datetime
 import os
 
 from flask import Blueprint
-from babel.numbers import format_decimal
+from babel.numbers import get_decimal_symbol
 from flask_babel import lazy_gettext as _l
 
 from .i18n import current as current_language
@@ -33,19 +33,28 @@ _UNIT_NAMES = {"B": _l("B"), "KiB": _l("KiB"), "MiB": _l("MiB"), "GiB": _l("GiB"
                "d": _l("d"), "h": _l("h"), "min": _l("min"), "s": _l("s")}
 
 
-def _number(n):
-    """One decimal in the page's language (1.5 / 1,5)."""
-    return format_decimal(n, "0.0", locale=current_language())
+# Per language, the decimal sign and the unit names, looked up once: a page of a fleet formats
+# thousands of figures, and each Babel lookup walks Flask-Babel's request context.
+_FORMS = {}
+
+
+def _forms():
+    lang = current_language()
+    forms = _FORMS.get(lang)
+    if forms is None:
+        forms = _FORMS[lang] = (get_decimal_symbol(lang), {unit: str(name) for unit, name in _UNIT_NAMES.items()})
+    return forms
 
 
 def size(value):
-    """Bytes as a person reads them: 1536 → '1.5 KiB' ('1,5 Kio' in French); None → ''."""
+    """Bytes as a person reads them: 1536 → '1.5 KiB' ('1,5 Kio' in French), one decimal; None → ''."""
     if value is None or value == "":
         return ""
+    decimal, names = _forms()
     n = float(value)
     for unit in _UNITS:
         if abs(n) < 1024 or unit == _UNITS[-1]:
-            return f"{int(n)} {_UNIT_NAMES[unit]}" if unit == "B" else f"{_number(n)} {_UNIT_NAMES[unit]}"
+            return f"{int(n)} {names[unit]}" if unit == "B" else f"{n:.1f}".replace(".", decimal) + f" {names[unit]}"
         n /= 1024
     return ""  # not reached
 
@@ -81,10 +90,11 @@ def duration(seconds, coarse=False):
     if seconds is None or seconds == "":
         return ""
     s = int(round(float(seconds)))
+    names = _forms()[1]
     parts = []
     for unit, length in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
         if s >= length or (unit == "s" and not parts):
-            parts.append(f"{s // length} {_UNIT_NAMES[unit]}")
+            parts.append(f"{s // length} {names[unit]}")
             s %= length
     return parts[0] if coarse else " ".join(parts[:2])
 
