@@ -10,7 +10,7 @@ from contextlib import contextmanager, nullcontext
 from urllib.parse import urlparse
 
 from flask import Blueprint, Flask, g, has_app_context, has_request_context, redirect, request, url_for
-from flask_babel import Babel, force_locale, get_locale, lazy_gettext as _l
+from flask_babel import Babel, force_locale, get_locale, get_translations, lazy_gettext as _l
 from flask_babel import gettext as _
 
 from .db import execute, get_db
@@ -48,8 +48,28 @@ def init_app(app):
     app.register_blueprint(bp)
     Babel(app, locale_selector=select_locale, default_translation_directories=TRANSLATIONS)
     app.jinja_env.add_extension("jinja2.ext.i18n")
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda s: _catalog().ugettext(s), ngettext=lambda s, p, n: _catalog().ungettext(s, p, n),
+        pgettext=lambda c, s: _catalog().upgettext(c, s),
+        npgettext=lambda c, s, p, n: _catalog().unpgettext(c, s, p, n), newstyle=True)
     app.jinja_env.policies["ext.i18n.trimmed"] = True   # {% trans %} blocks: whitespace folded
     app.jinja_env.globals.update(languages=LANGUAGES, current_language=current)
+
+
+# The catalog of each locale, as Flask-Babel loaded it. Pages call gettext thousands of times (a
+# card per pool, a row per backup job) and Flask-Babel finds the catalog through four lookups of its
+# request context a call; the locale alone is one (and follows force_locale).
+_CATALOGS = {}
+
+
+def _catalog():
+    locale = get_locale()
+    catalog = _CATALOGS.get(locale) if locale is not None else None
+    if catalog is None:
+        catalog = get_translations()
+        if locale is not None:
+            _CATALOGS[locale] = catalog
+    return catalog
 
 
 _catalogs_app = None
