@@ -78,7 +78,7 @@ import json
 
 from ansible.errors import AnsibleError
 from ansible.plugins.inventory import BaseInventoryPlugin
-from ansible.utils.unsafe_proxy import wrap_var
+from ansible.utils.unsafe_proxy import AnsibleUnsafeText, wrap_var
 
 from ansible_collections.borgfleet.backup.plugins.module_utils.contract import ContractError, check_host_vars
 
@@ -133,28 +133,39 @@ class Decryptor:
         return self.box
 
 
+SERVER_COLUMNS = ("id", "name", "role", "address", "port", "ssh_user", "connection", "backup_server_id",
+                  "local_pool_path", "vars_json")
+BACKUP_COLUMNS = ("id", "client_id", "name", "paths_json", "exclude_json", "compression", "passphrase",
+                  "databases_json", "retention_json", "schedule", "timezone")
+
+
 def build_fleet(servers, pools, backups, decrypt):
     """Rows of servers, storage_pools, backup_jobs (+ pool name) -> {group: {host: vars}};
     decrypt(stored, what) turns a stored passphrase into the passphrase.
 
     Every value is wrapped unsafe (recursively): data from the database is never a template."""
     by_id = {s["id"]: s for s in servers}
+    # Grouped once: a fleet of 1,000 servers and 5,000 backups, scanned again for each server, cost
+    # every run ~0.5 s before its first task.
+    pools_of, backups_of = {}, {}
+    for p in pools:
+        pools_of.setdefault(p["server_id"], []).append(p)
+    for b in backups:
+        backups_of.setdefault(b["client_id"], []).append(b)
     out = {"backup_servers": {}, "clients": {}}
     for s in servers:
         hv = {"ansible_host": s["address"], "ansible_port": s["port"], "ansible_user": s["ssh_user"]}
         if s["connection"] == "local":
             hv["ansible_connection"] = "local"
         if s["role"] == "backup_server":
-            hv["borgfleet_storage_pools"] = [{"name": p["name"], "path": p["path"]}
-                                             for p in pools if p["server_id"] == s["id"]]
+            hv["borgfleet_storage_pools"] = [{"name": p["name"], "path": p["path"]} for p in pools_of.get(s["id"], ())]
         else:
             if s["backup_server_id"]:
                 hv["borgfleet_backup_server"] = by_id[s["backup_server_id"]]["name"]
             else:
                 hv["borgfleet_backup_server"] = "local"
                 hv["borgfleet_local_pool_path"] = s["local_pool_path"]
-            hv["borgfleet_backups"] = [_backup(b, s["name"], decrypt)
-                                       for b in backups if b["client_id"] == s["id"]]
+            hv["borgfleet_backups"] = [_backup(b, s["name"], decrypt) for b in backups_of.get(s["id"], ())]
         # Saved extra vars (keys, known_hosts, server user ...) win over the derived ones. They are
         # checked again here: a row saved before the allowlist, or written to the database by hand,
         # must not reach ssh (ProxyCommand) or Ansible (become, interpreters) either.
@@ -165,11 +176,27 @@ def build_fleet(servers, pools, backups, decrypt):
             raise AnsibleError(f"server {s['name']!r} in the BorgFleet database: {e}; an admin must correct"
                                " its extra vars in the service") from None
         hv.update(saved)
-        hv = {k: wrap_var(v) for k, v in hv.items()}
+        hv = {k: unsafe(v) for k, v in hv.items()}
         if s["connection"] == "local":
             hv.setdefault("ansible_python_interpreter", LOCAL_INTERPRETER)
         out["backup_servers" if s["role"] == "backup_server" else "clients"][s["name"]] = hv
     return out
+
+
+def unsafe(v):
+    """wrap_var for the JSON-shaped values of the database (dicts, lists, strings, numbers), by exact
+    type: the same result, a few times faster than wrap_var's chain of abstract-class checks, which
+    took most of a 1,000-server fleet's inventory. Anything else goes through wrap_var."""
+    t = type(v)
+    if t is str:
+        return AnsibleUnsafeText(v)
+    if t is dict:
+        return {unsafe(k): unsafe(x) for k, x in v.items()}
+    if t is list:
+        return [unsafe(x) for x in v]
+    if v is None or t is int or t is bool or t is float:
+        return v
+    return wrap_var(v)
 
 
 def _backup(b, client, decrypt):
@@ -218,12 +245,14 @@ class InventoryModule(BaseInventoryPlugin):
             raise AnsibleError(f"cannot reach the BorgFleet database: {e}") from e
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT * FROM servers ORDER BY name")
+                # The columns build_fleet reads, not the rows' stats and capabilities: decoding them
+                # was most of a 1,000-server fleet's inventory, paid by every run.
+                cur.execute("SELECT " + ", ".join(SERVER_COLUMNS) + " FROM servers ORDER BY name")
                 servers = cur.fetchall()
-                cur.execute("SELECT * FROM storage_pools ORDER BY id")
+                cur.execute("SELECT server_id, name, path FROM storage_pools ORDER BY id")
                 pools = cur.fetchall()
-                cur.execute("SELECT b.*, p.name AS pool_name FROM backup_jobs b"
-                            " LEFT JOIN storage_pools p ON p.id=b.pool_id ORDER BY b.id")
+                cur.execute("SELECT " + ", ".join("b." + c for c in BACKUP_COLUMNS) + ", p.name AS pool_name"
+                            " FROM backup_jobs b LEFT JOIN storage_pools p ON p.id=b.pool_id ORDER BY b.id")
                 backups = cur.fetchall()
         finally:
             conn.close()
