@@ -148,6 +148,11 @@ def scale(d):
                         target="all", ok=passed == len(routes)))
     else:
         rows.append(row("pages/API p95", "not measured (--only)"))
+    inv = d.get("inventory")
+    if inv:
+        f, o = inv["fleet_median_s"], inv["one_host_median_s"]
+        rows.append(row(f"a run's start over the inventory of {inv['servers']:,} servers (play of no task)",
+                        sec(f), f"{sec(o)} one-host inventory", f / o, target="report"))
     return rows
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -351,6 +352,49 @@ class Bench(Service):
                 "pass": dt < TICK_TARGET_S and queued == DUE_JOBS}
 
 
+    def inventory_start(self, runs=5):
+        """What the fleet's inventory adds to every job's start: ansible-playbook with a play of no
+        task over the service's inventory source (borgfleet.backup.fleet: every server, pool and
+        backup job, each passphrase decrypted), against the same play over a one-host inventory,
+        run in turn."""
+        from borgfleet_ui import secret_store
+        from borgfleet_ui.jobs import write_inventory
+        # The seed's passphrases are placeholders: one token of this run's key for all (the same
+        # decryption a real fleet's passphrases cost).
+        self.dbm.execute(self.db, "UPDATE backup_jobs SET passphrase=%s",
+                         (secret_store.encrypt(self.cfg, "bench-passphrase"),))
+        source = write_inventory(self.cfg, str(self.tmp / "inventory"))
+        if self.cfg.get("DB_PASSWORD"):
+            pw = self.tmp / "inventory" / "db-password"
+            pw.write_text(self.cfg["DB_PASSWORD"])
+            pw.chmod(0o600)
+            spec = json.loads(Path(source).read_text())
+            spec["db_password_file"] = str(pw)
+            Path(source).write_text(json.dumps(spec))
+        play = self.tmp / "no-task.yml"
+        play.write_text("- hosts: localhost\n  gather_facts: false\n  tasks: []\n")
+        argv = [str(Path(sys.executable).parent / "ansible-playbook"), str(play)]
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+
+        def run(inventory):
+            t = time.perf_counter()
+            subprocess.run(argv + ["-i", inventory], env=env, cwd=REPO, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            return time.perf_counter() - t
+        fleet, one = [], []
+        for _ in range(runs):
+            fleet.append(run(source))
+            one.append(run("localhost,"))
+        f, o = statistics.median(fleet), statistics.median(one)
+        servers = self.counts["servers"]
+        print(f"a run's start, play of no task: {f:.2f} s over the fleet inventory ({servers:,} servers,"
+              f" {self.counts['backup_jobs']:,} backup jobs), {o:.2f} s over one host: +{f - o:.2f} s"
+              f" (median of {runs})", flush=True)
+        return {"servers": servers, "backup_jobs": self.counts["backup_jobs"], "runs": runs,
+                "fleet_s": [round(x, 3) for x in fleet], "one_host_s": [round(x, 3) for x in one],
+                "fleet_median_s": round(f, 3), "one_host_median_s": round(o, 3)}
+
+
 def query_one(db, sql, args=()):
     from borgfleet_ui.db import query
     return query(db, sql, args, one=True)
@@ -363,7 +407,8 @@ def main():
     ap.add_argument("--reseed", action="store_true", help="seed again even when a cached dump exists")
     ap.add_argument("--only", default="",
                     help="comma-separated parts of route names to measure (e.g. 'dashboard,pools'); 'tick' for"
-                         " the scheduler tick alone, 'none' to seed and stop")
+                         " the scheduler tick alone, 'inventory' for a run's start over the fleet's"
+                         " inventory, 'none' to seed and stop")
     ap.add_argument("--keep-db", action="store_true",
                     help="leave the database after the run, to profile a route against it (drop it when done)")
     args = ap.parse_args()
@@ -378,7 +423,7 @@ def main():
         out["rows"] = b.counts
         only = [w.strip() for w in args.only.split(",") if w.strip()]
         out["routes"] = []
-        if only and only != ["tick"] and only != ["none"]:
+        if only and any(w not in ("tick", "inventory", "none") for w in only):
             b.start_web()
             out["routes"] = b.measure(only)
         elif not only:
@@ -386,6 +431,8 @@ def main():
             out["routes"] = b.measure()
         if not only or "tick" in only:
             out["scheduler"] = b.scheduler_tick()
+        if not only or "inventory" in only:
+            out["inventory"] = b.inventory_start()
     finally:
         b.close()
     missed = [r["name"] for r in out["routes"] if not r.get("pass")]

@@ -236,6 +236,18 @@ def test_scale_errors_slow_ticks_and_partial_runs():
     assert only(sm.scale(scale_sample([("dashboard", 1.0)])), "scheduler")["ours"] == "not measured (--only)"
 
 
+def test_scale_inventory_start_against_one_host():
+    d = scale_sample([("dashboard", 1.0)], tick=(1.0, 1000))
+    assert not [r for r in sm.scale(d) if "inventory" in r["figure"]]   # --only without it: no row
+    d["inventory"] = {"servers": 1000, "backup_jobs": 5000, "runs": 3, "fleet_s": [1.2, 1.0, 1.1],
+                      "one_host_s": [0.5, 0.5, 0.6], "fleet_median_s": 1.1, "one_host_median_s": 0.5}
+    inv = only(sm.scale(d), "a run's start")
+    assert (inv["figure"], inv["ours"], inv["peer"], inv["target"], inv["verdict"]) == (
+        "a run's start over the inventory of 1,000 servers (play of no task)", "1.10 s", "0.50 s one-host inventory",
+        "report", "—")
+    assert inv["ratio"] == pytest.approx(2.2)
+
+
 def test_browse_level_and_search_against_borg():
     rows = sm.browse(browse_sample())
     level = only(rows, "directory level p95")
