@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.backup_overhead import tree
 from bench.common import SshFleet, environ
 from tests.lib import fleet as fl
 from tests.lib.playbook import run_playbook
@@ -110,9 +111,11 @@ class Bench(SshFleet):
 
     def run(self, contender, extra_env=None):
         """Run one contender once; returns {seconds, connections, ...}. Raises on failure."""
-        # Dirty pages of the previous run (its repository writes) are flushed first, untimed,
-        # so that no contender pays for the one before it.
+        # Dirty pages of the previous run (its repository writes) are flushed first and the tree
+        # is read into the page cache, both untimed: every contender starts from the same state
+        # and none pays for the one before it.
         os.sync()
+        tree.warm(self.data)
         before, cpu_before = self._borg_connections(), self.cpu.sample()
         if contender == "ours":
             with environ(extra_env):

@@ -123,9 +123,27 @@ def cached_tree(seed, log=print):
 
 
 def copy_tree(src, dst):
-    """A working copy (cp -a keeps modes and times); also pulls the tree into the page cache."""
+    """A working copy (cp -a keeps modes and times)."""
     subprocess.run(["cp", "-a", "--", str(src), str(dst)], check=True, stdin=subprocess.DEVNULL)
     return Path(dst)
+
+
+def warm(data, block=1 << 20):
+    """Read every file of the tree once, so that each contender starts with it in the page cache.
+
+    This machine's page cache does not keep the tree between runs (each initial backup writes
+    ~640 MB): without this, whoever ran first after the copy read it from memory and the others
+    from disk (the same borg create took 7.3 s first, then 8.7-9.4 s; warmed: 6.2-6.7 s each).
+    Only regular files are opened (a FIFO would block); returns the bytes read."""
+    read = 0
+    for dirpath, _dirnames, filenames in os.walk(data):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb", buffering=0) as f:
+                    while chunk := f.read(block):
+                        read += len(chunk)
+    return read
 
 
 def tree_stats(data):
